@@ -1,0 +1,3 @@
+from router_rl.cli.main import main
+
+main()

@@ -1,0 +1,107 @@
+"""Canonical trace tables as polars schemas (documented in ``docs/traces.md``).
+
+Three tables:
+
+* **Outcome matrix** (full information): one row per (task, model) pair; every task has a
+  row for every candidate model.
+* **Decision log** (partial information): one row per routed request, written by the live
+  router, with the propensity of the chosen model and the full action distribution.
+* **Model catalog**: one row per model, with location (local/cloud) and prices.
+
+Row numbers in error messages are 0-based data rows (the header is not counted).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+SCHEMA_VERSION: Final = 1
+
+LOCAL: Final = "local"
+CLOUD: Final = "cloud"
+LOCATIONS: Final = (LOCAL, CLOUD)
+
+# --- outcome matrix -------------------------------------------------------------------------
+OUTCOME_REQUIRED: Final[dict[str, pl.DataType]] = {
+    "task_id": pl.Utf8(),
+    "model": pl.Utf8(),
+    "quality": pl.Float64(),
+    "cost_usd": pl.Float64(),
+}
+OUTCOME_OPTIONAL: Final[dict[str, pl.DataType]] = {
+    "latency_s": pl.Float64(),
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "error": pl.Utf8(),  # null = no error; otherwise a short error kind ("timeout", "http_429", ...)
+}
+#: Task-level columns: constant within a task_id.
+TASK_COLUMNS: Final[dict[str, pl.DataType]] = {
+    "prompt": pl.Utf8(),
+    "category": pl.Utf8(),
+    "source": pl.Utf8(),
+    "split": pl.Utf8(),
+}
+OUTCOME_SCHEMA: Final[dict[str, pl.DataType]] = {
+    **OUTCOME_REQUIRED,
+    **OUTCOME_OPTIONAL,
+    **TASK_COLUMNS,
+}
+SPLITS: Final = ("train", "val", "test")
+
+# --- decision log ---------------------------------------------------------------------------
+DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "request_id": pl.Utf8(),
+    "ts": pl.Datetime("us", "UTC"),
+    "agent_id": pl.Utf8(),
+    "agent_type": pl.Utf8(),
+    # task features (the inputs of the feature encoder, minus raw prompt text by default)
+    "category": pl.Utf8(),
+    "complexity": pl.Utf8(),
+    "prompt_chars": pl.Int64(),
+    "prompt_sha256": pl.Utf8(),
+    "prompt": pl.Utf8(),  # null unless the operator opted in to logging prompt text
+    "features": pl.List(pl.Float32()),  # encoded feature vector when available, else null
+    # decision
+    "strategy": pl.Utf8(),
+    "policy_version": pl.Utf8(),
+    "action_models": pl.List(pl.Utf8()),
+    "action_probs": pl.List(pl.Float64()),
+    "chosen_model": pl.Utf8(),
+    "propensity": pl.Float64(),
+    "shadow_model": pl.Utf8(),  # what a shadow policy would have chosen (not executed)
+    "breaker_states": pl.Utf8(),  # JSON object provider -> closed/open/half_open
+    # outcome
+    "served_model": pl.Utf8(),  # differs from chosen_model when a fallback served it
+    "fallback_used": pl.Boolean(),
+    "fallback_reason": pl.Utf8(),
+    "quality": pl.Float64(),  # nullable: labels can arrive later
+    "cost_usd": pl.Float64(),
+    "latency_s": pl.Float64(),
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "error": pl.Utf8(),
+}
+DECISION_LOG_REQUIRED: Final = (
+    "request_id",
+    "ts",
+    "chosen_model",
+    "propensity",
+    "action_models",
+    "action_probs",
+    "policy_version",
+)
+
+# --- model catalog --------------------------------------------------------------------------
+CATALOG_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "model": pl.Utf8(),
+    "provider": pl.Utf8(),
+    "location": pl.Utf8(),  # "local" | "cloud"
+    "usd_per_m_input": pl.Float64(),
+    "usd_per_m_output": pl.Float64(),
+    "gpu_usd_per_hour": pl.Float64(),  # local compute price; 0 for cloud
+    "tokens_per_s": pl.Float64(),  # local decode throughput, for GPU-seconds; null if unknown
+    "context_window": pl.Int64(),
+    "open_weight": pl.Boolean(),
+}
