@@ -19,12 +19,37 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from router_rl.traces.matrix import OutcomeMatrix
+
 ARTIFACT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    """What routing a batch of tasks through a policy produced on a full-information matrix.
+
+    Attributes:
+        actions: ``(n,)`` index of the model whose answer was finally served.
+        propensities: ``(n,)`` probability the policy gave that first decision.
+        quality: ``(n,)`` quality of the served answer.
+        cost: ``(n,)`` total USD spent on the task (all calls a cascade made).
+        latency: ``(n,)`` total seconds (sequential calls add up); NaN where unknown.
+        n_calls: ``(n,)`` number of model calls made.
+    """
+
+    actions: np.ndarray
+    propensities: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    latency: np.ndarray
+    n_calls: np.ndarray
 
 
 class PolicyLoadError(ValueError):
@@ -94,6 +119,32 @@ class RoutingPolicy(ABC):
             a = (p.cumsum(axis=1) < u).sum(axis=1)
             a = np.minimum(a, p.shape[1] - 1)
         return a.astype(np.int64), p[np.arange(p.shape[0]), a]
+
+    def route_matrix(
+        self,
+        X: np.ndarray,
+        matrix: OutcomeMatrix,
+        rng: np.random.Generator | None = None,
+    ) -> RouteOutcome:
+        """Replay this policy on a full-information matrix (row i of ``X`` is task i).
+
+        The default picks one model per task (argmax, or sampled when ``rng`` is given) and reads
+        its recorded outcome. Policies that call several models per task (cascades) or that need
+        the outcomes themselves (the oracle) override this so that every call made is paid for.
+        """
+        if X.shape[0] != matrix.n_tasks:
+            raise ValueError(f"route_matrix: X has {X.shape[0]} rows but the matrix has {matrix.n_tasks} tasks")
+        self.check_models(matrix.models, what="outcome matrix")
+        a, prop = self.act(X, rng)
+        rows = np.arange(matrix.n_tasks)
+        return RouteOutcome(
+            actions=a,
+            propensities=prop,
+            quality=matrix.quality[rows, a],
+            cost=matrix.cost[rows, a],
+            latency=matrix.latency[rows, a],
+            n_calls=np.ones(matrix.n_tasks, dtype=np.int64),
+        )
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

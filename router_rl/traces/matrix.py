@@ -109,9 +109,8 @@ class OutcomeMatrix:
             missing = [m for m in models if m not in catalog]
             if missing:
                 raise TraceValidationError(f"models absent from the catalog: {missing}", source=source, column="model")
-        task_cols = ["task_id"] + [
-            c for c in df.columns if c not in ("model", "quality", "cost_usd", "latency_s", "input_tokens", "output_tokens", "error")
-        ]
+        cell_cols = ("model", "quality", "cost_usd", "latency_s", "input_tokens", "output_tokens", "error")
+        task_cols = ["task_id"] + [c for c in df.columns if c not in cell_cols and c != "task_id"]
         tasks = df.select(task_cols).unique(subset="task_id", keep="first", maintain_order=True)
         n, m = tasks.height, len(models)
         if df.height != n * m:
