@@ -1,9 +1,157 @@
-"""CLI commands for evaluate (see router_rl.cli.main)."""
+"""``router-rl evaluate`` and ``router-rl report``: offline evaluation of routing policies.
+
+Heavy imports (polars/pyarrow trace loading, policies, LightGBM, matplotlib) happen inside the
+commands so that ``router-rl --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+if TYPE_CHECKING:
+    from router_rl.eval.runner import EvaluationResult
+
+TracesOpt = Annotated[
+    Path, typer.Option("--traces", "-t", help="Trace file (parquet from `router-rl traces`, or CSV).")
+]
+PoliciesOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--policies",
+        "-p",
+        help="Policy artifact folders or registered names (trained on the train split), e.g. -p lgbm -p random.",
+    ),
+]
+MoreArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="More policies: `--policies P1 P2 P3` works (P2, P3 land here).", show_default=False),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split to evaluate on (train/val/test).")]
+BootOpt = Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples of the intervals.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of training, routing and the bootstrap.")]
+
+
+def _specs(policies: list[str], more: list[str] | None) -> list[str]:
+    """Flatten ``-p a -p b``, ``--policies a b c`` and ``--policies a,b``."""
+    return [s.strip() for item in [*policies, *(more or [])] for s in item.split(",") if s.strip()]
+
+
+def _run(traces: Path, policies: list[str], split: str, n_bootstrap: int, seed: int) -> EvaluationResult:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from router_rl.eval.resolve import resolve_policies
+    from router_rl.eval.runner import EvalConfig, default_features, evaluate_policies
+    from router_rl.traces import load_traces
+
+    if not policies:
+        raise typer.BadParameter("give at least one policy (-p NAME_OR_DIR)", param_hint="--policies")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as prog:
+        task = prog.add_task(f"loading {traces}", total=None)
+        try:
+            ts = load_traces(traces)
+            matrix = ts.matrix()
+            train = matrix.split("train")
+            val = matrix.split("val") if split != "val" else None
+            test = matrix.split(split)
+        except (FileNotFoundError, ValueError) as e:
+            raise typer.BadParameter(str(e), param_hint="--traces") from e
+        feats = default_features(train)
+        prog.update(task, description=f"training/loading {len(policies)} policies")
+        try:
+            pols = resolve_policies(policies, train, feats, seed=seed)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--policies") from e
+        cfg = EvalConfig(n_bootstrap=n_bootstrap, seed=seed)
+
+        def progress(name: str) -> None:
+            prog.update(task, description=f"evaluating {name} on {split}")
+
+        val_m = None if split == "val" else val
+        return evaluate_policies(train, val_m, test, pols, config=cfg, features=feats, split=split, progress=progress)
+
+
+def _print(res: EvaluationResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    def ci(pe: object, key: str, as_pct: bool = True) -> str:
+        iv = pe.intervals.get(key)  # type: ignore[attr-defined]
+        if iv is None:
+            return "n/a"
+        f = pct if as_pct else (lambda x: f"{x:.3f}")
+        return f"{f(iv.value)} [{f(iv.lower)}, {f(iv.upper)}]"
+
+    t = Table(title=f"Offline evaluation on {res.split} ({res.n_tasks} tasks; reference {res.reference_model})")
+    for col in ("policy", "quality", "quality ratio", "cost share", "local", "P95 s", "AIQ", "APGR", "gates"):
+        t.add_column(col)
+    for name, pe in res.policies.items():
+        m = pe.metrics
+        fm = pe.frontier_metrics
+        t.add_row(
+            name,
+            ci(pe, "mean_quality", False),
+            ci(pe, "quality_ratio"),
+            ci(pe, "cost_share"),
+            pct(m.local_share),
+            "n/a" if m.latency_p95 is None else f"{m.latency_p95:.2f}",
+            "n/a" if fm.get("aiq") is None else f"{fm['aiq']:.3f}",
+            "n/a" if fm.get("apgr") is None else f"{fm['apgr']:.3f}",
+            pe.independence.highest_passed or "none",
+        )
+    t.add_row(
+        "oracle",
+        f"{res.oracle.mean_quality:.3f}",
+        pct(res.oracle.quality_ratio),
+        pct(res.oracle.cost_share),
+        pct(res.oracle.local_share),
+        "",
+        "",
+        "",
+        "",
+    )
+    Console().print(t)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``evaluate`` and ``report`` to the root app."""
+
+    @app.command()
+    def evaluate(
+        traces: TracesOpt,
+        policies: PoliciesOpt,
+        more: MoreArg = None,
+        split: SplitOpt = "test",
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write every metric as JSON here.")] = None,
+        n_bootstrap: BootOpt = 1000,
+        seed: SeedOpt = 0,
+    ) -> None:
+        """Evaluate policies offline: metrics with intervals, frontier, independence gates."""
+        res = _run(traces, _specs(policies, more), split, n_bootstrap, seed)
+        _print(res)
+        if json_out is not None:
+            res.write_json(json_out)
+            typer.echo(f"wrote {json_out}")
+
+    @app.command()
+    def report(
+        traces: TracesOpt,
+        policies: PoliciesOpt,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report.md/.html and plots.")],
+        more: MoreArg = None,
+        split: SplitOpt = "test",
+        n_bootstrap: BootOpt = 1000,
+        seed: SeedOpt = 0,
+    ) -> None:
+        """Write a Markdown + HTML evaluation report with PNG plots."""
+        from router_rl.eval.report import write_report
+
+        res = _run(traces, _specs(policies, more), split, n_bootstrap, seed)
+        _print(res)
+        files = write_report(res, out)
+        typer.echo(f"wrote {len(files)} files to {out}")

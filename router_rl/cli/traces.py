@@ -1,9 +1,117 @@
-"""CLI commands for traces (see router_rl.cli.main)."""
+"""``router-rl traces ...``: import datasets, simulate a fleet, summarise a trace file."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``traces`` command group to the root app."""
+    traces_app = typer.Typer(help="Trace store: import datasets, simulate a QE fleet, inspect trace files.",
+                             no_args_is_help=True)
+    app.add_typer(traces_app, name="traces")
+
+    @traces_app.command("import")
+    def import_cmd(
+        kind: Annotated[str, typer.Argument(help="routerbench | llmrouter | routerdc | bfcl | long | llmperf")],
+        path: Annotated[Path, typer.Argument(help="Dataset folder or file.")],
+        out: Annotated[Path, typer.Option("-o", "--out", help="Output .parquet.")],
+        drop_invalid: Annotated[bool, typer.Option("--drop-invalid", help="Drop invalid rows/tasks, report counts.")]
+        = False,
+        seed: Annotated[int, typer.Option("--seed", help="Split seed.")] = 0,
+    ) -> None:
+        """Import a dataset into one validated trace parquet (llmperf: a provider latency table)."""
+        from rich.console import Console
+        from rich.markup import escape
+
+        from router_rl.traces.errors import TraceValidationError
+        from router_rl.traces.importers import IMPORTERS
+
+        console = Console()
+        if kind == "llmperf":
+            from router_rl.traces.importers.llmperf import fit_provider_latency, load_provider_latency
+
+            with console.status("reading llmperf requests"):
+                df = load_provider_latency(path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            df.write_parquet(out)
+            summary = out.with_name(out.stem + "_summary.parquet")
+            fit_provider_latency(df).write_parquet(summary)
+            console.print(f"wrote {df.height} requests to {out} and the per-provider fit to {summary}")
+            return
+        if kind not in IMPORTERS:
+            raise typer.BadParameter(f"unknown kind {kind!r}; choose from {[*IMPORTERS, 'llmperf']}")
+        try:
+            with console.status(f"importing {kind} from {path}"):
+                ts = IMPORTERS[kind](path, drop_invalid=drop_invalid, seed=seed)
+        except (TraceValidationError, FileNotFoundError, ValueError) as e:
+            console.print(f"[red]error:[/red] {escape(str(e))}")
+            raise typer.Exit(code=1) from e
+        ts.save(out)
+        console.print(escape(ts.report.summary()))
+        console.print(f"wrote {ts.outcomes.height} rows ({ts.n_tasks} tasks x {len(ts.catalog)} models) to {out}")
+
+    @traces_app.command("simulate")
+    def simulate_cmd(
+        out: Annotated[Path, typer.Option("-o", "--out", help="Output .parquet.")],
+        n_tasks: Annotated[int, typer.Option("--n-tasks", help="Number of tasks.")] = 2000,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of everything.")] = 0,
+    ) -> None:
+        """Simulate a QE agent fleet's outcome matrix (with ground truth) into one parquet."""
+        from rich.console import Console
+
+        from router_rl.traces.simulate import simulate_fleet
+
+        console = Console()
+        with console.status(f"simulating {n_tasks} tasks"):
+            ts = simulate_fleet(n_tasks, seed=seed)
+            ts.save(out)
+        console.print(f"wrote {ts.outcomes.height} rows ({n_tasks} tasks x {len(ts.catalog)} models) to {out}")
+
+    @traces_app.command("info")
+    def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
+        """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
+        import numpy as np
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        from router_rl.traces.errors import TraceValidationError
+        from router_rl.traces.store import load_traces
+
+        console = Console()
+        try:
+            ts = load_traces(file)
+        except (TraceValidationError, FileNotFoundError, ValueError) as e:
+            console.print(f"[red]error:[/red] {escape(str(e))}")
+            raise typer.Exit(code=1) from e
+        m = ts.matrix()
+        console.print(f"{file}: {ts.outcomes.height} rows, {m.n_tasks} tasks, {m.n_models} models "
+                      f"(source: {ts.meta.get('importer', '?')})")
+        if "split" in m.tasks.columns:
+            counts = dict(m.tasks["split"].value_counts().iter_rows())
+            console.print("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
+        table = Table(title="per-model means")
+        for col in ("model", "where", "quality", "cost USD", "latency s", "errors"):
+            table.add_column(col, justify="left" if col in ("model", "where") else "right")
+        local = m.is_local()
+        for j, name in enumerate(m.models):
+            lat = m.latency[:, j]
+            table.add_row(
+                name, "local" if local[j] else "cloud", f"{m.quality[:, j].mean():.4f}", f"{m.cost[:, j].mean():.6f}",
+                f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}",
+            )
+        console.print(table)
+        best = m.best_single_model()
+        j = m.model_index(best)
+        oracle = m.oracle_actions()
+        rows = np.arange(m.n_tasks)
+        console.print(f"best single model: {best} (quality {m.quality[:, j].mean():.4f}, "
+                      f"cost {m.cost[:, j].mean():.6f} USD)")
+        console.print(f"oracle: quality {m.quality[rows, oracle].mean():.4f}, cost {m.cost[rows, oracle].mean():.6f} "
+                      f"USD, local share {local[oracle].mean():.1%}")
+        if ts.report.dropped_rows:
+            console.print(escape(ts.report.summary()))

@@ -15,6 +15,8 @@ Artifact layout (``save(dir)``)::
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -25,10 +27,26 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from router_rl.core.seeding import SeedLike, as_generator
+
 if TYPE_CHECKING:
+    from typing import Self
+
+    from router_rl.traces.catalog import ModelCatalog
     from router_rl.traces.matrix import OutcomeMatrix
 
 ARTIFACT_FORMAT = 1
+
+#: Modules defining the built-in policies; imported on demand by :func:`make_policy` and
+#: :meth:`RoutingPolicy.load` so that the registry is complete without import-time work.
+BUILTIN_POLICY_MODULES: tuple[str, ...] = (
+    "router_rl.policies.baselines",
+    "router_rl.policies.lgbm",
+    "router_rl.policies.supervised",
+    "router_rl.policies.bandits",
+    "router_rl.policies.cascade",
+    "router_rl.policies.ppo",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,10 @@ class RoutingPolicy(ABC):
             raise ValueError(f"{type(self).__name__}: duplicate model ids in {list(models)}")
         self.models: tuple[str, ...] = tuple(models)
         self.metadata: dict[str, Any] = dict(metadata or {})
+        #: Fitted :class:`router_rl.features.FeatureEncoder` travelling with the artifact (or None).
+        self.encoder: Any | None = None
+        #: Model catalog (locations, prices) of :attr:`models`, when known.
+        self.catalog: ModelCatalog | None = None
 
     @property
     def n_models(self) -> int:
@@ -86,6 +108,58 @@ class RoutingPolicy(ABC):
     def version(self) -> str:
         """Policy version string logged with each decision (``kind@created``)."""
         return str(self.metadata.get("version", f"{self.kind}@unsaved"))
+
+    # --- training ----------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, matrix: OutcomeMatrix, *, seed: SeedLike = 0) -> Self:
+        """Fit on a full-information training matrix (no-op for policies without state).
+
+        Args:
+            X: ``(n_tasks, d)`` encoded features of ``matrix``'s tasks (row i = task i).
+            matrix: Training split; its models must equal :attr:`models`.
+            seed: Seed (or generator) of every random choice made while fitting.
+
+        Returns:
+            ``self``, fitted.
+        """
+        self.check_models(matrix.models, what="training matrix")
+        X = check_features(X, n_rows=matrix.n_tasks, what="fit")
+        if matrix.catalog is not None:
+            self.catalog = matrix.catalog
+        self.metadata["train"] = {
+            "data_hash": training_data_hash(X, matrix),
+            "n_tasks": matrix.n_tasks,
+            "n_features": int(X.shape[1]),
+            "seed": seed if isinstance(seed, int) else None,
+        }
+        self._fit(X, matrix, as_generator(seed))
+        return self
+
+    def _fit(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
+        """Policy-specific training (``X`` and ``matrix`` already checked)."""
+
+    def attach_encoder(self, encoder: Any) -> Self:
+        """Attach the fitted feature encoder so the artifact can encode raw requests."""
+        self.encoder = encoder
+        fp = getattr(encoder, "fingerprint", None)
+        if fp is not None:
+            self.metadata["encoder_fingerprint"] = str(fp)
+        return self
+
+    def check_encoder(self, fingerprint: str) -> None:
+        """Raise :class:`PolicyLoadError` unless the policy was trained with encoder ``fingerprint``."""
+        mine = self.metadata.get("encoder_fingerprint")
+        if mine is not None and mine != fingerprint:
+            raise PolicyLoadError(
+                f"policy {self.version} was trained with feature encoder {mine}, "
+                f"but the features come from encoder {fingerprint}; re-train or use the artifact's encoder"
+            )
+
+    @property
+    def n_features(self) -> int | None:
+        """Feature dimension seen in :meth:`fit` (None when not fitted on features)."""
+        train = self.metadata.get("train") or {}
+        n = train.get("n_features")
+        return int(n) if n is not None else None
 
     @abstractmethod
     def action_distribution(self, X: np.ndarray) -> np.ndarray:
@@ -155,10 +229,16 @@ class RoutingPolicy(ABC):
         self.metadata.setdefault("created", created)
         self.metadata.setdefault("version", f"{self.kind}@{created}")
         extra = self._save_state(d) or {}
+        if self.catalog is not None:
+            self.catalog.save(d / "catalog.json")
+        if self.encoder is not None:
+            self.encoder.save(d / "encoder.json")
         meta = {
             "format": ARTIFACT_FORMAT,
             "kind": self.kind,
             "models": list(self.models),
+            "has_catalog": self.catalog is not None,
+            "has_encoder": self.encoder is not None,
             "metadata": self.metadata,
             "state": extra,
         }
@@ -166,11 +246,24 @@ class RoutingPolicy(ABC):
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> RoutingPolicy:
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        models: Sequence[str] | None = None,
+        encoder_fingerprint: str | None = None,
+    ) -> RoutingPolicy:
         """Load any registered policy from its artifact folder.
 
+        Args:
+            directory: Folder written by :meth:`save`.
+            models: When given, the models the caller will route between; must match.
+            encoder_fingerprint: When given, the caller's feature encoder; must match the one
+                the policy was trained with.
+
         Raises:
-            PolicyLoadError: missing/corrupt ``policy.json``, unknown kind or format.
+            PolicyLoadError: missing/corrupt ``policy.json``, unknown kind or format, other
+                models or another encoder version.
         """
         d = Path(directory)
         meta_path = d / "policy.json"
@@ -183,17 +276,45 @@ class RoutingPolicy(ABC):
         if meta.get("format") != ARTIFACT_FORMAT:
             raise PolicyLoadError(f"{meta_path}: artifact format {meta.get('format')!r}, expected {ARTIFACT_FORMAT}")
         kind = meta.get("kind")
+        if kind:
+            _import_builtin_policies(str(kind))
         target = POLICY_REGISTRY.get(kind) if kind else None
         if target is None:
             raise PolicyLoadError(f"{meta_path}: unknown policy kind {kind!r} (known: {sorted(POLICY_REGISTRY)})")
         if cls is not RoutingPolicy and not issubclass(target, cls):
             raise PolicyLoadError(f"{meta_path}: holds a {kind!r} policy, not {cls.kind!r}")
-        return target._from_artifact(d, meta)
+        policy = target._from_artifact(d, meta)
+        if models is not None:
+            policy.check_models(models, what="caller")
+        if encoder_fingerprint is not None:
+            policy.check_encoder(encoder_fingerprint)
+        return policy
 
     @classmethod
     def _from_artifact(cls, d: Path, meta: dict[str, Any]) -> RoutingPolicy:
         obj = cls.__new__(cls)
         RoutingPolicy.__init__(obj, meta["models"], metadata=meta.get("metadata"))
+        if meta.get("has_catalog"):
+            from router_rl.traces.catalog import ModelCatalog
+
+            try:
+                obj.catalog = ModelCatalog.load(d / "catalog.json")
+            except (OSError, ValueError) as e:
+                raise PolicyLoadError(f"{d / 'catalog.json'}: cannot read the model catalog ({e})") from e
+            if tuple(obj.catalog.models) != obj.models:
+                raise PolicyLoadError(
+                    f"{d / 'catalog.json'}: catalog models {obj.catalog.models} differ from "
+                    f"policy models {list(obj.models)}"
+                )
+        if meta.get("has_encoder"):
+            obj.encoder = _load_encoder(d / "encoder.json")
+            want = obj.metadata.get("encoder_fingerprint")
+            got = getattr(obj.encoder, "fingerprint", None)
+            if want is not None and got is not None and str(got) != want:
+                raise PolicyLoadError(
+                    f"{d / 'encoder.json'}: encoder fingerprint {got} differs from the one the policy was "
+                    f"trained with ({want}); the artifact is inconsistent"
+                )
         obj._load_state(d, meta.get("state") or {})
         return obj
 
@@ -211,6 +332,51 @@ class RoutingPolicy(ABC):
                 f"policy {self.version} was trained for models {list(self.models)}, "
                 f"but the {what} has {list(models)}"
             )
+
+
+def _load_encoder(path: Path) -> Any:
+    try:
+        from router_rl.features import FeatureEncoder
+    except ImportError as e:  # pragma: no cover - features package always ships
+        raise PolicyLoadError(f"{path}: cannot import router_rl.features.FeatureEncoder ({e})") from e
+    try:
+        return FeatureEncoder.load(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise PolicyLoadError(f"{path}: cannot load the feature encoder ({e})") from e
+
+
+def check_features(X: np.ndarray, *, n_rows: int | None = None, n_features: int | None = None, what: str) -> np.ndarray:
+    """Validate an encoded feature matrix and return it as a 2-D float array.
+
+    Raises:
+        ValueError: naming ``what``, the expected and the actual shape, or the first non-finite cell.
+    """
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{what}: X must be 2-D (n_tasks, n_features), got shape {arr.shape}")
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise ValueError(f"{what}: X has {arr.shape[0]} rows but {n_rows} tasks were given")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{what}: X has {arr.shape[1]} features but the policy was trained on {n_features} "
+            "(another feature encoder?)"
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        r, c = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{what}: X row {r}, column {c}: expected a finite number, got {arr[r, c]}")
+    return arr
+
+
+def training_data_hash(X: np.ndarray, matrix: OutcomeMatrix) -> str:
+    """Stable sha256 (16 hex chars) of the training features, task ids, models and outcomes."""
+    h = hashlib.sha256()
+    h.update(json.dumps(list(matrix.models)).encode())
+    h.update("\x00".join(str(t) for t in matrix.task_ids.tolist()).encode())
+    for arr in (np.ascontiguousarray(X, dtype=np.float32), matrix.quality, matrix.cost):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _json_default(o: object) -> object:
@@ -235,9 +401,37 @@ def register_policy(cls: P) -> P:
     return cls
 
 
+def _import_builtin_policies(kind: str | None = None) -> None:
+    """Import built-in policy modules (stopping early once ``kind`` is registered)."""
+    for mod in BUILTIN_POLICY_MODULES:
+        if kind is not None and kind in POLICY_REGISTRY:
+            return
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a genuine missing dependency inside the module: surface it
+                raise
+
+
 def policy_factory(kind: str) -> Callable[..., RoutingPolicy]:
     """The registered class for ``kind`` (raises ``KeyError`` naming the known kinds)."""
+    _import_builtin_policies(kind)
     try:
         return POLICY_REGISTRY[kind]
     except KeyError:
         raise KeyError(f"unknown policy {kind!r}; known: {sorted(POLICY_REGISTRY)}") from None
+
+
+def make_policy(name: str, models: Sequence[str], **kwargs: Any) -> RoutingPolicy:
+    """Build an (unfitted) policy by registry name.
+
+    Args:
+        name: Registry kind, e.g. ``"lgbm"``, ``"random"``, ``"single"``, ``"oracle"``, ``"knn"``.
+        models: Candidate model ids (column order of the outcome matrix).
+        **kwargs: Policy-specific options (e.g. ``model=`` for ``single``, ``seed=`` for ``random``).
+
+    Raises:
+        KeyError: unknown ``name`` (the message lists the known kinds).
+        ConfigError / ValueError: invalid options, naming the option.
+    """
+    return policy_factory(name)(models, **kwargs)

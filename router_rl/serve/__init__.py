@@ -1,1 +1,4 @@
-"""router_rl.serve."""
+"""Serving a learned policy: Ray Serve deployment (``deployment``), wire format, HTTP client.
+
+Only ``router_rl.serve.deployment`` imports Ray.
+"""

@@ -1,6 +1,7 @@
 """Trace store: canonical outcome / decision-log / catalog tables, importers, simulation.
 
-``router_rl.traces`` imports nothing else from ``router_rl``.
+``router_rl.traces`` imports nothing else from ``router_rl``. Everything exported here needs only
+polars/numpy (pyarrow is imported inside ``TraceSet.save``/``load_traces``).
 """
 
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
@@ -13,6 +14,10 @@ from router_rl.traces.schema import (
     LOCAL,
     OUTCOME_SCHEMA,
 )
+from router_rl.traces.simulate import simulate_fleet
+from router_rl.traces.split import assign_splits, carve_split
+from router_rl.traces.store import TraceSet, load_traces
+from router_rl.traces.validate import ValidationReport, validate_outcomes
 
 __all__ = [
     "CATALOG_SCHEMA",
@@ -23,5 +28,12 @@ __all__ = [
     "ModelCatalog",
     "ModelSpec",
     "OutcomeMatrix",
+    "TraceSet",
     "TraceValidationError",
+    "ValidationReport",
+    "assign_splits",
+    "carve_split",
+    "load_traces",
+    "simulate_fleet",
+    "validate_outcomes",
 ]

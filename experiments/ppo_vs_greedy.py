@@ -1,0 +1,263 @@
+"""PPO-refined LightGBM vs greedy LightGBM on held-out BudgetedRouting days (cleanrl-style, one file).
+
+For every seed: simulate a fleet (data seed = seed), fit LightGBM on its train split, then per
+scenario train PPO (warm-started from that LightGBM) on train-split days and evaluate every policy
+on the same held-out test-split days (common random numbers: same task streams and outages).
+
+Scenarios (overrides of ``envs/sim-budgeted.yaml``):
+
+* ``pacing``: tight budget (``--pacing-budget`` USD per task, below what LightGBM's choices
+  cost), no outages; over-budget requests are forced to the cheapest model.
+* ``outage``: generous budget, cloud providers go down (two-state Markov), no fallback: a request
+  sent to a provider that is down fails.
+
+Policies: ``greedy`` (LightGBM argmax, λ=0, blind to the state), ``ppo`` (warm-started from it),
+and in ``pacing`` also ``greedy_calibrated`` (LightGBM with λ calibrated on validation tasks to
+the per-task budget: the non-RL answer to a budget).
+
+Metrics per day, averaged over ``--eval-episodes`` days per seed, then mean and 95% t-interval over
+seeds (and of the paired per-seed difference PPO − greedy): total reward, mean quality per request
+(failed = 0), total cost (USD), budget violations (requests served over budget) and failed requests.
+
+Usage::
+
+    .venv/bin/python experiments/ppo_vs_greedy.py            # default, ~5-10 min on 2 cores
+    .venv/bin/python experiments/ppo_vs_greedy.py --quick    # smoke run, < 60 s
+
+Writes ``<out-dir>/results.json`` and ``<out-dir>/results.md`` (``runs/`` is gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
+SCENARIOS = ("pacing", "outage")
+
+
+@dataclass
+class Args:
+    """Experiment settings (every field is a ``--flag``)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    """seeds: data simulation, LightGBM and PPO seed of each replicate"""
+    n_tasks: int = 2000
+    """simulated tasks per fleet (train/val/test split by the env spec)"""
+    horizon: int = 100
+    """requests per simulated day (episode length)"""
+    pacing_budget: float = 0.004
+    """USD per request in the pacing scenario"""
+    outage_budget: float = 0.05
+    """USD per request in the outage scenario (generous)"""
+    p_fail: float = 0.03
+    """outage scenario: P(up -> down) per request, per cloud provider"""
+    p_recover: float = 0.15
+    """outage scenario: P(down -> up) per request"""
+    timesteps: int = 50_000
+    """PPO environment steps per (seed, scenario)"""
+    learning_rate: float = 1e-3
+    n_steps: int = 1024
+    batch_size: int = 256
+    n_epochs: int = 10
+    ent_coef: float = 0.01
+    prior_floor: float = 0.05
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    lgbm_rounds: int = 60
+    """LightGBM boosting rounds"""
+    eval_episodes: int = 64
+    """held-out days per (seed, scenario, policy)"""
+    out_dir: str = "runs/ppo_vs_greedy"
+    quick: bool = False
+    """smoke run: 2 seeds, small data, few timesteps (< 60 s)"""
+
+    def apply_quick(self) -> Args:
+        """The ``--quick`` settings."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(
+            self, seeds=[0, 1], n_tasks=600, horizon=40, timesteps=1024, n_steps=256, batch_size=128,
+            n_epochs=2, net_arch=[32], lgbm_rounds=20, eval_episodes=8,
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """argparse built from the :class:`Args` fields."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=default)
+        elif str(f.type).startswith("list"):
+            p.add_argument(flag, type=int, nargs="+", default=default)
+        else:
+            typ = {"int": int, "float": float, "str": str}[str(f.type)]
+            p.add_argument(flag, type=typ, default=default)
+    ns = p.parse_args(argv)
+    return Args(**vars(ns)).apply_quick()
+
+
+def t_interval(x: np.ndarray) -> dict[str, float]:
+    """Mean and 95% Student-t confidence interval of ``x`` (one value per seed)."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=np.float64)
+    m = float(x.mean())
+    if x.size < 2:
+        return {"mean": m, "lo": m, "hi": m}
+    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return {"mean": m, "lo": m - half, "hi": m + half}
+
+
+def scenario_overrides(args: Args, name: str, seed: int) -> dict[str, Any]:
+    """Env spec overrides of scenario ``name`` for replicate ``seed``."""
+    ov: dict[str, Any] = {"data": {"n_tasks": args.n_tasks, "seed": seed}, "horizon": args.horizon}
+    if name == "pacing":
+        ov.update(budget={"per_task_usd": args.pacing_budget}, outage={"enabled": False}, fallback={"enabled": False})
+    else:
+        rates = {"p_fail": args.p_fail, "p_recover": args.p_recover, "latency_sigma": 0.0}
+        ov.update(
+            budget={"per_task_usd": args.outage_budget},
+            outage={"enabled": True, "default": rates, "providers": {}},
+            fallback={"enabled": False},
+        )
+    return ov
+
+
+def evaluate(env: Any, act: Any, *, episodes: int, seed: int) -> dict[str, float]:
+    """Per-day metrics of ``act(obs_batch) -> actions`` averaged over ``episodes`` held-out days."""
+    from router_rl.envs import BudgetedRoutingVec
+
+    vec = BudgetedRoutingVec(env, episodes)
+    obs, _ = vec.reset(seed=seed)
+    tot = {k: np.zeros(episodes) for k in ("reward", "quality", "cost", "over", "failed", "steps")}
+    while not vec.done:
+        obs, r, _, _, info = vec.step(act(obs))
+        on = info["active"]
+        tot["reward"] += r
+        tot["quality"] += info["quality"] * on
+        tot["cost"] += info["cost"] * on
+        tot["over"] += info["over_budget"] * on
+        tot["failed"] += info["failed"] * on
+        tot["steps"] += on
+    return {
+        "reward": float(tot["reward"].mean()),
+        "quality": float((tot["quality"] / tot["steps"]).mean()),
+        "cost_usd": float(tot["cost"].mean()),
+        "budget_violations": float(tot["over"].mean()),
+        "failed_requests": float(tot["failed"].mean()),
+    }
+
+
+def run(args: Args) -> dict[str, Any]:
+    """The whole experiment; returns the JSON-able results."""
+    from rich.progress import Progress
+
+    from router_rl.envs import load_env_data, load_spec, make_from_spec
+    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
+    from router_rl.policies.ppo import PPOConfig, PPORouter
+
+    cfg = PPOConfig(
+        total_timesteps=args.timesteps, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
+        learning_rate=args.learning_rate, ent_coef=args.ent_coef, prior_floor=args.prior_floor,
+        net_arch=tuple(args.net_arch),
+    )
+    base_spec = load_spec("sim-budgeted")
+    per_seed: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in SCENARIOS}
+    t0 = time.time()
+    with Progress() as progress:
+        task = progress.add_task("seeds x scenarios", total=len(args.seeds) * len(SCENARIOS))
+        for seed in args.seeds:
+            for scen in SCENARIOS:
+                spec = base_spec.with_overrides(**scenario_overrides(args, scen, seed))
+                data = load_env_data(spec)
+                X = data.features("train")
+                lgbm = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=args.lgbm_rounds, cv_folds=2))
+                lgbm.fit(X, data.train, seed=seed)
+                lgbm.attach_encoder(data.encoder)
+                fd = data.encoder.dim
+                policies: dict[str, Any] = {"greedy": lambda o, p=lgbm: p.action_distribution(o[:, :fd]).argmax(1)}
+                if scen == "pacing" and data.val is not None:
+                    cal = copy.deepcopy(lgbm)
+                    cal.calibrate(data.features("val"), data.val, f"budget={args.pacing_budget}")
+                    policies["greedy_calibrated"] = lambda o, p=cal: p.action_distribution(o[:, :fd]).argmax(1)
+                router = PPORouter.from_base(lgbm, config=cfg)
+                router.fit_env(lambda spec=spec, data=data: make_from_spec(spec, encoder=data.encoder), seed=seed)
+                policies["ppo"] = lambda o, r=router: r.action_distribution(o).argmax(1)
+                test_env = make_from_spec(spec, encoder=data.encoder, split="test")
+                for name, act in policies.items():
+                    res = evaluate(test_env, act, episodes=args.eval_episodes, seed=1_000_000 + 1000 * seed)
+                    slot = per_seed[scen].setdefault(name, {m: [] for m in METRICS})
+                    for m in METRICS:
+                        slot[m].append(res[m])
+                progress.advance(task)
+    out: dict[str, Any] = {"args": dataclasses.asdict(args), "seconds": time.time() - t0, "scenarios": {}}
+    for scen in SCENARIOS:
+        pols = per_seed[scen]
+        out["scenarios"][scen] = {
+            "overrides": scenario_overrides(args, scen, 0) | {"data": {"n_tasks": args.n_tasks, "seed": "<seed>"}},
+            "policies": {
+                name: {"per_seed": vals, "summary": {m: t_interval(np.array(vals[m])) for m in METRICS}}
+                for name, vals in pols.items()
+            },
+            "diff_ppo_minus_greedy": {
+                m: t_interval(np.array(pols["ppo"][m]) - np.array(pols["greedy"][m])) for m in METRICS
+            },
+        }
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """Results as Markdown tables (mean [95% CI] over seeds)."""
+    a = res["args"]
+    lines = [
+        f"# PPO vs greedy LightGBM on held-out BudgetedRouting days ({len(a['seeds'])} seeds, "
+        f"{a['eval_episodes']} days of {a['horizon']} requests per seed, PPO {a['timesteps']} steps)",
+        "",
+        "mean [95% t-interval over seeds]; reward / cost / violations / failures per day, quality per request.",
+        "",
+    ]
+
+    def fmt(s: dict[str, float], nd: int) -> str:
+        return f"{s['mean']:.{nd}f} [{s['lo']:.{nd}f}, {s['hi']:.{nd}f}]"
+
+    nds = {"reward": 2, "quality": 3, "cost_usd": 3, "budget_violations": 1, "failed_requests": 2}
+    for scen, body in res["scenarios"].items():
+        lines += [f"## {scen}", "", "| policy | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        for name, pol in body["policies"].items():
+            lines.append(f"| {name} | " + " | ".join(fmt(pol["summary"][m], nds[m]) for m in METRICS) + " |")
+        d = body["diff_ppo_minus_greedy"]
+        lines.append("| **ppo − greedy** | " + " | ".join(fmt(d[m], nds[m]) for m in METRICS) + " |")
+        lines.append("")
+    lines.append(f"Wall time: {res['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    import torch
+
+    torch.set_num_threads(1)
+    args = parse_args(argv)
+    res = run(args)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    md = markdown(res)
+    (out / "results.md").write_text(md)
+    print(md)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""Sequential routing under a budget and provider outages.
+
+An episode is a stream of ``T`` tasks (one day of fleet traffic). The observation is the task's
+encoded features followed by ``remaining budget fraction``, ``elapsed fraction``, ``local share
+so far`` and, for each provider subject to outages, its circuit-breaker state (0 closed, 0.5
+half-open, 1 open).
+
+Outage process (drawn entirely at ``reset`` from ``self.np_random``, after the task order): each
+provider ``p`` follows a two-state Markov chain, up at step -1, with ``P(up->down) = p_fail`` and
+``P(down->up) = p_recover``, from one uniform draw per (step, provider): ``U = rng.random((T,
+P))``; then, if any provider has ``latency_sigma > 0``, a mean-one log-normal latency multiplier
+``exp(sigma*Z - sigma^2/2)`` with ``Z = rng.standard_normal((T, P))``. The breaker shown at step
+``t`` reflects what was *observed* so far: open if the provider was down at ``t-1``, half-open
+if it was up at ``t-1`` but down at ``t-2`` (just recovered), closed otherwise. So the first
+request into a fresh outage fails; riding out an outage means reading the breaker.
+
+Step semantics, in order:
+
+1. the chosen model's provider is down -> the request fails (``failure_penalty``, no cost), or,
+   with fallback enabled, the fallback model serves it (its quality/cost/latency);
+2. the served call does not fit the remaining budget -> ``forced_cheapest``: the cheapest model
+   for this task among providers that are up serves it (an overrun by that call is allowed and
+   flagged ``over_budget``), or ``terminate``: nothing is served, reward ``-exceed_penalty``,
+   ``terminated=True``;
+3. reward = base reward of the served cell - latency term x multiplier - privacy penalty of the
+   *chosen* model (choosing cloud for a private task is penalised even if a fallback served it).
+
+Running out of tasks is ``truncated``; only the budget rule ``terminate`` sets ``terminated``.
+
+Seeding is the same scheme as :mod:`router_rl.envs.bandit`: batched episode ``b`` reset with
+``seed=s`` equals the single environment reset with ``seed=s + b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from router_rl.core.errors import ConfigError
+from router_rl.envs.spec import BudgetSpec, FallbackSpec, OutageSpec, ProviderRates
+from router_rl.envs.tables import RewardTables, sample_order
+
+N_STATE = 3  # remaining budget fraction, elapsed fraction, local share
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class OutageModel:
+    """Resolved outage process: the providers subject to outages and their rates.
+
+    Attributes:
+        providers: Names of the modelled providers (the health part of the observation).
+        p_fail, p_recover, latency_sigma: ``(P,)`` per-provider parameters.
+        model_provider: ``(m,)`` index into ``providers`` of each model, -1 if never down.
+    """
+
+    providers: tuple[str, ...]
+    p_fail: np.ndarray
+    p_recover: np.ndarray
+    latency_sigma: np.ndarray
+    model_provider: np.ndarray
+
+    @property
+    def n_providers(self) -> int:
+        """Number of modelled providers."""
+        return len(self.providers)
+
+    @classmethod
+    def none(cls, n_models: int) -> OutageModel:
+        """No outages at all."""
+        z = np.zeros(0)
+        return cls((), z, z, z, np.full(n_models, -1, dtype=np.int64))
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: OutageSpec,
+        tables: RewardTables,
+        fitted: dict[str, ProviderRates] | None = None,
+    ) -> OutageModel:
+        """Resolve ``spec`` for the models of ``tables``.
+
+        Args:
+            spec: Outage section of the env spec.
+            tables: Tables of the served split (models, providers, local mask).
+            fitted: Rates fitted per *llmperf* provider (``source: llmperf``).
+        """
+        if not spec.enabled:
+            return cls.none(tables.n_models)
+        subject = [p for p, loc in zip(tables.providers, tables.is_local, strict=True) if spec.affects_local or not loc]
+        names = tuple(sorted(set(subject)))
+        unknown = sorted(set(spec.providers) - set(tables.providers))
+        if unknown:
+            raise ConfigError("outage.providers", f"providers {unknown} serve none of the models {list(tables.models)}")
+        rates: list[ProviderRates] = []
+        for p in names:
+            r = spec.providers.get(p)
+            if r is None and spec.source == "llmperf" and p in spec.llmperf_map:
+                if fitted is None or spec.llmperf_map[p] not in fitted:
+                    known = sorted(fitted or {})
+                    raise ConfigError(
+                        "outage.llmperf_map", f"{p!r} -> {spec.llmperf_map[p]!r}: no such llmperf provider ({known})"
+                    )
+                r = fitted[spec.llmperf_map[p]]
+            rates.append(r or spec.default)
+        idx = {p: k for k, p in enumerate(names)}
+        mp = np.array([idx.get(p, -1) if (spec.affects_local or not loc) else -1
+                       for p, loc in zip(tables.providers, tables.is_local, strict=True)], dtype=np.int64)
+        return cls(
+            providers=names,
+            p_fail=np.array([r.p_fail for r in rates], dtype=np.float64),
+            p_recover=np.array([r.p_recover for r in rates], dtype=np.float64),
+            latency_sigma=np.array([r.latency_sigma for r in rates], dtype=np.float64),
+            model_provider=mp,
+        )
+
+    def draw(self, rng: np.random.Generator, T: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """One episode of the process.
+
+        Returns:
+            ``(up (T, P) bool, multiplier (T, P) float64 or None, health (T, P) float32)``.
+        """
+        P = self.n_providers
+        up = np.ones((T, P), dtype=bool)
+        if P == 0:
+            return up, None, np.zeros((T, 0), dtype=np.float32)
+        U = rng.random((T, P))
+        state = np.ones(P, dtype=bool)
+        for t in range(T):
+            state = np.where(state, U[t] >= self.p_fail, U[t] < self.p_recover)
+            up[t] = state
+        mult = None
+        if (self.latency_sigma > 0).any():
+            Z = rng.standard_normal((T, P))
+            s = self.latency_sigma
+            mult = np.exp(s * Z - 0.5 * s * s)
+        prev1 = np.vstack([np.ones((1, P), dtype=bool), up[:-1]])
+        prev2 = np.vstack([np.ones((2, P), dtype=bool), up[:-2]])[:T]
+        health = np.where(~prev1, 1.0, np.where(~prev2, 0.5, 0.0)).astype(np.float32)
+        return up, mult, health
+
+
+def fit_llmperf_rates(path: str | Any) -> dict[str, ProviderRates]:
+    """Fit per-provider outage rates from the llmperf-provider-latency request runs.
+
+    Reads the requests with :func:`router_rl.traces.importers.llmperf.load_provider_latency`.
+    Each (provider, model size) run is a sequence of requests in ``request_idx`` order; a request
+    with an error counts as "down". Transitions are pooled per provider and
+    estimated with add-one smoothing: ``p_fail = (n_up->down + 1) / (n_up + 2)``, ``p_recover =
+    (n_down->up + 1) / (n_down + 2)``; ``latency_sigma`` is the pooled within-run standard
+    deviation of log end-to-end latency of successful requests.
+
+    Args:
+        path: The llmperf dataset folder (with ``requests_long.csv``) or the CSV itself.
+    """
+    import polars as pl
+
+    from router_rl.traces.importers.llmperf import load_provider_latency
+
+    df = load_provider_latency(path).with_columns(down=pl.col("error").is_not_null())
+    df = df.sort("provider", "model_size", "request_idx")
+    out: dict[str, ProviderRates] = {}
+    for (prov,), g in df.group_by(["provider"], maintain_order=True):
+        n_up = n_down = up_down = down_up = 0
+        resid: list[np.ndarray] = []
+        for _, run in g.group_by(["model_size"], maintain_order=True):
+            lat = run.filter(~pl.col("down") & (pl.col("latency_s") > 0))["latency_s"].to_numpy()
+            if lat.size:
+                resid.append(np.log(lat) - np.log(lat).mean())
+            d = run["down"].to_numpy()
+            a, b = d[:-1], d[1:]
+            n_up += int((~a).sum())
+            n_down += int(a.sum())
+            up_down += int((~a & b).sum())
+            down_up += int((a & ~b).sum())
+        r = np.concatenate(resid) if resid else np.zeros(0)
+        sigma = float(np.sqrt((r * r).mean())) if r.size > 1 else 0.0
+        out[str(prov)] = ProviderRates(
+            p_fail=(up_down + 1) / (n_up + 2), p_recover=(down_up + 1) / (n_down + 2), latency_sigma=sigma
+        )
+    return out
+
+
+def _fallback_index(fallback: FallbackSpec, tables: RewardTables) -> int | None:
+    if not fallback.enabled:
+        return None
+    if fallback.model is not None:
+        if fallback.model not in tables.models:
+            raise ConfigError(
+                "fallback.model", f"{fallback.model!r} is not one of the models {list(tables.models)}"
+            )
+        return tables.models.index(fallback.model)
+    mean_cost = tables.cost.mean(axis=0)
+    pool = np.flatnonzero(tables.is_local) if tables.is_local.any() else np.arange(tables.n_models)
+    return int(pool[np.argmin(mean_cost[pool])])
+
+
+class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
+    """Route a day of fleet traffic under a budget while providers come and go.
+
+    Args:
+        tables: Precomputed tables of the served split (see :func:`build_tables`).
+        budget: Budget section (``usd`` per episode or ``per_task_usd`` x episode length).
+        outage: Outage section, or a resolved :class:`OutageModel`.
+        fallback: Fallback section.
+        horizon: Tasks per episode (``None``: the whole split).
+        episode: ``"sample"`` or ``"sequential"``.
+        obs_clip: Box bound of the features.
+        fitted_rates: llmperf-fitted rates for ``outage.source: llmperf``.
+
+    ``info`` of every step: ``task_id``, ``task_index``, ``chosen_action``, ``served_action``
+    (-1 when nothing was served), ``failed``, ``provider_down``, ``fallback_used``,
+    ``forced_cheapest``, ``over_budget``, ``budget_exceeded``, ``quality``, ``cost``,
+    ``latency`` (``None`` when unknown or nothing was served; NaN in the batched form),
+    ``is_local``, ``privacy_violation``, ``spent``, ``budget``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        tables: RewardTables,
+        budget: BudgetSpec,
+        *,
+        outage: OutageSpec | OutageModel | None = None,
+        fallback: FallbackSpec | None = None,
+        horizon: int | None = 256,
+        episode: str = "sequential",
+        obs_clip: float = 10.0,
+        fitted_rates: dict[str, ProviderRates] | None = None,
+    ) -> None:
+        super().__init__()
+        if episode not in ("sample", "sequential"):
+            raise ValueError(f"episode: expected 'sample' or 'sequential', got {episode!r}")
+        if horizon is not None and horizon <= 0:
+            raise ValueError(f"horizon: expected > 0 or None, got {horizon}")
+        self.tables = tables
+        self.budget_spec = budget
+        if isinstance(outage, OutageModel):
+            self.outage = outage
+        else:
+            self.outage = OutageModel.from_spec(outage or OutageSpec(), tables, fitted_rates)
+        self.fallback = _fallback_index(fallback or FallbackSpec(), tables)
+        self.horizon = horizon
+        self.episode = episode
+        self.obs_clip = float(obs_clip)
+        d, P = tables.dim, self.outage.n_providers
+        low = np.concatenate([np.full(d, -self.obs_clip), np.zeros(N_STATE + P)]).astype(np.float32)
+        high = np.concatenate([np.full(d, self.obs_clip), np.ones(N_STATE + P)]).astype(np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.action_space = spaces.Discrete(tables.n_models)
+        self._terminate = budget.on_exceed == "terminate"
+        self._order = np.zeros(0, dtype=np.int64)
+        self._up = np.ones((0, 0), dtype=bool)
+        self._mult: np.ndarray | None = None
+        self._health = np.zeros((0, 0), dtype=np.float32)
+        self._t = 0
+        self._T = 0
+        self._budget = 0.0
+        self._spent = 0.0
+        self._n_served = 0
+        self._n_local = 0
+        self._done = True
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Model ids, the meaning of each action."""
+        return self.tables.models
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Providers whose breaker state is in the observation (in that order)."""
+        return self.outage.providers
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the task-feature part of the observation."""
+        return self.tables.dim
+
+    def current_task(self) -> int:
+        """Index (into the split) of the task the next step serves."""
+        return int(self._order[min(self._t, self._T - 1)])
+
+    def current_rewards(self) -> np.ndarray:
+        """Full-information reward of every model for the current task, ignoring budget/outages."""
+        return self.tables.reward[self.current_task()].copy()
+
+    def current_costs(self) -> np.ndarray:
+        """Cost of every model for the current task."""
+        return self.tables.cost[self.current_task()].copy()
+
+    def _obs(self) -> np.ndarray:
+        t = min(self._t, self._T - 1)
+        i = int(self._order[t])
+        rem = max(0.0, self._budget - self._spent) / self._budget if self._budget > 0 else 0.0
+        share = self._n_local / self._n_served if self._n_served else 0.0
+        state = np.array([rem, self._t / self._T, share], dtype=np.float32)
+        return np.concatenate([self.tables.features[i], state, self._health[t]])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start a day: draw the task order, then the outage/latency process."""
+        super().reset(seed=seed)
+        self._order = sample_order(self.np_random, self.tables.n_tasks, self.horizon, self.episode)
+        self._T = int(self._order.size)
+        self._up, self._mult, self._health = self.outage.draw(self.np_random, self._T)
+        self._t = 0
+        self._budget = self.budget_spec.episode_budget(self._T)
+        self._spent = 0.0
+        self._n_served = 0
+        self._n_local = 0
+        self._done = False
+        i = int(self._order[0])
+        return self._obs(), {"task_id": self.tables.task_ids[i], "task_index": i, "budget": self._budget}
+
+    def _is_down(self, a: int) -> bool:
+        p = int(self.outage.model_provider[a])
+        return p >= 0 and not bool(self._up[self._t, p])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Route the current task to model ``action`` (see the module docstring)."""
+        if self._done:
+            raise RuntimeError("BudgetedRouting.step called after the episode ended; call reset()")
+        a = int(action)
+        tb = self.tables
+        if not 0 <= a < tb.n_models:
+            raise ValueError(f"action {action!r} outside Discrete({tb.n_models})")
+        t = self._t
+        i = int(self._order[t])
+        served = a
+        failed = fallback_used = forced = over = exceeded = terminated = False
+        down = self._is_down(a)
+        if down:
+            fb = self.fallback
+            if fb is not None and fb != a and not self._is_down(fb):
+                served, fallback_used = fb, True
+            else:
+                failed = True
+        cost = 0.0
+        if not failed:
+            cost = float(tb.cost[i, served])
+            if self._spent + cost > self._budget + _EPS:
+                exceeded = True
+                if self._terminate:
+                    terminated = True
+                    served = -1
+                    cost = 0.0
+                else:
+                    forced = True
+                    served = self._cheapest_up(i)
+                    cost = float(tb.cost[i, served])
+                    over = self._spent + cost > self._budget + _EPS
+        pen = tb.privacy_penalty[i, a]
+        rs = tb.reward_spec
+        if failed:
+            reward = -rs.failure_penalty - pen
+        elif terminated:
+            reward = -rs.exceed_penalty - pen
+        else:
+            lat_term = tb.latency_term[i, served]
+            if self._mult is not None:
+                p = int(self.outage.model_provider[served])
+                if p >= 0:
+                    lat_term = lat_term * self._mult[t, p]
+            reward = tb.base_reward[i, served] - lat_term - pen
+        serving = served >= 0 and not failed
+        if serving:
+            self._spent += cost
+            self._n_served += 1
+            self._n_local += int(tb.is_local[served])
+        latency: float | None = None
+        if serving and not np.isnan(tb.latency[i, served]):
+            latency = float(tb.latency[i, served])
+            if self._mult is not None and self.outage.model_provider[served] >= 0:
+                latency *= float(self._mult[t, self.outage.model_provider[served]])
+        info = {
+            "task_id": tb.task_ids[i],
+            "task_index": i,
+            "chosen_action": a,
+            "served_action": served if serving else -1,
+            "failed": failed,
+            "provider_down": down,
+            "fallback_used": fallback_used,
+            "forced_cheapest": forced,
+            "over_budget": over,
+            "budget_exceeded": exceeded,
+            "quality": float(tb.quality[i, served]) if serving else 0.0,
+            "cost": cost,
+            "latency": latency,
+            "is_local": bool(tb.is_local[served]) if serving else False,
+            "privacy_violation": bool(tb.private[i] and not tb.is_local[a]),
+            "spent": self._spent,
+            "budget": self._budget,
+        }
+        self._t += 1
+        truncated = self._t >= self._T and not terminated
+        self._done = terminated or truncated
+        return self._obs(), float(reward), terminated, truncated, info
+
+    def _cheapest_up(self, i: int) -> int:
+        c = self.tables.cost[i].copy()
+        mp = self.outage.model_provider
+        if self.outage.n_providers:
+            down = (mp >= 0) & ~self._up[self._t, np.maximum(mp, 0)]
+            if not down.all():
+                c[down] = np.inf
+        return int(np.argmin(c))
+
+
+class BudgetedRoutingVec:
+    """``B`` :class:`BudgetedRouting` episodes stepped together with numpy.
+
+    Episode ``b`` of ``reset(seed=s)`` equals the single env reset with ``seed=s + b`` (same
+    draws in the same order). Episodes that ended (terminated or truncated) stay frozen: later
+    steps return reward 0, ``False`` flags and ``info["active"] == False`` for them. All arrays
+    in ``info`` are ``(B,)`` with the single env's keys.
+    """
+
+    def __init__(self, env: BudgetedRouting, num_envs: int) -> None:
+        if num_envs <= 0:
+            raise ValueError(f"num_envs: expected > 0, got {num_envs}")
+        self.env = env
+        self.tables = env.tables
+        self.num_envs = int(num_envs)
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+        self._rngs: list[np.random.Generator] | None = None
+        self._b = np.arange(self.num_envs)
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Start ``B`` days (episode b seeded with ``seed + b``)."""
+        from router_rl.envs.bandit import _make_rng
+
+        if seed is not None:
+            self._rngs = [_make_rng(seed + b) for b in range(self.num_envs)]
+        elif self._rngs is None:
+            s0 = int(np.random.SeedSequence().generate_state(1)[0])
+            self._rngs = [_make_rng(s0 + b) for b in range(self.num_envs)]
+        env, n = self.env, self.tables.n_tasks
+        orders, ups, mults, healths = [], [], [], []
+        for g in self._rngs:
+            o = sample_order(g, n, env.horizon, env.episode)
+            up, mult, health = env.outage.draw(g, int(o.size))
+            orders.append(o)
+            ups.append(up)
+            mults.append(mult)
+            healths.append(health)
+        self._order = np.stack(orders)
+        self._T = int(self._order.shape[1])
+        self._up = np.stack(ups)
+        self._mult = None if mults[0] is None else np.stack(mults)  # type: ignore[arg-type]
+        self._health = np.stack(healths)
+        self._t = 0
+        self._budget = np.full(self.num_envs, env.budget_spec.episode_budget(self._T))
+        self._spent = np.zeros(self.num_envs)
+        self._n_served = np.zeros(self.num_envs, dtype=np.int64)
+        self._n_local = np.zeros(self.num_envs, dtype=np.int64)
+        self._active = np.ones(self.num_envs, dtype=bool)
+        idx = self._order[:, 0]
+        return self._obs(), {"task_index": idx.copy(), "budget": self._budget.copy()}
+
+    def _obs(self) -> np.ndarray:
+        t = min(self._t, self._T - 1)
+        i = self._order[:, t]
+        b = self._budget
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rem = np.where(b > 0, np.maximum(0.0, b - self._spent) / np.where(b > 0, b, 1.0), 0.0)
+            share = np.where(self._n_served > 0, self._n_local / np.maximum(self._n_served, 1), 0.0)
+        state = np.stack([rem, np.full(self.num_envs, self._t / self._T), share], axis=1).astype(np.float32)
+        return np.concatenate([self.tables.features[i], state, self._health[:, t]], axis=1)
+
+    def _down(self, actions: np.ndarray, t: int) -> np.ndarray:
+        mp = self.env.outage.model_provider[actions]
+        if self.env.outage.n_providers == 0:
+            return np.zeros(actions.shape, dtype=bool)
+        return (mp >= 0) & ~self._up[self._b, t, np.maximum(mp, 0)]
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Route the current task of every active episode."""
+        if self._t >= self._T or not self._active.any():
+            raise RuntimeError("BudgetedRoutingVec.step called after every episode ended; call reset()")
+        env, tb = self.env, self.tables
+        a = np.asarray(actions, dtype=np.int64)
+        if a.shape != (self.num_envs,):
+            raise ValueError(f"actions: expected shape ({self.num_envs},), got {a.shape}")
+        if a.min() < 0 or a.max() >= tb.n_models:
+            raise ValueError(f"actions outside Discrete({tb.n_models})")
+        t, B, active = self._t, self.num_envs, self._active.copy()
+        i = self._order[:, t]
+        served = a.copy()
+        down = self._down(a, t)
+        fallback_used = np.zeros(B, dtype=bool)
+        if env.fallback is not None:
+            fb = np.full(B, env.fallback, dtype=np.int64)
+            fallback_used = down & (a != fb) & ~self._down(fb, t)
+            served[fallback_used] = env.fallback
+        failed = down & ~fallback_used
+        cost = np.where(failed, 0.0, tb.cost[i, served])
+        exceeded = ~failed & (self._spent + cost > self._budget + _EPS)
+        forced = np.zeros(B, dtype=bool)
+        over = np.zeros(B, dtype=bool)
+        terminated = np.zeros(B, dtype=bool)
+        if env._terminate:
+            terminated = exceeded.copy()
+            cost = np.where(terminated, 0.0, cost)
+        elif exceeded.any():
+            forced = exceeded
+            c = tb.cost[i[forced]].copy()
+            if env.outage.n_providers:
+                mp = env.outage.model_provider
+                dn = (mp[None, :] >= 0) & ~self._up[self._b[forced][:, None], t, np.maximum(mp, 0)[None, :]]
+                dn[dn.all(axis=1)] = False
+                c[dn] = np.inf
+            served[forced] = np.argmin(c, axis=1)
+            cost = np.where(forced, tb.cost[i, served], cost)
+            over = forced & (self._spent + cost > self._budget + _EPS)
+        serving = ~failed & ~terminated
+        srv = np.where(serving, served, 0)
+        pen = tb.privacy_penalty[i, a]
+        rs = tb.reward_spec
+        lat_term = tb.latency_term[i, srv]
+        lat = tb.latency[i, srv]
+        if self._mult is not None:
+            mp = env.outage.model_provider[srv]
+            m = np.where(mp >= 0, self._mult[self._b, t, np.maximum(mp, 0)], 1.0)
+            lat_term = np.where(mp >= 0, lat_term * m, lat_term)
+            lat = np.where(mp >= 0, lat * m, lat)
+        reward = np.where(
+            failed,
+            -rs.failure_penalty - pen,
+            np.where(terminated, -rs.exceed_penalty - pen, tb.base_reward[i, srv] - lat_term - pen),
+        )
+        upd = serving & active
+        self._spent = np.where(upd, self._spent + cost, self._spent)
+        self._n_served += upd
+        self._n_local += upd & tb.is_local[srv]
+        self._t += 1
+        terminated &= active
+        truncated = active & ~terminated & (self._t >= self._T)
+        self._active = active & ~terminated & ~truncated
+        info = {
+            "active": active,
+            "task_index": i,
+            "chosen_action": a,
+            "served_action": np.where(serving, served, -1),
+            "failed": failed,
+            "provider_down": down,
+            "fallback_used": fallback_used,
+            "forced_cheapest": forced,
+            "over_budget": over,
+            "budget_exceeded": exceeded,
+            "quality": np.where(serving, tb.quality[i, srv], 0.0),
+            "cost": cost,
+            "latency": np.where(serving, lat, np.nan),
+            "is_local": serving & tb.is_local[srv],
+            "privacy_violation": tb.private[i] & ~tb.is_local[a],
+            "spent": self._spent.copy(),
+            "budget": self._budget.copy(),
+        }
+        reward = np.where(active, reward, 0.0)
+        return self._obs(), reward, terminated, truncated, info
+
+    @property
+    def done(self) -> bool:
+        """True once every episode has ended."""
+        return not self._active.any()

@@ -1,0 +1,149 @@
+"""Vectorised length / structure statistics of prompts (the inputs of structure + complexity features).
+
+Everything here works on a batch of already lower-cased texts and returns one numpy array per
+statistic, so the single-prompt helpers (:func:`router_rl.features.complexity.complexity_score`)
+and the batch encoder share one implementation and cannot drift apart.
+
+Counting rules (documented in ``docs/features.md``):
+
+* ``chars``: length in Unicode code points; ``lines``: ``text.count("\\n") + 1`` (0 for empty).
+* ``code_fences``: occurrences of ```` ``` ````.
+* ``code_lines``: lines that look like source code (start with ``def``/``class``/``import``/
+  ``function``/``const``/``public``/``#include``/... or end with ``;``, ``{`` or ``}``).
+* ``stack_trace_lines``: Python ``File "...", line N`` lines, Java/JS ``at x.y(...)`` frames,
+  ``Traceback (most recent call last)`` headers, Go ``goroutine N [`` headers.
+* ``diff_hunks``: lines starting with ``@@ `` (unified diff hunk headers).
+* ``test_keywords``, ``error_keywords``: substring counts of the lists below in lower-cased text.
+* ``file_paths``: tokens ending in a known source/config file extension (``foo/bar.py``, ``App.tsx``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+
+#: Substrings counted as test-related (lower-cased text).
+TEST_KEYWORDS: Final = (
+    "assert",
+    "pytest",
+    "def test_",
+    "@test",
+    "expect(",
+    "describe(",
+    " it(",
+    "unittest",
+    "junit",
+    "jest",
+    "mocha",
+    "cypress",
+    "playwright",
+    "selenium",
+    "test case",
+    "test suite",
+    "fixture",
+    "mock",
+)
+
+#: Substrings counted as error-related (lower-cased text).
+ERROR_KEYWORDS: Final = (
+    "error",
+    "exception",
+    "fail",
+    "traceback",
+    "panic",
+    "segfault",
+    "segmentation fault",
+    "undefined",
+    "null pointer",
+    "nullpointer",
+    "timeout",
+    "timed out",
+    "crash",
+    "fatal",
+    "stack trace",
+    "errno",
+)
+
+_FILE_EXTS: Final = (
+    "py|pyi|js|mjs|cjs|ts|tsx|jsx|java|kt|kts|go|rs|rb|php|cs|cpp|cc|cxx|c|h|hpp|swift|scala|sql|sh|bash|"
+    "ya?ml|json|xml|toml|ini|cfg|conf|md|rst|html|css|scss|feature|gradle|properties|lock|txt|csv|env|dockerfile"
+)
+_FILE_PATH_RE: Final = re.compile(rf"(?<=[\w-])\.(?:{_FILE_EXTS})\b")
+_STACK_RE: Final = re.compile(
+    r'^[ \t]*file "[^"\n]+", line \d+'  # Python frame
+    r"|^[ \t]+at [\w$.<>/@:\[\]-]+ ?\("  # Java / JS frame "at pkg.Cls.meth(" / "at fn ("
+    r"|^[ \t]+at [^\s()]+:\d+:\d+\s*$"  # JS frame without function name
+    r"|^traceback \(most recent call last\)"  # Python header
+    r"|^goroutine \d+ \[",  # Go header
+    re.MULTILINE,
+)
+_CODE_LINE_RE: Final = re.compile(
+    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |async function |const |let |var |"
+    r"public |private |protected |#include|package |func |fn |impl |return |@\w+\()"
+    r"|[;{}][ \t]*$",
+    re.MULTILINE,
+)
+_HUNK_RE: Final = re.compile(r"^@@ ", re.MULTILINE)
+
+#: Separator placed between prompts when regexes run over one joined string. ``\x00`` is neither
+#: whitespace nor a word character and none of the patterns above can match across "\n\x00\n".
+_SEP: Final = "\n\x00\n"
+
+STAT_NAMES: Final = (
+    "chars",
+    "lines",
+    "code_fences",
+    "code_lines",
+    "stack_trace_lines",
+    "diff_hunks",
+    "test_keywords",
+    "file_paths",
+    "error_keywords",
+)
+
+
+def _regex_counts(pattern: re.Pattern[str], joined: str, starts: np.ndarray, n: int) -> np.ndarray:
+    pos = np.fromiter((m.start() for m in pattern.finditer(joined)), dtype=np.int64)
+    if pos.size == 0:
+        return np.zeros(n, dtype=np.int64)
+    rows = np.searchsorted(starts, pos, side="right") - 1
+    return np.bincount(rows, minlength=n).astype(np.int64)
+
+
+def _substring_counts(texts: Sequence[str], keywords: Sequence[str]) -> np.ndarray:
+    out = np.zeros(len(texts), dtype=np.int64)
+    for kw in keywords:
+        out += np.fromiter((t.count(kw) for t in texts), dtype=np.int64, count=len(texts))
+    return out
+
+
+def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
+    """Structure statistics of a batch of lower-cased prompts.
+
+    Args:
+        lowered: Prompt texts, already lower-cased (``""`` for a missing prompt).
+
+    Returns:
+        ``{name: (n,) int64}`` for every name in :data:`STAT_NAMES`.
+    """
+    n = len(lowered)
+    lens = np.fromiter((len(t) for t in lowered), dtype=np.int64, count=n)
+    newlines = np.fromiter((t.count("\n") for t in lowered), dtype=np.int64, count=n)
+    starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        starts[1:] = np.cumsum(lens[:-1] + len(_SEP))
+    joined = _SEP.join(lowered)
+    return {
+        "chars": lens,
+        "lines": np.where(lens > 0, newlines + 1, 0),
+        "code_fences": np.fromiter((t.count("```") for t in lowered), dtype=np.int64, count=n),
+        "code_lines": _regex_counts(_CODE_LINE_RE, joined, starts, n),
+        "stack_trace_lines": _regex_counts(_STACK_RE, joined, starts, n),
+        "diff_hunks": _regex_counts(_HUNK_RE, joined, starts, n),
+        "test_keywords": _substring_counts(lowered, TEST_KEYWORDS),
+        "file_paths": _regex_counts(_FILE_PATH_RE, joined, starts, n),
+        "error_keywords": _substring_counts(lowered, ERROR_KEYWORDS),
+    }

@@ -1,0 +1,273 @@
+"""Operating targets and the calibration of λ on validation data, plus probability calibration.
+
+A target is written ``quality=0.95`` (reach 95% of the reference model's validation quality at
+the lowest cost), ``budget=0.002`` (mean USD per request at most 0.002, best quality under it) or
+``local=0.8`` (at least 80% of requests on local models, best quality under it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from router_rl.core.errors import ConfigError
+
+TargetKind = Literal["quality", "budget", "local"]
+TARGET_KINDS: tuple[str, ...] = ("quality", "budget", "local")
+
+#: λ values searched by :func:`search_lambda` (0 plus a log grid).
+LAMBDA_GRID: np.ndarray = np.concatenate([[0.0], np.logspace(-3, 3, 241)])
+
+
+@dataclass(frozen=True)
+class Target:
+    """An operating target for λ calibration (validated on construction).
+
+    Attributes:
+        kind: ``quality`` (fraction of the reference quality), ``budget`` (USD per request) or
+            ``local`` (minimum share of requests on local models).
+        value: The number after ``=``.
+    """
+
+    kind: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ConfigError("target", f"kind must be one of {TARGET_KINDS}, got {self.kind!r}")
+        if not (isinstance(self.value, int | float) and math.isfinite(self.value)):
+            raise ConfigError("target", f"{self.kind}: expected a finite number, got {self.value!r}")
+        if self.kind in ("quality", "local") and not (0.0 < self.value <= 1.0):
+            raise ConfigError("target", f"{self.kind}={self.value}: expected a fraction in (0, 1]")
+        if self.kind == "budget" and self.value <= 0:
+            raise ConfigError("target", f"budget={self.value}: expected USD per request > 0")
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """Parse ``kind=value`` (e.g. ``quality=0.95``)."""
+        kind, sep, val = text.partition("=")
+        if not sep:
+            raise ConfigError("target", f"expected KIND=VALUE with KIND in {TARGET_KINDS}, got {text!r}")
+        try:
+            value = float(val)
+        except ValueError:
+            raise ConfigError("target", f"{text!r}: {val!r} is not a number") from None
+        return cls(kind.strip(), value)
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value:g}"
+
+
+@dataclass
+class OperatingPoint:
+    """Validation metrics of the policy at one λ."""
+
+    lam: float
+    quality: float
+    cost: float
+    local_share: float
+
+
+@dataclass
+class CalibrationResult:
+    """Outcome of :func:`search_lambda`.
+
+    Attributes:
+        target: The target as text.
+        lam: Chosen λ.
+        met: Whether the chosen point meets the target on the validation data.
+        point: Validation metrics at the chosen λ.
+        reference_model: The reference (best single on training data) model.
+        reference_quality: Its mean validation quality.
+        reference_cost: Its mean validation cost per request.
+        curve: All searched operating points.
+    """
+
+    target: str
+    lam: float
+    met: bool
+    point: OperatingPoint
+    reference_model: str
+    reference_quality: float
+    reference_cost: float
+    curve: list[OperatingPoint] = field(default_factory=list)
+
+    @property
+    def cost_share(self) -> float:
+        """Validation cost as a fraction of the reference model's cost."""
+        return self.point.cost / self.reference_cost if self.reference_cost > 0 else math.nan
+
+    @property
+    def quality_share(self) -> float:
+        """Validation quality as a fraction of the reference model's quality."""
+        return self.point.quality / self.reference_quality if self.reference_quality > 0 else math.nan
+
+    def to_dict(self, *, with_curve: bool = False) -> dict[str, Any]:
+        """JSON-ready summary."""
+        d = {
+            "target": self.target,
+            "lam": self.lam,
+            "met": self.met,
+            "point": asdict(self.point),
+            "reference_model": self.reference_model,
+            "reference_quality": self.reference_quality,
+            "reference_cost": self.reference_cost,
+            "cost_share": self.cost_share,
+            "quality_share": self.quality_share,
+        }
+        if with_curve:
+            d["curve"] = [asdict(p) for p in self.curve]
+        return d
+
+
+def search_lambda(
+    probs_at: Callable[[float], np.ndarray],
+    quality: np.ndarray,
+    cost: np.ndarray,
+    target: Target,
+    *,
+    reference: int,
+    reference_model: str,
+    is_local: np.ndarray | None = None,
+    grid: np.ndarray | None = None,
+) -> CalibrationResult:
+    """Pick λ on validation outcomes so that the policy meets ``target``.
+
+    Args:
+        probs_at: λ -> ``(n, m)`` action distribution of the policy on the validation tasks.
+        quality: ``(n, m)`` validation outcome quality.
+        cost: ``(n, m)`` validation outcome cost.
+        target: What to hit.
+        reference: Column of the reference model.
+        reference_model: Its id (reported).
+        is_local: ``(m,)`` local mask (required for ``local`` targets; reported otherwise).
+        grid: λ values to try (default :data:`LAMBDA_GRID`).
+
+    Returns:
+        The result. Quality targets take the cheapest point meeting the target; budget and local
+        targets the best-quality point meeting it. When nothing meets it, ``met`` is False and
+        the closest point is returned (largest λ for budget/local, λ = 0 for quality).
+    """
+    if target.kind == "local" and is_local is None:
+        raise ConfigError("target", "local=...: needs a model catalog with locations")
+    grid = LAMBDA_GRID if grid is None else np.asarray(grid, dtype=np.float64)
+    ref_q = float(quality[:, reference].mean())
+    ref_c = float(cost[:, reference].mean())
+    curve: list[OperatingPoint] = []
+    for lam in grid:
+        p = probs_at(float(lam))
+        q = float((p * quality).sum(axis=1).mean())
+        c = float((p * cost).sum(axis=1).mean())
+        loc = float(p[:, is_local].sum(axis=1).mean()) if is_local is not None else math.nan
+        curve.append(OperatingPoint(float(lam), q, c, loc))
+    eps = 1e-12
+    if target.kind == "quality":
+        ok = [pt for pt in curve if pt.quality >= target.value * ref_q - eps]
+        best = min(ok, key=lambda pt: (pt.cost, -pt.quality, pt.lam)) if ok else None
+        fallback = curve[0]
+    elif target.kind == "budget":
+        ok = [pt for pt in curve if pt.cost <= target.value + eps]
+        best = max(ok, key=lambda pt: (pt.quality, -pt.cost, -pt.lam)) if ok else None
+        fallback = curve[-1]
+    else:
+        ok = [pt for pt in curve if pt.local_share >= target.value - eps]
+        best = max(ok, key=lambda pt: (pt.quality, -pt.cost, -pt.lam)) if ok else None
+        fallback = curve[-1]
+    chosen = best if best is not None else fallback
+    return CalibrationResult(
+        target=str(target),
+        lam=chosen.lam,
+        met=best is not None,
+        point=chosen,
+        reference_model=reference_model,
+        reference_quality=ref_q,
+        reference_cost=ref_c,
+        curve=curve,
+    )
+
+
+# --- probability calibration -------------------------------------------------------------------
+def expected_calibration_error(prob: np.ndarray, label: np.ndarray, *, n_bins: int = 10) -> float:
+    """ECE with equal-width bins: Σ_b (|b|/n) · |mean(label_b) − mean(prob_b)|.
+
+    Labels may be fractional (expected quality); the definition is unchanged.
+    """
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    label = np.asarray(label, dtype=np.float64).ravel()
+    if prob.size == 0:
+        return math.nan
+    bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)
+    tot = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            tot += sel.sum() / prob.size * abs(label[sel].mean() - prob[sel].mean())
+    return float(tot)
+
+
+@dataclass
+class ProbabilityCalibrator:
+    """Isotonic (piecewise-linear via ``np.interp``) or Platt mapping of raw scores to probabilities.
+
+    Attributes:
+        method: ``isotonic``, ``platt`` or ``none``.
+        x: Isotonic knots (raw probability) — or ``[a, b]`` Platt coefficients on the logit.
+        y: Isotonic values at the knots (unused for Platt).
+    """
+
+    method: str = "none"
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("isotonic", "platt", "none"):
+            raise ConfigError("calibration", f"expected 'isotonic', 'platt' or 'none', got {self.method!r}")
+        self._x = np.asarray(self.x, dtype=np.float64)
+        self._y = np.asarray(self.y, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, method: str, raw: np.ndarray, label: np.ndarray) -> ProbabilityCalibrator:
+        """Fit ``method`` on held-out raw probabilities and labels in [0, 1]."""
+        raw = np.asarray(raw, dtype=np.float64).ravel()
+        label = np.asarray(label, dtype=np.float64).ravel()
+        if method == "none":
+            return cls("none")
+        if method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, label)
+            return cls("isotonic", iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist())
+        if method == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            z = _logit(raw).reshape(-1, 1)
+            # fractional labels: weight each row as a positive (w=label) and a negative (w=1-label)
+            zz = np.vstack([z, z])
+            yy = np.r_[np.ones(raw.size), np.zeros(raw.size)]
+            ww = np.r_[label, 1.0 - label]
+            lr = LogisticRegression(C=1e6, max_iter=1000).fit(zz, yy, sample_weight=ww)
+            a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+            return cls("platt", [float(a), float(b)], [])
+        raise ConfigError("calibration", f"expected 'isotonic', 'platt' or 'none', got {method!r}")
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw probabilities to calibrated ones (same shape)."""
+        if self.method == "isotonic":
+            return np.interp(raw, self._x, self._y)
+        if self.method == "platt":
+            a, b = self._x
+            return 1.0 / (1.0 + np.exp(-(a * _logit(raw) + b)))
+        return raw
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))

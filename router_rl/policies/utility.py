@@ -1,0 +1,253 @@
+"""Shared machinery of quality-predicting routers (LightGBM, kNN, MLP, matrix factorisation).
+
+Subclasses only learn ``predict_quality(X) -> (n, n_models)``; this base adds the per-model cost
+and latency estimates (training means), the reference model, the utility decision rule of
+:mod:`router_rl.policies.decision`, λ calibration on validation data and explanations.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from router_rl.core.errors import ConfigError
+from router_rl.policies.base import PolicyLoadError, RoutingPolicy, check_features
+from router_rl.policies.calibration import CalibrationResult, Target, search_lambda
+from router_rl.policies.decision import Decision, DecisionConfig, decide
+from router_rl.policies.signals import privacy_column
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from router_rl.traces.matrix import OutcomeMatrix
+
+
+def _as_decision(decision: DecisionConfig | dict[str, Any] | None) -> DecisionConfig:
+    if decision is None:
+        return DecisionConfig()
+    if isinstance(decision, DecisionConfig):
+        return decision
+    try:
+        return DecisionConfig(**decision)
+    except TypeError as e:
+        raise ConfigError("decision", str(e)) from e
+
+
+class UtilityPolicy(RoutingPolicy):
+    """A router that predicts per-model quality and maximises quality − λ·cost − μ·latency.
+
+    Args:
+        models: Candidate model ids.
+        decision: :class:`DecisionConfig` (or its dict): λ, μ, temperature, epsilon, floors.
+        metadata: Extra artifact metadata.
+    """
+
+    kind = "utility"
+
+    def __init__(
+        self,
+        models: Sequence[str],
+        *,
+        decision: DecisionConfig | dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(models, metadata=metadata)
+        self.decision = _as_decision(decision)
+        self._init_stats()
+
+    def _init_stats(self) -> None:
+        m = self.n_models
+        self.cost_mean = np.zeros(m)
+        self.latency_mean = np.zeros(m)
+        self.reference_model: str | None = None
+        self.privacy_col: int | None = None
+        self.fitted = False
+
+    # --- fitting -----------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
+        self.cost_mean = matrix.cost.mean(axis=0)
+        fin = np.isfinite(matrix.latency)
+        cnt = fin.sum(axis=0)
+        lat_sum = np.where(fin, matrix.latency, 0.0).sum(axis=0)
+        self.latency_mean = np.where(cnt > 0, lat_sum / np.maximum(cnt, 1), 0.0)
+        self.reference_model = matrix.best_single_model()
+        self._fit_quality(np.asarray(X, dtype=np.float32), matrix, rng)
+        self.fitted = True
+
+    @abstractmethod
+    def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
+        """Learn the per-model quality predictor."""
+
+    @abstractmethod
+    def _predict_quality(self, X: np.ndarray) -> np.ndarray:
+        """``(n, m)`` predicted quality of checked, float32 ``X``."""
+
+    # --- prediction --------------------------------------------------------------------------
+    def _check_X(self, X: np.ndarray, what: str) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__}.{what}: the policy is not fitted; call fit() first")
+        return np.asarray(check_features(X, n_features=self.n_features, what=f"{self.kind}.{what}"), np.float32)
+
+    def predict_quality(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_models)`` predicted quality (success probability) per model, in [0, 1]."""
+        return np.clip(self._predict_quality(self._check_X(X, "predict_quality")), 0.0, 1.0)
+
+    def predict_cost(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_models)`` expected USD per call (training mean per model)."""
+        return np.broadcast_to(self.cost_mean, (np.asarray(X).shape[0], self.n_models))
+
+    def predict_latency(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_models)`` expected seconds per call (training mean; 0 where unknown)."""
+        return np.broadcast_to(self.latency_mean, (np.asarray(X).shape[0], self.n_models))
+
+    @property
+    def reference_index(self) -> int:
+        """Column of the reference (best single on training data) model."""
+        if self.reference_model is None:
+            raise RuntimeError(f"{type(self).__name__}: not fitted")
+        return self.models.index(self.reference_model)
+
+    def is_local(self) -> np.ndarray | None:
+        """``(n_models,)`` local mask, or None without a catalog."""
+        if self.catalog is None:
+            return None
+        return np.array([self.catalog[m].is_local for m in self.models], dtype=bool)
+
+    def sensitive(self, X: np.ndarray) -> np.ndarray | None:
+        """``(n,)`` privacy-sensitive mask from the encoder's privacy feature (None when absent)."""
+        if self.privacy_col is None:
+            return None
+        return np.asarray(X)[:, self.privacy_col] > 0.5
+
+    def decide(self, X: np.ndarray, *, decision: DecisionConfig | None = None, explain: bool = False) -> Decision:
+        """Run the decision rule (``decision`` overrides the fitted config, e.g. during λ search)."""
+        X = self._check_X(X, "decide")
+        q = np.clip(self._predict_quality(X), 0.0, 1.0)
+        return self._decide_from(X, q, decision or self.decision, explain=explain)
+
+    def _decide_from(self, X: np.ndarray, q: np.ndarray, cfg: DecisionConfig, *, explain: bool = False) -> Decision:
+        ref = self.reference_index
+        return decide(
+            q,
+            self.predict_cost(X),
+            self.predict_latency(X),
+            cfg,
+            cost_scale=float(self.cost_mean[ref]) or 1.0,
+            latency_scale=float(self.latency_mean[ref]) or 1.0,
+            sensitive=self.sensitive(X),
+            is_local=self.is_local(),
+            explain=explain,
+        )
+
+    def action_distribution(self, X: np.ndarray) -> np.ndarray:
+        """Distribution over models from the utility rule (one-hot unless temperature/epsilon)."""
+        return self.decide(X).probs
+
+    def confidence(self, X: np.ndarray) -> np.ndarray:
+        """``(n,)`` predicted success probability of the chosen (argmax) model."""
+        X = self._check_X(X, "confidence")
+        q = np.clip(self._predict_quality(X), 0.0, 1.0)
+        a = self._decide_from(X, q, self.decision).probs.argmax(axis=1)
+        return q[np.arange(q.shape[0]), a]
+
+    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
+        """Per row: chosen model, distribution, predicted quality/cost/utility per model, λ, hits."""
+        X = self._check_X(X, "explain")
+        q = np.clip(self._predict_quality(X), 0.0, 1.0)
+        d = self._decide_from(X, q, self.decision, explain=True)
+        cost = self.predict_cost(X)
+        out = []
+        for i in range(X.shape[0]):
+            a = int(d.probs[i].argmax())
+            out.append(
+                {
+                    "chosen": self.models[a],
+                    "confidence": float(q[i, a]),
+                    "lam": self.decision.lam,
+                    "mu": self.decision.mu,
+                    "constraints": d.hits[i],
+                    "per_model": {
+                        m: {
+                            "prob": float(d.probs[i, j]),
+                            "pred_quality": float(q[i, j]),
+                            "exp_cost_usd": float(cost[i, j]),
+                            "utility": float(d.utility[i, j]),
+                            "allowed": bool(d.allowed[i, j]),
+                        }
+                        for j, m in enumerate(self.models)
+                    },
+                }
+            )
+        return out
+
+    # --- λ calibration -----------------------------------------------------------------------
+    def calibrate(self, X_val: np.ndarray, val: OutcomeMatrix, target: Target | str) -> CalibrationResult:
+        """Set λ so that the policy meets ``target`` on validation data (see :func:`search_lambda`).
+
+        Args:
+            X_val: Encoded validation features (row i = task i of ``val``).
+            val: Validation outcome matrix (same models).
+            target: :class:`Target` or its text (``quality=0.95``, ``budget=0.001``, ``local=0.8``).
+        """
+        tgt = Target.parse(target) if isinstance(target, str) else target
+        self.check_models(val.models, what="validation matrix")
+        X_val = self._check_X(check_features(X_val, n_rows=val.n_tasks, what="calibrate"), "calibrate")
+        q = np.clip(self._predict_quality(X_val), 0.0, 1.0)
+        res = search_lambda(
+            lambda lam: self._decide_from(X_val, q, self.decision.with_(lam=lam)).probs,
+            val.quality,
+            val.cost,
+            tgt,
+            reference=self.reference_index,
+            reference_model=str(self.reference_model),
+            is_local=self.is_local(),
+        )
+        self.decision = self.decision.with_(lam=res.lam)
+        self.metadata["calibration"] = res.to_dict()
+        return res
+
+    # --- persistence -------------------------------------------------------------------------
+    def attach_encoder(self, encoder: Any) -> Self:
+        """Attach the encoder and locate its privacy feature column (for the local-only rule)."""
+        super().attach_encoder(encoder)
+        self.privacy_col = privacy_column(encoder)
+        return self
+
+    def _save_state(self, directory: Path) -> dict[str, Any] | None:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__}.save: fit the policy before saving it")
+        state = {
+            "decision": self.decision.to_dict(),
+            "cost_mean": self.cost_mean.tolist(),
+            "latency_mean": self.latency_mean.tolist(),
+            "reference_model": self.reference_model,
+            "privacy_col": self.privacy_col,
+        }
+        state.update(self._save_model(directory) or {})
+        return state
+
+    def _load_state(self, directory: Path, state: dict[str, Any]) -> None:
+        try:
+            self.decision = _as_decision(state["decision"])
+            self._init_stats()
+            self.cost_mean = np.asarray(state["cost_mean"], dtype=np.float64)
+            self.latency_mean = np.asarray(state["latency_mean"], dtype=np.float64)
+            self.reference_model = state["reference_model"]
+            self.privacy_col = state.get("privacy_col")
+        except KeyError as e:
+            raise PolicyLoadError(f"{directory / 'policy.json'}: state lacks {e}") from e
+        if self.cost_mean.shape != (self.n_models,):
+            raise PolicyLoadError(f"{directory / 'policy.json'}: cost_mean has the wrong length")
+        self._load_model(directory, state)
+        self.fitted = True
+
+    def _save_model(self, directory: Path) -> dict[str, Any] | None:
+        """Write the quality model; return extra JSON state."""
+        return None
+
+    def _load_model(self, directory: Path, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_save_model`."""

@@ -1,0 +1,383 @@
+"""A seeded simulator of a QE agent fleet's outcome matrix, with known ground truth.
+
+Every task comes from one of the fleet's agent types (test generation, coverage analysis, flaky
+test hunting, code review, security scanning, ...) at one of four complexities. For each of the
+seven catalog models the true success probability is::
+
+    logit p = SHARPNESS * (capability[model] + affinity[agent, model] - difficulty[complexity])
+              + task_hardness + cell_noise
+
+``task_hardness`` (shared by all models of a task) makes some tasks hard for everybody;
+``cell_noise`` is a small per (task, model) deviation. Observed quality is Bernoulli(p) for
+pass/fail agent types and a Beta draw with mean p for graded ones (coverage, review,
+requirements). Calls fail with a small per-provider probability (quality 0, ``error`` set).
+
+Design target (checked by tests): the cloud model is best on average; routing easy tasks to
+local models and hard ones to the cloud reaches >= 95% of the cloud model's quality with >= 80%
+local share, while no single local model reaches 95%.
+
+Cost: cloud = tokens x list price; local = GPU-seconds (prefill + decode at the catalog
+throughput) x the GPU's USD/hour, so local is cheap but not free. Latency: local = GPU-seconds x
+queueing jitter; cloud = network RTT + time-to-first-token + output / cloud throughput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from router_rl.traces.catalog import ModelCatalog, ModelSpec
+from router_rl.traces.schema import CLOUD, LOCAL
+from router_rl.traces.split import assign_splits
+from router_rl.traces.store import TraceSet
+from router_rl.traces.validate import ValidationReport
+
+COMPLEXITIES: tuple[str, ...] = ("SIMPLE", "MODERATE", "COMPLEX", "VERY_COMPLEX")
+COMPLEXITY_MIX: tuple[float, ...] = (0.45, 0.30, 0.15, 0.10)
+DIFFICULTY = np.array([-0.25, -0.02, 0.50, 0.85])
+SHARPNESS = 4.0
+MAX_TOKENS = np.array([1024, 2048, 4096, 8192])
+
+#: agent type -> (task category, fleet share, graded quality?)
+AGENT_TYPES: dict[str, tuple[str, float, bool]] = {
+    "test-generator": ("unit-test-generation", 0.22, False),
+    "coverage-analyzer": ("coverage-gap-analysis", 0.13, True),
+    "flaky-test-hunter": ("flaky-test-diagnosis", 0.11, False),
+    "code-reviewer": ("code-review", 0.16, True),
+    "security-scanner": ("security-scan", 0.10, False),
+    "performance-tester": ("performance-test-design", 0.08, False),
+    "requirements-validator": ("requirements-validation", 0.10, True),
+    "api-contract-validator": ("api-contract-check", 0.10, False),
+}
+
+
+def default_catalog() -> ModelCatalog:
+    """The simulated fleet's catalog: five local open-weight models, Claude Sonnet 4.5, OpenRouter auto."""
+    return ModelCatalog(
+        [
+            ModelSpec("rnj-1:8b", "ollama", LOCAL, gpu_usd_per_hour=0.45, tokens_per_s=95.0,
+                      context_window=32768, open_weight=True),
+            ModelSpec("qwen2.5-coder:7b", "ollama", LOCAL, gpu_usd_per_hour=0.45, tokens_per_s=100.0,
+                      context_window=32768, open_weight=True),
+            ModelSpec("devstral-small-2:24b", "vllm", LOCAL, gpu_usd_per_hour=1.20, tokens_per_s=55.0,
+                      context_window=131072, open_weight=True),
+            ModelSpec("qwen2.5-coder:32b", "vllm", LOCAL, gpu_usd_per_hour=1.20, tokens_per_s=40.0,
+                      context_window=32768, open_weight=True),
+            ModelSpec("devstral-2:123b", "vllm", LOCAL, gpu_usd_per_hour=3.00, tokens_per_s=50.0,
+                      context_window=131072, open_weight=True),
+            ModelSpec("claude-sonnet-4.5", "anthropic", CLOUD, usd_per_m_input=3.0, usd_per_m_output=15.0,
+                      context_window=200000),
+            ModelSpec("openrouter/auto", "openrouter", CLOUD, usd_per_m_input=1.5, usd_per_m_output=6.0,
+                      context_window=128000),
+        ]
+    )
+
+
+#: capability per model (same order as default_catalog()).
+CAPABILITY = np.array([0.30, 0.34, 0.50, 0.55, 0.66, 0.95, 0.82])
+#: affinity[agent, model]: hand-set strengths (coders at tests, devstral at review, cloud at security).
+_AFF = {
+    "test-generator":        [0.00, 0.12, 0.04, 0.12, 0.02, 0.0, 0.0],
+    "coverage-analyzer":     [0.05, 0.08, 0.04, 0.06, 0.02, 0.0, 0.0],
+    "flaky-test-hunter":     [-0.05, 0.00, 0.08, 0.02, 0.08, 0.0, 0.0],
+    "code-reviewer":         [-0.02, 0.00, 0.12, 0.04, 0.10, 0.0, 0.0],
+    "security-scanner":      [-0.15, -0.12, -0.06, -0.06, -0.04, 0.05, 0.0],
+    "performance-tester":    [0.00, 0.02, 0.02, 0.04, 0.04, 0.0, 0.0],
+    "requirements-validator": [0.08, -0.04, 0.02, 0.00, 0.04, 0.0, 0.0],
+    "api-contract-validator": [0.02, 0.06, 0.06, 0.08, 0.04, 0.0, 0.0],
+}
+#: extra difficulty for local models per complexity step, by agent type (security and flaky-test
+#: root-causing get much harder for small models as tasks grow; test generation much less).
+LOCAL_STEP_PENALTY = {
+    "test-generator": -0.05,
+    "coverage-analyzer": -0.04,
+    "flaky-test-hunter": 0.07,
+    "code-reviewer": 0.03,
+    "security-scanner": 0.11,
+    "performance-tester": 0.05,
+    "requirements-validator": -0.02,
+    "api-contract-validator": 0.02,
+}
+#: per-call failure probability per model, and its error kinds.
+ERROR_RATE = np.array([0.004, 0.004, 0.006, 0.006, 0.010, 0.012, 0.020])
+LOCAL_ERRORS = ("timeout", "oom", "context_overflow")
+CLOUD_ERRORS = ("http_429", "http_529", "timeout", "http_500")
+#: extra capability of the cloud models per complexity (frontier models degrade less on hard tasks).
+CLOUD_BONUS = np.array([0.0, 0.04, 0.16, 0.26])
+VERBOSITY = np.array([0.85, 0.9, 1.0, 1.0, 1.1, 1.15, 1.05])
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Knobs of :func:`simulate_fleet` (defaults give the documented fleet)."""
+
+    task_hardness_sd: float = 0.8
+    cell_noise_sd: float = 0.35
+    privacy_rate: float = 0.03
+    graded_concentration: float = 10.0
+    cloud_rtt_s: float = 0.35
+
+    def __post_init__(self) -> None:
+        for k in ("task_hardness_sd", "cell_noise_sd", "graded_concentration", "cloud_rtt_s"):
+            if not getattr(self, k) >= 0:
+                raise ValueError(f"SimulationConfig.{k}: expected >= 0, got {getattr(self, k)!r}")
+        if not 0 <= self.privacy_rate <= 1:
+            raise ValueError(f"SimulationConfig.privacy_rate: expected in [0, 1], got {self.privacy_rate!r}")
+
+
+# --- prompt text ---------------------------------------------------------------------------
+_FUNCS = ("parse_config", "compute_total", "retry_request", "merge_intervals", "validate_token",
+          "load_user", "apply_discount", "flush_cache", "render_invoice", "schedule_job", "normalize_path",
+          "hash_password", "fetch_orders", "resolve_conflict", "serialize_event")
+_MODULES = ("billing", "auth", "orders", "scheduler", "cache", "payments", "inventory", "gateway", "reports")
+_EXC = ("NullPointerException", "AssertionError", "TimeoutError", "KeyError", "ConnectionResetError",
+        "IndexError", "ValueError", "ConcurrentModificationException")
+_FRAMEWORKS = ("pytest", "jest", "JUnit 5", "vitest", "Playwright", "Cypress", "go test")
+_LANGS = ("python", "typescript", "java", "go")
+_VULNS = ("SQL injection", "path traversal", "SSRF", "XSS", "insecure deserialization", "hard-coded credential")
+_FLAKY = ("race condition", "timing-dependent assertion", "shared fixture state", "network dependency",
+          "unordered set iteration", "time zone assumption")
+_INSTR = {
+    "test-generator": "Write {fw} unit tests for `{fn}` in module `{mod}`. Cover edge cases, error paths "
+    "and boundary values; use mocks for external I/O.",
+    "coverage-analyzer": "Analyse the coverage report for `{mod}` and list uncovered branches in `{fn}`; "
+    "propose the minimal set of tests to reach the branch-coverage target.",
+    "flaky-test-hunter": "The test `test_{fn}` in `{mod}` fails intermittently ({rate}% of CI runs). "
+    "Find the root cause (suspected: {flaky}) and propose a deterministic fix.",
+    "code-reviewer": "Review this diff to `{mod}/{fn}` for correctness, readability and test impact. "
+    "Flag regressions and missing tests.",
+    "security-scanner": "Scan `{mod}` for vulnerabilities, especially {vuln}. Report CWE ids, severity and "
+    "a remediation for each finding.",
+    "performance-tester": "Design a load test for the `{fn}` endpoint of `{mod}`: target p95 latency "
+    "{p95} ms at {rps} rps; include ramp-up and assertions.",
+    "requirements-validator": "Check that the acceptance criteria of story {story} for `{mod}` are testable "
+    "and complete; write Given/When/Then scenarios for gaps.",
+    "api-contract-validator": "Compare the OpenAPI contract of `{mod}` with the consumer expectations for "
+    "`{fn}` and list breaking changes.",
+}
+
+
+def _code(rng: np.random.Generator, fn: str, lang: str, lines: int) -> str:
+    body = []
+    for i in range(lines):
+        v = f"v{i}"
+        if lang == "python":
+            body.append(f"    {v} = {fn}_step({v if i else 'data'}, limit={int(rng.integers(1, 99))})")
+        elif lang == "go":
+            body.append(f"\t{v} := {fn}Step(ctx, {int(rng.integers(1, 99))})")
+        else:
+            body.append(f"    const {v} = await {fn}Step(input, {int(rng.integers(1, 99))});")
+    if lang == "python":
+        return f"```python\ndef {fn}(data):\n" + "\n".join(body) + "\n    return v0\n```"
+    if lang == "go":
+        return f"```go\nfunc {fn}(ctx context.Context) error {{\n" + "\n".join(body) + "\n\treturn nil\n}\n```"
+    return f"```{lang}\nasync function {fn}(input) {{\n" + "\n".join(body) + "\n    return v0;\n}\n```"
+
+
+def _trace(rng: np.random.Generator, mod: str, fn: str, depth: int) -> str:
+    exc = _EXC[int(rng.integers(len(_EXC)))]
+    frames = [f'  File "src/{mod}/{fn}.py", line {int(rng.integers(10, 400))}, in {fn}_{k}' for k in range(depth)]
+    return "Traceback (most recent call last):\n" + "\n".join(frames) + f"\n{exc}: unexpected state in {fn}"
+
+
+def _diff(rng: np.random.Generator, mod: str, fn: str, hunks: int) -> str:
+    out = [f"--- a/src/{mod}/{fn}.py", f"+++ b/src/{mod}/{fn}.py"]
+    for _ in range(hunks):
+        a = int(rng.integers(1, 300))
+        out += [f"@@ -{a},4 +{a},5 @@", f"-    if x > {int(rng.integers(9))}:", f"+    if x >= {int(rng.integers(9))}:",
+                "+        log.debug('boundary hit')", "     return x"]
+    return "\n".join(out)
+
+
+def _secret(rng: np.random.Generator) -> str:
+    alphabet = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
+    if rng.random() < 0.5:
+        return "AWS_ACCESS_KEY_ID=AKIA" + "".join(rng.choice(alphabet, 16))
+    return "db_url: postgres://svc:password=" + "".join(rng.choice(alphabet, 12)).lower() + "@db:5432/app"
+
+
+def _prompt(rng: np.random.Generator, agent: str, cx: int, privacy: bool) -> str:
+    fn = _FUNCS[int(rng.integers(len(_FUNCS)))]
+    mod = _MODULES[int(rng.integers(len(_MODULES)))]
+    text = _INSTR[agent].format(
+        fw=_FRAMEWORKS[int(rng.integers(len(_FRAMEWORKS)))], fn=fn, mod=mod, rate=int(rng.integers(2, 40)),
+        flaky=_FLAKY[int(rng.integers(len(_FLAKY)))], vuln=_VULNS[int(rng.integers(len(_VULNS)))],
+        p95=int(rng.integers(50, 900)), rps=int(rng.integers(10, 5000)), story=f"QE-{int(rng.integers(100, 9999))}",
+    )
+    parts = [text]
+    lang = _LANGS[int(rng.integers(len(_LANGS)))]
+    n_code = 3 + 6 * cx + int(rng.integers(0, 4 + 4 * cx))
+    if agent in ("code-reviewer", "security-scanner", "api-contract-validator"):
+        parts.append(_diff(rng, mod, fn, 1 + cx))
+    if agent in ("flaky-test-hunter", "test-generator") and (cx >= 1 or rng.random() < 0.3):
+        parts.append(_trace(rng, mod, fn, 2 + 2 * cx))
+    parts.append(_code(rng, fn, lang, n_code))
+    if cx >= 2:
+        parts.append(f"Constraints: keep backwards compatibility across {2 + cx} services; "
+                     "consider concurrency and transactional rollback.")
+    if privacy:
+        parts.append("Environment (from the failing CI job):\n" + _secret(rng))
+    return "\n\n".join(parts)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def simulate_fleet(
+    n_tasks: int = 2000,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    config: SimulationConfig | None = None,
+    catalog: ModelCatalog | None = None,
+) -> TraceSet:
+    """Simulate ``n_tasks`` fleet requests answered by every catalog model.
+
+    Args:
+        n_tasks: Number of tasks (rows of the dense matrix); the long table has ``n_tasks x 7`` rows.
+        seed: Seed of everything (tasks, prompts, outcomes, splits).
+        fractions: Train/val/test task fractions.
+        config: Noise and privacy knobs.
+        catalog: Prices/throughputs override; must hold the same seven model ids.
+
+    Returns:
+        A :class:`TraceSet` whose ``ground_truth`` frame has, per (task, model), ``p_success``
+        (success probability if the call does not error), ``p_error`` and
+        ``expected_quality = p_success x (1 - p_error)``.
+    """
+    if n_tasks <= 0:
+        raise ValueError(f"simulate_fleet: n_tasks must be > 0, got {n_tasks}")
+    cfg = config or SimulationConfig()
+    cat = catalog or default_catalog()
+    ref = default_catalog().models
+    if cat.models != ref:
+        raise ValueError(f"simulate_fleet: catalog must list exactly {ref} in that order, got {cat.models}")
+    rng = np.random.default_rng(seed)
+    prompt_rng = np.random.default_rng([seed, 1])
+    n, m = n_tasks, len(ref)
+    agents = list(AGENT_TYPES)
+    share = np.array([AGENT_TYPES[a][1] for a in agents])
+    a_idx = rng.choice(len(agents), size=n, p=share / share.sum())
+    c_idx = rng.choice(len(COMPLEXITIES), size=n, p=np.array(COMPLEXITY_MIX))
+    privacy = rng.random(n) < cfg.privacy_rate
+    aff = np.array([_AFF[a] for a in agents])
+
+    # --- ground truth ---
+    hardness = rng.normal(0.0, cfg.task_hardness_sd, size=(n, 1))
+    noise = rng.normal(0.0, cfg.cell_noise_sd, size=(n, m))
+    cloud_cols = np.array([not s.is_local for s in cat])
+    bonus = CLOUD_BONUS[c_idx][:, None] * cloud_cols[None, :]
+    step_pen = np.array([LOCAL_STEP_PENALTY[a] for a in agents])[a_idx] * c_idx
+    bonus = bonus - step_pen[:, None] * ~cloud_cols[None, :]
+    logit = SHARPNESS * (CAPABILITY[None, :] + aff[a_idx] + bonus - DIFFICULTY[c_idx][:, None]) + hardness + noise
+    p_success = _sigmoid(logit)
+    p_error = np.broadcast_to(ERROR_RATE * np.where(c_idx[:, None] >= 3, 1.5, 1.0), (n, m))
+
+    # --- observed outcomes ---
+    graded = np.array([AGENT_TYPES[a][2] for a in agents])[a_idx]
+    k = cfg.graded_concentration
+    pc = np.clip(p_success, 1e-4, 1 - 1e-4)
+    beta = rng.beta(pc * k, (1 - pc) * k)
+    bern = (rng.random((n, m)) < p_success).astype(np.float64)
+    quality = np.where(graded[:, None], np.round(beta, 4), bern)
+    failed = rng.random((n, m)) < p_error
+    quality = np.where(failed, 0.0, quality)
+
+    # tokens: prompt -> input tokens (~4 chars/token + system/context), output by complexity x verbosity
+    prompts = [_prompt(prompt_rng, agents[a], int(c), bool(p)) for a, c, p in zip(a_idx, c_idx, privacy, strict=True)]
+    chars = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=n)
+    context = np.round(rng.lognormal(np.log(300 + 900 * c_idx), 0.5)).astype(np.int64)
+    input_tokens = (chars // 4 + 120 + context)[:, None] * np.ones((1, m), dtype=np.int64)
+    base_out = rng.lognormal(np.log(220 * (1.0 + 1.2 * c_idx)), 0.45)
+    out = base_out[:, None] * VERBOSITY[None, :] * rng.lognormal(0.0, 0.2, size=(n, m))
+    max_tok = MAX_TOKENS[c_idx]
+    output_tokens = np.minimum(np.round(out), max_tok[:, None]).astype(np.int64)
+    output_tokens = np.where(failed, 0, output_tokens)
+
+    # cost and latency
+    is_local = np.array([s.is_local for s in cat])
+    tps = np.array([s.tokens_per_s or 1.0 for s in cat])
+    gpu_rate = np.array([s.gpu_usd_per_hour for s in cat])
+    p_in = np.array([s.usd_per_m_input for s in cat])
+    p_out = np.array([s.usd_per_m_output for s in cat])
+    gpu_s = output_tokens / tps + input_tokens / (tps * 10.0)
+    cost = np.where(
+        is_local[None, :],
+        gpu_s * gpu_rate / 3600.0,
+        (input_tokens * p_in + output_tokens * p_out) / 1e6,
+    )
+    cloud_tps = np.where(np.arange(m) == 5, 65.0, 55.0)
+    ttft = rng.lognormal(np.log(0.6), 0.35, size=(n, m))
+    rtt = cfg.cloud_rtt_s * rng.lognormal(0.0, 0.3, size=(n, m))
+    lat_cloud = rtt + ttft + output_tokens / cloud_tps * rng.lognormal(0.0, 0.15, size=(n, m))
+    lat_local = gpu_s * rng.lognormal(0.05, 0.15, size=(n, m)) + 0.05
+    latency = np.where(is_local[None, :], lat_local, lat_cloud)
+    latency = np.where(failed & ~is_local[None, :], np.minimum(latency, 0.4 + rtt), latency)
+
+    err_kind = np.full((n, m), None, dtype=object)
+    if failed.any():
+        fi, fj = np.nonzero(failed)
+        kinds_local = rng.choice(len(LOCAL_ERRORS), size=fi.size)
+        kinds_cloud = rng.choice(len(CLOUD_ERRORS), size=fi.size)
+        err_kind[fi, fj] = [
+            LOCAL_ERRORS[kl] if is_local[j] else CLOUD_ERRORS[kc]
+            for j, kl, kc in zip(fj, kinds_local, kinds_cloud, strict=True)
+        ]
+
+    # --- long table ---
+    width = len(str(n - 1))
+    task_ids = [f"sim-{seed}-{i:0{width}d}" for i in range(n)]
+    tasks = pl.DataFrame(
+        {
+            "task_id": task_ids,
+            "prompt": prompts,
+            "category": [AGENT_TYPES[agents[a]][0] for a in a_idx],
+            "agent_type": [agents[a] for a in a_idx],
+            "complexity": [COMPLEXITIES[c] for c in c_idx],
+            "max_tokens": max_tok.astype(np.int64),
+            "n_messages": (1 + c_idx + rng.poisson(1.0 + c_idx)).astype(np.int64),
+            "privacy": privacy,
+            "source": ["simulated"] * n,
+        }
+    )
+    tasks = assign_splits(tasks, seed=seed, fractions=fractions)
+    rep = np.repeat(np.arange(n), m)
+    cells = pl.DataFrame(
+        {
+            "model": np.tile(np.array(ref, dtype=object), n).tolist(),
+            "quality": quality.ravel(),
+            "cost_usd": cost.ravel(),
+            "latency_s": latency.ravel(),
+            "input_tokens": input_tokens.ravel(),
+            "output_tokens": output_tokens.ravel(),
+            "error": pl.Series(err_kind.ravel().tolist(), dtype=pl.Utf8),
+        }
+    )
+    rep_tasks = tasks.select(pl.all().gather(pl.Series(rep)))
+    long = pl.concat([rep_tasks.select("task_id"), cells, rep_tasks.drop("task_id")], how="horizontal")
+    gt = pl.DataFrame(
+        {
+            "task_id": long["task_id"],
+            "model": cells["model"],
+            "p_success": p_success.ravel(),
+            "p_error": np.ascontiguousarray(p_error).ravel(),
+            "expected_quality": (p_success * (1 - p_error)).ravel(),
+        }
+    )
+    report = ValidationReport(
+        source="simulated", n_rows_in=long.height, n_rows_out=long.height, n_tasks=n, n_models=m,
+        notes=["simulated by router_rl.traces.simulate.simulate_fleet"],
+    )
+    meta = {
+        "source": "simulated",
+        "importer": "simulate",
+        "seed": seed,
+        "split_seed": seed,
+        "split_fractions": list(fractions),
+        "n_tasks": n,
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+    }
+    return TraceSet(outcomes=long, catalog=cat, report=report, meta=meta, ground_truth=gt)

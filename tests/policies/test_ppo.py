@@ -1,0 +1,186 @@
+"""PPORouter: warm start == LightGBM, save/load, determinism, input validation, quick experiment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from router_rl.core.errors import ConfigError
+from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
+from router_rl.policies.base import PolicyLoadError, RoutingPolicy
+from router_rl.policies.ppo import PPOConfig, PPORouter, state_vector
+
+REPO = Path(__file__).resolve().parents[2]
+OVERRIDES: dict[str, Any] = {"data": {"n_tasks": 600, "seed": 3}, "horizon": 40}
+SMALL = PPOConfig(total_timesteps=512, n_steps=128, batch_size=64, n_epochs=2, net_arch=(16,), learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def setup() -> dict[str, Any]:
+    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
+
+    spec = load_spec("sim-budgeted").with_overrides(**OVERRIDES)
+    data = load_env_data(spec)
+    lgbm = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=30, cv_folds=2))
+    lgbm.fit(data.features("train"), data.train, seed=0)
+    lgbm.attach_encoder(data.encoder)
+    return {"spec": spec, "data": data, "lgbm": lgbm}
+
+
+def _env(setup: dict[str, Any], split: str = "train") -> BudgetedRouting:
+    env = make_from_spec(setup["spec"], encoder=setup["data"].encoder, split=split)
+    assert isinstance(env, BudgetedRouting)
+    return env
+
+
+def _router(setup: dict[str, Any], config: PPOConfig = SMALL) -> PPORouter:
+    return PPORouter.from_base(setup["lgbm"], config=config)
+
+
+def _heldout_obs(setup: dict[str, Any], router: PPORouter) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out (test split) tasks with a full budget, nothing elapsed and every breaker closed."""
+    F = setup["data"].features("test")
+    s = state_vector(
+        budget_remaining_frac=1.0,
+        elapsed_frac=0.0,
+        local_share=0.0,
+        breakers=dict.fromkeys(router.providers, "closed"),
+        providers=router.providers,
+    )
+    return F, router.observe(F, s)
+
+
+def test_warm_start_reproduces_lgbm_decisions(setup: dict[str, Any]) -> None:
+    router = _router(setup).warm_start(_env(setup), seed=0)
+    assert router.providers == ("anthropic", "openrouter")
+    assert router.feature_dim == setup["data"].encoder.dim and router.state_dim == 3 + 2
+    F, X = _heldout_obs(setup, router)
+    lgbm_actions = setup["lgbm"].act(F)[0]
+    ppo_actions = router.act(X)[0]
+    assert len(set(lgbm_actions.tolist())) >= 2  # a non-trivial check: LightGBM uses several models
+    np.testing.assert_array_equal(ppo_actions, lgbm_actions)  # 100% argmax agreement
+    # the initial distribution is the floored LightGBM one: >= 1 - (m-1)*floor-ish on its choice
+    p = router.action_distribution(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    m = router.n_models
+    chosen = p[np.arange(len(p)), lgbm_actions]
+    assert np.all(chosen >= 1.0 / (1.0 + (m - 1) * SMALL.prior_floor) - 1e-6)
+    # the same holds along real env observations (any budget / breaker state), before training
+    env = _env(setup, "test")
+    obs, _ = env.reset(seed=5)
+    for _ in range(10):
+        a = int(router.act(obs[None, :])[0][0])
+        assert a == int(setup["lgbm"].act(obs[None, : router.feature_dim])[0][0])
+        obs, *_ = env.step(a)
+
+
+def test_training_moves_the_policy_and_is_deterministic(setup: dict[str, Any]) -> None:
+    r1 = _router(setup).fit_env(lambda: _env(setup), seed=7)
+    r2 = _router(setup).fit_env(lambda: _env(setup), seed=7)
+    r3 = _router(setup).fit_env(lambda: _env(setup), seed=8)
+    v1, v2, v3 = r1.parameters_vector(), r2.parameters_vector(), r3.parameters_vector()
+    np.testing.assert_array_equal(v1, v2)
+    assert not np.array_equal(v1, v3)
+    _, X = _heldout_obs(setup, r1)
+    np.testing.assert_array_equal(r1.action_distribution(X), r2.action_distribution(X))
+    # training changed the residual: the distribution is no longer the warm-start one
+    r0 = _router(setup).warm_start(_env(setup), seed=7)
+    assert np.abs(r1.action_distribution(X) - r0.action_distribution(X)).max() > 1e-4
+    assert r1.metadata["timesteps"] == SMALL.total_timesteps
+
+
+def test_save_load_round_trip_gives_identical_actions(setup: dict[str, Any], tmp_path: Path) -> None:
+    router = _router(setup).fit_env(_env(setup), seed=1)
+    d = router.save(tmp_path / "ppo")
+    assert {"policy.json", "ppo.zip", "base", "encoder.json", "catalog.json"} <= {p.name for p in d.iterdir()}
+    meta = json.loads((d / "policy.json").read_text())
+    assert meta["kind"] == "ppo"
+    assert meta["state"]["providers"] == ["anthropic", "openrouter"]
+    loaded = RoutingPolicy.load(d, encoder_fingerprint=setup["data"].encoder.fingerprint)
+    assert isinstance(loaded, PPORouter)
+    _, X = _heldout_obs(setup, router)
+    env = _env(setup, "test")
+    obs, _ = env.reset(seed=3)
+    X = np.vstack([X, obs[None, :]])
+    np.testing.assert_array_equal(loaded.action_distribution(X), router.action_distribution(X))
+    np.testing.assert_array_equal(loaded.act(X)[0], router.act(X)[0])
+    np.testing.assert_array_equal(loaded.parameters_vector(), router.parameters_vector())
+    assert loaded.config == router.config and loaded.encoder is not None
+
+
+def test_load_rejects_a_broken_artifact(setup: dict[str, Any], tmp_path: Path) -> None:
+    router = _router(setup).warm_start(_env(setup), seed=0)
+    d = router.save(tmp_path / "ppo")
+    (d / "ppo.zip").unlink()
+    with pytest.raises(PolicyLoadError, match=r"ppo\.zip"):
+        RoutingPolicy.load(d)
+
+
+def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
+    router = _router(setup).warm_start(_env(setup), seed=0)
+    with pytest.raises(ValueError, match=r"expected observations of shape \(n, 170\)"):
+        router.action_distribution(np.zeros((2, 5), dtype=np.float32))
+    X = np.zeros((1, router.obs_dim), dtype=np.float32)
+    X[0, 3] = np.nan
+    with pytest.raises(ValueError, match="row 0, column 3"):
+        router.action_distribution(X)
+    with pytest.raises(ConfigError, match="PPOConfig.batch_size"):
+        PPOConfig(n_steps=100, batch_size=64)
+    with pytest.raises(ConfigError, match="PPOConfig.prior_floor"):
+        PPOConfig(prior_floor=0.0)
+    with pytest.raises(ValueError, match="budget_remaining_frac"):
+        state_vector(budget_remaining_frac=1.5, elapsed_frac=0.0, local_share=0.0)
+    with pytest.raises(ValueError, match="lacks providers"):
+        state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers={"x": 0}, providers=["y"])
+    with pytest.raises(ValueError, match="expected one of"):
+        state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers=["broken"])
+    with pytest.raises(RuntimeError, match="observation layout unknown"):
+        _router(setup).action_distribution(np.zeros((1, 3)))
+
+
+def test_state_vector_matches_the_env_layout(setup: dict[str, Any]) -> None:
+    s = state_vector(
+        budget_remaining_frac=0.25,
+        elapsed_frac=0.5,
+        local_share=0.75,
+        breakers={"openrouter": "open", "anthropic": "half_open"},
+        providers=("anthropic", "openrouter"),
+    )
+    np.testing.assert_array_equal(s, np.array([0.25, 0.5, 0.75, 0.5, 1.0], dtype=np.float32))
+    env = _env(setup)
+    obs, _ = env.reset(seed=0)
+    router = _router(setup).warm_start(env, seed=0)
+    start = state_vector(budget_remaining_frac=1.0, elapsed_frac=0.0, local_share=0.0, breakers=[0.0, 0.0])
+    np.testing.assert_array_equal(obs[router.feature_dim :], start)
+
+
+@pytest.mark.slow
+def test_quick_experiment_runs_and_reports_every_field(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "ppo_vs_greedy.py"), "--quick", "--out-dir", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().count("|") > 10
+    metrics = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
+    assert set(result["scenarios"]) == {"pacing", "outage"}
+    for scen in result["scenarios"].values():
+        assert {"greedy", "ppo"} <= set(scen["policies"])
+        for pol in scen["policies"].values():
+            assert len(pol["per_seed"]["reward"]) == len(result["args"]["seeds"]) >= 2
+            for m in metrics:
+                s = pol["summary"][m]
+                assert s["lo"] <= s["mean"] <= s["hi"]
+        for m in metrics:
+            assert {"mean", "lo", "hi"} <= set(scen["diff_ppo_minus_greedy"][m])
