@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -159,6 +160,11 @@ def evaluate(env: Any, act: Any, *, episodes: int, seed: int) -> dict[str, float
     }
 
 
+def greedy(policy: Any, feature_dim: int) -> Any:
+    """Argmax of ``policy`` on the task-feature part of env observations (blind to the state)."""
+    return lambda obs: policy.action_distribution(obs[:, :feature_dim]).argmax(1)
+
+
 def run(args: Args) -> dict[str, Any]:
     """The whole experiment; returns the JSON-able results."""
     from rich.progress import Progress
@@ -186,13 +192,13 @@ def run(args: Args) -> dict[str, Any]:
                 lgbm.fit(X, data.train, seed=seed)
                 lgbm.attach_encoder(data.encoder)
                 fd = data.encoder.dim
-                policies: dict[str, Any] = {"greedy": lambda o, p=lgbm: p.action_distribution(o[:, :fd]).argmax(1)}
+                policies: dict[str, Any] = {"greedy": greedy(lgbm, fd)}
                 if scen == "pacing" and data.val is not None:
                     cal = copy.deepcopy(lgbm)
                     cal.calibrate(data.features("val"), data.val, f"budget={args.pacing_budget}")
-                    policies["greedy_calibrated"] = lambda o, p=cal: p.action_distribution(o[:, :fd]).argmax(1)
+                    policies["greedy_calibrated"] = greedy(cal, fd)
                 router = PPORouter.from_base(lgbm, config=cfg)
-                router.fit_env(lambda spec=spec, data=data: make_from_spec(spec, encoder=data.encoder), seed=seed)
+                router.fit_env(functools.partial(make_from_spec, spec, encoder=data.encoder), seed=seed)
                 policies["ppo"] = lambda o, r=router: r.action_distribution(o).argmax(1)
                 test_env = make_from_spec(spec, encoder=data.encoder, split="test")
                 for name, act in policies.items():

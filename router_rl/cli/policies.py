@@ -1,9 +1,166 @@
-"""CLI commands for policies (see router_rl.cli.main)."""
+"""``router-rl train`` and ``router-rl route``: fit a routing policy, ask it for a decision."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _load_traceset(traces: str, n_tasks: int, seed: int) -> Any:
+    from router_rl.traces import load_traces, simulate_fleet
+
+    if traces == "sim":
+        return simulate_fleet(n_tasks, seed=seed)
+    path = Path(traces)
+    if not path.exists():
+        raise typer.BadParameter(f"{traces}: no such file (give a parquet written by router_rl.traces, or 'sim')")
+    return load_traces(path, seed=seed)
+
+
+def _parse_options(options: list[str]) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for opt in options:
+        key, sep, val = opt.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--opt {opt!r}: expected KEY=VALUE (VALUE as JSON or text)")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``train`` and ``route`` to the root app."""
+
+    @app.command()
+    def train(
+        policy: str = typer.Option(..., "--policy", help="Policy name: lgbm, knn, mlp, mf, rules, cascade, ..."),
+        out: Path = typer.Option(..., "-o", "--out", help="Artifact folder to write"),
+        traces: str = typer.Option("sim", "--traces", help="Parquet written by router_rl.traces, or 'sim'"),
+        target: str | None = typer.Option(
+            None, "--target", help="Calibrate λ on validation: quality=0.95 | budget=USD | local=0.8"
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of training (and of the simulated fleet)"),
+        n_tasks: int = typer.Option(2000, "--n-tasks", help="Tasks of the simulated fleet (--traces sim)"),
+        opt: list[str] = typer.Option([], "--opt", help="Policy option KEY=VALUE (JSON values), repeatable"),
+    ) -> None:
+        """Train a routing policy on the train split, calibrate on val, print validation metrics."""
+        import numpy as np
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from router_rl.features import EncoderConfig, FeatureEncoder
+        from router_rl.policies import make_policy
+        from router_rl.policies.calibration import Target
+
+        console = Console()
+        tgt = Target.parse(target) if target else None
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
+            step = prog.add_task("loading traces", total=None)
+            ts = _load_traceset(traces, n_tasks, seed)
+            matrix = ts.matrix()
+            if "split" not in matrix.tasks.columns:
+                raise typer.BadParameter(f"{traces}: traces have no split column (see traces.assign_splits)")
+            tr, va = matrix.split("train"), matrix.split("val")
+            prog.update(step, description=f"encoding {tr.n_tasks} train / {va.n_tasks} val tasks")
+            enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
+            X_tr, X_va = enc.transform(tr.tasks), enc.transform(va.tasks)
+            prog.update(step, description=f"training {policy}")
+            pol = make_policy(policy, matrix.models, **_parse_options(opt))
+            pol.attach_encoder(enc)
+            pol.fit(X_tr, tr, seed=seed)
+            if tgt is not None:
+                if not hasattr(pol, "calibrate"):
+                    raise typer.BadParameter(f"--target: policy {policy!r} has no λ/threshold to calibrate")
+                prog.update(step, description=f"calibrating to {tgt} on validation")
+                pol.calibrate(X_va, va, tgt)
+            res = pol.route_matrix(X_va, va)
+        ref = tr.best_single_model()
+        j = va.model_index(ref)
+        local = va.is_local()[res.actions].mean() if va.catalog is not None else float("nan")
+        metrics = {
+            "val_quality": float(res.quality.mean()),
+            "val_cost_usd": float(res.cost.mean()),
+            "reference_model": ref,
+            "reference_quality": float(va.quality[:, j].mean()),
+            "reference_cost_usd": float(va.cost[:, j].mean()),
+            "quality_share": float(res.quality.mean() / max(va.quality[:, j].mean(), 1e-12)),
+            "cost_share": float(res.cost.mean() / max(va.cost[:, j].mean(), 1e-12)),
+            "local_share": float(local),
+            "mean_calls": float(res.n_calls.mean()),
+        }
+        if hasattr(pol, "predict_quality"):
+            from router_rl.policies.calibration import expected_calibration_error
+
+            metrics["val_ece"] = expected_calibration_error(pol.predict_quality(X_va), va.quality)
+        pol.metadata["val_metrics"] = metrics
+        pol.metadata["traces"] = traces
+        pol.save(out)
+        table = Table(title=f"{policy} on validation ({va.n_tasks} tasks)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in metrics.items():
+            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        cal = pol.metadata.get("calibration")
+        if cal:
+            table.add_row("target", f"{cal['target']} ({'met' if cal['met'] else 'NOT met'} on val)")
+            table.add_row("λ / threshold", f"{cal['lam']:.4g}")
+        console.print(table)
+        counts = np.bincount(res.actions, minlength=len(matrix.models))
+        console.print("choices: " + ", ".join(f"{m}={c}" for m, c in zip(matrix.models, counts, strict=True) if c))
+        console.print(f"saved [bold]{out}[/bold] ({pol.version})")
+
+    @app.command()
+    def route(
+        policy_dir: Path = typer.Option(..., "--policy", help="Artifact folder written by `router-rl train`"),
+        prompt: str = typer.Option(..., "--prompt", help="Request text (not logged)"),
+        agent_type: str | None = typer.Option(None, "--agent-type"),
+        category: str | None = typer.Option(None, "--category"),
+        max_tokens: int | None = typer.Option(None, "--max-tokens"),
+    ) -> None:
+        """Route one request: print the choice, the distribution and the reasons."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from router_rl.features import is_sensitive
+        from router_rl.policies import RoutingPolicy
+        from router_rl.policies.utility import UtilityPolicy
+
+        console = Console()
+        pol = RoutingPolicy.load(policy_dir)
+        if pol.encoder is None:
+            raise typer.BadParameter(f"{policy_dir}: the artifact carries no feature encoder; cannot encode text")
+        record: dict[str, Any] = {"prompt": prompt, "agent_type": agent_type, "category": category}
+        if max_tokens is not None:
+            record["max_tokens"] = max_tokens
+        X = pol.encoder.transform_records([record])
+        sensitive = is_sensitive(prompt)
+        table = Table(title=f"{pol.version}")
+        table.add_column("model")
+        table.add_column("prob", justify="right")
+        if isinstance(pol, UtilityPolicy):
+            import numpy as np
+
+            info = pol.explain(X, sensitive=np.array([sensitive]))[0]
+            for c in ("pred quality", "exp cost USD", "utility"):
+                table.add_column(c, justify="right")
+            for m, d in info["per_model"].items():
+                table.add_row(m, f"{d['prob']:.3f}", f"{d['pred_quality']:.3f}", f"{d['exp_cost_usd']:.2e}",
+                              f"{d['utility']:.3f}" if d["allowed"] else "blocked")
+            console.print(table)
+            console.print(f"chosen: [bold]{info['chosen']}[/bold] (confidence {info['confidence']:.3f}); "
+                          f"λ={info['lam']:.4g} μ={info['mu']:.4g}")
+            console.print("constraints: " + (", ".join(info["constraints"]) or "none"))
+        else:
+            p = pol.action_distribution(X)[0]
+            for m, v in zip(pol.models, p, strict=True):
+                table.add_row(m, f"{v:.3f}")
+            console.print(table)
+            console.print(f"chosen: [bold]{pol.models[int(p.argmax())]}[/bold]")
+        console.print(f"privacy-sensitive prompt: {sensitive}")

@@ -202,8 +202,8 @@ def load_env_data(spec: EnvSpec | str | Path, *, encoder: Any | None = None, cac
 
     Args:
         spec: An :class:`EnvSpec`, a spec file path or a spec name.
-        encoder: Use this already fitted encoder (anything with ``transform`` and ``dim``)
-            instead of fitting one.
+        encoder: Use this already fitted encoder (anything with ``transform`` and ``dim``) for
+            the features instead of the one fitted on train (the data itself is still cached).
         cache: Reuse a previous load of the same data/split/feature/reward settings in this
             process (the env checker re-creates environments several times).
 
@@ -215,11 +215,14 @@ def load_env_data(spec: EnvSpec | str | Path, *, encoder: Any | None = None, cac
     if not isinstance(spec, EnvSpec):
         spec = load_spec(spec)
     key = _cache_key(spec)
-    use_cache = cache and encoder is None
-    if use_cache and key in _CACHE:
+    if encoder is not None and not isinstance(encoder, Encoder):
+        raise TypeError(f"{_source_name(spec)}: encoder must have .dim and .transform(tasks_frame)")
+    hit = _CACHE.get(key) if cache else None
+    if hit is not None:
         _CACHE.move_to_end(key)
-        hit = _CACHE[key]
-        return EnvData(spec, hit.train, hit.val, hit.test, hit.encoder, hit.reward, hit._features, hit._tables)
+        if encoder is None or encoder is hit.encoder:
+            return EnvData(spec, hit.train, hit.val, hit.test, hit.encoder, hit.reward, hit._features, hit._tables)
+        return EnvData(spec, hit.train, hit.val, hit.test, encoder, hit.reward)
     src = _source_name(spec)
     ts = _load_traceset(spec)
     matrix: OutcomeMatrix = ts.matrix() if hasattr(ts, "matrix") else ts
@@ -234,10 +237,6 @@ def load_env_data(spec: EnvSpec | str | Path, *, encoder: Any | None = None, cac
     train, test = parts["train"], parts["test"]
     if train is None or test is None:
         raise ConfigError("split", "the data needs both train and test tasks", source=src)
-    if encoder is None:
-        encoder = _make_encoder(spec, train)
-    elif not isinstance(encoder, Encoder):
-        raise TypeError(f"{src}: encoder must have .dim and .transform(tasks_frame)")
     reward = resolve_reward(spec.reward, train.cost)
     if reward.latency_weight > 0:
         unknown = [m for j, m in enumerate(matrix.models) if np.isnan(matrix.latency[:, j]).any()]
@@ -247,11 +246,14 @@ def load_env_data(spec: EnvSpec | str | Path, *, encoder: Any | None = None, cac
                 f"> 0 but models {unknown[:8]} have unknown latency; list data.models with latency or set it to 0",
                 source=src,
             )
-    data = EnvData(spec, train, parts["val"], test, encoder, reward)
-    if use_cache:
+    fitted = _make_encoder(spec, train)
+    data = EnvData(spec, train, parts["val"], test, fitted, reward)
+    if cache:
         _CACHE[key] = data
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
+    if encoder is not None and encoder is not fitted:
+        return EnvData(spec, train, parts["val"], test, encoder, reward)
     return data
 
 

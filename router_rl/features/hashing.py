@@ -90,30 +90,29 @@ def _concat(chunk: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _char_keys(
-    buf: np.ndarray, row: np.ndarray, is_sep: np.ndarray, ngram_range: tuple[int, int], trash: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(keys, rows)`` per n; n-grams touching a separator get row ``trash``."""
+    buf: np.ndarray, row: np.ndarray, is_sep: np.ndarray, ngram_range: tuple[int, int]
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(n, keys, rows, bad)`` per n; ``bad`` indexes n-grams that touch a separator."""
     ws = _WS_TABLE[buf]
     drop = np.zeros(buf.size, dtype=bool)
     if buf.size > 1:
         drop[1:] = ws[1:] & ws[:-1]
     keep = ~drop
-    b = np.where(ws, np.uint8(0x20), buf)[keep]
+    b = np.where(ws, np.uint8(0x20), buf)[keep].astype(np.uint64)
     r = row[keep]
     sep_pos = np.flatnonzero(is_sep[keep])
-    g = b.astype(np.uint64)
+    g = b
     lo, hi = ngram_range
     for n in range(1, hi + 1):
         m = b.size - n + 1
         if m <= 0:
             return
         if n > 1:
-            g = (g[:m] << _U64(8)) | b[n - 1 :].astype(np.uint64)
+            g = g[:m] << _U64(8)
+            g |= b[n - 1 :]
         if n >= lo:
-            rows = r[:m].copy()
             bad = (sep_pos[:, None] - np.arange(n)[None, :]).ravel()
-            rows[bad[(bad >= 0) & (bad < m)]] = trash
-            yield g ^ _U64(n << 56), rows
+            yield n, g, r[:m], bad[(bad >= 0) & (bad < m)]
 
 
 def _word_keys(buf: np.ndarray, row: np.ndarray, ngram_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -156,11 +155,19 @@ def _word_keys(buf: np.ndarray, row: np.ndarray, ngram_range: tuple[int, int]) -
 
 
 def _accumulate(
-    keys: np.ndarray, rows: np.ndarray, n_rows: int, n_buckets: int, tag: np.uint64, out: np.ndarray
+    keys: np.ndarray,
+    rows: np.ndarray,
+    bad: np.ndarray | None,
+    n_rows: int,
+    n_buckets: int,
+    tag: np.uint64,
+    out: np.ndarray,
 ) -> None:
-    """Add the signed bucket counts of ``keys`` to ``out`` (``(n_rows, n_buckets)``).
+    """Add the signed bucket counts of ``keys`` (row ``rows``) to ``out`` (``(n_rows, n_buckets)``).
 
-    ``rows`` may hold ``n_rows`` (a trash row) for keys that must not count.
+    ``bad`` (optional) indexes keys that must not count. Each key is mixed with ``tag``; the high
+    32 bits ``x`` of the mixed hash give ``floor(x * 2 * n_buckets / 2**32)``, whose upper part
+    is the bucket and whose lowest bit is the sign (uniform for any bucket count, no division).
     """
     if keys.size == 0:
         return
@@ -168,14 +175,16 @@ def _accumulate(
     h *= _C1
     h ^= h >> _U64(29)
     h *= _C2
-    # bucket = floor(high32(h) * n_buckets / 2**32): uniform for any bucket count, no division
-    bucket = ((h >> _U64(32)) * _U64(n_buckets)) >> _U64(32)
-    # slot = (row * n_buckets + bucket) * 2 + sign bit (bit 31 of h, independent of the high half)
-    slot = (rows.astype(np.uint64) * _U64(n_buckets) + bucket) * _U64(2) + ((h >> _U64(31)) & _U64(1))
-    counts = np.bincount(slot.astype(np.intp), minlength=2 * (n_rows + 1) * n_buckets)
-    counts = counts[: 2 * n_rows * n_buckets].reshape(n_rows, n_buckets, 2)
-    out += counts[:, :, 0]
-    out -= counts[:, :, 1]
+    h >>= _U64(32)
+    h *= _U64(2 * n_buckets)
+    h >>= _U64(32)
+    h += rows.astype(np.uint64) * _U64(2 * n_buckets)
+    if bad is not None and bad.size:
+        h[bad] = 2 * n_rows * n_buckets  # trash slot
+    counts = np.bincount(h.view(np.int64), minlength=2 * n_rows * n_buckets + 1)
+    pairs = counts[: 2 * n_rows * n_buckets].reshape(n_rows, n_buckets, 2)
+    out += pairs[:, :, 0]
+    out -= pairs[:, :, 1]
 
 
 def _l2_normalise(out: np.ndarray) -> None:
@@ -237,10 +246,10 @@ def hash_ngrams(
         buf, row, is_sep = _concat(encoded[a:b])
         if n_word:
             k, r = _word_keys(buf, row, word_ngram_range)
-            _accumulate(k, r, b - a, n_word, wtag, word[a:b])
+            _accumulate(k, r, None, b - a, n_word, wtag, word[a:b])
         if n_char:
-            for k, r in _char_keys(buf, row, is_sep, char_ngram_range, trash=b - a):
-                _accumulate(k, r, b - a, n_char, ctag, char[a:b])
+            for n, k, r, bad in _char_keys(buf, row, is_sep, char_ngram_range):
+                _accumulate(k, r, bad, b - a, n_char, ctag ^ _U64(n << 56), char[a:b])
     _l2_normalise(word)
     _l2_normalise(char)
     return word, char

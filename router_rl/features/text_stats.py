@@ -71,7 +71,9 @@ _FILE_EXTS: Final = (
     "py|pyi|js|mjs|cjs|ts|tsx|jsx|java|kt|kts|go|rs|rb|php|cs|cpp|cc|cxx|c|h|hpp|swift|scala|sql|sh|bash|"
     "ya?ml|json|xml|toml|ini|cfg|conf|md|rst|html|css|scss|feature|gradle|properties|lock|txt|csv|env|dockerfile"
 )
-_FILE_PATH_RE: Final = re.compile(rf"(?<=[\w-])\.(?:{_FILE_EXTS})\b")
+#: ``.ext`` after a word character or ``-`` (checked in Python: a leading look-behind would disable
+#: the regex engine's literal-prefix scan and make this ~15x slower).
+_FILE_PATH_RE: Final = re.compile(rf"\.(?:{_FILE_EXTS})\b")
 _STACK_RE: Final = re.compile(
     r'^[ \t]*file "[^"\n]+", line \d+'  # Python frame
     r"|^[ \t]+at [\w$.<>/@:\[\]-]+ ?\("  # Java / JS frame "at pkg.Cls.meth(" / "at fn ("
@@ -113,6 +115,20 @@ def _regex_counts(pattern: re.Pattern[str], joined: str, starts: np.ndarray, n: 
     return np.bincount(rows, minlength=n).astype(np.int64)
 
 
+def _file_path_counts(joined: str, starts: np.ndarray, n: int) -> np.ndarray:
+    pos = np.fromiter(
+        (
+            m.start()
+            for m in _FILE_PATH_RE.finditer(joined)
+            if m.start() > 0 and ((c := joined[m.start() - 1]).isalnum() or c in "_-")
+        ),
+        dtype=np.int64,
+    )
+    if pos.size == 0:
+        return np.zeros(n, dtype=np.int64)
+    return np.bincount(np.searchsorted(starts, pos, side="right") - 1, minlength=n).astype(np.int64)
+
+
 def _substring_counts(texts: Sequence[str], keywords: Sequence[str]) -> np.ndarray:
     out = np.zeros(len(texts), dtype=np.int64)
     for kw in keywords:
@@ -144,6 +160,6 @@ def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
         "stack_trace_lines": _regex_counts(_STACK_RE, joined, starts, n),
         "diff_hunks": _regex_counts(_HUNK_RE, joined, starts, n),
         "test_keywords": _substring_counts(lowered, TEST_KEYWORDS),
-        "file_paths": _regex_counts(_FILE_PATH_RE, joined, starts, n),
+        "file_paths": _file_path_counts(joined, starts, n),
         "error_keywords": _substring_counts(lowered, ERROR_KEYWORDS),
     }

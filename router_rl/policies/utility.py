@@ -129,7 +129,15 @@ class UtilityPolicy(RoutingPolicy):
         q = np.clip(self._predict_quality(X), 0.0, 1.0)
         return self._decide_from(X, q, decision or self.decision, explain=explain)
 
-    def _decide_from(self, X: np.ndarray, q: np.ndarray, cfg: DecisionConfig, *, explain: bool = False) -> Decision:
+    def _decide_from(
+        self,
+        X: np.ndarray,
+        q: np.ndarray,
+        cfg: DecisionConfig,
+        *,
+        explain: bool = False,
+        sensitive: np.ndarray | None = None,
+    ) -> Decision:
         ref = self.reference_index
         return decide(
             q,
@@ -138,7 +146,7 @@ class UtilityPolicy(RoutingPolicy):
             cfg,
             cost_scale=float(self.cost_mean[ref]) or 1.0,
             latency_scale=float(self.latency_mean[ref]) or 1.0,
-            sensitive=self.sensitive(X),
+            sensitive=sensitive if sensitive is not None else self.sensitive(X),
             is_local=self.is_local(),
             explain=explain,
         )
@@ -154,11 +162,17 @@ class UtilityPolicy(RoutingPolicy):
         a = self._decide_from(X, q, self.decision).probs.argmax(axis=1)
         return q[np.arange(q.shape[0]), a]
 
-    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
-        """Per row: chosen model, distribution, predicted quality/cost/utility per model, λ, hits."""
+    def explain(self, X: np.ndarray, *, sensitive: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per row: chosen model, distribution, predicted quality/cost/utility per model, λ, hits.
+
+        Args:
+            X: Encoded features.
+            sensitive: Optional ``(n,)`` privacy mask overriding the encoder's privacy feature
+                (e.g. from :func:`router_rl.features.is_sensitive` on the raw prompt).
+        """
         X = self._check_X(X, "explain")
         q = np.clip(self._predict_quality(X), 0.0, 1.0)
-        d = self._decide_from(X, q, self.decision, explain=True)
+        d = self._decide_from(X, q, self.decision, explain=True, sensitive=sensitive)
         cost = self.predict_cost(X)
         out = []
         for i in range(X.shape[0]):

@@ -9,12 +9,14 @@ through :class:`router_rl.serve.client.RemotePolicyClient`.
 
 * the policy is loaded in ``__init__`` (one :class:`PolicyEngine` per replica);
 * ``reconfigure({"policy_dir": ...})`` hot-swaps the artifact without dropping traffic: the new
-  engine is loaded first and swapped in only if it loads, so a bad artifact leaves the old one
-  serving and marks the replica unhealthy until a good one arrives;
-* ``check_health`` raises while the last reconfigure failed, so Serve reports the problem.
+  engine is loaded first and swapped in only if it loads and answers a canary request, so a bad
+  artifact leaves the old policy serving; ``GET /health`` then reports ``ok: false`` with the
+  error until a good artifact arrives;
+* ``check_health`` routes a canary record through the serving policy and raises if that fails
+  (Serve then replaces the replica). A failed swap alone does not fail it: the replica still
+  serves the previous policy correctly, and replacing it would only re-run the failing swap.
 """
 
-from __future__ import annotations
 
 from typing import Any
 
@@ -22,9 +24,10 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 
 from router_rl.serve.engine import PolicyEngine
-from router_rl.serve.protocol import HealthResponse, RouteRequest, RouteResponse
+from router_rl.serve.protocol import HealthResponse, RouteRequest, RouteResponse, TaskRecord
 
 api = FastAPI(title="router-rl policy")
+_CANARY = RouteRequest(records=[TaskRecord(prompt="health check", agent_type="canary")])
 
 
 @serve.deployment(name="RoutingPolicy", num_replicas=1, health_check_period_s=5)
@@ -43,16 +46,16 @@ class PolicyDeployment:
             return
         try:
             engine = PolicyEngine(policy_dir)
-        except Exception as e:  # keep serving the old policy, report unhealthy
+            engine.route(_CANARY)
+        except Exception as e:  # keep serving the old policy; /health reports the failed swap
             self._last_error = f"reconfigure to {policy_dir} failed: {e}"
             return
         self._engine = engine
         self._last_error = None
 
     def check_health(self) -> None:
-        """Raise when the last hot swap failed (Serve marks the replica unhealthy)."""
-        if self._last_error is not None:
-            raise RuntimeError(self._last_error)
+        """Route a canary record; raise (Serve replaces the replica) if the serving policy fails."""
+        self._engine.route(_CANARY)
 
     @api.post("/route", response_model=RouteResponse)
     def route(self, request: RouteRequest) -> RouteResponse:

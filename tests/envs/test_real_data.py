@@ -21,6 +21,7 @@ def test_every_real_dataset_has_a_spec() -> None:
 
 
 @pytest.mark.data
+@pytest.mark.slow  # routerdc imports 20,600 prompts (several seconds on a busy core)
 @pytest.mark.parametrize("name", REAL)
 def test_real_spec_passes_both_checkers_with_zero_warnings(name: str, datasets_root: Path) -> None:
     env = gym.make(f"router_rl/{name}-v0")

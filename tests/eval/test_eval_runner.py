@@ -183,3 +183,21 @@ def test_cli_report_writes_files(traces_file: Path, tmp_path: Path) -> None:
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "| cheapest |" in md and "Independence gates" in md and "![frontier.png](frontier.png)" in md
+
+
+def test_cli_evaluates_a_saved_artifact(fleet, traces_file: Path, tmp_path: Path) -> None:
+    from router_rl.policies.base import make_policy
+
+    _, train, _, _ = fleet
+    feats = default_features(train)
+    pol = make_policy("single", train.models, model="claude-sonnet-4.5")
+    pol.fit(feats(pol, train), train, seed=0)
+    art = pol.save(tmp_path / "my-policy")
+    out = tmp_path / "eval.json"
+    r = CliRunner().invoke(
+        app, ["evaluate", "-t", str(traces_file), "-p", str(art), "--json", str(out), "--n-bootstrap", "20"]
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    pe = d["policies"]["my-policy"]
+    assert pe["kind"] == "single" and pe["metrics"]["quality_ratio"] == pytest.approx(1.0)

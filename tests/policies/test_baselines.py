@@ -83,7 +83,7 @@ def test_rule_router_tiers_and_privacy(toy) -> None:
 
 def test_rule_router_reads_encoder_columns() -> None:
     class Enc:
-        feature_names = ["word_hash[0]", "cx:score", "cx:simple", "cx:moderate", "cx:complex", "cx:very_complex"]
+        feature_names = ("word_hash[0]", "cx:score", "cx:simple", "cx:moderate", "cx:complex", "cx:very_complex")
         fingerprint = "abc"
 
     rules = RuleRouter(MODELS, small_model="small", large_model="big", cloud_model="cloud").attach_encoder(Enc())

@@ -71,9 +71,9 @@ def test_loading_for_other_models_or_encoder_fails_clearly(toy_splits, tmp_path:
     with pytest.raises(ValueError, match="trained on 6"):
         pol.action_distribution(X[:, :4])
     (tmp_path / "p" / "weights.npz").unlink()
-    with pytest.raises(PolicyLoadError, match="missing weights"):
+    with pytest.raises(PolicyLoadError, match="missing weights file"):
         RoutingPolicy.load(tmp_path / "p")
-    with pytest.raises(PolicyLoadError, match="no policy.json"):
+    with pytest.raises(PolicyLoadError, match=r"no policy\.json"):
         RoutingPolicy.load(tmp_path / "nothing")
 
 
@@ -138,7 +138,7 @@ def test_cascade_pays_for_every_call(toy_splits) -> None:
 
 
 def test_bandit_online_update_moves_towards_rewarding_arm(toy_splits) -> None:
-    X, m = toy_splits["train"]
+    X, _ = toy_splits["train"]
     pol = make_policy("linucb", MODELS, dim=4, alpha=0.0)
     pol.start_online(X, cost_scale=0.01, seed=0)
     for _ in range(30):

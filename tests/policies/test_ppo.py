@@ -130,9 +130,9 @@ def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
     X[0, 3] = np.nan
     with pytest.raises(ValueError, match="row 0, column 3"):
         router.action_distribution(X)
-    with pytest.raises(ConfigError, match="PPOConfig.batch_size"):
+    with pytest.raises(ConfigError, match=r"PPOConfig\.batch_size"):
         PPOConfig(n_steps=100, batch_size=64)
-    with pytest.raises(ConfigError, match="PPOConfig.prior_floor"):
+    with pytest.raises(ConfigError, match=r"PPOConfig\.prior_floor"):
         PPOConfig(prior_floor=0.0)
     with pytest.raises(ValueError, match="budget_remaining_frac"):
         state_vector(budget_remaining_frac=1.5, elapsed_frac=0.0, local_share=0.0)

@@ -20,7 +20,9 @@ class FakeClock:
 def _breaker(**kw: object) -> tuple[CircuitBreaker, FakeClock, list[tuple[str, str, str]]]:
     clock = FakeClock()
     changes: list[tuple[str, str, str]] = []
-    cfg = BreakerConfig(**{"consecutive_failures": 3, "window": 10, "min_calls": 4, "reset_timeout_s": 30.0, **kw})
+    cfg = BreakerConfig.model_validate(
+        {"consecutive_failures": 3, "window": 10, "min_calls": 4, "reset_timeout_s": 30.0, **kw}
+    )
     b = CircuitBreaker("p", cfg, clock=clock, on_change=lambda n, o, s: changes.append((n, o.value, s.value)))
     return b, clock, changes
 

@@ -42,7 +42,7 @@ def _row(i: int, **kw: object) -> dict[str, object]:
 def test_validate_row_errors_name_the_field() -> None:
     with pytest.raises(DecisionLogError, match="field 'propensity'"):
         validate_row(_row(0, propensity=0.5))
-    with pytest.raises(DecisionLogError, match="field 'action_probs'.*summing to 1"):
+    with pytest.raises(DecisionLogError, match=r"field 'action_probs'.*summing to 1"):
         validate_row(_row(0, action_probs=[0.5, 0.6]))
     with pytest.raises(DecisionLogError, match="field 'chosen_model'"):
         validate_row(_row(0, chosen_model="zz"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -63,7 +64,8 @@ def test_rule_tiers_route_by_complexity(backends: Backends, tmp_path: Path) -> N
     async def go() -> list[str]:
         r = _router(backends, tmp_path)
         try:
-            out = [(await _route(r, p, agent_id="a")).served_model for p in (SIMPLE_PROMPT, COMPLEX_PROMPT, HARD_PROMPT)]
+            prompts = (SIMPLE_PROMPT, COMPLEX_PROMPT, HARD_PROMPT)
+            out = [(await _route(r, p, agent_id="a")).served_model for p in prompts]
         finally:
             await r.aclose()
         return out
@@ -77,7 +79,7 @@ def test_rule_tiers_route_by_complexity(backends: Backends, tmp_path: Path) -> N
     assert df["strategy"].to_list() == ["balanced"] * 3
     assert df["complexity"].to_list() == ["simple", "complex", "very_complex"]
     assert df["propensity"].to_list() == [1.0, 1.0, 1.0]
-    assert df["cost_usd"].min() > 0  # local GPU time is not free, cloud tokens are priced
+    assert (df["cost_usd"] > 0).all()  # local GPU time is not free, cloud tokens are priced
 
 
 @pytest.mark.parametrize(
@@ -91,7 +93,9 @@ def test_rule_tiers_route_by_complexity(backends: Backends, tmp_path: Path) -> N
         ({"kind": "timeout", "delay_s": 3.0}, "timeout"),
     ],
 )
-def test_fallback_on_each_injected_fault(backends: Backends, tmp_path: Path, fault: dict[str, Any], reason: str) -> None:
+def test_fallback_on_each_injected_fault(
+    backends: Backends, tmp_path: Path, fault: dict[str, Any], reason: str
+) -> None:
     local, cloud = backends
     local.backend.faults.replace([{**fault, "model": "small-local"}])
 
@@ -165,7 +169,7 @@ def test_breaker_opens_then_emergency_cloud_then_half_open_probe_closes(
 
 
 def test_latency_trigger_sends_to_cloud_after_local_timeout(backends: Backends) -> None:
-    local, cloud = backends
+    local, _cloud = backends
     local.backend.faults.replace([{"kind": "timeout", "delay_s": 3.0, "provider": "local"}])
 
     async def go() -> RouteResult:
@@ -215,7 +219,7 @@ def test_sensitive_requests_never_reach_cloud(backends: Backends, tmp_path: Path
 
 @pytest.mark.parametrize("behaviour", ["reject", "local_only", "allow_and_alert"])
 def test_budget_exhausted_behaviours(backends: Backends, tmp_path: Path, behaviour: str) -> None:
-    local, cloud = backends
+    _local, cloud = backends
 
     async def go() -> list[Any]:
         r = _router(backends, tmp_path, budgets={"per_agent": {"daily_usd": 0.0002}, "on_exhausted": behaviour})
@@ -270,7 +274,7 @@ def test_shadow_and_ab_accounting_is_sticky_and_seeded(backends: Backends, tmp_p
     assert df.height == n_agents * per_agent
     per = df.group_by("agent_id").agg(pl.col("strategy").n_unique().alias("n"), pl.col("strategy").first().alias("s"))
     assert per["n"].to_list() == [1] * n_agents  # sticky by agent
-    share = (per["s"] == "cost_optimized").mean()
+    share = sum(s == "cost_optimized" for s in per["s"].to_list()) / n_agents
     assert 0.1 <= share <= 0.5  # ~30% of agents
     # shadow decided for every request, never executed: quality_optimized would pick cloud
     assert df["shadow_model"].to_list() == ["cloud-large"] * df.height
@@ -351,10 +355,8 @@ def test_decision_log_has_one_valid_row_per_request(backends: Backends, tmp_path
             for i in range(40):
                 strategy = ["router-rl/auto", "router-rl/cost_optimized", "router-rl/latency_optimized",
                             "router-rl/privacy_first"][i % 4]
-                try:
+                with contextlib.suppress(NoProviderAvailableError):
                     await _route(r, prompts[i % 4], model=strategy, request_id=f"q{i}", agent_id=f"a{i % 3}")
-                except NoProviderAvailableError:
-                    pass
                 n += 1
         finally:
             await r.aclose()
