@@ -81,9 +81,13 @@ MAX_SCORE: Final = 2 + 2 + 2 + 1 + KEYWORD_CAP
 
 def keyword_group_counts(lowered: Sequence[str]) -> np.ndarray:
     """Number of distinct complexity keyword groups present in each lower-cased text."""
-    out = np.zeros(len(lowered), dtype=np.int64)
+    n = len(lowered)
+    out = np.zeros(n, dtype=np.int64)
     for subs in COMPLEXITY_KEYWORD_GROUPS.values():
-        out += np.fromiter((any(s in t for s in subs) for t in lowered), dtype=bool, count=len(lowered))
+        hit = np.zeros(n, dtype=bool)
+        for s in subs:
+            hit |= np.fromiter((s in t for t in lowered), dtype=bool, count=n)
+        out += hit
     return out
 
 

@@ -795,6 +795,10 @@ class HybridRouter:
             self._finish(ctx, d, served=None, fallback_reason=None, usage=None, latency_s=None,
                          error=e.code or type(e).__name__)
             raise
+        except BaseException as e:  # a bug or a cancelled request still gets its decision-log row
+            self._finish(ctx, d, served=None, fallback_reason=None, usage=None, latency_s=None,
+                         error=f"internal:{type(e).__name__}")
+            raise
         cost = self._finish(ctx, d, served=served, fallback_reason=reason, usage=res.usage,
                             latency_s=res.latency_s, error=None)
         total = self._clock() - ctx.t0
@@ -817,6 +821,10 @@ class HybridRouter:
         except RouterRequestError as e:
             self._finish(ctx, d, served=None, fallback_reason=None, usage=None, latency_s=None,
                          error=e.code or type(e).__name__)
+            raise
+        except BaseException as e:
+            self._finish(ctx, d, served=None, fallback_reason=None, usage=None, latency_s=None,
+                         error=f"internal:{type(e).__name__}")
             raise
 
     async def _open_stream(self, ctx: _Ctx, d: Decision) -> StreamSession:

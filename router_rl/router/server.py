@@ -206,6 +206,12 @@ def create_app(
         t = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(exc.detail), type_=t), status_code=exc.status_code)
 
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error while serving %s: %s", request.url.path, type(exc).__name__)
+        return JSONResponse(error_body("internal router error", type_="server_error", code="internal_error"),
+                            status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body("invalid request", type_="invalid_request_error"), status_code=400)

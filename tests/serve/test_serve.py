@@ -71,7 +71,8 @@ def test_ray_serve_deploy_route_hot_swap_and_health(tmp_path: Path) -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
 
         def deploy(policy_dir: Path) -> None:
-            app = PolicyDeployment.options(user_config={"policy_dir": str(policy_dir)}).bind(str(first))
+            # a fixed code version makes a user_config change a lightweight reconfigure() of the live replica
+            app = PolicyDeployment.options(version="1", user_config={"policy_dir": str(policy_dir)}).bind(str(first))
             serve.run(app, name="policy", route_prefix="/policy")
 
         async def call() -> tuple[list[str], bool, str]:
