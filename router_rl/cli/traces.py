@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from router_rl.traces.store import TraceSet
 
 
 def register(app: typer.Typer) -> None:
@@ -74,10 +79,8 @@ def register(app: typer.Typer) -> None:
     @traces_app.command("info")
     def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
         """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
-        import numpy as np
         from rich.console import Console
         from rich.markup import escape
-        from rich.table import Table
 
         from router_rl.traces.errors import TraceValidationError
         from router_rl.traces.store import load_traces
@@ -88,30 +91,39 @@ def register(app: typer.Typer) -> None:
         except (TraceValidationError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(code=1) from e
-        m = ts.matrix()
-        console.print(f"{file}: {ts.outcomes.height} rows, {m.n_tasks} tasks, {m.n_models} models "
-                      f"(source: {ts.meta.get('importer', '?')})")
-        if "split" in m.tasks.columns:
-            counts = dict(m.tasks["split"].value_counts().iter_rows())
-            console.print("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
-        table = Table(title="per-model means")
-        for col in ("model", "where", "quality", "cost USD", "latency s", "errors"):
-            table.add_column(col, justify="left" if col in ("model", "where") else "right")
-        local = m.is_local()
-        for j, name in enumerate(m.models):
-            lat = m.latency[:, j]
-            table.add_row(
-                name, "local" if local[j] else "cloud", f"{m.quality[:, j].mean():.4f}", f"{m.cost[:, j].mean():.6f}",
-                f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}",
-            )
-        console.print(table)
-        best = m.best_single_model()
-        j = m.model_index(best)
-        oracle = m.oracle_actions()
-        rows = np.arange(m.n_tasks)
-        console.print(f"best single model: {best} (quality {m.quality[:, j].mean():.4f}, "
-                      f"cost {m.cost[:, j].mean():.6f} USD)")
-        console.print(f"oracle: quality {m.quality[rows, oracle].mean():.4f}, cost {m.cost[rows, oracle].mean():.6f} "
-                      f"USD, local share {local[oracle].mean():.1%}")
-        if ts.report.dropped_rows:
-            console.print(escape(ts.report.summary()))
+        print_traces_info(ts, str(file), console)
+
+
+def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
+    """Print rows/tasks/models, splits, per-model means, the best single model and the oracle."""
+    import numpy as np
+    from rich.markup import escape
+    from rich.table import Table
+
+    m = ts.matrix()
+    console.print(f"{label}: {ts.outcomes.height} rows, {m.n_tasks} tasks, {m.n_models} models "
+                  f"(source: {ts.meta.get('importer', '?')})")
+    if "split" in m.tasks.columns:
+        counts = dict(m.tasks["split"].value_counts().iter_rows())
+        console.print("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
+    table = Table(title="per-model means")
+    for col in ("model", "where", "quality", "cost USD", "latency s", "errors"):
+        table.add_column(col, justify="left" if col in ("model", "where") else "right")
+    local = m.is_local()
+    for j, name in enumerate(m.models):
+        lat = m.latency[:, j]
+        table.add_row(
+            name, "local" if local[j] else "cloud", f"{m.quality[:, j].mean():.4f}", f"{m.cost[:, j].mean():.6f}",
+            f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}",
+        )
+    console.print(table)
+    best = m.best_single_model()
+    j = m.model_index(best)
+    oracle = m.oracle_actions()
+    rows = np.arange(m.n_tasks)
+    console.print(f"best single model: {best} (quality {m.quality[:, j].mean():.4f}, "
+                  f"cost {m.cost[:, j].mean():.6f} USD)")
+    console.print(f"oracle: quality {m.quality[rows, oracle].mean():.4f}, cost {m.cost[rows, oracle].mean():.6f} "
+                  f"USD, local share {local[oracle].mean():.1%}")
+    if ts.report.dropped_rows:
+        console.print(escape(ts.report.summary()))

@@ -591,6 +591,12 @@ class PPORouter(RoutingPolicy):
         """:meth:`warm_start` then :meth:`learn` (deterministic for a fixed ``seed``)."""
         return self.warm_start(env, seed=seed).learn(total_timesteps, progress=progress)
 
+    def _fit(self, X: np.ndarray, matrix: Any, rng: np.random.Generator) -> None:
+        raise NotImplementedError(
+            "PPORouter learns from a BudgetedRouting environment, not a fixed matrix: fit the base policy on the "
+            "matrix, then call PPORouter.from_base(base).fit_env(env_or_factory, seed=...)"
+        )
+
     # --- inference ---------------------------------------------------------------------------
     def action_distribution(self, X: np.ndarray) -> np.ndarray:
         """Probabilities over models for env observations ``X`` ``(n, feature_dim + state_dim)``."""

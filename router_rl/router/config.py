@@ -107,11 +107,35 @@ class FallbackConfig(BaseModel):
 
 
 class ShadowConfig(BaseModel):
-    """A candidate that decides in parallel (logged as ``shadow_model``, never executed)."""
+    """A candidate that decides in parallel (logged as ``shadow_model``, never executed).
+
+    Attributes:
+        strategy: The candidate strategy (``learned`` uses ``learned`` unless a candidate policy
+            is given here).
+        policy_dir: A candidate policy artifact (implies ``strategy: learned``).
+        endpoint: A candidate remote policy endpoint (implies ``strategy: learned``).
+        timeout_s: Remote call timeout of the candidate.
+    """
 
     model_config = _forbid()
 
-    strategy: Strategy
+    strategy: Strategy = Strategy.LEARNED
+    policy_dir: Path | None = None
+    endpoint: str | None = None
+    timeout_s: float = Field(default=0.05, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ShadowConfig:
+        if self.policy_dir is not None and self.endpoint is not None:
+            raise ValueError("set only one of policy_dir / endpoint")
+        if (self.policy_dir is not None or self.endpoint is not None) and self.strategy != Strategy.LEARNED:
+            raise ValueError("a candidate policy_dir / endpoint needs strategy: learned")
+        return self
+
+    @property
+    def has_policy(self) -> bool:
+        """Whether the shadow brings its own candidate policy."""
+        return self.policy_dir is not None or self.endpoint is not None
 
 
 class RolloutConfig(BaseModel):
@@ -246,10 +270,11 @@ class RouterConfig(BaseModel):
                 raise ConfigError(f"expected_latency_s.{m}", f"unknown model {m!r}; configured models: {models}")
             if not v > 0:
                 raise ConfigError(f"expected_latency_s.{m}", f"expected > 0, got {v}")
+        shadow = self.rollout.shadow
         uses_learned = Strategy.LEARNED in (
             self.strategy,
             self.rollout.candidate,
-            self.rollout.shadow.strategy if self.rollout.shadow else None,
+            shadow.strategy if shadow is not None and not shadow.has_policy else None,
         )
         if uses_learned and not self.learned.configured:
             raise ConfigError("learned", "strategy 'learned' is used but neither policy_dir nor endpoint is set")
@@ -405,6 +430,11 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         upd["catalog"] = fix(cfg.catalog)
     if cfg.learned.policy_dir is not None and not cfg.learned.policy_dir.is_absolute():
         upd["learned"] = cfg.learned.model_copy(update={"policy_dir": fix(cfg.learned.policy_dir)})
+    sh = cfg.rollout.shadow
+    if sh is not None and sh.policy_dir is not None and not sh.policy_dir.is_absolute():
+        upd["rollout"] = cfg.rollout.model_copy(
+            update={"shadow": sh.model_copy(update={"policy_dir": fix(sh.policy_dir)})}
+        )
     if cfg.logging.decision_log_dir is not None and not cfg.logging.decision_log_dir.is_absolute():
         upd["logging"] = cfg.logging.model_copy(update={"decision_log_dir": fix(cfg.logging.decision_log_dir)})
     return cfg.model_copy(update=upd) if upd else cfg

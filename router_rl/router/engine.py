@@ -231,6 +231,8 @@ class HybridRouter:
         decision_log: Writer (built from ``config.logging`` when ``None`` and a folder is set).
         sensitive_fn: ``text -> bool`` privacy detector (default
             :func:`router_rl.features.privacy.is_sensitive`).
+        shadow_policy_client: Candidate policy of the shadow (built from ``rollout.shadow``
+            when ``None`` and a candidate policy is configured there).
     """
 
     def __init__(
@@ -245,6 +247,7 @@ class HybridRouter:
         tracer_provider: TracerProvider | None = None,
         decision_log: DecisionLogWriter | None = None,
         sensitive_fn: Callable[[str], bool] | None = None,
+        shadow_policy_client: PolicyClient | None = None,
     ) -> None:
         import numpy as np
 
@@ -270,11 +273,19 @@ class HybridRouter:
         for name in self.breakers:
             self.metrics.set_breaker(name, BreakerState.CLOSED.value)
         self.budget = BudgetTracker(config.budgets, clock=wall_clock)
-        self.policy_client = policy_client if policy_client is not None else self._build_policy_client()
-        if self.policy_client is not None:
-            unknown = [m for m in self.policy_client.models if m not in self.table.models]
-            if unknown:
-                raise ConfigError("learned", f"the policy chooses among models the router does not serve: {unknown}")
+        lc = config.learned
+        self.policy_client = policy_client if policy_client is not None else self._build_policy_client(
+            lc.policy_dir, lc.endpoint, lc.timeout_s
+        )
+        self._check_policy_models(self.policy_client, "learned")
+        sh = config.rollout.shadow
+        self.shadow_client: PolicyClient | None = None
+        if shadow_policy_client is not None:
+            self.shadow_client = shadow_policy_client
+        elif sh is not None and sh.has_policy:
+            self.shadow_client = self._build_policy_client(sh.policy_dir, sh.endpoint, sh.timeout_s,
+                                                           "rollout.shadow")
+        self._check_policy_models(self.shadow_client, "rollout.shadow")
         if decision_log is None and config.logging.decision_log_dir is not None:
             decision_log = DecisionLogWriter(
                 config.logging.decision_log_dir,
@@ -295,16 +306,23 @@ class HybridRouter:
         self.consecutive_local_failures = 0
         self.emergency_cloud_count = 0
 
-    def _build_policy_client(self) -> PolicyClient | None:
-        lc = self.config.learned
-        if lc.policy_dir is not None:
+    def _build_policy_client(
+        self, policy_dir: Any = None, endpoint: str | None = None, timeout_s: float = 0.05, setting: str = "learned"
+    ) -> PolicyClient | None:
+        if policy_dir is not None:
             try:
-                return InProcessPolicyClient.from_dir(lc.policy_dir)
+                return InProcessPolicyClient.from_dir(policy_dir)
             except (OSError, ValueError) as e:
-                raise ConfigError("learned.policy_dir", str(e)) from None
-        if lc.endpoint is not None:
-            return HTTPPolicyClient(lc.endpoint, self.table.models, timeout_s=lc.timeout_s)
+                raise ConfigError(f"{setting}.policy_dir", str(e)) from None
+        if endpoint is not None:
+            return HTTPPolicyClient(endpoint, self.table.models, timeout_s=timeout_s)
         return None
+
+    def _check_policy_models(self, client: PolicyClient | None, setting: str) -> None:
+        if client is not None:
+            unknown = [m for m in client.models if m not in self.table.models]
+            if unknown:
+                raise ConfigError(setting, f"the policy chooses among models the router does not serve: {unknown}")
 
     @classmethod
     def from_config(cls, config: RouterConfig, **kwargs: Any) -> HybridRouter:
@@ -316,8 +334,9 @@ class HybridRouter:
         """Close providers, the policy client and flush the decision log."""
         for p in self.providers.values():
             await p.close()
-        if self.policy_client is not None:
-            await self.policy_client.close()
+        for client in (self.policy_client, self.shadow_client):
+            if client is not None:
+                await client.close()
         if self.decision_log is not None:
             self.decision_log.close()
 
@@ -387,14 +406,22 @@ class HybridRouter:
             note=note,
         )
 
-    async def _decide_strategy(self, strategy: Strategy, ctx: _Ctx, allowed: tuple[str, ...], salt: str) -> Decision:
+    async def _decide_strategy(
+        self,
+        strategy: Strategy,
+        ctx: _Ctx,
+        allowed: tuple[str, ...],
+        salt: str,
+        client: PolicyClient | None = None,
+    ) -> Decision:
         if strategy != Strategy.LEARNED:
             chosen = rule_choice(
                 strategy, self.table, ctx.level, allowed, prompt_chars=len(ctx.prompt), max_tokens=ctx.inp.max_tokens
             )
             return self._one_hot(chosen, strategy.value, allowed)
         note: str | None
-        if self.policy_client is None:
+        client = client or self.policy_client
+        if client is None:
             note = "policy_unavailable"
         else:
             record = {
@@ -405,9 +432,7 @@ class HybridRouter:
                 "n_messages": len(ctx.inp.messages),
             }
             try:
-                ans = await asyncio.wait_for(
-                    self.policy_client.distribution(record), self.config.learned.timeout_s * 2 + 0.05
-                )
+                ans = await asyncio.wait_for(client.distribution(record), self.config.learned.timeout_s * 2 + 0.05)
             except (PolicyClientError, TimeoutError) as e:
                 reason = e.reason if isinstance(e, PolicyClientError) else "timeout"
                 note = f"policy_{reason}"
@@ -472,7 +497,7 @@ class HybridRouter:
         if ro.shadow is not None:
             d, shadow = await asyncio.gather(
                 self._decide_strategy(strategy, ctx, allowed, "act"),
-                self._decide_strategy(ro.shadow.strategy, ctx, allowed, "shadow"),
+                self._decide_strategy(ro.shadow.strategy, ctx, allowed, "shadow", self.shadow_client),
             )
             d.shadow_model = shadow.chosen
             self.metrics.shadow.labels(agree=str(shadow.chosen == d.chosen).lower()).inc()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from envs_helpers import checks_clean, rollout
 
 import router_rl.envs as renvs
 from router_rl.envs import RewardSpec, RoutingBandit, RoutingBanditVec, build_tables
 from router_rl.traces.matrix import OutcomeMatrix
-from tests.envs.conftest import checks_clean, rollout
 
 
 def test_reward_arithmetic_matches_hand_computation(small_matrix: OutcomeMatrix, small_features: np.ndarray) -> None:

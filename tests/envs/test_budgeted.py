@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from envs_helpers import checks_clean, hand_matrix, rollout
 
 from router_rl.envs import (
     BudgetedRouting,
@@ -18,7 +19,6 @@ from router_rl.envs import (
 from router_rl.envs.budgeted import N_STATE, OutageModel
 from router_rl.envs.experiments import outage_riding, pacing_vs_greedy
 from router_rl.traces.matrix import OutcomeMatrix
-from tests.envs.conftest import checks_clean, hand_matrix, rollout
 
 
 def _tables(n: int = 6, cloud_cost: float = 1.0, **reward: float):

@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import polars as pl
 import pytest
+from envs_helpers import checks_clean
 
 import router_rl.envs as renvs
 from router_rl.envs.spec import list_spec_files, load_spec
-from tests.envs.conftest import checks_clean
 
 REAL = sorted(f.stem for f in list_spec_files() if load_spec(f).data.source == "importer")
 

@@ -82,8 +82,7 @@ def test_model_absent_from_data_fails(tmp_path: Path) -> None:
 
 def test_latency_weight_without_latency_fails(tmp_path: Path) -> None:
     import numpy as np
-
-    from tests.envs.conftest import hand_matrix
+    from envs_helpers import hand_matrix
 
     m = hand_matrix(np.ones((3, 3)), np.zeros((3, 3)), np.full((3, 3), np.nan))
     with pytest.raises(ConfigError, match="unknown latency"):

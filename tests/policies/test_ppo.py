@@ -140,6 +140,8 @@ def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
         state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers={"x": 0}, providers=["y"])
     with pytest.raises(ValueError, match="expected one of"):
         state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers=["broken"])
+    with pytest.raises(NotImplementedError, match="fit_env"):
+        _router(setup).fit(setup["data"].features("train"), setup["data"].train, seed=0)
     with pytest.raises(RuntimeError, match="observation layout unknown"):
         _router(setup).action_distribution(np.zeros((1, 3)))
 

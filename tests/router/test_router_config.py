@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import router_config
+from _router_helpers import router_config
 
 from router_rl.core.errors import ConfigError
 from router_rl.router.config import Strategy, load_config, parse_config

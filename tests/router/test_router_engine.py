@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import (
+from _router_helpers import (
     COMPLEX_PROMPT,
     HARD_PROMPT,
     SENSITIVE_PROMPT,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from conftest import SENSITIVE_PROMPT, SIMPLE_PROMPT, by_model, router_config
+from _router_helpers import SENSITIVE_PROMPT, SIMPLE_PROMPT, by_model, router_config
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -244,3 +244,29 @@ def test_spans_carry_genai_attributes(backends: Backends) -> None:
     assert root.attributes["gen_ai.response.model"] == "big-local"
     assert root.attributes["router_rl.fallback_used"] is True
     assert all(SIMPLE_PROMPT not in str(v) for s in spans.values() for v in (s.attributes or {}).values())
+
+
+def test_shadow_candidate_policy_is_logged_never_executed(backends: Backends, tmp_path: Path) -> None:
+    tasks = pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["gen"], "category": ["unit"]})
+    cand = tmp_path / "candidate"
+    RandomPolicy(MODELS, weights=[0.0, 0.0, 1.0]).save(cand)  # the candidate always wants the cloud
+    FeatureEncoder().fit(tasks).save(cand / "encoder.json")
+    local, cloud = backends
+
+    async def go() -> None:
+        cfg = parse_config(router_config(
+            local.base_url, cloud.base_url, rollout={"shadow": {"policy_dir": str(cand)}},
+            logging={"decision_log_dir": str(tmp_path / "log")},
+        ))
+        r = HybridRouter(cfg)
+        try:
+            for i in range(5):
+                await r.route(_inp(SIMPLE_PROMPT, request_id=f"s{i}"))
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
+    df = read_decision_log(tmp_path / "log")
+    assert df["shadow_model"].to_list() == ["cloud-large"] * 5
+    assert df["served_model"].to_list() == ["small-local"] * 5 and df["strategy"].to_list() == ["balanced"] * 5
+    assert by_model(cloud) == {}

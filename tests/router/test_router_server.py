@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import (
+from _router_helpers import (
     ADMIN_TOKEN,
     API_TOKEN,
     CLOUD_KEY,
