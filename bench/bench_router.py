@@ -14,7 +14,8 @@ Phases, same client code and concurrency:
 
 Printed: failed client requests (target 0), throughput, client latency p50/p99 of both phases
 and their ratio, and the router overhead (router time minus backend call time, from the
-``x-router-overhead-ms`` header) p50 (target <= 1 ms) and p99 (target <= 5 ms).
+``x-router-overhead-ms`` header) p50 (target <= 1 ms) and p99 (target <= 5 ms) under the 100
+clients, plus the same overhead from a short single-client phase (CPU contention excluded).
 
 Usage::
 
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per phase (default 30)")
     ap.add_argument("--clients", type=int, default=100, help="concurrent clients (default 100)")
     ap.add_argument("--time-scale", type=float, default=0.005, help="replay latency multiplier (default 0.005)")
+    ap.add_argument("--no-decision-log", action="store_true", help="run the router without its decision log")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if not 1 <= args.duration <= 600:
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "tiers": {"simple": MODEL_A, "moderate": MODEL_A, "complex": MODEL_B, "very_complex": MODEL_B},
             "breaker": {"consecutive_failures": 5, "reset_timeout_s": 5.0},
-            "logging": {"decision_log_dir": str(tmp / "decision_log"), "batch_size": 1024},
+            "logging": {"decision_log_dir": None if args.no_decision_log else str(tmp / "decision_log"),
+                        "batch_size": 1024},
             "server": {"auth": {"enabled": False}},
         }
         (tmp / "router.yaml").write_text(yaml.safe_dump(cfg))
@@ -211,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             routed = asyncio.run(_phase(
                 "router", f"http://127.0.0.1:{pr}/v1/chat/completions", "router-rl/auto", clients=args.clients,
                 duration_s=args.duration, on_half=kill_a, progress=lambda f: prog.update(t2, completed=f),
+            ))
+            t3 = prog.add_task("router, 1 client (uncontended overhead)", total=1.0)
+            single = asyncio.run(_phase(
+                "router-1", f"http://127.0.0.1:{pr}/v1/chat/completions", "router-rl/auto", clients=1,
+                duration_s=min(5.0, args.duration), progress=lambda f: prog.update(t3, completed=f),
             ))
         health = httpx.get(f"http://127.0.0.1:{pr}/health", timeout=5).json()
         metrics = httpx.get(f"http://127.0.0.1:{pr}/metrics", timeout=5).text
@@ -240,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(f"client latency p{q} (ms)", f"{b:.2f}", f"{r:.2f}", f"{r / b:.3f}")
     table.add_row("router overhead p50 (ms, target <= 1)", "", f"{routed.pct(routed.overhead_ms, 50):.3f}", "")
     table.add_row("router overhead p99 (ms, target <= 5)", "", f"{routed.pct(routed.overhead_ms, 99):.3f}", "")
+    table.add_row("router overhead p50 / p99 (ms), 1 client", "",
+                  f"{single.pct(single.overhead_ms, 50):.3f} / {single.pct(single.overhead_ms, 99):.3f}", "")
     console.print(table)
     console.print(f"served by: {routed.served}; client errors: {routed.errors or 'none'}; "
                   f"router fallbacks: {fallbacks:.0f}; breakers at end: {health.get('breakers')}")
@@ -257,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         "latency_p99_ms_router": routed.pct(routed.latencies_s, 99) * 1000,
         "overhead_p50_ms": routed.pct(routed.overhead_ms, 50),
         "overhead_p99_ms": routed.pct(routed.overhead_ms, 99),
+        "overhead_p50_ms_1_client": single.pct(single.overhead_ms, 50),
+        "overhead_p99_ms_1_client": single.pct(single.overhead_ms, 99),
+        "failed_router_1_client": single.failed,
         "served": routed.served,
         "fallbacks": fallbacks,
     }
     print(json.dumps(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2))
-    return 0 if routed.failed == 0 else 1
+    return 0 if routed.failed == 0 and single.failed == 0 else 1
 
 
 if __name__ == "__main__":

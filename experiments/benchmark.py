@@ -233,7 +233,8 @@ def build_policy(name: str, splits: Splits, features: Any, seed: int, preset: st
         policy.attach_encoder(features.shared_encoder())
     policy.fit(features(policy, splits.train), splits.train, seed=seed)
     if name == "cascade":  # no λ knob: its threshold is calibrated on val to 95% of the reference
-        policy.calibrate(features(policy, splits.val), splits.val, "quality=0.95")
+        x_val = features(policy, splits.val)
+        policy.calibrate(x_val, splits.val, "quality=0.95")  # type: ignore[attr-defined]
     return policy
 
 
@@ -425,7 +426,7 @@ def to_markdown(summary: dict[str, Any], *, command: str, wall_s: float | None) 
     for ds, rows in by_ds.items():
         info = summary["datasets"][ds]
         refs = sorted({v for v in info["reference_model"].values() if v})
-        notes = next((n for n in info["notes"].values() if n), {}) or {}
+        notes: dict[str, Any] = next((n for n in info["notes"].values() if n), {}) or {}
         lines += [f"## {ds}", "", f"Reference (best single on train): {', '.join(refs) or 'n/a'}; "
                   f"tasks train/val/test: {notes.get('n_tasks', 'n/a')}; models: {notes.get('n_models', 'n/a')}."]
         if notes.get("dropped"):
@@ -474,7 +475,8 @@ def _targets(summary: dict[str, Any], _ci: _Fmt) -> list[str]:
         return []
     out = ["## RouterBench targets (issue #5)", "",
            "Cost share at 95% of the best single model's quality, best learned router (defined in every seed).",
-           "", "| task | target | TF-IDF logreg | best @95% frontier | best @95% calibrated | met (frontier / calibrated) |",
+           "", "| task | target | TF-IDF logreg | best @95% frontier | best @95% calibrated "
+           "| met (frontier / calibrated) |",
            "|---|---|---|---|---|---|"]
     for ds in rows:
         tgt, tfidf = ROUTERBENCH_TARGETS[ds]
@@ -516,7 +518,9 @@ def run_local(args: Args, jobs: list[tuple[str, int]]) -> list[dict[str, Any]]:
     with Progress(*cols) as prog:
         bar = prog.add_task("jobs", total=len(jobs))
         for ds, seed in jobs:
+            t = time.perf_counter()
             out.append(run_job(ds, seed, args, on_step=lambda msg: prog.update(bar, description=msg)))
+            prog.console.log(f"{ds} seed {seed}: {time.perf_counter() - t:.0f} s, {len(out[-1]['failures'])} failures")
             prog.advance(bar)
     return out
 

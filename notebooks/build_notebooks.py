@@ -36,7 +36,8 @@ SEED = 0
 traces = simulate_fleet(3000, seed=SEED)
 matrix = traces.matrix()
 train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
-print(f"{matrix.n_tasks} tasks x {matrix.n_models} models; train/val/test = {train.n_tasks}/{val.n_tasks}/{test.n_tasks}")
+print(f"{matrix.n_tasks} tasks x {matrix.n_models} models")
+print(f"train/val/test = {train.n_tasks}/{val.n_tasks}/{test.n_tasks}")
 print("local models:", [m for m, loc in zip(matrix.models, matrix.is_local()) if loc])"""),
     ("md", """## The data: one row per task, one column per model
 Mean quality and cost of always calling each model on the training split; the reference model is
@@ -64,7 +65,8 @@ list(policies)"""),
 `evaluate_policies` replays each policy on the full-information test matrix, sweeps the utility
 routers over their cost weight λ (frontier, AIQ, APGR) and calibrates a λ on validation for 95% of
 the reference quality."""),
-    ("code", """res = evaluate_policies(train, val, test, policies, config=EvalConfig(n_bootstrap=200, seed=SEED), features=features)
+    ("code", """config = EvalConfig(n_bootstrap=200, seed=SEED)
+res = evaluate_policies(train, val, test, policies, config=config, features=features)
 rows = []
 for name, pe in res.policies.items():
     m, fm, op = pe.metrics, pe.frontier_metrics, pe.operating_point or {}
@@ -84,8 +86,7 @@ table"""),
     ("code", """# sanity: the learned router must beat random routing on the area under its frontier
 assert res.policies["lgbm"].frontier_metrics["aiq"] > res.policies["random"].frontier_metrics["aiq"]"""),
     ("md", "## Cost-quality frontier"),
-    ("code", """import matplotlib
-matplotlib.use("Agg")
+    ("code", """%matplotlib inline
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -116,7 +117,8 @@ gates"""),
     ("code", """from router_rl.eval import independence_report
 
 op = res.policies["lgbm"].operating_point
-print("lgbm calibrated operating point:", {k: op[k] for k in ("lam", "test_quality_ratio", "test_cost_share", "test_local_share")})
+keys = ("lam", "test_quality_ratio", "test_cost_share", "test_local_share")
+print("lgbm calibrated operating point:", {k: op[k] for k in keys})
 rep = independence_report(
     local_share=op["test_local_share"],
     quality_ratio=op["test_quality_ratio"],
@@ -164,7 +166,8 @@ for task in ("mbpp", "arc-challenge", "winogrande"):
     lgbm = make_policy("lgbm", train.models, config={"num_boost_round": 100, "cv_folds": 2})
     lgbm.attach_encoder(features.shared_encoder())
     pols["lgbm"] = lgbm.fit(features(lgbm, train), train, seed=SEED)
-    results[task] = evaluate_policies(train, val, test, pols, config=EvalConfig(n_bootstrap=200, seed=SEED), features=features)
+    config = EvalConfig(n_bootstrap=200, seed=SEED)
+    results[task] = evaluate_policies(train, val, test, pols, config=config, features=features)
 
 pl.DataFrame([
     {"task": task, "policy": name, "reference": res.reference_model,
@@ -174,15 +177,15 @@ pl.DataFrame([
      "aiq": pe.frontier_metrics.get("aiq")}
     for task, res in results.items() for name, pe in res.policies.items()
 ])"""),
-    ("code", """import matplotlib
-matplotlib.use("Agg")
+    ("code", """%matplotlib inline
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 for ax, (task, res) in zip(axes, results.items()):
     for name, m in res.single_models.items():
         ax.scatter(m.mean_cost, m.mean_quality, marker="s", color="grey", alpha=0.6)
-    ax.plot([p.mean_cost for p in res.oracle_frontier], [p.mean_quality for p in res.oracle_frontier], "k--", label="oracle")
+    oracle = res.oracle_frontier
+    ax.plot([p.mean_cost for p in oracle], [p.mean_quality for p in oracle], "k--", label="oracle")
     for name, pe in res.policies.items():
         pts = sorted((p.mean_cost, p.mean_quality) for p in pe.frontier)
         ax.plot(*zip(*pts), marker="o" if len(pts) > 1 else "*", label=name)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     stale = []
     for name, cells in NOTEBOOKS.items():
-        text = nbformat.writes(build(cells))  # type: ignore[arg-type]
+        text = nbformat.writes(build(cells))
         target = a.out_dir / name
         if a.check:
             if not target.is_file() or target.read_text() != text:

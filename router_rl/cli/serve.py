@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
         ray.init(address=address, include_dashboard=False)
         serve.start(http_options={"host": host, "port": port})
-        app_ = PolicyDeployment.options(num_replicas=replicas, user_config={"policy_dir": str(policy)}).bind(
+        deployment: Any = PolicyDeployment  # a serve Deployment at runtime (mypy sees the class)
+        app_ = deployment.options(num_replicas=replicas, user_config={"policy_dir": str(policy)}).bind(
             str(policy)
         )
         typer.echo(f"serving {policy} at http://{host}:{port}{route_prefix} (Ctrl-C to stop)")

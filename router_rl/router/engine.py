@@ -120,6 +120,7 @@ class RouteInput:
         max_tokens: Requested output tokens.
         temperature: Sampling temperature forwarded to the model.
         stop: Stop sequences.
+        params: Other sampling fields forwarded unchanged to the chosen model (``top_p``, ``seed``...).
     """
 
     messages: list[dict[str, str]]
@@ -131,6 +132,7 @@ class RouteInput:
     max_tokens: int | None = None
     temperature: float | None = None
     stop: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_text(self) -> str:
@@ -561,7 +563,7 @@ class HybridRouter:
             temperature=ctx.inp.temperature,
             stop=ctx.inp.stop,
             timeout_s=timeout,
-            extra={"headers": {"x-request-id": ctx.request_id}},
+            extra={**ctx.inp.params, "headers": {"x-request-id": ctx.request_id}},
         )
 
     def _guard(self, ctx: _Ctx, model: str) -> None:

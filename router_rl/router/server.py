@@ -40,13 +40,14 @@ from router_rl.router.engine import (
 
 log = logging.getLogger("router_rl.router.server")
 
-ALLOWED_BODY_FIELDS = frozenset(
-    {
-        "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-        "user", "n", "stream_options", "metadata", "presence_penalty", "frequency_penalty", "seed", "logprobs",
-        "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "top_logprobs",
-    }
+#: Fields the router acts on itself.
+ROUTER_FIELDS = frozenset(
+    {"model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "stop", "user", "n",
+     "stream_options", "metadata"}
 )
+#: Sampling fields forwarded unchanged to the chosen model (``CompletionRequest.extra``).
+FORWARDED_FIELDS = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty"})
+ALLOWED_BODY_FIELDS = ROUTER_FIELDS | FORWARDED_FIELDS
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
@@ -103,8 +104,18 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     unknown = sorted(set(body) - ALLOWED_BODY_FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown field(s) {unknown}", param=unknown[0])
+    if unknown:  # never silently dropped: tools, response_format, logprobs... are refused
+        raise BadRequest(
+            f"unknown or unsupported field(s) {unknown}; supported: {sorted(ALLOWED_BODY_FIELDS)}", param=unknown[0]
+        )
+    params: dict[str, Any] = {}
+    for k in sorted(FORWARDED_FIELDS & set(body)):
+        v = body[k]
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise BadRequest(f"{k}: expected a number", param=k)
+        params[k] = v
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model: expected a non-empty string", param="model")
@@ -156,6 +167,7 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
         max_tokens=max_tokens,
         temperature=float(temperature) if temperature is not None else None,
         stop=stop,
+        params=params,
     )
     return inp, stream, bool(so.get("include_usage", False))
 

@@ -80,4 +80,5 @@ def app_builder(args: dict[str, str]) -> Any:
     """Application builder for ``serve run router_rl.serve.deployment:app_builder policy_dir=DIR``."""
     if "policy_dir" not in args:
         raise ValueError("app_builder: missing argument policy_dir=DIR")
-    return PolicyDeployment.options(user_config={"policy_dir": args["policy_dir"]}).bind(args["policy_dir"])
+    deployment: Any = PolicyDeployment  # the decorator returns a serve Deployment (mypy sees the class)
+    return deployment.options(user_config={"policy_dir": args["policy_dir"]}).bind(args["policy_dir"])

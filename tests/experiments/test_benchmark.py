@@ -136,3 +136,31 @@ def test_quick_routerbench_task(bench: ModuleType, datasets_root: Path, tmp_path
     assert ch["lo"] == pytest.approx(ch["hi"])
     md = (tmp_path / "benchmark_quick.md").read_text()
     assert "RouterBench targets" in md and "| mbpp | <= 20% | 29.0% |" in md
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_local_matches_in_process(bench: ModuleType, tmp_path: Path) -> None:
+    flags = ["--quick", "--sim-tasks", "500", "--seeds", "0", "1", "--policies", "lgbm", "random", "single"]
+    local = bench.main([*flags, "--out-dir", str(tmp_path / "local")])
+    ray_run = bench.main([*flags, "--address", "local", "--out-dir", str(tmp_path / "ray")])
+    assert ray_run["failures"] == [] and ray_run["args"]["address"] == "local"
+    assert ray_run["results"] == local["results"]
+    assert ray_run["datasets"] == local["datasets"]
+
+
+def test_script_entry_point_runs_without_ray(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['benchmark.py', '--quick', '--sim-tasks', '300', '--seeds', '0', '--policies', 'random',"
+        f" 'single', '--out-dir', {str(tmp_path)!r}]\n"
+        "runpy.run_path('experiments/benchmark.py', run_name='__main__')\n"
+        "assert 'ray' not in sys.modules, 'the in-process run must not import ray'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "benchmark_quick.json").read_text())
+    assert {r["policy"] for r in data["results"]} == {"random", "single"}
+    assert data["run"]["command"].endswith("--out-dir " + str(tmp_path))

@@ -54,4 +54,6 @@ def test_quickstart_executes(tmp_path: Path) -> None:
         o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in code for o in c.outputs
     )
     assert "reference model: claude-sonnet-4.5" in text
-    assert "highest_passed" not in text or "phase" in text
+    assert "phase1" in text and "highest_passed" in text  # the gates table rendered
+    images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # the frontier plot

@@ -163,14 +163,15 @@ async def _collect(r: HybridRouter, prompt: str, **kw: Any) -> tuple[str, list[S
     return s.served_model, [ev async for ev in s.events()]
 
 
-@pytest.mark.parametrize("kind", ["reset", "http_5xx", "malformed"])
+@pytest.mark.parametrize("kind", ["reset", "http_5xx", "malformed", "stall_before_first_token"])
 def test_stream_fails_over_before_first_token(backends: Backends, tmp_path: Path, kind: str) -> None:
     local, cloud = backends
-    local.backend.faults.replace([{"kind": kind, "model": "small-local", "stream": True}])
+    local.backend.faults.replace([{"kind": kind, "model": "small-local", "stream": True, "delay_s": 3.0}])
 
     async def go() -> tuple[str, list[StreamEvent]]:
         r = HybridRouter(parse_config(router_config(
-            local.base_url, cloud.base_url, logging={"decision_log_dir": str(tmp_path / "log")})))
+            local.base_url, cloud.base_url, logging={"decision_log_dir": str(tmp_path / "log")},
+            fallback={"latency_threshold_s": 0.5})))
         try:
             return await _collect(r, SIMPLE_PROMPT)
         finally:

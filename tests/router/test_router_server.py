@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,7 +95,9 @@ def test_auth_and_malformed_requests_get_openai_error_bodies(server: RouterServe
         (auth, {**ok_body, "messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
         (auth, {**ok_body, "max_tokens": -3}, 400, "max_tokens: expected a positive integer"),
         (auth, {**ok_body, "temperature": "hot"}, 400, "temperature"),
-        (auth, {**ok_body, "bogus": 1}, 400, "unknown field(s) ['bogus']"),
+        (auth, {**ok_body, "bogus": 1}, 400, "unsupported field(s) ['bogus']"),
+        (auth, {**ok_body, "tools": []}, 400, "unsupported field(s) ['tools']"),
+        (auth, {**ok_body, "top_p": "high"}, 400, "top_p: expected a number"),
         (auth, {**ok_body, "model": "gpt-9"}, 404, "unknown model 'gpt-9'"),
     ]
     with httpx.Client(timeout=10) as h:
@@ -185,3 +188,22 @@ def test_missing_credentials_fail_at_startup_naming_the_setting(
     monkeypatch.delenv("ROUTER_RL_API_TOKENS")
     with pytest.raises(ConfigError, match=r"server.auth.tokens_env: environment variable ROUTER_RL_API_TOKENS"):
         load_config(p)
+
+
+def test_sampling_fields_are_forwarded_to_the_chosen_model(backends: Backends) -> None:
+    from router_rl.router.server import parse_chat_body
+
+    inp, stream, usage = parse_chat_body(
+        {"model": "router-rl/auto", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+         "top_p": 0.5, "seed": 7, "stream": True, "stream_options": {"include_usage": True}, "user": "qe-3"},
+        {"x-request-id": "rid-1", "x-task-category": "unit"},
+    )
+    assert (stream, usage, inp.agent_id, inp.category, inp.request_id) == (True, True, "qe-3", "unit", "rid-1")
+    assert inp.messages == [{"role": "user", "content": "hi"}]
+    local, cloud = backends
+    router = HybridRouter(parse_config(router_config(local.base_url, cloud.base_url)))
+    ctx = router._context(inp)
+    req = router._request_for(ctx, "small-local")
+    asyncio.run(router.aclose())
+    assert req.extra == {"top_p": 0.5, "seed": 7, "headers": {"x-request-id": "rid-1"}}
+    assert req.timeout_s == 2.0  # local attempts are bounded by fallback.latency_threshold_s

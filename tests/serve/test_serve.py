@@ -85,7 +85,7 @@ def test_ray_serve_deploy_route_hot_swap_and_health(tmp_path: Path) -> None:
                 await client.aclose()
 
         deploy(first)
-        chosen, ok, v1 = asyncio.run(call())
+        chosen, ok, _ = asyncio.run(call())
         assert chosen == ["qwen2.5-coder:7b"] * 2 and ok
 
         deploy(second)  # user_config change -> reconfigure() on the live replica
