@@ -40,10 +40,11 @@ from router_rl.features.complexity import (
 from router_rl.features.config import EncoderConfig
 from router_rl.features.errors import EncoderLoadError, EncoderNotFittedError, FeatureInputError
 from router_rl.features.hashing import encode_texts, hash_ngrams
+from router_rl.features.privacy import is_sensitive
 from router_rl.features.text_stats import STAT_NAMES, prompt_stats
 
 #: Bumped whenever the meaning of any feature changes; part of every fingerprint.
-ENCODER_VERSION: Final = 1
+ENCODER_VERSION: Final = 2
 ENCODER_FORMAT: Final = "router_rl.feature_encoder"
 UNKNOWN: Final = "__unknown__"
 
@@ -55,6 +56,7 @@ STRUCTURE_NAMES: Final = (
     "struct:max_tokens_missing",
     "struct:log_n_messages",
     "struct:prompt_missing",
+    "privacy:sensitive",  # a secret/PII finding (router_rl.features.privacy): such tasks must stay local
 )
 COMPLEXITY_NAMES: Final = ("cx:score", *(f"cx:{lv.value}" for lv in _LEVELS))
 
@@ -415,6 +417,7 @@ class FeatureEncoder:
                     np.isnan(mt).astype(np.float64),
                     np.log1p(batch.n_messages.astype(np.float64)),
                     np.array([t is None for t in batch.raw], dtype=np.float64),
+                    np.array([is_sensitive(t) for t in batch.raw], dtype=np.float64),
                 ]
                 out[:, col : col + len(block)] = np.stack(block, axis=1)
                 col += len(block)

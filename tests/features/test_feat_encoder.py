@@ -18,7 +18,7 @@ from router_rl.features import (
     FeatureEncoder,
     FeatureInputError,
 )
-from router_rl.features.encoder import COMPLEXITY_NAMES, STRUCTURE_NAMES, UNKNOWN
+from router_rl.features.encoder import COMPLEXITY_NAMES, ENCODER_VERSION, STRUCTURE_NAMES, UNKNOWN
 
 SMALL = EncoderConfig(n_word_hash=32, n_char_hash=32, numeric_columns=["loc"])
 
@@ -139,7 +139,7 @@ def test_save_load_identity(fitted: FeatureEncoder, tmp_path: Path) -> None:
     assert loaded.feature_names == fitted.feature_names
     np.testing.assert_array_equal(loaded.transform(_tasks()), fitted.transform(_tasks()))
     data = json.loads(p.read_text())
-    assert data["version"] == 1 and data["dim"] == fitted.dim
+    assert data["version"] == ENCODER_VERSION == 2 and data["dim"] == fitted.dim
 
 
 def test_load_refusals(fitted: FeatureEncoder, tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_load_refusals(fitted: FeatureEncoder, tmp_path: Path) -> None:
         FeatureEncoder.load(tmp_path / "nope.json")
     bad = tmp_path / "v.json"
     bad.write_text(json.dumps({**data, "version": 99}))
-    with pytest.raises(EncoderLoadError, match=r"encoder version 99, but this router_rl reads version 1"):
+    with pytest.raises(EncoderLoadError, match=r"encoder version 99, but this router_rl reads version 2"):
         FeatureEncoder.load(bad)
     data["state"]["vocab"]["category"].append("zzz")
     bad.write_text(json.dumps(data))
@@ -265,3 +265,16 @@ def test_integer_and_bool_categories_match_records() -> None:
     enc = FeatureEncoder(EncoderConfig(n_word_hash=8, n_char_hash=8)).fit(df)
     np.testing.assert_array_equal(enc.transform(df), enc.transform_records(df.to_dicts()))
     assert "cat:agent_type=1" in enc.feature_names and "cat:category=true" in enc.feature_names
+
+
+def test_privacy_flag_column_marks_secrets_only() -> None:
+    enc = FeatureEncoder(EncoderConfig(categorical_columns=[])).fit(pl.DataFrame({"prompt": ["x"]}))
+    col = enc.feature_names.index("privacy:sensitive")
+    X = enc.transform_records(
+        [
+            {"prompt": "deploy with key AKIAQWERTYUIOPASDFGH here"},
+            {"prompt": "password_field = form.get('password')"},
+            {"prompt": None},
+        ]
+    )
+    assert X[:, col].tolist() == [1.0, 0.0, 0.0]

@@ -124,7 +124,7 @@ def test_load_rejects_a_broken_artifact(setup: dict[str, Any], tmp_path: Path) -
 
 def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
     router = _router(setup).warm_start(_env(setup), seed=0)
-    with pytest.raises(ValueError, match=r"expected observations of shape \(n, 170\)"):
+    with pytest.raises(ValueError, match=rf"expected observations of shape \(n, {router.obs_dim}\)"):
         router.action_distribution(np.zeros((2, 5), dtype=np.float32))
     X = np.zeros((1, router.obs_dim), dtype=np.float32)
     X[0, 3] = np.nan
