@@ -109,7 +109,7 @@ class Args:
     quick: bool = False
     """smoke run: 2 seeds, simulated fleet of 1,500 tasks, quick preset (< 60 s)"""
     render: str = ""
-    """only re-write the Markdown from this existing JSON (no training)"""
+    """only re-write this existing JSON (rounded, compact) and its Markdown (no training)"""
 
     def apply_quick(self, given: set[str]) -> Args:
         """The ``--quick`` settings (flags given explicitly win)."""
@@ -502,13 +502,28 @@ def _targets(summary: dict[str, Any], _ci: _Fmt) -> list[str]:
     return [*out, ""]
 
 
+def _op_phases(vals: dict[str, Any]) -> dict[str, bool | None]:
+    """Independence phases at the val-calibrated operating point of one seed (latency not swept)."""
+    from router_rl.eval.independence import independence_report
+
+    q, c, loc = vals.get("op_test_quality_ratio"), vals.get("op_test_cost_share"), vals.get("op_test_local_share")
+    if q is None or c is None:
+        return {}
+    rep = independence_report(local_share=loc, quality_ratio=q, cost_saving=1.0 - c,
+                              cloud_share=None if loc is None else 1.0 - loc)
+    return {p.phase: p.passed for p in rep.phases}
+
+
 def _gates(summary: dict[str, Any]) -> list[str]:
     if "simulated" not in summary["datasets"]:
         return []
-    out = ["## Independence gates (simulated fleet, deployed point)", "",
-           "Share of seeds passing each phase (phase1: local >= 40%, quality >= 90%, saving >= 50%; phase2: "
-           "local >= 80%, quality >= 95%, saving >= 60%, latency P50 < 2 s / P95 < 5 s; phase4: local >= 99%).",
-           "", "| policy | phase1 | phase2 | phase4 |", "|---|---|---|---|"]
+    out = ["## Independence gates (simulated fleet)", "",
+           "Seeds passing each phase (phase1: local >= 40%, quality >= 90%, saving >= 50%; phase2: local >= 80%, "
+           "quality >= 95%, saving >= 60%, latency P50 < 2 s / P95 < 5 s; phase4: local >= 99%), at the deployed "
+           "point (λ = 0) and at the λ calibrated on val for 95% of the reference quality (latency checks "
+           "skipped there).", "",
+           "| policy | phase1 | phase2 | phase4 | phase1 @cal. | phase2 @cal. | phase4 @cal. |",
+           "|---|---|---|---|---|---|---|"]
     for r in summary["results"]:
         if r["dataset"] != "simulated" or not r["metrics"]:
             continue
@@ -516,6 +531,10 @@ def _gates(summary: dict[str, Any]) -> list[str]:
         for ph in ("gate_phase1", "gate_phase2", "gate_phase4"):
             c = r["metrics"].get(ph)
             cells.append("n/a" if not c else f"{round(c['mean'] * c['n'])}/{c['n']}")
+        at_op = [_op_phases(v) for v in r["per_seed"].values()]
+        for ph in ("phase1", "phase2", "phase4"):
+            got = [bool(a[ph]) for a in at_op if a.get(ph) is not None]
+            cells.append("n/a" if not got else f"{sum(got)}/{len(got)}")
         out.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
@@ -572,6 +591,31 @@ def run_ray(args: Args, jobs: list[tuple[str, int]]) -> list[dict[str, Any]]:
             ray.shutdown()
 
 
+def _round(o: Any, digits: int = 6) -> Any:
+    """Floats rounded to ``digits`` significant digits (keeps the committed JSON small and stable)."""
+    if isinstance(o, dict):
+        return {k: _round(v, digits) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_round(v, digits) for v in o]
+    if isinstance(o, float):
+        return float(f"{o:.{digits}g}")
+    return o
+
+
+def write_outputs(summary: dict[str, Any], json_path: Path) -> tuple[Path, Path]:
+    """Write the (rounded, compact) JSON and the Markdown next to it."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    # one line per top-level entry of "results": small, yet diff-friendly
+    body = {k: v for k, v in summary.items() if k != "results"}
+    text = json.dumps(body, separators=(",", ":"))[:-1]
+    rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in summary["results"])
+    json_path.write_text(f'{text},\n"results":[\n{rows}\n]}}\n')
+    run_info = summary.get("run") or {}
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(to_markdown(summary, command=run_info.get("command") or "?", wall_s=run_info.get("wall_s")))
+    return json_path, md_path
+
+
 def run(args: Args, *, command: str | None = None) -> dict[str, Any]:
     """The whole benchmark; writes ``<out_dir>/<name>.json`` and ``.md`` and returns the summary."""
     from rich.console import Console
@@ -582,16 +626,13 @@ def run(args: Args, *, command: str | None = None) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     summary = aggregate(raw, args)
     summary["run"] = {"wall_s": wall, "timings": {f"{j['dataset']}/{j['seed']}": j["timings"] for j in raw},
-                      "command": command}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n")
-    md = to_markdown(summary, command=command or "experiments/benchmark.py", wall_s=wall)
-    (out / f"{args.name}.md").write_text(md)
+                      "command": command or "python experiments/benchmark.py"}
+    summary = _round(summary)
+    jp, mp = write_outputs(summary, Path(args.out_dir) / f"{args.name}.json")
     con = Console()
     for f in summary["failures"]:
         con.print(f"[red]FAILED[/red] {f['dataset']} seed {f['seed']} {f['policy']} ({f['stage']}): {f['error']}")
-    con.print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.md')} in {wall:.0f} s")
+    con.print(f"wrote {jp} and {mp} in {wall:.0f} s")
     return summary
 
 
@@ -600,11 +641,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.render:
         src = Path(args.render)
-        summary = json.loads(src.read_text())
-        run_info = summary.get("run") or {}
-        md = to_markdown(summary, command=run_info.get("command") or "?", wall_s=run_info.get("wall_s"))
-        src.with_suffix(".md").write_text(md)
-        print(f"wrote {src.with_suffix('.md')}")
+        summary = _round(json.loads(src.read_text()))
+        print("wrote", *write_outputs(summary, src))
         return summary
     cmd = "python experiments/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     return run(args, command=cmd.strip())

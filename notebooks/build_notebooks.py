@@ -24,8 +24,7 @@ QUICKSTART: list[Cell] = [
 Simulate a fleet of quality-engineering agents (7 models: 5 local, 2 cloud), train the LightGBM
 router on the train split, compare it with the baselines on the test split, plot the
 cost-quality frontier and check the independence gates. Runs in well under a minute on a laptop."""),
-    ("code", """import numpy as np
-import polars as pl
+    ("code", """import polars as pl
 
 from router_rl.eval import EvalConfig, default_features, evaluate_policies
 from router_rl.eval.resolve import resolve_policy
@@ -38,7 +37,7 @@ matrix = traces.matrix()
 train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
 print(f"{matrix.n_tasks} tasks x {matrix.n_models} models")
 print(f"train/val/test = {train.n_tasks}/{val.n_tasks}/{test.n_tasks}")
-print("local models:", [m for m, loc in zip(matrix.models, matrix.is_local()) if loc])"""),
+print("local models:", [m for m, loc in zip(matrix.models, matrix.is_local(), strict=True) if loc])"""),
     ("md", """## The data: one row per task, one column per model
 Mean quality and cost of always calling each model on the training split; the reference model is
 the best single model (highest mean quality) — every ratio below is relative to it."""),
@@ -98,7 +97,7 @@ oq = [p.mean_quality for p in res.oracle_frontier]
 ax.plot(oc, oq, "k--", label="oracle (hindsight)")
 for name, pe in res.policies.items():
     pts = sorted((p.mean_cost, p.mean_quality) for p in pe.frontier)
-    ax.plot(*zip(*pts), marker="o" if len(pts) > 1 else "*", label=name)
+    ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) > 1 else "*", label=name)
 ax.set_xlabel("mean cost per request (USD)")
 ax.set_ylabel("mean quality")
 ax.legend(fontsize=7)
@@ -181,14 +180,14 @@ pl.DataFrame([
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-for ax, (task, res) in zip(axes, results.items()):
-    for name, m in res.single_models.items():
+for ax, (task, res) in zip(axes, results.items(), strict=True):
+    for m in res.single_models.values():
         ax.scatter(m.mean_cost, m.mean_quality, marker="s", color="grey", alpha=0.6)
     oracle = res.oracle_frontier
     ax.plot([p.mean_cost for p in oracle], [p.mean_quality for p in oracle], "k--", label="oracle")
     for name, pe in res.policies.items():
         pts = sorted((p.mean_cost, p.mean_quality) for p in pe.frontier)
-        ax.plot(*zip(*pts), marker="o" if len(pts) > 1 else "*", label=name)
+        ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) > 1 else "*", label=name)
     ax.axhline(0.95 * res.single_models[res.reference_model].mean_quality, color="red", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_title(f"{task} (reference {res.reference_model})")
