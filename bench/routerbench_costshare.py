@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if m.n_tasks == 0:
                     raise SystemExit(f"routerbench: no task with category {task!r}")
                 tr, va, te = m.split("train"), m.split("val"), m.split("test")
-                enc = FeatureEncoder(EncoderConfig(categorical_columns=()).restricted_to(tr.tasks.columns)).fit(tr.tasks)
+                enc_cfg = EncoderConfig(categorical_columns=()).restricted_to(tr.tasks.columns)
+                enc = FeatureEncoder(enc_cfg).fit(tr.tasks)
                 ref = te.model_index(tr.best_single_model())
                 refs[task] = (te.quality[:, ref], te.cost[:, ref])
                 o = make_policy("oracle", m.models).route_matrix(np.zeros((te.n_tasks, 1)), te)
@@ -128,7 +129,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
                         vec.fit(tr.tasks["prompt"].to_list())
                         pol = tfidf_cls(m.models)  # type: ignore[misc]
-                        feats[name] = lambda mat, v=vec: v.transform(mat.tasks["prompt"].to_list()).toarray()
+                        feats[name] = lambda mat, v=vec: v.transform(
+                            mat.tasks["prompt"].to_list()
+                        ).toarray()
                     else:
                         kw = {"config": lgbm_opts} if name == "lgbm" and lgbm_opts else {}
                         pol = make_policy(name, m.models, **kw)
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     tr, va, te, pols,
                     config=EvalConfig(lambdas=FRONTIER_LAMBDAS, n_bootstrap=10, seed=seed,
                                       quality_target=args.target),
-                    features=lambda pol, mat: feats[pol.kind](mat),
+                    features=lambda pol, mat, f=feats: f[pol.kind](mat),  # type: ignore[misc]
                 )
                 for name, ev in res.policies.items():
                     fm = ev.frontier_metrics
@@ -178,20 +181,8 @@ def summarise(data: dict[str, Any], args: argparse.Namespace) -> list[dict[str, 
             cell: Cell = data["cells"][(task, name)]
             rq_b, rc_b = W @ ref_q / n, W @ ref_c / n
 
-            def front(W_: np.ndarray | None, cell: Cell = cell) -> np.ndarray:
-                """Seed-mean frontier cost share; one value per resample (or the point, W_=None)."""
-                vals = []
-                for fq, fc in zip(cell.front_q, cell.front_c, strict=True):
-                    if W_ is None:
-                        vals.append([_cost_share_at(fc.mean(0), fq.mean(0), ref_q.mean(), ref_c.mean(), args.target)])
-                    else:
-                        Q, C = W_ @ fq / n, W_ @ fc / n
-                        vals.append([_cost_share_at(C[b], Q[b], rq_b[b], rc_b[b], args.target)
-                                     for b in range(W_.shape[0])])
-                return np.mean(np.asarray(vals), axis=0)
-
-            fp = float(front(None)[0])
-            fb = front(W)
+            fp = float(np.mean(front_per_seed(cell, ref_q, ref_c, args.target)))
+            fb = _front_boot(cell, W, rq_b, rc_b, args.target)
             opq = np.mean([q.mean() for q in cell.op_q]) / ref_q.mean()
             opc = np.mean([c.mean() for c in cell.op_c]) / ref_c.mean()
             opq_b = np.mean([W @ q / n for q in cell.op_q], axis=0) / rq_b
@@ -211,6 +202,16 @@ def summarise(data: dict[str, Any], args: argparse.Namespace) -> list[dict[str, 
                 "oracle_cost_share": data["oracle"][task],
             })
     return rows
+
+
+def _front_boot(cell: Cell, W: np.ndarray, rq_b: np.ndarray, rc_b: np.ndarray, target: float) -> np.ndarray:
+    """Seed-mean frontier cost share for every bootstrap resample (rows of the weight matrix ``W``)."""
+    n = W.shape[1]
+    vals = []
+    for fq, fc in zip(cell.front_q, cell.front_c, strict=True):
+        Q, C = W @ fq / n, W @ fc / n
+        vals.append([_cost_share_at(C[b], Q[b], rq_b[b], rc_b[b], target) for b in range(W.shape[0])])
+    return np.mean(np.asarray(vals), axis=0)
 
 
 def front_per_seed(cell: Cell, ref_q: np.ndarray, ref_c: np.ndarray, target: float) -> list[float]:
@@ -285,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "lgbm" in aiq:
             others = {k: v for k, v in aiq.items() if k not in ("lgbm", "tfidf_lr")}
             beats = all(aiq["lgbm"] > v for v in others.values())
-            console.print(f"{task}: AIQ lgbm {aiq['lgbm']:.4f} vs {others} -> {'beats all' if beats else 'DOES NOT beat all'}")
+            verdict = "beats all" if beats else "DOES NOT beat all"
+            shown = {k: round(v, 4) for k, v in others.items()}
+            console.print(f"{task}: AIQ lgbm {aiq['lgbm']:.4f} vs {shown} -> {verdict}")
     console.print(f"total {time.perf_counter() - t0:.0f}s")
     if args.json:
         with open(args.json, "w") as f:

@@ -134,6 +134,8 @@ def search_lambda(
     reference_model: str,
     is_local: np.ndarray | None = None,
     grid: np.ndarray | None = None,
+    margin_z: float = 0.0,
+    also_on: np.ndarray | None = None,
 ) -> CalibrationResult:
     """Pick λ on validation outcomes so that the policy meets ``target``.
 
@@ -146,6 +148,13 @@ def search_lambda(
         reference_model: Its id (reported).
         is_local: ``(m,)`` local mask (required for ``local`` targets; reported otherwise).
         grid: λ values to try (default :data:`LAMBDA_GRID`).
+        margin_z: Safety margin of quality targets, in standard errors: a λ qualifies when the
+            one-sided lower bound ``mean(q_i − t·q_ref,i) − margin_z · sd/√n`` is >= 0 (0 = the
+            plain point estimate). The margin shrinks as the calibration set grows.
+        also_on: Optional ``(n,)`` boolean row mask: a quality target must also hold (same
+            rule; budget and local targets too) on these rows alone — e.g. the validation tasks
+            when they are pooled with out-of-fold training predictions. The reported point is
+            on all rows.
 
     Returns:
         The result. Quality targets take the cheapest point meeting the target; budget and local
@@ -154,27 +163,54 @@ def search_lambda(
     """
     if target.kind == "local" and is_local is None:
         raise ConfigError("target", "local=...: needs a model catalog with locations")
+    if not (math.isfinite(margin_z) and margin_z >= 0):
+        raise ConfigError("margin_z", f"expected a number >= 0, got {margin_z!r}")
     grid = LAMBDA_GRID if grid is None else np.asarray(grid, dtype=np.float64)
     ref_q = float(quality[:, reference].mean())
     ref_c = float(cost[:, reference].mean())
+    n = quality.shape[0]
     curve: list[OperatingPoint] = []
+    lower: list[float] = []  # lower bound of mean(q_i - t * q_ref_i) per λ (quality targets)
+    sub_oks: list[bool] = []  # budget / local targets also met on the ``also_on`` rows
+    if also_on is not None:
+        also_on = np.asarray(also_on, dtype=bool)
+        if also_on.shape != (n,) or not also_on.any():
+            raise ValueError(f"search_lambda: also_on must be a non-empty ({n},) boolean mask")
+
+    def bound(diff: np.ndarray) -> float:
+        se = float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+        return float(diff.mean()) - margin_z * se
+
     for lam in grid:
         p = probs_at(float(lam))
-        q = float((p * quality).sum(axis=1).mean())
+        q_row = (p * quality).sum(axis=1)
+        if target.kind == "quality":
+            diff = q_row - target.value * quality[:, reference]
+            lo = bound(diff)
+            if also_on is not None:
+                lo = min(lo, bound(diff[also_on]))
+            lower.append(lo)
+        q = float(q_row.mean())
+        sub_ok = True
+        if also_on is not None and target.kind == "budget":
+            sub_ok = float((p[also_on] * cost[also_on]).sum(axis=1).mean()) <= target.value + 1e-12
+        elif also_on is not None and target.kind == "local" and is_local is not None:
+            sub_ok = float(p[also_on][:, is_local].sum(axis=1).mean()) >= target.value - 1e-12
+        sub_oks.append(sub_ok)
         c = float((p * cost).sum(axis=1).mean())
         loc = float(p[:, is_local].sum(axis=1).mean()) if is_local is not None else math.nan
         curve.append(OperatingPoint(float(lam), q, c, loc))
     eps = 1e-12
     if target.kind == "quality":
-        ok = [pt for pt in curve if pt.quality >= target.value * ref_q - eps]
+        ok = [pt for pt, lo in zip(curve, lower, strict=True) if lo >= -eps]
         best = min(ok, key=lambda pt: (pt.cost, -pt.quality, pt.lam)) if ok else None
         fallback = curve[0]
     elif target.kind == "budget":
-        ok = [pt for pt in curve if pt.cost <= target.value + eps]
+        ok = [pt for pt, so in zip(curve, sub_oks, strict=True) if so and pt.cost <= target.value + eps]
         best = max(ok, key=lambda pt: (pt.quality, -pt.cost, -pt.lam)) if ok else None
         fallback = curve[-1]
     else:
-        ok = [pt for pt in curve if pt.local_share >= target.value - eps]
+        ok = [pt for pt, so in zip(curve, sub_oks, strict=True) if so and pt.local_share >= target.value - eps]
         best = max(ok, key=lambda pt: (pt.quality, -pt.cost, -pt.lam)) if ok else None
         fallback = curve[-1]
     chosen = best if best is not None else fallback

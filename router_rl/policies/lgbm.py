@@ -16,6 +16,13 @@ model); λ is calibrated on validation data with :meth:`UtilityPolicy.calibrate`
 
 Columns of ``X`` that are (almost) never non-zero on the training tasks are dropped before
 training (hashed n-gram vectors are mostly empty), which shrinks the model and speeds inference.
+
+Small training sets (issue #4, ``<= LGBMConfig.small_data_max_tasks``) add two measures: a
+stacked linear head (out-of-fold logits of an L2 logistic regression as booster inputs, see
+:mod:`router_rl.policies.linear`) and a class-prior shrinkage of the decision score chosen on the
+out-of-fold predictions (:func:`choose_shrinkage`). :meth:`calibrate` pools the validation tasks
+with those out-of-fold predictions. Batches are scored by a compiled numpy copy of the trees
+(:mod:`router_rl.policies.treeeval`, exact; ``engine="booster"`` keeps ``Booster.predict``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import numpy as np
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, register_policy
 from router_rl.policies.calibration import ProbabilityCalibrator, expected_calibration_error
-from router_rl.policies.decision import DecisionConfig
+from router_rl.policies.decision import Decision, DecisionConfig
+from router_rl.policies.linear import LinearHead
+from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
 from router_rl.policies.utility import UtilityPolicy
 
 if TYPE_CHECKING:
@@ -60,12 +69,37 @@ class LGBMConfig:
         calibration: ``isotonic``, ``platt`` or ``none``.
         num_threads: LightGBM threads (training and inference).
         extra_params: Any other LightGBM parameter.
+        linear_stack: Stack a linear head: out-of-fold logits of a multi-output L2 logistic
+            regression on the same features (:class:`~router_rl.policies.linear.LinearHead`) are
+            extra booster inputs (at inference: the head fitted on all training tasks).
+            ``None`` (default) = on for small training sets (``<= small_data_max_tasks``).
+        linear_c: Inverse L2 strength of the linear head (sklearn ``C``, on standardised features).
+        linear_folds: Folds of the linear head's out-of-fold logits (>= 2).
+        engine: Inference engine: ``numpy`` (compiled trees, :mod:`router_rl.policies.treeeval`;
+            falls back to the booster for unsupported splits) or ``booster`` (``Booster.predict``).
+        calibration_margin_z: Default safety margin (standard errors of the calibration set) of
+            quality targets in :meth:`LGBMPolicy.calibrate`.
+        calibrate_with_oof: :meth:`LGBMPolicy.calibrate` pools the validation tasks with the
+            cross-fitted out-of-fold predictions of the training tasks (more data for λ).
+        calibration_val_must_meet: With ``calibrate_with_oof``, the target must also hold on the
+            validation tasks alone (conservative; False = the pooled set decides alone).
+        prior_shrinkage: Weight ``s`` of the per-model training success rate in the *decision*
+            score ``(1 − s)·q̂ + s·prior`` (class-prior shrinkage: with a few hundred tasks the
+            per-task deviations are noisy and the utility argmax over 10+ models amplifies the
+            noise). ``predict_quality`` stays the calibrated probability. ``None`` (default) =
+            chosen on the out-of-fold predictions of the training tasks from
+            :data:`SHRINKAGE_GRID` (see :func:`choose_shrinkage`) for small training sets
+            (``<= small_data_max_tasks``), 0 above; 0 = off.
+        small_data_max_tasks: Training-set size up to which the ``None`` defaults of
+            ``linear_stack`` / ``prior_shrinkage`` switch the small-data measures on (issue #4:
+            they help RouterBench's 250-850 training tasks; on the simulated fleet's 1,050 tasks
+            with strong categorical signal they measured worse).
     """
 
     num_leaves: int = 7
     max_depth: int = -1
     min_data_in_leaf: int = 20
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     num_boost_round: int = 400
     early_stopping_rounds: int = 30
     feature_fraction: float = 0.7
@@ -79,6 +113,15 @@ class LGBMConfig:
     calibration: str = "isotonic"
     num_threads: int = 1
     extra_params: dict[str, Any] = field(default_factory=dict)
+    linear_stack: bool | None = None
+    linear_c: float = 1e-3
+    linear_folds: int = 5
+    engine: str = "numpy"
+    calibration_margin_z: float = 0.0
+    calibrate_with_oof: bool = True
+    calibration_val_must_meet: bool = True
+    prior_shrinkage: float | None = None
+    small_data_max_tasks: int = 1000
 
     def __post_init__(self) -> None:
         ints = ("num_leaves", "min_data_in_leaf", "num_boost_round", "early_stopping_rounds", "max_bin", "num_threads")
@@ -105,6 +148,20 @@ class LGBMConfig:
             raise ConfigError(
                 "LGBMConfig.calibration", f"expected 'isotonic', 'platt' or 'none', got {self.calibration!r}"
             )
+        if not (isinstance(self.small_data_max_tasks, int) and self.small_data_max_tasks >= 0):
+            raise ConfigError("LGBMConfig.small_data_max_tasks", f"expected >= 0, got {self.small_data_max_tasks!r}")
+        if not (math.isfinite(self.linear_c) and self.linear_c > 0):
+            raise ConfigError("LGBMConfig.linear_c", f"expected a number > 0, got {self.linear_c!r}")
+        if not (isinstance(self.linear_folds, int) and self.linear_folds >= 2):
+            raise ConfigError("LGBMConfig.linear_folds", f"expected an integer >= 2, got {self.linear_folds!r}")
+        if self.engine not in ("numpy", "booster"):
+            raise ConfigError("LGBMConfig.engine", f"expected 'numpy' or 'booster', got {self.engine!r}")
+        if not (math.isfinite(self.calibration_margin_z) and self.calibration_margin_z >= 0):
+            raise ConfigError(
+                "LGBMConfig.calibration_margin_z", f"expected a number >= 0, got {self.calibration_margin_z!r}"
+            )
+        if self.prior_shrinkage is not None and not (0.0 <= self.prior_shrinkage < 1.0):
+            raise ConfigError("LGBMConfig.prior_shrinkage", f"expected [0, 1), got {self.prior_shrinkage!r}")
         reserved = {"objective", "num_class", "seed", "deterministic"} & set(self.extra_params)
         if reserved:
             raise ConfigError("LGBMConfig.extra_params", f"{sorted(reserved)} are set by the policy itself")
@@ -142,6 +199,53 @@ class LGBMConfig:
         }
         p.update(self.extra_params)
         return p
+
+
+#: Candidate prior weights of the automatic class-prior shrinkage (:func:`choose_shrinkage`).
+SHRINKAGE_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+#: Quality targets (shares of the reference quality) averaged by the shrinkage criterion.
+SHRINKAGE_TARGETS: tuple[float, ...] = (0.9, 0.925, 0.95, 0.975)
+_SHRINKAGE_LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 2, 41)])
+
+
+def choose_shrinkage(
+    q_oof: np.ndarray, prior: np.ndarray, quality: np.ndarray, cost: np.ndarray, *, reference: int
+) -> tuple[float, dict[str, float]]:
+    """Pick the class-prior weight from :data:`SHRINKAGE_GRID` on out-of-fold predictions.
+
+    For each weight ``s`` the decision score ``(1 − s)·q̂ + s·prior`` is swept over λ on the
+    training tasks (their out-of-fold ``q̂`` and actual outcomes); the criterion is the mean over
+    :data:`SHRINKAGE_TARGETS` of the cheapest swept cost reaching that share of the reference
+    model's quality, relative to the reference cost (a target never reached counts 1.5). The
+    smallest weight within 1% of the best criterion wins (prefer the unshrunk model on ties).
+
+    Returns:
+        ``(weight, {str(weight): criterion})``.
+    """
+    n = quality.shape[0]
+    rows = np.arange(n)
+    c_mean = cost.mean(axis=0)
+    c_ref = float(c_mean[reference]) or 1.0
+    q_ref = float(quality[:, reference].mean())
+    crit: dict[str, float] = {}
+    for s in SHRINKAGE_GRID:
+        score = (1.0 - s) * q_oof + s * prior
+        pts = []
+        for lam in _SHRINKAGE_LAMBDAS:
+            a = (score - lam * c_mean / c_ref).argmax(axis=1)
+            pts.append((float(cost[rows, a].mean()), float(quality[rows, a].mean())))
+        vals = []
+        for t in SHRINKAGE_TARGETS:
+            ok = [c for c, q in pts if q >= t * q_ref - 1e-12]
+            vals.append(min(ok) / c_ref if ok else 1.5)
+        crit[str(s)] = float(np.mean(vals))
+    best = min(crit.values())
+    chosen = next(s for s in SHRINKAGE_GRID if crit[str(s)] <= best * 1.01 + 1e-12)
+    return float(chosen), crit
+
+
+#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
+_NUMPY_MIN_ROWS = 8
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -193,9 +297,47 @@ class LGBMPolicy(UtilityPolicy):
             config = LGBMConfig()
         self.config = config if isinstance(config, LGBMConfig) else LGBMConfig.from_dict(config)
         self._booster: Any = None
+        self._engine: Any = None  # compiled TreeEnsemble (engine="numpy") or None
+        self._w_full: np.ndarray | None = None  # linear head weights over all input columns
         self.columns = np.zeros(0, dtype=np.int64)
         self.base_logit = np.zeros(self.n_models)
+        self.prior = np.zeros(self.n_models)  # training success rate per model
+        self.shrinkage = 0.0  # prior weight in the decision score (fixed or chosen in fit)
         self.calibrator = ProbabilityCalibrator("none")
+        self.linear: LinearHead | None = None
+        self._oof: tuple[np.ndarray, np.ndarray, OutcomeMatrix] | None = None
+
+    @property
+    def calibration_margin_z(self) -> float:  # type: ignore[override]
+        """Safety margin of quality targets in :meth:`calibrate` (``LGBMConfig.calibration_margin_z``)."""
+        return self.config.calibration_margin_z
+
+    @property
+    def pool_training_oof(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`calibrate` pools the training out-of-fold predictions (``calibrate_with_oof``)."""
+        return self.config.calibrate_with_oof
+
+    @property
+    def calibration_val_must_meet(self) -> bool:  # type: ignore[override]
+        """Whether pooled calibration also requires the target on validation alone."""
+        return self.config.calibration_val_must_meet
+
+    def _training_oof(self) -> tuple[np.ndarray, np.ndarray, OutcomeMatrix] | None:
+        return self._oof
+
+    def _decide_from(
+        self,
+        X: np.ndarray,
+        q: np.ndarray,
+        cfg: DecisionConfig,
+        *,
+        explain: bool = False,
+        sensitive: np.ndarray | None = None,
+    ) -> Decision:
+        s = self.shrinkage
+        if s > 0:
+            q = (1.0 - s) * q + s * self.prior
+        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive)
 
     # --- training ----------------------------------------------------------------------------
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
@@ -203,11 +345,12 @@ class LGBMPolicy(UtilityPolicy):
 
         cfg = self.config
         n, m = matrix.n_tasks, self.n_models
+        small = n <= cfg.small_data_max_tasks
+        use_linear = small if cfg.linear_stack is None else cfg.linear_stack
         folds = min(cfg.cv_folds, n)
-        if n < 2 * folds:
-            raise ValueError(
-                f"lgbm.fit: needs at least {2 * folds} training tasks for {folds}-fold cross-fitting, got {n}"
-            )
+        if n < 2 * max(folds, cfg.linear_folds if use_linear else 0):
+            need = 2 * max(folds, cfg.linear_folds if use_linear else 0)
+            raise ValueError(f"lgbm.fit: needs at least {need} training tasks for cross-fitting, got {n}")
         nnz = (X != 0).sum(axis=0)
         self.columns = np.flatnonzero(nnz >= cfg.min_feature_count).astype(np.int64)
         if self.columns.size == 0:
@@ -216,7 +359,21 @@ class LGBMPolicy(UtilityPolicy):
         y = np.clip(matrix.quality, 0.0, 1.0)
         rate = np.clip(y.mean(axis=0), 1e-3, 1 - 1e-3)
         self.base_logit = np.log(rate / (1 - rate))
+        self.prior = y.mean(axis=0)
         seed = int(rng.integers(0, 2**31 - 1))
+        self.linear = None
+        if use_linear:
+            lin_oof = np.zeros((n, m), dtype=np.float32)
+            lin_fold = np.empty(n, dtype=np.int64)
+            lin_fold[rng.permutation(n)] = np.arange(n) % cfg.linear_folds
+            for k in range(cfg.linear_folds):
+                tr = lin_fold != k
+                head = LinearHead.fit(Xs[tr], y[tr], C=cfg.linear_c)
+                lin_oof[~tr] = head.logits(Xs[~tr])
+            self.linear = LinearHead.fit(Xs, y, C=cfg.linear_c)
+            Xb = np.ascontiguousarray(np.hstack([Xs, lin_oof]), dtype=np.float32)
+        else:
+            Xb = Xs
         params = cfg.lgb_params(m, seed)
         perm = rng.permutation(n)
         fold_of = np.empty(n, dtype=np.int64)
@@ -225,8 +382,8 @@ class LGBMPolicy(UtilityPolicy):
         best_iters = []
         for k in range(folds):
             tr, va = fold_of != k, fold_of == k
-            dtr = self._dataset(lgb, Xs[tr], y[tr], params)
-            dva = self._dataset(lgb, Xs[va], y[va], params, reference=dtr)
+            dtr = self._dataset(lgb, Xb[tr], y[tr], params)
+            dva = self._dataset(lgb, Xb[va], y[va], params, reference=dtr)
             p = dict(params, objective=_make_objective(y[tr]))
             booster = lgb.train(
                 p,
@@ -238,22 +395,61 @@ class LGBMPolicy(UtilityPolicy):
             )
             best = max(1, int(booster.best_iteration or cfg.num_boost_round))
             best_iters.append(best)
-            raw = booster.predict(Xs[va], num_iteration=best, num_threads=cfg.num_threads)
+            raw = booster.predict(Xb[va], num_iteration=best, num_threads=cfg.num_threads)
             oof[va] = _sigmoid(raw + self.base_logit)
         rounds = max(1, round(float(np.mean(best_iters))))
-        dall = self._dataset(lgb, Xs, y, params)
+        dall = self._dataset(lgb, Xb, y, params)
         self._booster = lgb.train(dict(params, objective=_make_objective(y)), dall, num_boost_round=rounds)
+        self._compile()
         self.calibrator = ProbabilityCalibrator.fit(cfg.calibration, oof.ravel(), y.ravel())
         cal = self.calibrator(oof)
+        crit: dict[str, float] = {}
+        if cfg.prior_shrinkage is None and not small:
+            self.shrinkage = 0.0
+        elif cfg.prior_shrinkage is None:
+            self.shrinkage, crit = choose_shrinkage(cal, self.prior, matrix.quality, matrix.cost,
+                                                    reference=matrix.model_index(matrix.best_single_model()))
+        else:
+            self.shrinkage = cfg.prior_shrinkage
+        # kept in memory (not saved) so that calibrate() can pool them with the validation tasks
+        self._oof = (cal, np.asarray(X), matrix)
         self.metadata["metrics"] = {
             "oof_ece_raw": expected_calibration_error(oof, y),
             "oof_ece_calibrated": expected_calibration_error(cal, y),
             "oof_brier": float(((cal - y) ** 2).mean()),
             "rounds": rounds,
             "fold_best_rounds": best_iters,
+            "n_trees": int(self._booster.num_trees()),
             "n_features_used": int(self.columns.size),
+            "linear_stack": use_linear,
+            "prior_shrinkage": self.shrinkage,
+            "shrinkage_oof_criterion": crit,
+            "engine": "numpy" if self._engine is not None else "booster",
             "calibration": cfg.calibration,
         }
+
+    def _compile(self) -> None:
+        """Compile the booster for the numpy engine (kept on the booster if unsupported).
+
+        The compiled trees read a feature-major array ``[X.T; linear logits.T]`` of the caller's
+        full feature width ``d`` (column selection folded into the node features), and the
+        linear head's weights are expanded to all ``d`` columns, so inference gathers nothing.
+        """
+        self._engine = None
+        self._w_full = None
+        if self.config.engine != "numpy":
+            return
+        try:
+            ens = TreeEnsemble.from_booster(self._booster)
+        except UnsupportedTreeError:
+            return
+        d = int(self.n_features or (int(self.columns.max()) + 1 if self.columns.size else 0))
+        mapping = np.concatenate([self.columns, d + np.arange(self.n_models)])
+        self._engine = ens.remap_features(mapping, d + self.n_models)
+        if self.linear is not None:
+            w = np.zeros((d, self.n_models), dtype=np.float32)
+            w[self.columns] = self.linear.W
+            self._w_full = w
 
     def _dataset(self, lgb: Any, X: np.ndarray, y: np.ndarray, params: dict[str, Any], reference: Any = None) -> Any:
         init = np.broadcast_to(self.base_logit, y.shape).astype(np.float64)
@@ -269,12 +465,26 @@ class LGBMPolicy(UtilityPolicy):
 
     # --- inference ---------------------------------------------------------------------------
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
-        """Uncalibrated success probabilities ``(n, m)`` from one ``Booster.predict`` call."""
+        """Uncalibrated success probabilities ``(n, m)``: linear head (if any) + one ensemble pass."""
         if self._booster is None:
             raise RuntimeError("LGBMPolicy: not fitted")
-        Xs = np.ascontiguousarray(np.asarray(X)[:, self.columns], dtype=np.float32)
-        raw = self._booster.predict(Xs, num_threads=self.config.num_threads)
-        return _sigmoid(np.asarray(raw).reshape(Xs.shape[0], self.n_models) + self.base_logit)
+        X = np.asarray(X)
+        n, m = X.shape[0], self.n_models
+        if self._engine is not None and n >= _NUMPY_MIN_ROWS:
+            d = X.shape[1]
+            ft = np.empty((d + m, n), dtype=np.float32)  # feature-major input of the compiled trees
+            ft[:d] = X.T
+            if self.linear is not None and self._w_full is not None:
+                ft[d:] = (X.astype(np.float32, copy=False) @ self._w_full + self.linear.b).T
+            else:
+                ft[d:] = 0.0
+            raw = self._engine.predict_raw_t(ft)
+        else:
+            Xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)
+            if self.linear is not None:
+                Xs = np.hstack([Xs, self.linear.logits(Xs).astype(np.float32)])
+            raw = self._booster.predict(Xs, num_threads=self.config.num_threads)
+        return _sigmoid(np.asarray(raw).reshape(n, m) + self.base_logit)
 
     def _predict_quality(self, X: np.ndarray) -> np.ndarray:
         return self.calibrator(self.predict_raw(X))
@@ -282,11 +492,16 @@ class LGBMPolicy(UtilityPolicy):
     # --- persistence -------------------------------------------------------------------------
     def _save_model(self, directory: Path) -> dict[str, Any] | None:
         self._booster.save_model(str(directory / "booster.txt"))
+        if self.linear is not None:
+            np.savez(directory / "linear.npz", W=self.linear.W, b=self.linear.b)
         cfg = asdict(self.config)
         return {
             "config": cfg,
             "columns": self.columns.tolist(),
             "base_logit": self.base_logit.tolist(),
+            "prior": self.prior.tolist(),
+            "shrinkage": self.shrinkage,
+            "has_linear": self.linear is not None,
             "calibrator": self.calibrator.to_dict(),
         }
 
@@ -300,10 +515,27 @@ class LGBMPolicy(UtilityPolicy):
             self.config = LGBMConfig.from_dict(state["config"])
             self.columns = np.asarray(state["columns"], dtype=np.int64)
             self.base_logit = np.asarray(state["base_logit"], dtype=np.float64)
+            self.prior = np.asarray(state["prior"], dtype=np.float64)
+            self.shrinkage = float(state["shrinkage"])
             self.calibrator = ProbabilityCalibrator(**state["calibrator"])
             self._booster = lgb.Booster(model_file=str(path))
         except (KeyError, ValueError, lgb.basic.LightGBMError) as e:
             raise PolicyLoadError(f"{directory}: corrupt lgbm artifact ({e})") from e
+        self.linear = None
+        if state.get("has_linear", False):
+            lpath = directory / "linear.npz"
+            if not lpath.is_file():
+                raise PolicyLoadError(f"{lpath}: missing linear-head file (the policy was trained with one)")
+            with np.load(lpath) as z:
+                if "W" not in z.files or "b" not in z.files:
+                    raise PolicyLoadError(f"{lpath}: expected arrays 'W' and 'b', got {z.files}")
+                self.linear = LinearHead(W=z["W"], b=z["b"])
+            if self.linear.W.shape != (self.columns.size, self.n_models):
+                raise PolicyLoadError(
+                    f"{lpath}: W has shape {self.linear.W.shape}, expected {(self.columns.size, self.n_models)}"
+                )
+        self._oof = None
+        self._compile()
         if self._booster.num_model_per_iteration() != self.n_models:
             raise PolicyLoadError(
                 f"{path}: booster has {self._booster.num_model_per_iteration()} outputs, "

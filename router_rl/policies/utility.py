@@ -199,30 +199,83 @@ class UtilityPolicy(RoutingPolicy):
         return out
 
     # --- λ calibration -----------------------------------------------------------------------
-    def calibrate(self, X_val: np.ndarray, val: OutcomeMatrix, target: Target | str) -> CalibrationResult:
+    def calibrate(
+        self,
+        X_val: np.ndarray,
+        val: OutcomeMatrix,
+        target: Target | str,
+        *,
+        margin_z: float | None = None,
+        pool_training_oof: bool | None = None,
+        val_must_meet: bool | None = None,
+    ) -> CalibrationResult:
         """Set λ so that the policy meets ``target`` on validation data (see :func:`search_lambda`).
 
         Args:
             X_val: Encoded validation features (row i = task i of ``val``).
             val: Validation outcome matrix (same models).
             target: :class:`Target` or its text (``quality=0.95``, ``budget=0.001``, ``local=0.8``).
+            margin_z: Safety margin of quality targets in standard errors of the calibration set
+                (default: the policy's :attr:`calibration_margin_z`).
+            pool_training_oof: Also use the out-of-fold predictions on the training tasks kept by
+                :meth:`fit` (cross-fitted predictors only; ignored after :meth:`load`): a quality
+                target must then hold on the pooled tasks *and* on the validation tasks alone
+                (the cheapest such λ). Default: the policy's :attr:`pool_training_oof`.
+            val_must_meet: With pooling, also require the target on the validation tasks alone
+                (default: the policy's :attr:`calibration_val_must_meet`, True). False trusts the
+                pooled set only: cheaper, but the validation tasks may then miss the target.
         """
         tgt = Target.parse(target) if isinstance(target, str) else target
         self.check_models(val.models, what="validation matrix")
         X_val = self._check_X(check_features(X_val, n_rows=val.n_tasks, what="calibrate"), "calibrate")
         q = np.clip(self._predict_quality(X_val), 0.0, 1.0)
+        sens = self.sensitive(X_val)
+        quality, cost = val.quality, val.cost
+        pool = self.pool_training_oof if pool_training_oof is None else pool_training_oof
+        extra = self._training_oof() if pool else None
+        n_oof = 0
+        if extra is not None:
+            q_oof, X_oof, m_oof = extra
+            n_oof = m_oof.n_tasks
+            q = np.vstack([q, np.clip(q_oof, 0.0, 1.0)])
+            s_oof = self.sensitive(X_oof)
+            if sens is not None or s_oof is not None:
+                sens = np.concatenate([
+                    sens if sens is not None else np.zeros(val.n_tasks, dtype=bool),
+                    s_oof if s_oof is not None else np.zeros(n_oof, dtype=bool),
+                ])
+            X_val = np.vstack([X_val, X_oof])
+            quality = np.vstack([quality, m_oof.quality])
+            cost = np.vstack([cost, m_oof.cost])
+        z = self.calibration_margin_z if margin_z is None else margin_z
+        must = self.calibration_val_must_meet if val_must_meet is None else val_must_meet
         res = search_lambda(
-            lambda lam: self._decide_from(X_val, q, self.decision.with_(lam=lam)).probs,
-            val.quality,
-            val.cost,
+            lambda lam: self._decide_from(X_val, q, self.decision.with_(lam=lam), sensitive=sens).probs,
+            quality,
+            cost,
             tgt,
             reference=self.reference_index,
             reference_model=str(self.reference_model),
             is_local=self.is_local(),
+            margin_z=z,
+            also_on=None if n_oof == 0 or not must else np.arange(val.n_tasks + n_oof) < val.n_tasks,
         )
         self.decision = self.decision.with_(lam=res.lam)
-        self.metadata["calibration"] = res.to_dict()
+        self.metadata["calibration"] = res.to_dict() | {
+            "n_val": val.n_tasks, "n_training_oof": n_oof, "margin_z": z,
+        }
         return res
+
+    #: Default safety margin (standard errors) of quality targets in :meth:`calibrate`.
+    calibration_margin_z: float = 0.0
+    #: Default of ``pool_training_oof`` in :meth:`calibrate`.
+    pool_training_oof: bool = False
+    #: Default of ``val_must_meet`` in :meth:`calibrate`.
+    calibration_val_must_meet: bool = True
+
+    def _training_oof(self) -> tuple[np.ndarray, np.ndarray, OutcomeMatrix] | None:
+        """``(out-of-fold predicted quality, X, matrix)`` of the training tasks, when kept by fit."""
+        return None
 
     # --- persistence -------------------------------------------------------------------------
     def attach_encoder(self, encoder: Any) -> Self:
