@@ -1,6 +1,8 @@
 """Cascade router: cheapest model first, escalate while the confidence is low, pay for every call.
 
-Models are tried in ascending expected cost (or an explicit ``chain``). The confidence of model
+Models are tried in ascending expected cost along the training cost-quality Pareto tiers (each
+model in the chain is both more expensive and better on average than the one before; dominated
+models are skipped, as in FrugalGPT-style cascades), or along an explicit ``chain``. The confidence of model
 ``j`` on task ``i`` is a quality predictor's success probability ``q̂_ij`` (an inner
 :class:`UtilityPolicy`, LightGBM by default). The cascade stops at the first model with
 ``q̂_ij >= threshold``; the last model of the chain always answers. :meth:`route_matrix` charges
@@ -36,6 +38,22 @@ if TYPE_CHECKING:
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)
 
 
+def pareto_chain(mean_cost: np.ndarray, mean_quality: np.ndarray) -> list[int]:
+    """Indices of the non-dominated models by (mean cost, mean quality), ascending cost.
+
+    Every model in the result is strictly better on average than all cheaper ones in it; the last
+    one is the best model (cheapest among equals).
+    """
+    order = np.lexsort((-mean_quality, mean_cost))  # ascending cost, ties: better first
+    chain: list[int] = []
+    best = -np.inf
+    for j in order:
+        if mean_quality[j] > best + 1e-12:
+            chain.append(int(j))
+            best = float(mean_quality[j])
+    return chain
+
+
 @register_policy
 class CascadePolicy(RoutingPolicy):
     """Cheapest-first cascade with confidence-based escalation.
@@ -43,7 +61,8 @@ class CascadePolicy(RoutingPolicy):
     Args:
         models: Candidate model ids.
         threshold: Accept an answer when the predicted success is at least this.
-        chain: Models to try, in order (default: all, by ascending training mean cost).
+        chain: Models to try, in order (default: the training cost-quality Pareto tiers, cheapest
+            first, ending with the best model).
         scorer: Registry name of the quality predictor (a :class:`UtilityPolicy`), default ``lgbm``.
         scorer_kwargs: Options of the scorer.
     """
@@ -87,8 +106,8 @@ class CascadePolicy(RoutingPolicy):
         scorer.fit(X, matrix, seed=rng)
         self.scorer = scorer
         if self.chain_models is None:
-            order = np.argsort(matrix.cost.mean(axis=0), kind="stable")
-            self.chain_models = [self.models[int(j)] for j in order]
+            tiers = pareto_chain(matrix.cost.mean(axis=0), matrix.quality.mean(axis=0))
+            self.chain_models = [self.models[j] for j in tiers]
 
     def _walk(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """``(final model (n,), called mask (n, m))`` for predicted qualities ``q``."""

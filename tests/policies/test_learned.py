@@ -158,3 +158,11 @@ def test_thompson_propensities_match_sampling_frequencies(toy_splits) -> None:
     a, prop = pol.act(np.repeat(X[:1], 5000, axis=0), np.random.default_rng(0))
     np.testing.assert_allclose(np.bincount(a, minlength=3) / a.size, p[0], atol=0.03)
     np.testing.assert_allclose(prop, p[0][a])
+
+
+def test_cascade_default_chain_is_the_cost_quality_pareto_tiers() -> None:
+    from router_rl.policies.cascade import pareto_chain
+
+    cost = np.array([0.5, 0.1, 0.3, 1.0, 0.2])
+    quality = np.array([0.6, 0.4, 0.7, 0.9, 0.3])  # model 4 is dominated by model 1; model 0 by model 2
+    assert pareto_chain(cost, quality) == [1, 2, 3]
