@@ -22,10 +22,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from router_rl.core.errors import ConfigError, RouterRLError
 from router_rl.providers.base import (
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
 log = logging.getLogger("router_rl.router")
+_T = TypeVar("_T")
 
 AUTO = "router-rl/auto"
 PREFIX = "router-rl/"
@@ -630,14 +631,30 @@ class HybridRouter:
         span.set_status(Status(StatusCode.ERROR, kind))
         span.end()
 
-    async def _execute(self, ctx: _Ctx, d: Decision) -> tuple[CompletionResult, str, str | None]:
+    async def _walk_chain(
+        self,
+        ctx: _Ctx,
+        d: Decision,
+        attempt: Callable[[str, CircuitBreaker, Span, float], Awaitable[_T]],
+        *,
+        stream: bool,
+    ) -> tuple[_T, str, str | None]:
+        """Try the local-first chain, then (on the seed's triggers) the emergency cloud chain.
+
+        ``attempt(model, breaker, span, t_start)`` makes one call and returns its result, raising
+        :class:`ProviderError` on failure; the walker does the breaker check, attempt budget,
+        span/breaker/failure bookkeeping and fallback accounting shared by both request kinds.
+
+        Returns:
+            ``(result, served model, fallback reason or None)``.
+        """
         primary, emergency = self._chains(d)
         fb = self.config.fallback
         first_reason: str | None = None
         slow_failure = False
         n_attempts = 0
 
-        async def try_model(model: str) -> CompletionResult | None:
+        async def try_model(model: str) -> _T | None:
             nonlocal first_reason, slow_failure, n_attempts
             breaker = self.breakers[self.model_provider[model]]
             if not breaker.allow():
@@ -646,28 +663,20 @@ class HybridRouter:
                 return None
             self._guard(ctx, model)
             n_attempts += 1
-            req = self._request_for(ctx, model)
-            span = self._attempt_span(ctx, model, stream=False)
+            span = self._attempt_span(ctx, model, stream=stream)
             t = self._clock()
             try:
-                res = await self.providers[self.model_provider[model]].complete(req)
+                return await attempt(model, breaker, span, t)
             except ProviderError as e:
                 dt = self._clock() - t
                 ctx.backend_s += dt
                 self._end_span_err(span, e)
                 self._record_failure(ctx, model, e, breaker)
                 first_reason = first_reason or e.kind.value
-                if self.table.local[model] and (
-                    e.kind == ProviderErrorKind.TIMEOUT or dt >= fb.latency_threshold_s
-                ):
+                if self.table.local[model] and (e.kind == ProviderErrorKind.TIMEOUT or dt >= fb.latency_threshold_s):
                     slow_failure = True
                 log.info("request %s: %s failed (%s)", ctx.request_id, model, e.kind.value)
                 return None
-            dt = self._clock() - t
-            ctx.backend_s += dt
-            self._end_span_ok(span, res.model or model, res.usage)
-            self._record_success(model, breaker, dt)
-            return res
 
         for model in primary:
             if n_attempts >= fb.max_attempts:
@@ -693,6 +702,17 @@ class HybridRouter:
             f"no model could serve request {ctx.request_id}; attempts: {', '.join(ctx.attempts) or 'none'}"
             + (" (sensitive request: local models only)" if ctx.sensitive else "")
         )
+
+    async def _execute(self, ctx: _Ctx, d: Decision) -> tuple[CompletionResult, str, str | None]:
+        async def attempt(model: str, breaker: CircuitBreaker, span: Span, t: float) -> CompletionResult:
+            res = await self.providers[self.model_provider[model]].complete(self._request_for(ctx, model))
+            dt = self._clock() - t
+            ctx.backend_s += dt
+            self._end_span_ok(span, res.model or model, res.usage)
+            self._record_success(model, breaker, dt)
+            return res
+
+        return await self._walk_chain(ctx, d, attempt, stream=False)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _row(
@@ -855,64 +875,22 @@ class HybridRouter:
             raise
 
     async def _open_stream(self, ctx: _Ctx, d: Decision) -> StreamSession:
-        primary, emergency = self._chains(d)
-        fb = self.config.fallback
-        first_reason: str | None = None
-        slow_failure = False
-        n_attempts = 0
-
-        async def try_model(model: str) -> StreamSession | None:
-            nonlocal first_reason, slow_failure, n_attempts
-            breaker = self.breakers[self.model_provider[model]]
-            if not breaker.allow():
-                ctx.attempts.append(f"{model}:breaker_open")
-                first_reason = first_reason or "breaker_open"
-                return None
-            self._guard(ctx, model)
-            n_attempts += 1
-            span = self._attempt_span(ctx, model, stream=True)
-            t = self._clock()
+        async def attempt(model: str, breaker: CircuitBreaker, span: Span, t: float) -> StreamSession:
             agen = self.providers[self.model_provider[model]].stream(self._request_for(ctx, model))
             head: list[StreamChunk] = []
-            try:
+            try:  # fail over only until the first token (or finish/usage) has arrived
                 async for chunk in agen:
                     head.append(chunk)
                     if chunk.delta or chunk.finish_reason or chunk.usage:
                         break
-            except ProviderError as e:
-                dt = self._clock() - t
-                ctx.backend_s += dt
-                self._end_span_err(span, e)
-                self._record_failure(ctx, model, e, breaker)
-                first_reason = first_reason or e.kind.value
-                if self.table.local[model] and (e.kind == ProviderErrorKind.TIMEOUT or dt >= fb.latency_threshold_s):
-                    slow_failure = True
+            except ProviderError:
                 await _aclose(agen)
-                return None
-            reason = None if model == d.chosen else first_reason
-            return StreamSession(self, ctx, d, model, agen, head, span, breaker, t, reason)
+                raise
+            return StreamSession(self, ctx, d, model, agen, head, span, breaker, t, None)
 
-        for model in primary:
-            if n_attempts >= fb.max_attempts:
-                break
-            s = await try_model(model)
-            if s is not None:
-                return s
-        trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
-        if trigger is not None:
-            for model in emergency:
-                self.metrics.emergency_cloud.labels(reason=trigger).inc()
-                self.emergency_cloud_count += 1
-                log.warning("ALERT emergency cloud fallback to %s (trigger %s, request %s)", model, trigger,
-                            ctx.request_id)
-                s = await try_model(model)
-                if s is not None:
-                    s.fallback_reason = f"emergency_cloud:{trigger}"
-                    return s
-        raise NoProviderAvailableError(
-            f"no model could serve request {ctx.request_id}; attempts: {', '.join(ctx.attempts) or 'none'}"
-            + (" (sensitive request: local models only)" if ctx.sensitive else "")
-        )
+        session, _, reason = await self._walk_chain(ctx, d, attempt, stream=True)
+        session.fallback_reason = reason
+        return session
 
 
 async def _aclose(agen: AsyncIterator[Any]) -> None:
