@@ -133,6 +133,12 @@ class HTTPProvider(Provider):
         self.backoff_log: list[float] = []
 
     # --- plumbing --------------------------------------------------------------------------
+    @property
+    def api_root(self) -> str:
+        """The ``.../v1`` URL prefix (``base_url`` may be the server root or end in ``/v1``)."""
+        base = self.config.base_url
+        return base if base.endswith("/v1") else base + "/v1"
+
     def _headers(self) -> dict[str, str]:
         return {}
 

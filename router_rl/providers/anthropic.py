@@ -41,12 +41,6 @@ class AnthropicProvider(HTTPProvider):
     supports_stream = True
     supports_embed = False
 
-    @property
-    def api_root(self) -> str:
-        """The ``.../v1`` URL prefix."""
-        base = self.config.base_url
-        return base if base.endswith("/v1") else base + "/v1"
-
     def _headers(self) -> dict[str, str]:
         h = {
             "accept": "application/json",
