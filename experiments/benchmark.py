@@ -11,6 +11,10 @@ Datasets (``--datasets``; real ones read from ``router_rl.core.paths.datasets_di
   0-shot subset, one task per row (the issue's targets are per task), imported with
   ``drop_invalid=True`` (14 duplicated sample ids carry all 154 NaN score cells; those tasks are
   dropped and the import report is stored in the JSON). Fixed train/test, the seed carves val.
+  By default (``--routerbench-train task``) a router is trained per category; ``all`` trains one
+  router on the train split of all three categories (the category is a feature) and scores it on
+  each category's test split, as deployed on a mixed stream (measured: Winogrande better, ARC and
+  MBPP worse; see the issue note).
 * ``llmrouter``, ``routerdc``, ``bfcl``: the other imported datasets (seed = split seed where the
   dataset has no fixed split, and always the val carve).
 * ``simulated``: :func:`router_rl.traces.simulate_fleet` (seed = data seed), which also carries the
@@ -98,6 +102,9 @@ class Args:
     """seeded subsample of the train split above this size (0 = all; keeps routerdc within budget)"""
     n_bootstrap: int = 200
     """bootstrap resamples of the per-seed headline intervals"""
+    routerbench_train: str = "task"
+    """RouterBench training tasks: ``all`` (one router trained on the train split of all three
+    categories, scored per category) or ``task`` (a router per category)"""
     preset: str = "bench"
     """policy hyper-parameters: ``bench`` (lighter LightGBM/MLP/MF, fits the time budget), ``library``
     (the library defaults) or ``quick``"""
@@ -132,6 +139,8 @@ class Args:
         for flag, v in (("--policies", self.policies), ("--datasets", self.datasets), ("--seeds", self.seeds)):
             if not v or len(set(v)) != len(v):
                 raise SystemExit(f"{flag}: expected a non-empty list without duplicates, got {v}")
+        if self.routerbench_train not in ("all", "task"):
+            raise SystemExit(f"--routerbench-train: expected 'all' or 'task', got {self.routerbench_train!r}")
         if self.sim_tasks < 100 or self.max_train_tasks < 0 or self.n_bootstrap < 10:
             raise SystemExit("--sim-tasks >= 100, --max-train-tasks >= 0 and --n-bootstrap >= 10 are required")
         return self
@@ -213,8 +222,14 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
     matrix = ts.matrix()
     if dataset.startswith("routerbench_"):
         cat = ROUTERBENCH_TASKS[dataset.removeprefix("routerbench_")]
-        matrix = matrix.take((matrix.tasks["category"] == cat).to_numpy())
-    train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
+        task = matrix.take((matrix.tasks["category"] == cat).to_numpy())
+        # ``all``: one router for the whole RouterBench stream (category is a feature), scored on
+        # this category's val/test tasks; ``task``: a router per category.
+        train = matrix.split("train") if args.routerbench_train == "all" else task.split("train")
+        val, test = task.split("val"), task.split("test")
+        notes["routerbench_train"] = args.routerbench_train
+    else:
+        train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
     notes["n_tasks_full_train"] = train.n_tasks
     if args.max_train_tasks and train.n_tasks > args.max_train_tasks:
         rng = np.random.default_rng([seed, 11])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,11 @@ if TYPE_CHECKING:
 #: Schema version of :meth:`EvaluationResult.to_dict` (bump on breaking field changes).
 RESULT_SCHEMA_VERSION = 1
 
-DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+#: λ grid of the frontier sweep, in units of "quality per reference-model cost": 0 plus 8 points
+#: per decade over [1e-3, 1e3]. A coarse grid under-traces the frontier (the hull then
+#: interpolates between far-apart operating points); 49 points cost one prediction per policy and
+#: split, since predictions are reused across λ (:meth:`UtilityPolicy.reuse_predictions`).
+DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, *(float(f"{x:.4g}") for x in np.geomspace(1e-3, 1e3, 49)))
 
 FeatureFn = Callable[["RoutingPolicy", "OutcomeMatrix"], np.ndarray]
 
@@ -264,6 +269,12 @@ def _route(
         policy.decision = orig  # type: ignore[attr-defined]
 
 
+def _reusing_predictions(policy: RoutingPolicy) -> AbstractContextManager[Any]:
+    """Predict once per feature array while a policy is swept over λ (utility routers)."""
+    reuse = getattr(policy, "reuse_predictions", None)
+    return reuse() if callable(reuse) else nullcontext()
+
+
 def _oracle_frontier(matrix: OutcomeMatrix, ref: int, lambdas: Sequence[float], local: np.ndarray | None) -> list:
     scale = float(matrix.cost[:, ref].mean()) or 1.0
     rows = np.arange(matrix.n_tasks)
@@ -387,85 +398,88 @@ def evaluate_policies(
     for name, policy in named.items():
         if progress is not None:
             progress(name)
-        X_test = feat(policy, test)
-        out = _route(policy, X_test, test, cfg.seed)
-        m = _outcome_metrics(out, test, ref, local)
-        a = np.asarray(out.actions, dtype=np.int64)
-        intervals = headline_intervals(
-            out.quality,
-            out.cost,
-            local=None if local is None else local[a],
-            reference_quality=test.quality[:, ref],
-            reference_cost=test.cost[:, ref],
-            oracle_quality=test.quality.max(axis=1),
-            n_bootstrap=cfg.n_bootstrap,
-            alpha=cfg.alpha,
-            rng=cfg.seed,
-        )
-        by_group = {}
-        for col in groups:
-            by_group[col] = metrics_by_group(
-                test.tasks[col].to_list(),
-                quality=out.quality,
-                cost=out.cost,
-                latency=out.latency,
+        with _reusing_predictions(policy):
+            X_test = feat(policy, test)
+            out = _route(policy, X_test, test, cfg.seed)
+            m = _outcome_metrics(out, test, ref, local)
+            a = np.asarray(out.actions, dtype=np.int64)
+            intervals = headline_intervals(
+                out.quality,
+                out.cost,
                 local=None if local is None else local[a],
-                error=test.error[rows, a],
-                n_calls=out.n_calls,
                 reference_quality=test.quality[:, ref],
                 reference_cost=test.cost[:, ref],
                 oracle_quality=test.quality.max(axis=1),
+                n_bootstrap=cfg.n_bootstrap,
+                alpha=cfg.alpha,
+                rng=cfg.seed,
             )
-        op = None
-        if _has_lambda(policy):
-            sweep = [
-                _point(lam, _outcome_metrics(_route(policy, X_test, test, cfg.seed, lam), test, ref, local))
-                for lam in cfg.lambdas
-            ]
-            if val is not None:
-                X_val = feat(policy, val)
-                vref = val.model_index(ref_name)
-                vlocal = _local_mask(val)
-                vpts = [
-                    _outcome_metrics(_route(policy, X_val, val, cfg.seed, lam), val, vref, vlocal)
+            by_group = {}
+            for col in groups:
+                by_group[col] = metrics_by_group(
+                    test.tasks[col].to_list(),
+                    quality=out.quality,
+                    cost=out.cost,
+                    latency=out.latency,
+                    local=None if local is None else local[a],
+                    error=test.error[rows, a],
+                    n_calls=out.n_calls,
+                    reference_quality=test.quality[:, ref],
+                    reference_cost=test.cost[:, ref],
+                    oracle_quality=test.quality.max(axis=1),
+                )
+            op = None
+            if _has_lambda(policy):
+                sweep = [
+                    _point(lam, _outcome_metrics(_route(policy, X_test, test, cfg.seed, lam), test, ref, local))
                     for lam in cfg.lambdas
                 ]
-                ref_val_q = float(val.quality[:, vref].mean())
-                chosen = calibrate_operating_point(
-                    [p.mean_cost for p in vpts], [p.mean_quality for p in vpts], cfg.quality_target * ref_val_q
-                )
-                tp = sweep[chosen.index]
-                op = {
-                    "lam": cfg.lambdas[chosen.index],
-                    "reached_on_val": chosen.reached,
-                    "val_quality_ratio": vpts[chosen.index].quality_ratio,
-                    "val_cost_share": vpts[chosen.index].cost_share,
-                    "test_quality_ratio": tp.quality_ratio,
-                    "test_cost_share": tp.cost_share,
-                    "test_local_share": tp.local_share,
-                    "test_meets_target": None if tp.quality_ratio is None else tp.quality_ratio >= cfg.quality_target,
-                }
-        else:
-            sweep = [_point(None, m)]
-        all_costs += [p.mean_cost for p in sweep]
-        sweeps[name] = sweep
-        calib = None
-        if hasattr(policy, "predict_quality"):
-            try:
-                pq = np.asarray(policy.predict_quality(X_test))[rows, a]
-                calib = calibration_curve(np.clip(pq, 0, 1), out.quality, n_bins=cfg.calibration_bins)
-            except (RuntimeError, ValueError):
-                calib = None
-        indep = independence_report(
-            local_share=m.local_share,
-            quality_ratio=m.quality_ratio,
-            cost_saving=m.cost_saving,
-            cloud_share=m.cloud_share,
-            latency_p50=m.latency_p50,
-            latency_p95=m.latency_p95,
-            config=cfg.independence,
-        )
-        staged[name] = (policy, m, intervals, by_group, op, indep, calib)
+                if val is not None:
+                    X_val = feat(policy, val)
+                    vref = val.model_index(ref_name)
+                    vlocal = _local_mask(val)
+                    vpts = [
+                        _outcome_metrics(_route(policy, X_val, val, cfg.seed, lam), val, vref, vlocal)
+                        for lam in cfg.lambdas
+                    ]
+                    ref_val_q = float(val.quality[:, vref].mean())
+                    chosen = calibrate_operating_point(
+                        [p.mean_cost for p in vpts], [p.mean_quality for p in vpts], cfg.quality_target * ref_val_q
+                    )
+                    tp = sweep[chosen.index]
+                    op = {
+                        "lam": cfg.lambdas[chosen.index],
+                        "reached_on_val": chosen.reached,
+                        "val_quality_ratio": vpts[chosen.index].quality_ratio,
+                        "val_cost_share": vpts[chosen.index].cost_share,
+                        "test_quality_ratio": tp.quality_ratio,
+                        "test_cost_share": tp.cost_share,
+                        "test_local_share": tp.local_share,
+                        "test_meets_target": (
+                            None if tp.quality_ratio is None else tp.quality_ratio >= cfg.quality_target
+                        ),
+                    }
+            else:
+                sweep = [_point(None, m)]
+            all_costs += [p.mean_cost for p in sweep]
+            sweeps[name] = sweep
+            calib = None
+            if hasattr(policy, "predict_quality"):
+                try:
+                    pq = np.asarray(policy.predict_quality(X_test))[rows, a]
+                    calib = calibration_curve(np.clip(pq, 0, 1), out.quality, n_bins=cfg.calibration_bins)
+                except (RuntimeError, ValueError):
+                    calib = None
+            indep = independence_report(
+                local_share=m.local_share,
+                quality_ratio=m.quality_ratio,
+                cost_saving=m.cost_saving,
+                cloud_share=m.cloud_share,
+                latency_p50=m.latency_p50,
+                latency_p95=m.latency_p95,
+                config=cfg.independence,
+            )
+            staged[name] = (policy, m, intervals, by_group, op, indep, calib)
 
     cost_max = max(all_costs) if all_costs and max(all_costs) > 0 else None
     ref_q = float(test.quality[:, ref].mean())

@@ -8,7 +8,8 @@ and latency estimates (training means), the reference model, the utility decisio
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class UtilityPolicy(RoutingPolicy):
         self.reference_model: str | None = None
         self.privacy_col: int | None = None
         self.fitted = False
+        self._quality_cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     # --- fitting -----------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
@@ -123,11 +125,36 @@ class UtilityPolicy(RoutingPolicy):
             return None
         return np.asarray(X)[:, self.privacy_col] > 0.5
 
+    @contextmanager
+    def reuse_predictions(self) -> Iterator[None]:
+        """Within the block, predict quality once per feature array (λ sweeps, frontier tracing).
+
+        Only the decision rule is re-run for every λ; the cache is keyed by the identity of the
+        array passed to :meth:`decide` (it holds a reference, so identities stay valid) and is
+        dropped on exit. The caller must not mutate those arrays inside the block.
+        """
+        outer = self._quality_cache
+        self._quality_cache = {} if outer is None else outer
+        try:
+            yield
+        finally:
+            self._quality_cache = outer
+
+    def _quality_of(self, X_in: np.ndarray, X: np.ndarray) -> np.ndarray:
+        cache = self._quality_cache
+        hit = None if cache is None else cache.get(id(X_in))
+        if hit is not None and hit[0] is X_in:
+            return hit[1]
+        q = np.clip(self._predict_quality(X), 0.0, 1.0)
+        if cache is not None:
+            cache[id(X_in)] = (X_in, q)
+        return q
+
     def decide(self, X: np.ndarray, *, decision: DecisionConfig | None = None, explain: bool = False) -> Decision:
         """Run the decision rule (``decision`` overrides the fitted config, e.g. during λ search)."""
+        X_in = X
         X = self._check_X(X, "decide")
-        q = np.clip(self._predict_quality(X), 0.0, 1.0)
-        return self._decide_from(X, q, decision or self.decision, explain=explain)
+        return self._decide_from(X, self._quality_of(X_in, X), decision or self.decision, explain=explain)
 
     def _decide_from(
         self,

@@ -201,3 +201,34 @@ def test_cli_evaluates_a_saved_artifact(fleet, traces_file: Path, tmp_path: Path
     d = json.loads(out.read_text())
     pe = d["policies"]["my-policy"]
     assert pe["kind"] == "single" and pe["metrics"]["quality_ratio"] == pytest.approx(1.0)
+
+
+def test_lambda_sweep_predicts_once_and_matches_fresh_predictions(fleet) -> None:
+    """The frontier sweep reuses one quality prediction per split; the points are unchanged."""
+    _, train, val, test = fleet
+    feats = default_features(train)
+    (pol,) = resolve_policies(["lgbm"], train, feats, seed=0).values()
+    calls = {"n": 0}
+    inner = pol._predict_quality
+
+    def counting(X: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        return inner(X)
+
+    pol._predict_quality = counting  # type: ignore[method-assign]
+    cfg = EvalConfig(n_bootstrap=20)
+    res = evaluate_policies(train, val, test, {"lgbm": pol}, features=feats, config=cfg)
+    pts = res.policies["lgbm"].frontier
+    assert len(pts) == len(cfg.lambdas) == 50
+    # one prediction for test (headline + sweep), one for val, one for the calibration curve
+    assert calls["n"] == 3
+    X = feats(pol, test)
+    for p in pts[::7]:
+        pol.decision, orig = pol.decision.with_(lam=p.lam), pol.decision
+        try:
+            out = pol.route_matrix(X, test, rng=np.random.default_rng([cfg.seed, 7]))
+        finally:
+            pol.decision = orig
+        assert p.mean_cost == pytest.approx(out.cost.mean())
+        assert p.mean_quality == pytest.approx(out.quality.mean())
+    assert pol._quality_cache is None  # the cache does not outlive the evaluation
