@@ -13,18 +13,22 @@ Scenarios (overrides of ``envs/sim-budgeted.yaml``):
 
 Policies: ``greedy`` (LightGBM argmax, λ=0, blind to the state), ``ppo`` (warm-started from it),
 and in ``pacing`` also ``greedy_calibrated`` (LightGBM with λ calibrated on validation tasks to
-the per-task budget: the non-RL answer to a budget).
+the per-task budget: the non-RL answer to a budget) and ``ppo_calibrated`` (PPO warm-started from
+the calibrated LightGBM: it starts at the calibrated λ and learns a state-dependent price on top).
 
 Metrics per day, averaged over ``--eval-episodes`` days per seed, then mean and 95% t-interval over
-seeds (and of the paired per-seed difference PPO − greedy): total reward, mean quality per request
+seeds (and of the paired per-seed differences ppo − greedy, ppo − greedy_calibrated,
+ppo_calibrated − greedy_calibrated, ppo_calibrated − greedy): total reward, mean quality per request
 (failed = 0), total cost (USD), budget violations (requests served over budget) and failed requests.
+The learned budget price δ at a few router states is reported too.
 
 Usage::
 
-    .venv/bin/python experiments/ppo_vs_greedy.py            # default, ~5-10 min on 2 cores
+    .venv/bin/python experiments/ppo_vs_greedy.py            # default, ~10-15 min on 2 shared cores
     .venv/bin/python experiments/ppo_vs_greedy.py --quick    # smoke run, < 60 s
 
-Writes ``<out-dir>/results.json`` and ``<out-dir>/results.md`` (``runs/`` is gitignored).
+Writes ``<out-dir>/results.json`` and ``<out-dir>/results.md`` (``runs/`` is gitignored; the
+committed copies of the default run are ``experiments/results/ppo_vs_greedy.{json,md}``).
 """
 
 from __future__ import annotations
@@ -71,8 +75,18 @@ class Args:
     batch_size: int = 256
     n_epochs: int = 10
     ent_coef: float = 0.01
+    gamma: float = 0.99
+    budget_jitter: float = 0.5
+    """PPO training days start with U(0, budget_jitter) of the budget spent"""
+    gae_lambda: float = 0.95
     prior_floor: float = 0.05
+    prior_temperature: float = 0.02
+    """τ of the utility prior (logits = (utility − δ·ĉ) / τ + residual)"""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    price_arch: list[int] = field(default_factory=lambda: [32])
+    """hidden sizes of the budget-price network (input: router state)"""
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    """scenarios to run (pacing, outage)"""
     lgbm_rounds: int = 60
     """LightGBM boosting rounds"""
     eval_episodes: int = 64
@@ -99,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if f.type in ("bool", bool):
             p.add_argument(flag, action="store_true", default=default)
+        elif str(f.type) == "list[str]":
+            p.add_argument(flag, type=str, nargs="+", default=default, choices=SCENARIOS)
         elif str(f.type).startswith("list"):
             p.add_argument(flag, type=int, nargs="+", default=default)
         else:
@@ -165,6 +181,29 @@ def greedy(policy: Any, feature_dim: int) -> Any:
     return lambda obs: policy.action_distribution(obs[:, :feature_dim]).argmax(1)
 
 
+#: Router states (budget_remaining_frac, elapsed_frac) at which the learned budget price is reported.
+PRICE_STATES: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.75, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5),
+                                                 (0.1, 0.9), (0.3, 0.9))
+#: Paired differences reported per scenario (when both policies ran).
+DIFFS: tuple[tuple[str, str], ...] = (
+    ("ppo", "greedy"), ("ppo", "greedy_calibrated"), ("ppo_calibrated", "greedy_calibrated"),
+    ("ppo_calibrated", "greedy"),
+)
+
+
+def price_at_states(router: Any, fd: int) -> dict[str, float]:
+    """Learned budget price δ at :data:`PRICE_STATES` (breakers closed; δ only sees the state)."""
+    from router_rl.policies.ppo import state_vector
+
+    n_prov = router.state_dim - 3
+    out = {}
+    for rem, el in PRICE_STATES:
+        s = state_vector(budget_remaining_frac=rem, elapsed_frac=el, local_share=0.0, breakers=[0.0] * n_prov)
+        X = router.observe(np.zeros((1, fd), dtype=np.float32), s)
+        out[f"rem={rem},elapsed={el}"] = float(router.budget_price(X)[0])
+    return out
+
+
 def run(args: Args) -> dict[str, Any]:
     """The whole experiment; returns the JSON-able results."""
     from rich.progress import Progress
@@ -175,16 +214,18 @@ def run(args: Args) -> dict[str, Any]:
 
     cfg = PPOConfig(
         total_timesteps=args.timesteps, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
-        learning_rate=args.learning_rate, ent_coef=args.ent_coef, prior_floor=args.prior_floor,
-        net_arch=tuple(args.net_arch),
+        learning_rate=args.learning_rate, ent_coef=args.ent_coef, gamma=args.gamma, gae_lambda=args.gae_lambda,
+        prior_floor=args.prior_floor, net_arch=tuple(args.net_arch), budget_jitter=args.budget_jitter,
+        prior_temperature=args.prior_temperature, price_arch=tuple(args.price_arch),
     )
     base_spec = load_spec("sim-budgeted")
-    per_seed: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in SCENARIOS}
+    per_seed: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in args.scenarios}
+    prices: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for s in args.scenarios}
     t0 = time.time()
     with Progress() as progress:
-        task = progress.add_task("seeds x scenarios", total=len(args.seeds) * len(SCENARIOS))
+        task = progress.add_task("seeds x scenarios", total=len(args.seeds) * len(args.scenarios))
         for seed in args.seeds:
-            for scen in SCENARIOS:
+            for scen in args.scenarios:
                 spec = base_spec.with_overrides(**scenario_overrides(args, scen, seed))
                 data = load_env_data(spec)
                 X = data.features("train")
@@ -192,14 +233,19 @@ def run(args: Args) -> dict[str, Any]:
                 lgbm.fit(X, data.train, seed=seed)
                 lgbm.attach_encoder(data.encoder)
                 fd = data.encoder.dim
-                policies: dict[str, Any] = {"greedy": greedy(lgbm, fd)}
+                bases: dict[str, Any] = {"greedy": lgbm}
                 if scen == "pacing" and data.val is not None:
                     cal = copy.deepcopy(lgbm)
                     cal.calibrate(data.features("val"), data.val, f"budget={args.pacing_budget}")
-                    policies["greedy_calibrated"] = greedy(cal, fd)
-                router = PPORouter.from_base(lgbm, config=cfg)
-                router.fit_env(functools.partial(make_from_spec, spec, encoder=data.encoder), seed=seed)
-                policies["ppo"] = lambda o, r=router: r.action_distribution(o).argmax(1)
+                    bases["greedy_calibrated"] = cal
+                policies: dict[str, Any] = {name: greedy(b, fd) for name, b in bases.items()}
+                env_factory = functools.partial(make_from_spec, spec, encoder=data.encoder)
+                for name, b in bases.items():
+                    ppo_name = "ppo" if name == "greedy" else "ppo_calibrated"
+                    router = PPORouter.from_base(b, config=cfg)
+                    router.fit_env(env_factory, seed=seed)
+                    policies[ppo_name] = lambda o, r=router: r.action_distribution(o).argmax(1)
+                    prices[scen].setdefault(ppo_name, []).append(price_at_states(router, fd))
                 test_env = make_from_spec(spec, encoder=data.encoder, split="test")
                 for name, act in policies.items():
                     res = evaluate(test_env, act, episodes=args.eval_episodes, seed=1_000_000 + 1000 * seed)
@@ -208,16 +254,27 @@ def run(args: Args) -> dict[str, Any]:
                         slot[m].append(res[m])
                 progress.advance(task)
     out: dict[str, Any] = {"args": dataclasses.asdict(args), "seconds": time.time() - t0, "scenarios": {}}
-    for scen in SCENARIOS:
+    for scen in args.scenarios:
         pols = per_seed[scen]
+        diffs = {
+            f"{a} − {b}": {m: t_interval(np.array(pols[a][m]) - np.array(pols[b][m])) for m in METRICS}
+            for a, b in DIFFS
+            if a in pols and b in pols
+        }
         out["scenarios"][scen] = {
             "overrides": scenario_overrides(args, scen, 0) | {"data": {"n_tasks": args.n_tasks, "seed": "<seed>"}},
             "policies": {
                 name: {"per_seed": vals, "summary": {m: t_interval(np.array(vals[m])) for m in METRICS}}
                 for name, vals in pols.items()
             },
-            "diff_ppo_minus_greedy": {
-                m: t_interval(np.array(pols["ppo"][m]) - np.array(pols["greedy"][m])) for m in METRICS
+            "diffs": diffs,
+            "diff_ppo_minus_greedy": diffs["ppo − greedy"],
+            "budget_price": {
+                name: {
+                    "per_seed": per,
+                    "mean": {k: float(np.mean([p[k] for p in per])) for k in per[0]},
+                }
+                for name, per in prices[scen].items()
             },
         }
     return out
@@ -231,6 +288,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{a['eval_episodes']} days of {a['horizon']} requests per seed, PPO {a['timesteps']} steps)",
         "",
         "mean [95% t-interval over seeds]; reward / cost / violations / failures per day, quality per request.",
+        "Rows in bold: paired per-seed differences.",
         "",
     ]
 
@@ -242,9 +300,21 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [f"## {scen}", "", "| policy | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
         for name, pol in body["policies"].items():
             lines.append(f"| {name} | " + " | ".join(fmt(pol["summary"][m], nds[m]) for m in METRICS) + " |")
-        d = body["diff_ppo_minus_greedy"]
-        lines.append("| **ppo − greedy** | " + " | ".join(fmt(d[m], nds[m]) for m in METRICS) + " |")
+        for name, d in body["diffs"].items():
+            lines.append(f"| **{name}** | " + " | ".join(fmt(d[m], nds[m]) for m in METRICS) + " |")
         lines.append("")
+        price = body.get("budget_price") or {}
+        if price:
+            states = list(next(iter(price.values()))["mean"])
+            lines += [
+                "Learned budget price δ (mean over seeds; effective λ = λ₀ + δ) at router states:",
+                "",
+                "| policy | " + " | ".join(states) + " |",
+                "|---" * (len(states) + 1) + "|",
+            ]
+            for name, p in price.items():
+                lines.append(f"| {name} | " + " | ".join(f"{p['mean'][k]:+.3f}" for k in states) + " |")
+            lines.append("")
     lines.append(f"Wall time: {res['seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 

@@ -123,8 +123,17 @@ def register(app: typer.Typer) -> None:
         agent_type: str | None = typer.Option(None, "--agent-type"),
         category: str | None = typer.Option(None, "--category"),
         max_tokens: int | None = typer.Option(None, "--max-tokens"),
+        budget_remaining: float = typer.Option(
+            1.0, "--budget-remaining", help="PPO policies: unspent fraction of the budget window"
+        ),
+        elapsed: float = typer.Option(0.0, "--elapsed", help="PPO policies: elapsed fraction of the budget window"),
     ) -> None:
-        """Route one request: print the choice, the distribution and the reasons."""
+        """Route one request: print the choice, the distribution and the reasons.
+
+        PPO policies also need the router state; it defaults to a fresh budget window (full budget,
+        nothing elapsed, every provider breaker closed), ``--budget-remaining`` / ``--elapsed``
+        change it.
+        """
         from rich.console import Console
         from rich.table import Table
 
@@ -157,6 +166,32 @@ def register(app: typer.Typer) -> None:
             console.print(f"chosen: [bold]{info['chosen']}[/bold] (confidence {info['confidence']:.3f}); "
                           f"λ={info['lam']:.4g} μ={info['mu']:.4g}")
             console.print("constraints: " + (", ".join(info["constraints"]) or "none"))
+        elif pol.kind == "ppo":
+            from router_rl.policies.ppo import PPORouter, state_vector
+
+            assert isinstance(pol, PPORouter)
+            n_prov = len(pol.providers)
+            try:
+                s = state_vector(
+                    budget_remaining_frac=budget_remaining,
+                    elapsed_frac=elapsed,
+                    local_share=0.0,
+                    breakers=[0.0] * n_prov,
+                )
+            except ValueError as e:
+                raise typer.BadParameter(str(e)) from e
+            obs = pol.observe(X, s)
+            p = pol.action_distribution(obs)[0]
+            base_choice = pol.models[int(pol.base_actions(obs)[0])]
+            for m, v in zip(pol.models, p, strict=True):
+                table.add_row(m, f"{v:.3f}")
+            console.print(table)
+            console.print(f"chosen: [bold]{pol.models[int(p.argmax())]}[/bold] (base policy: {base_choice})")
+            console.print(
+                f"state: budget remaining {budget_remaining:.2f}, elapsed {elapsed:.2f}, "
+                f"breakers closed ({', '.join(pol.providers) or 'none'}); "
+                f"budget price δ = {float(pol.budget_price(obs)[0]):+.4f}"
+            )
         else:
             p = pol.action_distribution(X)[0]
             for m, v in zip(pol.models, p, strict=True):

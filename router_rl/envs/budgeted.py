@@ -302,14 +302,24 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         return np.concatenate([self.tables.features[i], state, self._health[t]])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        """Start a day: draw the task order, then the outage/latency process."""
+        """Start a day: draw the task order, then the outage/latency process.
+
+        Args:
+            seed: Seed of the episode's draws.
+            options: ``{"spent_frac": x}`` starts the day with a fraction ``x`` in [0, 1) of the
+                budget already spent (as after a burst of expensive requests; used to train
+                budget-aware policies on varied budget states). No draw is consumed.
+        """
+        spent_frac = float((options or {}).get("spent_frac", 0.0))
+        if not (0.0 <= spent_frac < 1.0):
+            raise ValueError(f"options['spent_frac']: expected a number in [0, 1), got {spent_frac!r}")
         super().reset(seed=seed)
         self._order = sample_order(self.np_random, self.tables.n_tasks, self.horizon, self.episode)
         self._T = int(self._order.size)
         self._up, self._mult, self._health = self.outage.draw(self.np_random, self._T)
         self._t = 0
         self._budget = self.budget_spec.episode_budget(self._T)
-        self._spent = 0.0
+        self._spent = spent_frac * self._budget
         self._n_served = 0
         self._n_local = 0
         self._done = False

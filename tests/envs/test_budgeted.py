@@ -223,3 +223,17 @@ def test_llmperf_rates_from_a_small_file(tmp_path) -> None:
 def test_hand_matrix_is_real_outcome_matrix() -> None:
     m = hand_matrix(np.ones((2, 3)), np.zeros((2, 3)))
     assert isinstance(m, OutcomeMatrix) and m.is_local().tolist() == [True, True, False]
+
+
+def test_reset_can_start_with_part_of_the_budget_spent() -> None:
+    env = BudgetedRouting(_tables(), BudgetSpec(usd=2.0), horizon=None, episode="sequential", obs_clip=100.0)
+    d = env.feature_dim
+    fresh, _ = env.reset(seed=0)
+    obs, _ = env.reset(seed=0, options={"spent_frac": 0.75})
+    np.testing.assert_array_equal(obs[:d], fresh[:d])  # same task stream: no extra draw
+    assert obs[d] == pytest.approx(0.25) and obs[d + 1] == 0.0
+    # only 0.5 USD left: the cloud model (1.0) no longer fits, the request is forced to the cheapest
+    _, _, _, _, info = env.step(2)
+    assert info["forced_cheapest"] and info["served_action"] == 0
+    with pytest.raises(ValueError, match="spent_frac"):
+        env.reset(seed=0, options={"spent_frac": 1.0})

@@ -65,12 +65,21 @@ def test_warm_start_reproduces_lgbm_decisions(setup: dict[str, Any]) -> None:
     ppo_actions = router.act(X)[0]
     assert len(set(lgbm_actions.tolist())) >= 2  # a non-trivial check: LightGBM uses several models
     np.testing.assert_array_equal(ppo_actions, lgbm_actions)  # 100% argmax agreement
-    # the initial distribution is the floored LightGBM one: >= 1 - (m-1)*floor-ish on its choice
+    # the initial distribution is softmax(LightGBM utility / τ): the price and the residual are zero
+    assert router.prior_kind == "utility"
     p = router.action_distribution(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     m = router.n_models
-    chosen = p[np.arange(len(p)), lgbm_actions]
-    assert np.all(chosen >= 1.0 / (1.0 + (m - 1) * SMALL.prior_floor) - 1e-6)
+    util = setup["lgbm"].decide(F).utility
+    z = router.prior_inputs(F)[:, :m]
+    ok = np.isfinite(util)
+    assert (~ok).any()  # privacy-sensitive tasks: cloud models are blocked ...
+    np.testing.assert_allclose(z[ok], util[ok], atol=2e-4)
+    assert np.all(z[~ok] < np.where(ok, util, np.inf).min(axis=1, keepdims=True).repeat(m, 1)[~ok])  # ... stay last
+    logits = z / SMALL.prior_temperature
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_array_equal(router.budget_price(X), 0.0)
     # the same holds along real env observations (any budget / breaker state), before training
     env = _env(setup, "test")
     obs, _ = env.reset(seed=5)
@@ -78,6 +87,55 @@ def test_warm_start_reproduces_lgbm_decisions(setup: dict[str, Any]) -> None:
         a = int(router.act(obs[None, :])[0][0])
         assert a == int(setup["lgbm"].act(obs[None, : router.feature_dim])[0][0])
         obs, *_ = env.step(a)
+
+
+def test_log_prob_prior_warm_start_also_reproduces_the_base(setup: dict[str, Any]) -> None:
+    cfg = PPOConfig(**(SMALL.to_dict() | {"prior": "log_prob", "net_arch": (16,), "price_arch": (8,)}))
+    router = _router(setup, cfg).warm_start(_env(setup), seed=0)
+    assert router.prior_kind == "log_prob" and router.model_cost is not None
+    assert router.model_cost.max() == pytest.approx(1.0)  # env mean cost per model, normalised
+    F, X = _heldout_obs(setup, router)
+    np.testing.assert_array_equal(router.act(X)[0], setup["lgbm"].act(F)[0])
+    p = router.action_distribution(X)
+    m = router.n_models
+    chosen = p[np.arange(len(p)), setup["lgbm"].act(F)[0]]
+    assert np.all(chosen >= 1.0 / (1.0 + (m - 1) * SMALL.prior_floor) - 1e-6)
+
+
+def test_a_positive_budget_price_moves_decisions_to_cheaper_models(setup: dict[str, Any]) -> None:
+    import torch as th
+
+    router = _router(setup).warm_start(_env(setup), seed=0)
+    m = router.n_models
+    F = setup["data"].features("test")
+    low = state_vector(budget_remaining_frac=0.1, elapsed_frac=0.3, local_share=0.0, breakers=[0.0, 0.0])
+    X = router.observe(F, low)
+    cost = router.prior_inputs(F)[:, m:]
+    a0 = router.act(X)[0]
+    c0 = cost[np.arange(len(a0)), a0].mean()
+    assert c0 > cost.min(axis=1).mean() * 1.5  # LightGBM (λ=0) spends well above the cheapest choice
+    # the budget is nearly gone: reinforce the cheapest model of each task (what the env's forced
+    # cheapest rule will do anyway); only the price head may move
+    policy = router.model.policy
+    head = policy.action_net
+    opt = th.optim.SGD(head.price.parameters(), lr=0.5)
+    A = th.as_tensor(router.augment(X))
+    cheap = th.as_tensor(cost.argmin(axis=1))
+    for _ in range(5):
+        logits = head(policy.mlp_extractor.forward_actor(A))
+        loss = th.nn.functional.cross_entropy(logits, cheap)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    delta = router.budget_price(X)
+    assert np.all(delta > 0)  # the price went up ...
+    a1 = router.act(X)[0]
+    c1 = cost[np.arange(len(a1)), a1].mean()
+    assert c1 < c0  # ... and the decisions got cheaper
+    moved = a1 != a0
+    assert moved.any() and np.all(cost[moved, a1[moved]] < cost[moved, a0[moved]])
+    # the price is a function of the router state only: every task gets the same δ
+    np.testing.assert_allclose(delta, delta[0], rtol=1e-6)
 
 
 def test_training_moves_the_policy_and_is_deterministic(setup: dict[str, Any]) -> None:
@@ -111,12 +169,20 @@ def test_save_load_round_trip_gives_identical_actions(setup: dict[str, Any], tmp
     np.testing.assert_array_equal(loaded.action_distribution(X), router.action_distribution(X))
     np.testing.assert_array_equal(loaded.act(X)[0], router.act(X)[0])
     np.testing.assert_array_equal(loaded.parameters_vector(), router.parameters_vector())
+    np.testing.assert_array_equal(loaded.budget_price(X), router.budget_price(X))
     assert loaded.config == router.config and loaded.encoder is not None
+    assert meta["state"]["ppo_format"] == 2 and meta["state"]["prior"] == "utility"
 
 
 def test_load_rejects_a_broken_artifact(setup: dict[str, Any], tmp_path: Path) -> None:
     router = _router(setup).warm_start(_env(setup), seed=0)
     d = router.save(tmp_path / "ppo")
+    meta = json.loads((d / "policy.json").read_text())
+    old = dict(meta, state={k: v for k, v in meta["state"].items() if k != "ppo_format"})
+    (d / "policy.json").write_text(json.dumps(old))
+    with pytest.raises(PolicyLoadError, match=r"PPO artifact layout 1.*retrain"):
+        RoutingPolicy.load(d)
+    (d / "policy.json").write_text(json.dumps(meta))
     (d / "ppo.zip").unlink()
     with pytest.raises(PolicyLoadError, match=r"ppo\.zip"):
         RoutingPolicy.load(d)
@@ -134,6 +200,20 @@ def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
         PPOConfig(n_steps=100, batch_size=64)
     with pytest.raises(ConfigError, match=r"PPOConfig\.prior_floor"):
         PPOConfig(prior_floor=0.0)
+    with pytest.raises(ConfigError, match=r"PPOConfig\.prior\b"):
+        PPOConfig(prior="softmax")
+    with pytest.raises(ConfigError, match=r"PPOConfig\.prior_temperature"):
+        PPOConfig(prior_temperature=0.0)
+    with pytest.raises(ConfigError, match=r"PPOConfig\.budget_jitter"):
+        PPOConfig(budget_jitter=1.0)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        PPOConfig.from_dict({"budget_prize": True})
+    from router_rl.policies.baselines import CheapestPolicy
+
+    cheapest = CheapestPolicy(setup["lgbm"].models).fit(setup["data"].features("train"), setup["data"].train)
+    with pytest.raises(ConfigError, match="'utility' needs a quality-predicting base"):
+        PPORouter.from_base(cheapest, config=PPOConfig(prior="utility"))
+    assert PPORouter.from_base(cheapest).prior_kind == "log_prob"
     with pytest.raises(ValueError, match="budget_remaining_frac"):
         state_vector(budget_remaining_frac=1.5, elapsed_frac=0.0, local_share=0.0)
     with pytest.raises(ValueError, match="lacks providers"):
