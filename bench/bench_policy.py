@@ -6,7 +6,10 @@ Prints single-request p50/p99 (µs) and batch-1,024 p50 (ms) of ``predict_qualit
 :mod:`router_rl.policies.treeeval` vs ``Booster.predict(num_threads=1)``), of the full
 ``action_distribution``, and the same for a baseline measured in the same run: one
 ``lightgbm.LGBMClassifier`` per model, each asked ``predict_proba`` (the sklearn wrapper).
-Targets: single p50 <= 50 µs, batch <= 5 ms. BLAS/OpenMP are pinned to one thread.
+Also the per-task cost / latency model (:mod:`router_rl.policies.costmodel`) alone, and
+``action_distribution`` with the training-mean costs instead (the difference is what per-task
+costs add to a decision). Targets: single p50 <= 50 µs, batch <= 5 ms (``predict_quality``; the
+cost model should add well under 50 µs to a single decision). BLAS/OpenMP are pinned to one thread.
 
     .venv/bin/python bench/bench_policy.py [--n-tasks 2000] [--repeats 2000]
 """
@@ -14,6 +17,7 @@ Targets: single p50 <= 50 µs, batch <= 5 ms. BLAS/OpenMP are pinned to one thre
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -58,6 +62,9 @@ def main() -> None:
     print(f"fleet: {tr.n_tasks} train tasks x {m.n_models} models, d={X_tr.shape[1]} features "
           f"({pol.metadata['metrics']['n_features_used']} used), {rounds} rounds, {n_trees} trees, "
           f"engine {pol.metadata['metrics']['engine']}")
+    cm = pol.metadata["cost_model"]
+    print(f"cost model: mode {cm['mode']}, rank {cm.get('rank')}, {cm.get('rounds')} rounds, "
+          f"{cm.get('n_trees')} trees, engine {cm.get('engine')}")
 
     rng = np.random.default_rng(0)
     one = X_te[:1]
@@ -83,6 +90,9 @@ def main() -> None:
     if pol.linear is not None:
         Xb = np.hstack([Xb, pol.linear.logits(Xb).astype(np.float32)])
     X1 = Xb[:1]
+    pol_mean = copy.copy(pol)
+    pol_mean.cost_model = None
+    costs = pol.cost_model
     rows = []
     for name, fn1, fnb in (
         ("raw trees: Booster.predict", lambda: booster.predict(X1, num_threads=1),
@@ -90,6 +100,9 @@ def main() -> None:
         ("raw trees: numpy evaluator", lambda: engine.predict_raw(X1), lambda: engine.predict_raw(Xb)),
         ("router predict_quality", lambda: pol.predict_quality(one), lambda: pol.predict_quality(batch)),
         ("router action_distribution", lambda: pol.action_distribution(one), lambda: pol.action_distribution(batch)),
+        ("  same, mean costs", lambda: pol_mean.action_distribution(one), lambda: pol_mean.action_distribution(batch)),
+        ("cost model predict", lambda: costs.predict(one), lambda: costs.predict(batch)) if costs is not None
+        else ("cost model predict (none)", lambda: None, lambda: None),
         ("sklearn wrapper x n_models", lambda: sk_predict(one), lambda: sk_predict(batch)),
     ):
         s = _timeit(fn1, args.repeats)
@@ -105,6 +118,9 @@ def main() -> None:
     ok1, okb = rows[2][1] <= 50, rows[2][3] <= 5
     print(f"targets (predict_quality): single p50 <= 50 µs: {'OK' if ok1 else 'MISSED'}; "
           f"batch <= 5 ms: {'OK' if okb else 'MISSED'}")
+    extra1, extrab = rows[3][1] - rows[4][1], rows[3][3] - rows[4][3]
+    print(f"per-task costs add to action_distribution: single p50 {extra1:+.1f} µs, batch {extrab:+.2f} ms "
+          f"(cost model alone: {rows[5][1]:.1f} µs / {rows[5][3]:.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ if TYPE_CHECKING:
     from router_rl.traces.catalog import ModelCatalog
     from router_rl.traces.matrix import OutcomeMatrix
 
-ARTIFACT_FORMAT = 1
+#: Layout version written by :meth:`RoutingPolicy.save` (2: quality routers may carry a per-task
+#: cost / latency model, ``state.cost_model``; an older reader would silently use mean costs).
+ARTIFACT_FORMAT = 2
+#: Layout versions :meth:`RoutingPolicy.load` reads (1 = before per-task cost models).
+READABLE_ARTIFACT_FORMATS: tuple[int, ...] = (1, 2)
 
 #: Modules defining the built-in policies; imported on demand by :func:`make_policy` and
 #: :meth:`RoutingPolicy.load` so that the registry is complete without import-time work.
@@ -273,8 +277,11 @@ class RoutingPolicy(ABC):
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise PolicyLoadError(f"{meta_path}: invalid JSON ({e})") from e
-        if meta.get("format") != ARTIFACT_FORMAT:
-            raise PolicyLoadError(f"{meta_path}: artifact format {meta.get('format')!r}, expected {ARTIFACT_FORMAT}")
+        if meta.get("format") not in READABLE_ARTIFACT_FORMATS:
+            raise PolicyLoadError(
+                f"{meta_path}: artifact format {meta.get('format')!r}, this router-rl reads "
+                f"{list(READABLE_ARTIFACT_FORMATS)} (written by a newer version? re-train or upgrade)"
+            )
         kind = meta.get("kind")
         if kind:
             _import_builtin_policies(str(kind))

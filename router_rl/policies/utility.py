@@ -1,8 +1,10 @@
 """Shared machinery of quality-predicting routers (LightGBM, kNN, MLP, matrix factorisation).
 
 Subclasses only learn ``predict_quality(X) -> (n, n_models)``; this base adds the per-model cost
-and latency estimates (training means), the reference model, the utility decision rule of
-:mod:`router_rl.policies.decision`, λ calibration on validation data and explanations.
+and latency estimates (training means, or per task when the subclass fits a
+:class:`~router_rl.policies.costmodel.CostLatencyModel` in :meth:`UtilityPolicy._fit_cost_model`),
+the reference model, the utility decision rule of :mod:`router_rl.policies.decision`, λ
+calibration on validation data and explanations.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from router_rl.policies.signals import privacy_column
 if TYPE_CHECKING:
     from typing import Self
 
+    from router_rl.policies.costmodel import CostLatencyModel
     from router_rl.traces.matrix import OutcomeMatrix
 
 
@@ -66,6 +69,8 @@ class UtilityPolicy(RoutingPolicy):
         self.latency_mean = np.zeros(m)
         self.reference_model: str | None = None
         self.privacy_col: int | None = None
+        #: Per-task cost / latency predictor (None: the training means above).
+        self.cost_model: CostLatencyModel | None = None
         self.fitted = False
         self._quality_cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -77,8 +82,16 @@ class UtilityPolicy(RoutingPolicy):
         lat_sum = np.where(fin, matrix.latency, 0.0).sum(axis=0)
         self.latency_mean = np.where(cnt > 0, lat_sum / np.maximum(cnt, 1), 0.0)
         self.reference_model = matrix.best_single_model()
-        self._fit_quality(np.asarray(X, dtype=np.float32), matrix, rng)
+        X32 = np.asarray(X, dtype=np.float32)
+        self._fit_quality(X32, matrix, rng)
+        self.cost_model = self._fit_cost_model(X32, matrix, rng)
         self.fitted = True
+
+    def _fit_cost_model(
+        self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator
+    ) -> CostLatencyModel | None:
+        """Per-task cost / latency predictor, fitted after the quality model (None = training means)."""
+        return None
 
     @abstractmethod
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
@@ -99,12 +112,23 @@ class UtilityPolicy(RoutingPolicy):
         return np.clip(self._predict_quality(self._check_X(X, "predict_quality")), 0.0, 1.0)
 
     def predict_cost(self, X: np.ndarray) -> np.ndarray:
-        """``(n, n_models)`` expected USD per call (training mean per model)."""
-        return np.broadcast_to(self.cost_mean, (np.asarray(X).shape[0], self.n_models))
+        """``(n, n_models)`` expected USD per call (per task with a cost model, else the training mean)."""
+        if self.cost_model is None:
+            return np.broadcast_to(self.cost_mean, (np.asarray(X).shape[0], self.n_models))
+        return self._cost_latency(self._check_X(X, "predict_cost"))[0]
 
     def predict_latency(self, X: np.ndarray) -> np.ndarray:
-        """``(n, n_models)`` expected seconds per call (training mean; 0 where unknown)."""
-        return np.broadcast_to(self.latency_mean, (np.asarray(X).shape[0], self.n_models))
+        """``(n, n_models)`` expected seconds per call (per task with a cost model, else the mean; 0 = unknown)."""
+        if self.cost_model is None:
+            return np.broadcast_to(self.latency_mean, (np.asarray(X).shape[0], self.n_models))
+        return self._cost_latency(self._check_X(X, "predict_latency"))[1]
+
+    def _cost_latency(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(cost, latency)`` of checked float32 ``X`` in one pass."""
+        if self.cost_model is None:
+            shape = (X.shape[0], self.n_models)
+            return np.broadcast_to(self.cost_mean, shape), np.broadcast_to(self.latency_mean, shape)
+        return self.cost_model.predict(X)
 
     @property
     def reference_index(self) -> int:
@@ -166,10 +190,11 @@ class UtilityPolicy(RoutingPolicy):
         sensitive: np.ndarray | None = None,
     ) -> Decision:
         ref = self.reference_index
+        cost, latency = self._cost_latency(X)
         return decide(
             q,
-            self.predict_cost(X),
-            self.predict_latency(X),
+            cost,
+            latency,
             cfg,
             cost_scale=float(self.cost_mean[ref]) or 1.0,
             latency_scale=float(self.latency_mean[ref]) or 1.0,
@@ -200,7 +225,7 @@ class UtilityPolicy(RoutingPolicy):
         X = self._check_X(X, "explain")
         q = np.clip(self._predict_quality(X), 0.0, 1.0)
         d = self._decide_from(X, q, self.decision, explain=True, sensitive=sensitive)
-        cost = self.predict_cost(X)
+        cost = self._cost_latency(X)[0]
         out = []
         for i in range(X.shape[0]):
             a = int(d.probs[i].argmax())
@@ -321,6 +346,8 @@ class UtilityPolicy(RoutingPolicy):
             "reference_model": self.reference_model,
             "privacy_col": self.privacy_col,
         }
+        if self.cost_model is not None:
+            state["cost_model"] = self.cost_model.save(directory)
         state.update(self._save_model(directory) or {})
         return state
 
@@ -336,6 +363,10 @@ class UtilityPolicy(RoutingPolicy):
             raise PolicyLoadError(f"{directory / 'policy.json'}: state lacks {e}") from e
         if self.cost_mean.shape != (self.n_models,):
             raise PolicyLoadError(f"{directory / 'policy.json'}: cost_mean has the wrong length")
+        if state.get("cost_model") is not None:
+            from router_rl.policies.costmodel import CostLatencyModel
+
+            self.cost_model = CostLatencyModel.load(directory, state["cost_model"], n_models=self.n_models)
         self._load_model(directory, state)
         self.fitted = True
 
