@@ -151,31 +151,6 @@ def scenario_overrides(args: Args, name: str, seed: int) -> dict[str, Any]:
     return ov
 
 
-def evaluate(env: Any, act: Any, *, episodes: int, seed: int) -> dict[str, float]:
-    """Per-day metrics of ``act(obs_batch) -> actions`` averaged over ``episodes`` held-out days."""
-    from router_rl.envs import BudgetedRoutingVec
-
-    vec = BudgetedRoutingVec(env, episodes)
-    obs, _ = vec.reset(seed=seed)
-    tot = {k: np.zeros(episodes) for k in ("reward", "quality", "cost", "over", "failed", "steps")}
-    while not vec.done:
-        obs, r, _, _, info = vec.step(act(obs))
-        on = info["active"]
-        tot["reward"] += r
-        tot["quality"] += info["quality"] * on
-        tot["cost"] += info["cost"] * on
-        tot["over"] += info["over_budget"] * on
-        tot["failed"] += info["failed"] * on
-        tot["steps"] += on
-    return {
-        "reward": float(tot["reward"].mean()),
-        "quality": float((tot["quality"] / tot["steps"]).mean()),
-        "cost_usd": float(tot["cost"].mean()),
-        "budget_violations": float(tot["over"].mean()),
-        "failed_requests": float(tot["failed"].mean()),
-    }
-
-
 def greedy(policy: Any, feature_dim: int) -> Any:
     """Argmax of ``policy`` on the task-feature part of env observations (blind to the state)."""
     return lambda obs: policy.action_distribution(obs[:, :feature_dim]).argmax(1)
@@ -209,6 +184,7 @@ def run(args: Args) -> dict[str, Any]:
     from rich.progress import Progress
 
     from router_rl.envs import load_env_data, load_spec, make_from_spec
+    from router_rl.envs.budgeted import evaluate_days
     from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
     from router_rl.policies.ppo import PPOConfig, PPORouter
 
@@ -248,7 +224,7 @@ def run(args: Args) -> dict[str, Any]:
                     prices[scen].setdefault(ppo_name, []).append(price_at_states(router, fd))
                 test_env = make_from_spec(spec, encoder=data.encoder, split="test")
                 for name, act in policies.items():
-                    res = evaluate(test_env, act, episodes=args.eval_episodes, seed=1_000_000 + 1000 * seed)
+                    res = evaluate_days(test_env, act, episodes=args.eval_episodes, seed=1_000_000 + 1000 * seed)
                     slot = per_seed[scen].setdefault(name, {m: [] for m in METRICS})
                     for m in METRICS:
                         slot[m].append(res[m])

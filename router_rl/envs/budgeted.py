@@ -577,3 +577,41 @@ class BudgetedRoutingVec:
     def done(self) -> bool:
         """True once every episode has ended."""
         return not self._active.any()
+
+
+#: Held-out metrics reported per day (quality per request).
+DAY_METRICS: tuple[str, ...] = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
+
+
+def evaluate_days(env: Any, act: Any, *, episodes: int, seed: int) -> dict[str, float]:
+    """Per-day metrics of ``act(observations) -> actions`` over ``episodes`` days of ``env``.
+
+    Args:
+        env: A :class:`router_rl.envs.BudgetedRouting` (normally on the test split).
+        act: Batched policy: ``(B, obs_dim)`` observations to ``(B,)`` model indices.
+        episodes: Number of days (stepped together; day ``b`` is seeded ``seed + b``).
+        seed: Seed of the first day.
+
+    Returns:
+        Mean over days of the total reward, mean quality per request (failed = 0), cost (USD),
+        requests served over budget and failed requests.
+    """
+    vec = BudgetedRoutingVec(env, episodes)
+    obs, _ = vec.reset(seed=seed)
+    tot = {k: np.zeros(episodes) for k in ("reward", "quality", "cost", "over", "failed", "steps")}
+    while not vec.done:
+        obs, r, _, _, info = vec.step(act(obs))
+        on = info["active"]
+        tot["reward"] += r
+        tot["quality"] += info["quality"] * on
+        tot["cost"] += info["cost"] * on
+        tot["over"] += info["over_budget"] * on
+        tot["failed"] += info["failed"] * on
+        tot["steps"] += on
+    return {
+        "reward": float(tot["reward"].mean()),
+        "quality": float((tot["quality"] / np.maximum(tot["steps"], 1)).mean()),
+        "cost_usd": float(tot["cost"].mean()),
+        "budget_violations": float(tot["over"].mean()),
+        "failed_requests": float(tot["failed"].mean()),
+    }
