@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -18,14 +18,9 @@ COLUMNS = (
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
+def bench(load_script: Any) -> ModuleType:
     """The benchmark script imported by path (it is a script, not a package module)."""
-    spec = importlib.util.spec_from_file_location("router_rl_experiments_benchmark", ROOT / "experiments/benchmark.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/benchmark.py")
 
 
 def _row(summary: dict, dataset: str, policy: str) -> dict:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,17 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("router_rl_exp_cost_model", ROOT / "experiments/cost_model.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_prediction_errors_skip_unknown_cells() -> None:
-    mod = _load()
+def test_prediction_errors_skip_unknown_cells(load_script: Any) -> None:
+    mod = load_script("experiments/cost_model.py")
     truth = np.array([[1.0, np.nan], [3.0, 2.0]])
     err = mod.prediction_errors(np.array([[2.0, 5.0], [2.0, 2.0]]), truth)  # type: ignore[attr-defined]
     assert err["nmae"] == pytest.approx((1.0 / 2.0 + 0.0) / 2)
@@ -32,8 +22,8 @@ def test_prediction_errors_skip_unknown_cells() -> None:
 
 
 @pytest.mark.slow
-def test_quick_run_on_the_simulated_fleet(tmp_path: Path) -> None:
-    mod = _load()
+def test_quick_run_on_the_simulated_fleet(load_script: Any, tmp_path: Path) -> None:
+    mod = load_script("experiments/cost_model.py")
     argv = ["--datasets", "simulated", "--seeds", "0", "--sim-tasks", "800", "--n-bootstrap", "10"]
     jobs = mod.main([*argv, "--out-dir", str(tmp_path)])  # type: ignore[attr-defined]
     v = jobs[0]["variants"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -13,17 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
 
 
-def _builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("router_rl_build_notebooks", NB_DIR / "build_notebooks.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_committed_notebooks_match_their_source(tmp_path: Path) -> None:
-    builder = _builder()
+def test_committed_notebooks_match_their_source(load_script: Any, tmp_path: Path) -> None:
+    builder = load_script("notebooks/build_notebooks.py")
     assert builder.main(["--check"]) == 0, "run: .venv/bin/python notebooks/build_notebooks.py"
     assert builder.main(["--out-dir", str(tmp_path)]) == 0
     import nbformat

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,17 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("router_rl_experiments_tfidf", ROOT / "experiments/tfidf_logreg.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_sweep_trades_quality_for_cost() -> None:
-    mod = _load()
+def test_sweep_trades_quality_for_cost(load_script: Any) -> None:
+    mod = load_script("experiments/tfidf_logreg.py")
     quality = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
     cost = np.array([[1.0, 0.1], [1.0, 0.1], [1.0, 0.1]])
     q_hat = np.array([[0.9, 0.2], [0.9, 0.8], [0.9, 0.3]])
@@ -36,8 +26,8 @@ def test_sweep_trades_quality_for_cost() -> None:
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_quick_run_on_mbpp(datasets_root: Path, tmp_path: Path) -> None:
-    mod = _load()
+def test_quick_run_on_mbpp(load_script: Any, datasets_root: Path, tmp_path: Path) -> None:
+    mod = load_script("experiments/tfidf_logreg.py")
     out = mod.main(["--quick", "--out-dir", str(tmp_path)])  # type: ignore[attr-defined]
     data = json.loads((tmp_path / "tfidf_logreg.json").read_text())
     assert data["results"] == json.loads(json.dumps(out["results"]))
