@@ -23,6 +23,7 @@ from router_rl.envs.replay import LoggedReplay, ReplayResult, replay_evaluate
 from router_rl.envs.spec import (
     BudgetSpec,
     DataSpec,
+    DayMixSpec,
     EnvSpec,
     FallbackSpec,
     OutageSpec,
@@ -33,13 +34,15 @@ from router_rl.envs.spec import (
     load_spec,
     specs_dir,
 )
-from router_rl.envs.tables import RewardTables, build_tables
+from router_rl.envs.tables import DayMix, RewardTables, build_tables
 
 __all__ = [
     "BudgetSpec",
     "BudgetedRouting",
     "BudgetedRoutingVec",
     "DataSpec",
+    "DayMix",
+    "DayMixSpec",
     "EnvData",
     "EnvSpec",
     "FallbackSpec",

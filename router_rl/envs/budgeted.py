@@ -42,7 +42,7 @@ from gymnasium import spaces
 
 from router_rl.core.errors import ConfigError
 from router_rl.envs.spec import BudgetSpec, FallbackSpec, OutageSpec, ProviderRates
-from router_rl.envs.tables import RewardTables, sample_order
+from router_rl.envs.tables import DayMix, RewardTables, sample_order
 
 N_STATE = 3  # remaining budget fraction, elapsed fraction, local share
 _EPS = 1e-12
@@ -211,6 +211,8 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         episode: ``"sample"`` or ``"sequential"``.
         obs_clip: Box bound of the features.
         fitted_rates: llmperf-fitted rates for ``outage.source: llmperf``.
+        day_mix: Day-to-day variation of the task mix (``episode="sample"`` only; see
+            :class:`~router_rl.envs.spec.DayMixSpec`).
 
     ``info`` of every step: ``task_id``, ``task_index``, ``chosen_action``, ``served_action``
     (-1 when nothing was served), ``failed``, ``provider_down``, ``fallback_used``,
@@ -232,6 +234,7 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         episode: str = "sequential",
         obs_clip: float = 10.0,
         fitted_rates: dict[str, ProviderRates] | None = None,
+        day_mix: DayMix | None = None,
     ) -> None:
         super().__init__()
         if episode not in ("sample", "sequential"):
@@ -245,6 +248,12 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         else:
             self.outage = OutageModel.from_spec(outage or OutageSpec(), tables, fitted_rates)
         self.fallback = _fallback_index(fallback or FallbackSpec(), tables)
+        if day_mix is not None:
+            if episode != "sample":
+                raise ValueError(f"day_mix: needs episode 'sample', got {episode!r}")
+            if day_mix.groups.shape != (tables.n_tasks,):
+                raise ValueError(f"day_mix: {day_mix.groups.shape[0]} task groups for {tables.n_tasks} tasks")
+        self.day_mix = day_mix
         self.horizon = horizon
         self.episode = episode
         self.obs_clip = float(obs_clip)
@@ -314,7 +323,7 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         if not (0.0 <= spent_frac < 1.0):
             raise ValueError(f"options['spent_frac']: expected a number in [0, 1), got {spent_frac!r}")
         super().reset(seed=seed)
-        self._order = sample_order(self.np_random, self.tables.n_tasks, self.horizon, self.episode)
+        self._order = sample_order(self.np_random, self.tables.n_tasks, self.horizon, self.episode, self.day_mix)
         self._T = int(self._order.size)
         self._up, self._mult, self._health = self.outage.draw(self.np_random, self._T)
         self._t = 0
@@ -452,7 +461,7 @@ class BudgetedRoutingVec:
         env, n = self.env, self.tables.n_tasks
         orders, ups, mults, healths = [], [], [], []
         for g in self._rngs:
-            o = sample_order(g, n, env.horizon, env.episode)
+            o = sample_order(g, n, env.horizon, env.episode, env.day_mix)
             up, mult, health = env.outage.draw(g, int(o.size))
             orders.append(o)
             ups.append(up)

@@ -27,6 +27,12 @@ def _build(spec: EnvSpec, encoder: Any | None = None) -> gym.Env:
 
         fitted = fit_llmperf_rates(require_datasets_dir(spec.outage.llmperf_path))
     assert spec.budget is not None
+    day_mix = None
+    if spec.day_mix is not None:
+        from router_rl.envs.tables import DayMix
+
+        day_mix = DayMix.from_tasks(data.split(spec.split.name).tasks, spec.day_mix.column,
+                                    spec.day_mix.concentration, source=spec.name)
     return BudgetedRouting(
         tables,
         spec.budget,
@@ -36,6 +42,7 @@ def _build(spec: EnvSpec, encoder: Any | None = None) -> gym.Env:
         episode=spec.episode,
         obs_clip=spec.obs_clip,
         fitted_rates=fitted,
+        day_mix=day_mix,
     )
 
 

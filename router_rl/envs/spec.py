@@ -230,6 +230,33 @@ class BudgetSpec(_Strict):
         return float(self.usd) if self.usd is not None else float(self.per_task_usd or 0.0) * horizon
 
 
+class DayMixSpec(_Strict):
+    """Day-to-day variation of the traffic mix of the budgeted environment.
+
+    Each day (episode) draws group weights ``w ~ Dirichlet(concentration · p)``, with ``p`` the
+    groups' frequencies in the served split, then draws its ``horizon`` tasks with replacement
+    with probability ``w_g / n_g`` for a task of group ``g`` (``n_g`` tasks). Small
+    ``concentration`` = very different days (a release day is mostly code review, a quiet day
+    mostly flaky-test triage); large = every day close to the average mix. A fixed cost price
+    calibrated on the average day overspends on expensive days and underspends on cheap ones,
+    which is where a budget-aware (state-dependent) policy can pay.
+
+    Attributes:
+        column: Task column whose values are the groups (default ``category``; nulls form a group).
+        concentration: Dirichlet concentration ``κ`` (> 0).
+    """
+
+    column: str = "category"
+    concentration: float = 1.0
+
+    @field_validator("concentration")
+    @classmethod
+    def _conc(cls, v: float) -> float:
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"day_mix.concentration: expected a finite number > 0, got {v!r}")
+        return v
+
+
 class ProviderRates(_Strict):
     """Two-state Markov outage process of one provider (per decision step).
 
@@ -314,6 +341,8 @@ class EnvSpec(_Strict):
         budget: Budget (required for ``budgeted``).
         outage: Provider outage process (``budgeted``).
         fallback: Fallback behaviour (``budgeted``).
+        day_mix: Day-to-day variation of the task mix (``budgeted``, ``episode: sample``; see
+            :class:`DayMixSpec`); ``None`` = every day drawn uniformly from the split.
     """
 
     name: str
@@ -332,6 +361,7 @@ class EnvSpec(_Strict):
     budget: BudgetSpec | None = None
     outage: OutageSpec = OutageSpec()
     fallback: FallbackSpec = FallbackSpec()
+    day_mix: DayMixSpec | None = None
     #: Folder of the spec file (set by :func:`load_spec`; resolves relative paths).
     base_dir: str | None = None
 
@@ -352,6 +382,11 @@ class EnvSpec(_Strict):
             raise ValueError(f"obs_clip: expected > 0, got {self.obs_clip}")
         if self.kind == "budgeted" and self.budget is None:
             raise ValueError("budget: a 'budgeted' environment needs a budget section")
+        if self.day_mix is not None and (self.kind != "budgeted" or self.episode != "sample"):
+            raise ValueError(
+                f"day_mix: needs kind 'budgeted' and episode 'sample' (days are drawn, not windows of the trace); "
+                f"got kind {self.kind!r}, episode {self.episode!r}"
+            )
         return self
 
     @property

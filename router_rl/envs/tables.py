@@ -226,14 +226,62 @@ def build_tables(
     )
 
 
-def sample_order(rng: np.random.Generator, n: int, horizon: int | None, episode: str) -> np.ndarray:
+@dataclass(frozen=True)
+class DayMix:
+    """Resolved :class:`~router_rl.envs.spec.DayMixSpec` of one split.
+
+    Attributes:
+        groups: ``(n,)`` int64 group index of every task.
+        concentration: Dirichlet concentration ``κ``.
+        names: Group names (``names[g]`` of index ``g``).
+    """
+
+    groups: np.ndarray
+    concentration: float
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_tasks(cls, tasks: pl.DataFrame, column: str, concentration: float, *, source: str) -> DayMix:
+        """Groups from ``tasks[column]`` (nulls are a group of their own).
+
+        Raises:
+            ConfigError: ``column`` is not a task column (names the known columns).
+        """
+        if column not in tasks.columns:
+            raise ConfigError("day_mix.column", f"no task column {column!r} (task columns: {tasks.columns})",
+                              source=source)
+        values = tasks[column].cast(pl.Utf8).fill_null("<null>").to_list()
+        names = tuple(sorted(set(values)))
+        index = {v: i for i, v in enumerate(names)}
+        groups = np.array([index[v] for v in values], dtype=np.int64)
+        return cls(groups=groups, concentration=float(concentration), names=names)
+
+    def task_probabilities(self, rng: np.random.Generator) -> np.ndarray:
+        """Draw one day's group weights and return ``(n,)`` per-task sampling probabilities."""
+        counts = np.bincount(self.groups, minlength=len(self.names)).astype(np.float64)
+        weights = rng.dirichlet(self.concentration * counts / counts.sum())
+        p = weights[self.groups] / counts[self.groups]
+        return p / p.sum()
+
+
+def sample_order(
+    rng: np.random.Generator, n: int, horizon: int | None, episode: str, day_mix: DayMix | None = None
+) -> np.ndarray:
     """Task indices of one episode (the one place episode sampling happens).
 
     ``sample``: ``horizon`` tasks without replacement (with replacement when horizon > n) via
     ``rng.permutation`` / ``rng.integers``; ``sequential``: ``horizon`` consecutive tasks from
-    offset ``rng.integers(0, n - horizon + 1)`` (no draw for a full pass).
+    offset ``rng.integers(0, n - horizon + 1)`` (no draw for a full pass). With ``day_mix``
+    (``sample`` only): one Dirichlet draw of the day's group weights, then ``horizon`` tasks
+    with replacement from :meth:`DayMix.task_probabilities`.
     """
     h = n if horizon is None else horizon
+    if day_mix is not None:
+        if episode != "sample":
+            raise ValueError(f"sample_order: day_mix needs episode 'sample', got {episode!r}")
+        if day_mix.groups.shape != (n,):
+            raise ValueError(f"sample_order: day_mix has {day_mix.groups.shape[0]} tasks, the split {n}")
+        return rng.choice(n, size=h, replace=True, p=day_mix.task_probabilities(rng)).astype(np.int64)
     if episode == "sequential":
         if h >= n:
             return np.arange(n, dtype=np.int64)

@@ -237,3 +237,77 @@ def test_reset_can_start_with_part_of_the_budget_spent() -> None:
     assert info["forced_cheapest"] and info["served_action"] == 0
     with pytest.raises(ValueError, match="spent_frac"):
         env.reset(seed=0, options={"spent_frac": 1.0})
+
+
+def _day_mix(n: int, groups: list[str], concentration: float):
+    import polars as pl
+
+    from router_rl.envs import DayMix
+
+    return DayMix.from_tasks(pl.DataFrame({"category": [groups[i % len(groups)] for i in range(n)]}),
+                             "category", concentration, source="test")
+
+
+def test_day_mix_draws_different_days_around_the_split_mix() -> None:
+    tb = _tables(n=60)
+    shares = {}
+    for conc in (0.5, 1000.0):
+        mix = _day_mix(60, ["a", "a", "b"], conc)  # split mix: 2/3 a, 1/3 b
+        env = BudgetedRouting(tb, BudgetSpec(per_task_usd=1.0), horizon=50, episode="sample", day_mix=mix)
+        days = []
+        for s in range(200):
+            env.reset(seed=s)
+            days.append((mix.groups[env._order] == 0).mean())
+        shares[conc] = np.array(days)
+        assert shares[conc].mean() == pytest.approx(2 / 3, abs=0.05)  # on average, the split's mix
+    assert shares[1000.0].std() < 0.1  # ~ binomial noise of 50 draws (0.067)
+    assert shares[0.5].std() > 0.3  # days dominated by one group
+    env.reset(seed=3)
+    first = env._order.copy()
+    env.reset(seed=3)
+    np.testing.assert_array_equal(env._order, first)
+
+
+def test_day_mix_vec_matches_single() -> None:
+    tb = _tables(n=40)
+    env = BudgetedRouting(tb, BudgetSpec(per_task_usd=0.5), horizon=20, episode="sample",
+                          day_mix=_day_mix(40, ["a", "b", "c", "d"], 1.0))
+    singles = [rollout(env, 7 + b, lambda t, o: t % 3) for b in range(4)]
+    vec = BudgetedRoutingVec(env, 4)
+    obs, _ = vec.reset(seed=7)
+    for b in range(4):
+        np.testing.assert_array_equal(obs[b], singles[b][0][0])
+    np.testing.assert_array_equal(vec._order[2], [singles[2][t][4]["task_index"] for t in range(1, 21)])
+
+
+def test_day_mix_bad_settings_are_named() -> None:
+    from router_rl.core.errors import ConfigError
+    from router_rl.envs import DayMix, load_spec
+
+    tb = _tables(n=10)
+    with pytest.raises(ValueError, match="day_mix: needs episode 'sample'"):
+        BudgetedRouting(tb, BudgetSpec(usd=1.0), episode="sequential", day_mix=_day_mix(10, ["a"], 1.0))
+    with pytest.raises(ValueError, match="day_mix: 9 task groups for 10 tasks"):
+        BudgetedRouting(tb, BudgetSpec(usd=1.0), episode="sample", day_mix=_day_mix(9, ["a"], 1.0))
+    import polars as pl
+
+    with pytest.raises(ConfigError, match=r"day_mix.column.*'agent'.*\['category'\]"):
+        DayMix.from_tasks(pl.DataFrame({"category": ["a"]}), "agent", 1.0, source="test")
+    spec = load_spec("sim-budgeted")
+    with pytest.raises(ConfigError, match=r"day_mix\.concentration: expected a finite number > 0"):
+        spec.with_overrides(episode="sample", day_mix={"concentration": 0.0})
+    with pytest.raises(ConfigError, match="day_mix: needs kind 'budgeted' and episode 'sample'"):
+        spec.with_overrides(day_mix={"concentration": 1.0})  # sim-budgeted replays the trace sequentially
+    with pytest.raises(ConfigError, match=r"day_mix.column.*'nope'"):
+        from router_rl.envs import make_from_spec
+
+        make_from_spec(spec.with_overrides(episode="sample", day_mix={"column": "nope"}, data={"n_tasks": 300}))
+
+
+def test_shipped_daymix_env_passes_the_checkers() -> None:
+    from router_rl.envs import load_spec, make_from_spec
+
+    spec = load_spec("sim-daymix").with_overrides(data={"n_tasks": 400}, horizon=20)
+    env = make_from_spec(spec)
+    assert env.day_mix is not None and len(env.day_mix.names) >= 4
+    assert checks_clean(env) == []
