@@ -469,7 +469,7 @@ def to_markdown(summary: dict[str, Any], *, command: str, wall_s: float | None) 
                          f"{_ci(orc.get('cost_share'))} | {_ci(orc.get('cost_share_at_95'))} | | "
                          f"{_ci(orc.get('aiq'), False, 3)} | | {_ci(orc.get('local_share'))} | |")
         lines.append("")
-    lines += _targets(summary, _ci) + _gates(summary)
+    lines += _targets(summary, _ci) + _paired_aiq(summary) + _gates(summary)
     lines += ["## Failures", ""]
     if summary["failures"]:
         lines += [f"- {f['dataset']} seed {f['seed']}: `{f['policy']}` ({f['stage']}): {f['error']}"
@@ -514,6 +514,38 @@ def _targets(summary: dict[str, Any], _ci: _Fmt) -> list[str]:
             met.append("n/a" if best is None else ("yes" if best[1]["mean"] <= tgt else "no"))
         out.append(f"| {ds.removeprefix('routerbench_')} | <= {100 * tgt:.0f}% | {100 * tfidf:.1f}% | "
                    f"{cells[0]} | {cells[1]} | {' / '.join(met)} |")
+    return [*out, ""]
+
+
+AIQ_RIVALS = ("knn", "mlp", "mf")
+"""Routers the LightGBM policy must beat on AIQ on every dataset (issue #4)."""
+
+
+def _paired_aiq(summary: dict[str, Any]) -> list[str]:
+    """AIQ of ``lgbm`` minus each rival, paired by seed (same splits and AIQ cost axis per seed)."""
+    per_seed = {(r["dataset"], r["policy"]): r["per_seed"] for r in summary["results"]}
+    rivals = [p for p in AIQ_RIVALS if p in summary["args"]["policies"]]
+    if "lgbm" not in summary["args"]["policies"] or not rivals:
+        return []
+    out = ["## LightGBM vs " + ", ".join(rivals) + " on AIQ (issue #4), paired by seed", "",
+           "AIQ(lgbm) − AIQ(rival) per seed (same splits, same cost axis), mean ± 95% t-interval half-width, "
+           "seeds where lgbm is ahead; **ahead** / **behind** = the interval excludes 0, **tied** = it does not.",
+           "", "| dataset | " + " | ".join(f"vs {p}" for p in rivals) + " |", "|---|" + "---|" * len(rivals)]
+    for ds in summary["datasets"]:
+        mine = per_seed.get((ds, "lgbm"), {})
+        cells = []
+        for p in rivals:
+            theirs = per_seed.get((ds, p), {})
+            d = [mine[s]["aiq"] - theirs[s]["aiq"] for s in mine
+                 if s in theirs and mine[s].get("aiq") is not None and theirs[s].get("aiq") is not None]
+            if not d:
+                cells.append("n/a")
+                continue
+            ci = t_interval(d)
+            verdict = "ahead" if ci["lo"] > 0 else "behind" if ci["hi"] < 0 else "tied"
+            wins = sum(x > 0 for x in d)
+            cells.append(f"{ci['mean']:+.3f} ± {(ci['hi'] - ci['lo']) / 2:.3f} ({wins}/{len(d)}) {verdict}")
+        out.append(f"| {ds} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 

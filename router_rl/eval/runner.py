@@ -486,8 +486,13 @@ def evaluate_policies(
     ref_c = float(test.cost[:, ref].mean())
     weak_q = float(test.quality[:, weak].mean())
 
+    model_costs = test.cost.mean(axis=0)
+    # every model costs the same (e.g. routerdc: no prices): there is no cost axis, so AIQ, APGR and
+    # cost-at-quality are undefined (reported as n/a, not as a misleading 0)
+    flat_cost = float(np.ptp(model_costs)) <= 1e-12 * max(float(np.abs(model_costs).max()), 1e-300)
+
     def summary(pts: list[FrontierPoint]) -> dict[str, float | None]:
-        if ref_c <= 0 or cost_max is None:
+        if ref_c <= 0 or cost_max is None or flat_cost:
             return {}
         return frontier_summary(
             [p.mean_cost for p in pts],

@@ -232,3 +232,22 @@ def test_lambda_sweep_predicts_once_and_matches_fresh_predictions(fleet) -> None
         assert p.mean_cost == pytest.approx(out.cost.mean())
         assert p.mean_quality == pytest.approx(out.quality.mean())
     assert pol._quality_cache is None  # the cache does not outlive the evaluation
+
+
+def test_frontier_metrics_are_undefined_when_every_model_costs_the_same(fleet) -> None:
+    """No cost axis (routerdc: no prices) -> AIQ / APGR / cost-at-quality are n/a, not 0."""
+    import dataclasses
+
+    _, *splits = fleet
+    flat = [dataclasses.replace(s, cost=np.full_like(s.cost, 0.01)) for s in splits]
+    feats = default_features(flat[0])
+    names = ["single:model=claude-sonnet-4.5", "random"]
+    res = evaluate_policies(*flat, resolve_policies(names, flat[0], feats, seed=0), features=feats,
+                            config=EvalConfig(n_bootstrap=20))
+    assert res.oracle_frontier_metrics == {}
+    assert all(pe.frontier_metrics == {} for pe in res.policies.values())
+    assert res.policies["random"].metrics.cost_share == pytest.approx(1.0)
+    # the same policies with real prices do have a cost axis
+    res = evaluate_policies(*splits, resolve_policies(names, splits[0], feats, seed=0), features=feats,
+                            config=EvalConfig(n_bootstrap=20))
+    assert res.policies["random"].frontier_metrics["aiq"] > 0
