@@ -65,6 +65,11 @@ def test_quick_simulated_writes_every_field(bench: ModuleType, tmp_path: Path) -
     assert lg["metrics"]["quality_ratio"]["mean"] == pytest.approx(sum(vals) / 2, rel=1e-5)  # 6 digits stored
     md = (tmp_path / "benchmark_quick.md").read_text()
     assert "## simulated" in md and "| lgbm |" in md and "Independence gates" in md and "None: every policy" in md
+    # lgbm vs mf on AIQ, paired by seed (columns: vs knn, vs mlp, vs mf)
+    mf = _row(data, "simulated", "mf")
+    d = [lg["per_seed"][s]["aiq"] - mf["per_seed"][s]["aiq"] for s in ("0", "1")]
+    row = next(line for line in md.splitlines() if line.startswith("| simulated |")).split("|")
+    assert row[4].strip().startswith(f"{sum(d) / 2:+.3f} ± ") and f"({sum(x > 0 for x in d)}/2)" in row[4]
     assert summary["results"] == data["results"]
 
 
