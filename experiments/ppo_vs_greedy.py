@@ -10,11 +10,19 @@ Scenarios (overrides of ``envs/sim-budgeted.yaml``):
   cost), no outages; over-budget requests are forced to the cheapest model.
 * ``outage``: generous budget, cloud providers go down (two-state Markov), no fallback: a request
   sent to a provider that is down fails.
+* ``daymix``: ``pacing`` where every day has its own traffic mix (``day_mix`` of the env spec:
+  agent-category weights ~ Dirichlet(``--day-mix-concentration`` x split mix)), so a price
+  calibrated on the average day over- or under-spends on a given day: the case made for a
+  state-dependent price.
 
 Policies: ``greedy`` (LightGBM argmax, λ=0, blind to the state), ``ppo`` (warm-started from it),
-and in ``pacing`` also ``greedy_calibrated`` (LightGBM with λ calibrated on validation tasks to
-the per-task budget: the non-RL answer to a budget) and ``ppo_calibrated`` (PPO warm-started from
-the calibrated LightGBM: it starts at the calibrated λ and learns a state-dependent price on top).
+and in the budget scenarios (``pacing``, ``daymix``) also ``greedy_calibrated`` (LightGBM with λ
+calibrated on validation tasks to the per-task budget: the non-RL answer to a budget),
+``greedy_paced`` (the calibrated LightGBM with a one-parameter pacing controller:
+``λ_t = λ_cal · exp(κ · (spent_frac − elapsed_frac))``, κ picked on training days from
+:data:`PACING_GAINS`: the classic non-RL answer to budget pacing) and ``ppo_calibrated`` (PPO
+warm-started from the calibrated LightGBM: it starts at the calibrated λ and learns a
+state-dependent price on top).
 
 Metrics per day, averaged over ``--eval-episodes`` days per seed, then mean and 95% t-interval over
 seeds (and of the paired per-seed differences ppo − greedy, ppo − greedy_calibrated,
@@ -47,7 +55,10 @@ from typing import Any
 import numpy as np
 
 METRICS = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
-SCENARIOS = ("pacing", "outage")
+SCENARIOS = ("pacing", "outage", "daymix")
+BUDGET_SCENARIOS = ("pacing", "daymix")
+#: Gains κ of the pacing controller tried on training days (``greedy_paced``).
+PACING_GAINS: tuple[float, ...] = (1.0, 3.0, 10.0)
 
 
 @dataclass
@@ -62,6 +73,8 @@ class Args:
     """requests per simulated day (episode length)"""
     pacing_budget: float = 0.004
     """USD per request in the pacing scenario"""
+    day_mix_concentration: float = 1.0
+    """daymix scenario: Dirichlet concentration of the daily category mix (small = very different days)"""
     outage_budget: float = 0.05
     """USD per request in the outage scenario (generous)"""
     p_fail: float = 0.03
@@ -86,7 +99,7 @@ class Args:
     price_arch: list[int] = field(default_factory=lambda: [32])
     """hidden sizes of the budget-price network (input: router state)"""
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
-    """scenarios to run (pacing, outage)"""
+    """scenarios to run (pacing, outage, daymix)"""
     lgbm_rounds: int = 60
     """LightGBM boosting rounds"""
     eval_episodes: int = 64
@@ -139,8 +152,10 @@ def t_interval(x: np.ndarray) -> dict[str, float]:
 def scenario_overrides(args: Args, name: str, seed: int) -> dict[str, Any]:
     """Env spec overrides of scenario ``name`` for replicate ``seed``."""
     ov: dict[str, Any] = {"data": {"n_tasks": args.n_tasks, "seed": seed}, "horizon": args.horizon}
-    if name == "pacing":
+    if name in BUDGET_SCENARIOS:
         ov.update(budget={"per_task_usd": args.pacing_budget}, outage={"enabled": False}, fallback={"enabled": False})
+        if name == "daymix":
+            ov.update(episode="sample", day_mix={"column": "category", "concentration": args.day_mix_concentration})
     else:
         rates = {"p_fail": args.p_fail, "p_recover": args.p_recover, "latency_sigma": 0.0}
         ov.update(
@@ -156,13 +171,32 @@ def greedy(policy: Any, feature_dim: int) -> Any:
     return lambda obs: policy.action_distribution(obs[:, :feature_dim]).argmax(1)
 
 
+def paced(policy: Any, feature_dim: int, gain: float) -> Any:
+    """``policy`` (λ calibrated) with the pacing controller ``λ_t = λ · exp(gain · (spent − elapsed))``.
+
+    ``spent`` / ``elapsed`` are the day's budget share spent and time share elapsed, read from the
+    observation's router state; ahead of plan the price rises, behind plan it falls.
+    """
+    lam0, fd = policy.decision.lam, feature_dim
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        spent, elapsed = 1.0 - obs[:, fd], obs[:, fd + 1]
+        lam = lam0 * np.exp(gain * (spent - elapsed))
+        return np.array([
+            policy.decide(obs[i : i + 1, :fd], decision=policy.decision.with_(lam=float(lam[i]))).probs[0].argmax()
+            for i in range(obs.shape[0])
+        ])
+
+    return act
+
+
 #: Router states (budget_remaining_frac, elapsed_frac) at which the learned budget price is reported.
 PRICE_STATES: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.75, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5),
                                                  (0.1, 0.9), (0.3, 0.9))
 #: Paired differences reported per scenario (when both policies ran).
 DIFFS: tuple[tuple[str, str], ...] = (
     ("ppo", "greedy"), ("ppo", "greedy_calibrated"), ("ppo_calibrated", "greedy_calibrated"),
-    ("ppo_calibrated", "greedy"),
+    ("ppo_calibrated", "greedy"), ("greedy_paced", "greedy_calibrated"), ("ppo_calibrated", "greedy_paced"),
 )
 
 
@@ -197,6 +231,7 @@ def run(args: Args) -> dict[str, Any]:
     base_spec = load_spec("sim-budgeted")
     per_seed: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in args.scenarios}
     prices: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for s in args.scenarios}
+    gains: dict[str, list[float]] = {s: [] for s in args.scenarios}
     t0 = time.time()
     with Progress() as progress:
         task = progress.add_task("seeds x scenarios", total=len(args.seeds) * len(args.scenarios))
@@ -210,12 +245,19 @@ def run(args: Args) -> dict[str, Any]:
                 lgbm.attach_encoder(data.encoder)
                 fd = data.encoder.dim
                 bases: dict[str, Any] = {"greedy": lgbm}
-                if scen == "pacing" and data.val is not None:
+                if scen in BUDGET_SCENARIOS and data.val is not None:
                     cal = copy.deepcopy(lgbm)
                     cal.calibrate(data.features("val"), data.val, f"budget={args.pacing_budget}")
                     bases["greedy_calibrated"] = cal
                 policies: dict[str, Any] = {name: greedy(b, fd) for name, b in bases.items()}
                 env_factory = functools.partial(make_from_spec, spec, encoder=data.encoder)
+                if "greedy_calibrated" in bases:  # pacing gain tuned on training days, like PPO
+                    train_env = env_factory()
+                    gain = max(PACING_GAINS, key=lambda k: evaluate_days(
+                        train_env, paced(bases["greedy_calibrated"], fd, k), episodes=args.eval_episodes // 2,
+                        seed=seed)["reward"])
+                    policies["greedy_paced"] = paced(bases["greedy_calibrated"], fd, gain)
+                    gains[scen].append(gain)
                 for name, b in bases.items():
                     ppo_name = "ppo" if name == "greedy" else "ppo_calibrated"
                     router = PPORouter.from_base(b, config=cfg)
@@ -245,6 +287,7 @@ def run(args: Args) -> dict[str, Any]:
             },
             "diffs": diffs,
             "diff_ppo_minus_greedy": diffs["ppo − greedy"],
+            "pacing_gain_per_seed": gains[scen],
             "budget_price": {
                 name: {
                     "per_seed": per,
@@ -291,6 +334,9 @@ def markdown(res: dict[str, Any]) -> str:
             for name, p in price.items():
                 lines.append(f"| {name} | " + " | ".join(f"{p['mean'][k]:+.3f}" for k in states) + " |")
             lines.append("")
+        if body.get("pacing_gain_per_seed"):
+            lines += [f"Pacing gain κ of `greedy_paced` (chosen on training days), per seed: "
+                      f"{body['pacing_gain_per_seed']}.", ""]
     lines.append(f"Wall time: {res['seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 

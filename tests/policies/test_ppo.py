@@ -256,7 +256,16 @@ def test_quick_experiment_runs_and_reports_every_field(tmp_path: Path) -> None:
     result = json.loads((out / "results.json").read_text())
     assert (out / "results.md").read_text().count("|") > 10
     metrics = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
-    assert set(result["scenarios"]) == {"pacing", "outage"}
+    assert set(result["scenarios"]) == {"pacing", "outage", "daymix"}
+    for name in ("pacing", "daymix"):  # the non-RL budget answers: calibrated λ, paced λ
+        pols = result["scenarios"][name]["policies"]
+        assert {"greedy_calibrated", "greedy_paced", "ppo_calibrated"} <= set(pols)
+        greedy_over = pols["greedy"]["summary"]["budget_violations"]["mean"]
+        for p in ("greedy_calibrated", "greedy_paced"):
+            assert pols[p]["summary"]["budget_violations"]["mean"] < greedy_over
+        gains = result["scenarios"][name]["pacing_gain_per_seed"]
+        assert len(gains) == len(result["args"]["seeds"]) and set(gains) <= {1.0, 3.0, 10.0}
+    assert "greedy_paced" not in result["scenarios"]["outage"]["policies"]
     for scen in result["scenarios"].values():
         assert {"greedy", "ppo"} <= set(scen["policies"])
         for pol in scen["policies"].values():
