@@ -108,6 +108,9 @@ class Args:
     preset: str = "bench"
     """policy hyper-parameters: ``bench`` (lighter LightGBM/MLP/MF, fits the time budget), ``library``
     (the library defaults) or ``quick``"""
+    lgbm_config: str = ""
+    """JSON object merged into the preset's LightGBM config, e.g. ``'{"linear_stack": true}'``
+    (variants of the LightGBM router; recorded in the results)"""
     address: str = ""
     """Ray: ``local`` (start a local Ray), ``auto`` or ``ray://host:port``; empty = in-process, no Ray"""
     out_dir: str = "experiments/results"
@@ -141,6 +144,16 @@ class Args:
                 raise SystemExit(f"{flag}: expected a non-empty list without duplicates, got {v}")
         if self.routerbench_train not in ("all", "task"):
             raise SystemExit(f"--routerbench-train: expected 'all' or 'task', got {self.routerbench_train!r}")
+        if self.lgbm_config:
+            from router_rl.policies.lgbm import LGBMConfig
+
+            try:
+                extra = json.loads(self.lgbm_config)
+                if not isinstance(extra, dict):
+                    raise TypeError(f"expected a JSON object, got {type(extra).__name__}")
+                LGBMConfig(**{**PRESETS[self.preset].get("lgbm", {}).get("config", {}), **extra})
+            except Exception as e:
+                raise SystemExit(f"--lgbm-config: {e}") from e
         if self.sim_tasks < 100 or self.max_train_tasks < 0 or self.n_bootstrap < 10:
             raise SystemExit("--sim-tasks >= 100, --max-train-tasks >= 0 and --n-bootstrap >= 10 are required")
         return self
@@ -241,11 +254,17 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
 
 
 # --- one job -------------------------------------------------------------------------------------
-def build_policy(name: str, splits: Splits, features: Any, seed: int, preset: str) -> Any:
-    """Make, fit (and for the cascade: calibrate on val) policy ``name``; mirrors ``eval.resolve``."""
+def build_policy(name: str, splits: Splits, features: Any, seed: int, preset: str, lgbm_config: str = "") -> Any:
+    """Make, fit (and for the cascade: calibrate on val) policy ``name``; mirrors ``eval.resolve``.
+
+    ``lgbm_config`` (JSON object) is merged into the preset's LightGBM config of ``lgbm``.
+    """
     from router_rl.policies.base import make_policy
 
-    policy = make_policy(name, splits.train.models, **PRESETS[preset].get(name, {}))
+    kwargs = dict(PRESETS[preset].get(name, {}))
+    if name == "lgbm" and lgbm_config:
+        kwargs["config"] = {**kwargs.get("config", {}), **json.loads(lgbm_config)}
+    policy = make_policy(name, splits.train.models, **kwargs)
     if getattr(policy, "encoder", None) is None:
         policy.attach_encoder(features.shared_encoder())
     policy.fit(features(policy, splits.train), splits.train, seed=seed)
@@ -305,7 +324,7 @@ def run_job(dataset: str, seed: int, args: Args, on_step: Callable[[str], None] 
         step(f"{dataset} seed {seed}: fit {name}")
         t = time.perf_counter()
         try:
-            fitted[name] = build_policy(name, splits, features, seed, args.preset)
+            fitted[name] = build_policy(name, splits, features, seed, args.preset, args.lgbm_config)
         except Exception as e:
             out["failures"].append(_failure(name, "fit", e))
         out["timings"][f"fit_{name}_s"] = time.perf_counter() - t
@@ -424,7 +443,9 @@ def to_markdown(summary: dict[str, Any], *, command: str, wall_s: float | None) 
         "",
         f"Command: `{command}`  ",
         f"Seeds: {args['seeds']} (mean ± 95% t-interval half-width over seeds; `(k/n)` = defined in k of n "
-        f"seeds); preset `{args['preset']}`; bootstrap {args['n_bootstrap']}; train split subsampled to "
+        f"seeds); preset `{args['preset']}`"
+        + (f" with LightGBM config `{args['lgbm_config']}`" if args.get("lgbm_config") else "")
+        + f"; bootstrap {args['n_bootstrap']}; train split subsampled to "
         f"{args['max_train_tasks'] or 'all'} tasks when larger."
         + ("" if wall_s is None else f"  \nWall time: {wall_s / 60:.1f} min."),
         "",

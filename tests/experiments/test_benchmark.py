@@ -107,6 +107,23 @@ def test_args_validation_and_quick_overrides(bench: ModuleType) -> None:
     assert a.seeds == [7] and a.policies == ["rules"] and a.preset == "quick" and a.sim_tasks == 1500
     full = bench.parse_args([])
     assert full.datasets == list(bench.DATASETS) and len(full.seeds) >= 5 and full.address == ""
+    for bad, why in (("{", "Expecting"), ("[1]", "expected a JSON object"), ('{"num_leafs": 3}', "num_leafs")):
+        with pytest.raises(SystemExit, match=f"--lgbm-config: .*{why}"):
+            bench.parse_args(["--lgbm-config", bad])
+
+
+def test_lgbm_config_variant_reaches_the_fitted_policy(bench: ModuleType) -> None:
+    variant = '{"linear_stack": true, "num_leaves": 5}'
+    args = bench.parse_args(["--quick", "--sim-tasks", "400", "--lgbm-config", variant])
+    splits = bench.load_splits("simulated", 0, args)
+    from router_rl.eval.runner import default_features
+
+    feats = default_features(splits.train)
+    pol = bench.build_policy("lgbm", splits, feats, 0, args.preset, args.lgbm_config)
+    assert pol.config.linear_stack is True and pol.config.num_leaves == 5
+    assert pol.config.num_boost_round == bench.PRESETS["quick"]["lgbm"]["config"]["num_boost_round"]  # preset kept
+    assert pol.metadata["metrics"]["linear_stack"] is True
+    assert bench.build_policy("lgbm", splits, feats, 0, args.preset).config.linear_stack is None  # default untouched
 
 
 def test_t_interval(bench: ModuleType) -> None:
