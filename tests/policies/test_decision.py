@@ -78,3 +78,22 @@ def test_probability_calibration_reduces_ece() -> None:
         assert expected_calibration_error(cal(raw[10000:]), y[10000:]) < 0.03, method
         again = ProbabilityCalibrator(**cal.to_dict())
         np.testing.assert_allclose(again(raw[:50]), cal(raw[:50]))
+
+
+def test_isotonic_lookup_table_path_equals_np_interp() -> None:
+    rng = np.random.default_rng(3)
+    raw = rng.beta(0.5, 2.0, 20000)
+    cal = ProbabilityCalibrator.fit("isotonic", raw, (rng.random(raw.size) < raw**0.5).astype(float))
+    x = np.asarray(cal.x)
+    assert x.size > 50
+    knots_and_gaps = np.concatenate([x, np.nextafter(x, 0), np.nextafter(x, 1), (x[1:] + x[:-1]) / 2])
+    crowded = np.linspace(x[0], x[0] + 1e-6, 500)  # many values inside one lookup cell
+    probe = np.concatenate([rng.random(6000), knots_and_gaps, crowded, [0.0, 1.0, x[0] / 2]])
+    assert probe.size >= 4096  # the lookup-table path
+    np.testing.assert_allclose(cal(probe), np.interp(probe, cal.x, cal.y), rtol=0, atol=1e-15)
+    grid = probe[:4096].reshape(64, 64)
+    np.testing.assert_allclose(cal(grid), np.interp(grid, cal.x, cal.y), rtol=0, atol=1e-15)
+    with_nan = probe.copy()
+    with_nan[7] = np.nan  # non-finite input: np.interp's own behaviour
+    assert np.isnan(cal(with_nan)[7]) and np.isfinite(np.delete(cal(with_nan), 7)).all()
+    assert np.array_equal(cal(probe[:100]), np.interp(probe[:100], cal.x, cal.y))  # small batches: np.interp
