@@ -18,25 +18,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import time
-from collections.abc import Callable
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402 (after pinning the thread pools)
-
-
-def _timeit(fn: Callable[[], object], repeats: int) -> np.ndarray:
-    for _ in range(min(20, repeats)):
-        fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t
-    return out
+# isort: off
+from _timing import timeit  # first: pins the BLAS/OpenMP pools to one thread before numpy loads
+import numpy as np
+# isort: on
 
 
 def main() -> None:
@@ -105,8 +91,8 @@ def main() -> None:
         else ("cost model predict (none)", lambda: None, lambda: None),
         ("sklearn wrapper x n_models", lambda: sk_predict(one), lambda: sk_predict(batch)),
     ):
-        s = _timeit(fn1, args.repeats)
-        b = _timeit(fnb, max(20, args.repeats // 50))
+        s = timeit(fn1, args.repeats)
+        b = timeit(fnb, max(20, args.repeats // 50))
         rows.append((name, np.median(s) * 1e6, np.percentile(s, 99) * 1e6, np.median(b) * 1e3))
     print(f"{'path':30s} {'single p50 µs':>14s} {'single p99 µs':>14s} {'batch1024 p50 ms':>17s}")
     for r in rows:

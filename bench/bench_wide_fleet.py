@@ -12,25 +12,12 @@ Needs the shared datasets folder (``ROUTER_RL_DATASETS`` or ``../shared/datasets
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from collections.abc import Callable
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402 (after pinning the thread pools)
-
-
-def _timeit(fn: Callable[[], object], repeats: int) -> np.ndarray:
-    for _ in range(min(20, repeats)):
-        fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t
-    return out
+# isort: off
+from _timing import timeit  # first: pins the BLAS/OpenMP pools to one thread before numpy loads
+import numpy as np
+# isort: on
 
 
 def main() -> None:
@@ -55,9 +42,9 @@ def main() -> None:
         t = time.perf_counter()
         pol = LGBMPolicy(m.models, config={"shared_rank": rank}).fit(X_tr, tr, seed=args.seed)
         fit_s = time.perf_counter() - t
-        single = _timeit(lambda p=pol: p.predict_quality(X_te[:1]), args.repeats) * 1e6
-        many = _timeit(lambda p=pol: p.predict_quality(batch), max(20, args.repeats // 20)) * 1e3
-        act = _timeit(lambda p=pol: p.action_distribution(X_te[:1]), args.repeats) * 1e6
+        single = timeit(lambda p=pol: p.predict_quality(X_te[:1]), args.repeats) * 1e6
+        many = timeit(lambda p=pol: p.predict_quality(batch), max(20, args.repeats // 20)) * 1e3
+        act = timeit(lambda p=pol: p.action_distribution(X_te[:1]), args.repeats) * 1e6
         rows[name] = (np.median(single), np.median(many))
         met = pol.metadata["metrics"]
         print(f"{name:26s} fit {fit_s:5.1f} s, {met['n_trees']:4d} trees (rank {met['shared_rank']}) | "
