@@ -28,3 +28,17 @@ def datasets_root() -> Path:
             pytest.fail("CI=true but ../shared/datasets (or $ROUTER_RL_DATASETS) is missing")
         pytest.skip("real datasets not available (set $ROUTER_RL_DATASETS)")
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of a module that drives the CLI (imports typer's ``CliRunner``) with ``cli``.
+
+    Modules that run the console script in a subprocess set ``pytestmark = pytest.mark.cli``.
+
+    ``.ci/run`` reruns ``-m cli`` with ``COLUMNS=40``: no output a test reads may depend on the
+    terminal width or on the length of a path.
+    """
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and hasattr(module, "CliRunner"):
+            item.add_marker(pytest.mark.cli)

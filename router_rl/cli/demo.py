@@ -42,10 +42,10 @@ def register(app: typer.Typer) -> None:
         """Simulate (or load) traces, train the LightGBM router, evaluate it offline, write a report."""
         import copy
 
-        from rich.console import Console
         from rich.markup import escape
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        from router_rl.cli.console import make_console
         from router_rl.cli.evaluate import _print
         from router_rl.cli.traces import print_traces_info
         from router_rl.eval.report import write_report
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         from router_rl.policies.calibration import Target
         from router_rl.traces import load_traces, simulate_fleet
 
-        console = Console()
+        console = make_console()
         out.mkdir(parents=True, exist_ok=True)
         tgt = Target.parse(target)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

@@ -12,9 +12,9 @@ envs_app = typer.Typer(help="Gymnasium routing environments built from traces (s
 @envs_app.command("list")
 def list_envs() -> None:
     """List the shipped environment specs and their Gymnasium ids."""
-    from rich.console import Console
     from rich.table import Table
 
+    from router_rl.cli.console import make_console, print_table
     from router_rl.envs.spec import list_spec_files, load_spec
 
     table = Table("id", "kind", "data", "split", "horizon", "description")
@@ -22,20 +22,20 @@ def list_envs() -> None:
         s = load_spec(f)
         data = s.data.kind if s.data.source == "importer" else s.data.source
         table.add_row(s.env_id, s.kind, str(data), s.split.name, str(s.horizon), s.description)
-    Console().print(table)
+    print_table(make_console(), table)
 
 
 @envs_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Spec name, path or Gymnasium id.")]) -> None:
     """Print a validated spec (all defaults filled in) as YAML."""
     import yaml
-    from rich.console import Console
     from rich.syntax import Syntax
 
+    from router_rl.cli.console import make_console
     from router_rl.envs.spec import load_spec
 
     spec = load_spec(name)
-    Console().print(Syntax(yaml.safe_dump(spec.model_dump(exclude={"base_dir"}), sort_keys=False), "yaml"))
+    make_console().print(Syntax(yaml.safe_dump(spec.model_dump(exclude={"base_dir"}), sort_keys=False), "yaml"))
 
 
 @envs_app.command("check")
@@ -46,11 +46,10 @@ def check(
     """Build the environment and run the Gymnasium and Stable-Baselines3 env checkers."""
     import warnings
 
-    from rich.console import Console
-
     import router_rl.envs as renvs
+    from router_rl.cli.console import make_console
 
-    console = Console()
+    console = make_console()
     with console.status(f"loading {name} [{split}]"):
         env = renvs.make(name, split=split)
     from gymnasium.utils.env_checker import check_env as gym_check
@@ -80,11 +79,11 @@ def rollout(
 ) -> None:
     """Roll out a simple baseline policy and print mean return / quality / cost per episode."""
     import numpy as np
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
 
     import router_rl.envs as renvs
+    from router_rl.cli.console import make_console
 
     env = renvs.make(name, split=split)
     tb = env.tables  # type: ignore[attr-defined]
@@ -125,15 +124,15 @@ def rollout(
         f"{name} [{split}] policy={policy}: return {np.mean(returns):.3f} ± {np.std(returns):.3f}, "
         f"quality/task {np.mean(quality):.4f}, cost/episode ${np.mean(cost):.4f} over {episodes} episode(s)"
     )
-    Console().print(escape(msg))
+    make_console().print(escape(msg))
 
 
 @envs_app.command("demo-sequential")
 def demo_sequential(seed: Annotated[int, typer.Option()] = 0) -> None:
     """Show on hand-made traces that budget pacing and breaker-aware routing beat greedy."""
-    from rich.console import Console
     from rich.table import Table
 
+    from router_rl.cli.console import make_console, print_table
     from router_rl.envs.experiments import outage_riding, pacing_vs_greedy
 
     table = Table("experiment", "greedy return", "sequential return", "greedy quality", "sequential quality")
@@ -148,7 +147,7 @@ def demo_sequential(seed: Annotated[int, typer.Option()] = 0) -> None:
             f"{res.greedy_quality:.3f}",
             f"{res.sequential_quality:.3f}",
         )
-    Console().print(table)
+    print_table(make_console(), table)
 
 
 def register(app: typer.Typer) -> None:

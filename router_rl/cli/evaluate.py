@@ -74,8 +74,9 @@ def _run(traces: Path, policies: list[str], split: str, n_bootstrap: int, seed: 
 
 
 def _print(res: EvaluationResult) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from router_rl.cli.console import make_console, print_table
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
@@ -115,7 +116,7 @@ def _print(res: EvaluationResult) -> None:
         "",
         "",
     )
-    Console().print(t)
+    print_table(make_console(), t)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,14 +20,14 @@ def register(app: typer.Typer) -> None:
         flower: bool = typer.Option(False, "--flower/--in-process", help="Run through the Flower simulation (Ray)."),
     ) -> None:
         """Federated LoRA: each agent type trains an adapter locally; the server FedAvgs them."""
-        from rich.console import Console
         from rich.progress import Progress
         from rich.table import Table
 
+        from router_rl.cli.console import make_console, print_table
         from router_rl.core.errors import ConfigError
         from router_rl.federated.config import FederatedConfig
 
-        console = Console()
+        console = make_console()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("federated LoRA", total=rounds + 2)
             base = base_model
@@ -59,5 +59,5 @@ def register(app: typer.Typer) -> None:
             tl = log.get("train_loss")
             table.add_row(str(r), "-" if tl is None else f"{tl:.4f}", f"{log['eval_loss']:.4f}",
                           f"{log['eval_perplexity']:.1f}")
-        console.print(table)
+        print_table(console, table)
         console.print(f"global adapter: {res.adapter_dir}\nmetrics: {res.metrics_path}")

@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click errors: 'Error: Invalid value for '--flag': ...' on one line, whatever the width
+    rich_markup_mode=None,
 )
 
 

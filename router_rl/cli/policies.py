@@ -51,15 +51,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a routing policy on the train split, calibrate on val, print validation metrics."""
         import numpy as np
-        from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
+        from router_rl.cli.console import make_console, print_table
         from router_rl.features import EncoderConfig, FeatureEncoder
         from router_rl.policies import make_policy
         from router_rl.policies.calibration import Target
 
-        console = Console()
+        console = make_console()
         tgt = Target.parse(target) if target else None
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
             step = prog.add_task("loading traces", total=None)
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if cal:
             table.add_row("target", f"{cal['target']} ({'met' if cal['met'] else 'NOT met'} on val)")
             table.add_row("λ / threshold", f"{cal['lam']:.4g}")
-        console.print(table)
+        print_table(console, table)
         counts = np.bincount(res.actions, minlength=len(matrix.models))
         console.print("choices: " + ", ".join(f"{m}={c}" for m, c in zip(matrix.models, counts, strict=True) if c))
         console.print(f"saved [bold]{out}[/bold] ({pol.version})")
@@ -134,14 +134,14 @@ def register(app: typer.Typer) -> None:
         nothing elapsed, every provider breaker closed), ``--budget-remaining`` / ``--elapsed``
         change it.
         """
-        from rich.console import Console
         from rich.table import Table
 
+        from router_rl.cli.console import make_console, print_table
         from router_rl.features import is_sensitive
         from router_rl.policies import RoutingPolicy
         from router_rl.policies.utility import UtilityPolicy
 
-        console = Console()
+        console = make_console()
         pol = RoutingPolicy.load(policy_dir)
         if pol.encoder is None:
             raise typer.BadParameter(f"{policy_dir}: the artifact carries no feature encoder; cannot encode text")
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
             for m, d in info["per_model"].items():
                 table.add_row(m, f"{d['prob']:.3f}", f"{d['pred_quality']:.3f}", f"{d['exp_cost_usd']:.2e}",
                               f"{d['utility']:.3f}" if d["allowed"] else "blocked")
-            console.print(table)
+            print_table(console, table)
             console.print(f"chosen: [bold]{info['chosen']}[/bold] (confidence {info['confidence']:.3f}); "
                           f"λ={info['lam']:.4g} μ={info['mu']:.4g}")
             console.print("constraints: " + (", ".join(info["constraints"]) or "none"))
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
             base_choice = pol.models[int(pol.base_actions(obs)[0])]
             for m, v in zip(pol.models, p, strict=True):
                 table.add_row(m, f"{v:.3f}")
-            console.print(table)
+            print_table(console, table)
             console.print(f"chosen: [bold]{pol.models[int(p.argmax())]}[/bold] (base policy: {base_choice})")
             console.print(
                 f"state: budget remaining {budget_remaining:.2f}, elapsed {elapsed:.2f}, "
@@ -196,6 +196,6 @@ def register(app: typer.Typer) -> None:
             p = pol.action_distribution(X)[0]
             for m, v in zip(pol.models, p, strict=True):
                 table.add_row(m, f"{v:.3f}")
-            console.print(table)
+            print_table(console, table)
             console.print(f"chosen: [bold]{pol.models[int(p.argmax())]}[/bold]")
         console.print(f"privacy-sensitive prompt: {sensitive}")

@@ -53,10 +53,10 @@ def register(app: typer.Typer) -> None:
         """Train PPO warm-started from LightGBM on a BudgetedRouting env; print held-out reward vs the base."""
         import functools
 
-        from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
+        from router_rl.cli.console import make_console, print_table
         from router_rl.cli.policies import _parse_options
         from router_rl.core.errors import ConfigError
         from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         from router_rl.policies.base import PolicyLoadError
         from router_rl.policies.ppo import PPOConfig, PPORouter
 
-        console = Console()
+        console = make_console()
         try:
             spec = load_spec(env)
             spec = spec.with_overrides(**_env_overrides(traces, n_tasks, seed, env_opt))
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         for m in DAY_METRICS:
             b, p = res["base"][m], res["ppo"][m]
             table.add_row(m, f"{b:.4g}", f"{p:.4g}", f"{p - b:+.4g}")
-        console.print(table)
+        print_table(console, table)
         console.print(
             f"learned budget price at a fresh window: δ = {float(router.budget_price(fresh)[0]):+.4f} "
             f"(prior: {router.prior_kind})"

@@ -14,9 +14,9 @@ router_app = typer.Typer(help="The live hybrid router (OpenAI-compatible HTTP se
 
 
 def _fail(message: str) -> None:
-    from rich.console import Console
+    from router_rl.cli.console import make_console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    make_console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -27,8 +27,7 @@ def serve_cmd(
     port: int | None = typer.Option(None, help="Override server.port."),
 ) -> None:
     """Serve POST /v1/chat/completions, /v1/models, /health, /metrics and /admin/* ."""
-    from rich.console import Console
-
+    from router_rl.cli.console import make_console
     from router_rl.core.errors import ConfigError
     from router_rl.router.config import load_config
 
@@ -37,7 +36,7 @@ def serve_cmd(
     except ConfigError as e:
         _fail(str(e))
         return
-    Console(stderr=True).print(
+    make_console(stderr=True).print(
         f"router-rl: {len(cfg.model_ids())} model(s) from {len(cfg.providers)} provider(s), "
         f"default strategy [bold]{cfg.strategy.value}[/], listening on "
         f"http://{host or cfg.server.host}:{port if port is not None else cfg.server.port}",

@@ -29,13 +29,13 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Split seed.")] = 0,
     ) -> None:
         """Import a dataset into one validated trace parquet (llmperf: a provider latency table)."""
-        from rich.console import Console
         from rich.markup import escape
 
+        from router_rl.cli.console import make_console
         from router_rl.traces.errors import TraceValidationError
         from router_rl.traces.importers import IMPORTERS
 
-        console = Console()
+        console = make_console()
         if kind == "llmperf":
             from router_rl.traces.importers.llmperf import fit_provider_latency, load_provider_latency
 
@@ -66,11 +66,10 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of everything.")] = 0,
     ) -> None:
         """Simulate a QE agent fleet's outcome matrix (with ground truth) into one parquet."""
-        from rich.console import Console
-
+        from router_rl.cli.console import make_console
         from router_rl.traces.simulate import simulate_fleet
 
-        console = Console()
+        console = make_console()
         with console.status(f"simulating {n_tasks} tasks"):
             ts = simulate_fleet(n_tasks, seed=seed)
             ts.save(out)
@@ -79,13 +78,13 @@ def register(app: typer.Typer) -> None:
     @traces_app.command("info")
     def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
         """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
-        from rich.console import Console
         from rich.markup import escape
 
+        from router_rl.cli.console import make_console
         from router_rl.traces.errors import TraceValidationError
         from router_rl.traces.store import load_traces
 
-        console = Console()
+        console = make_console()
         try:
             ts = load_traces(file)
         except (TraceValidationError, FileNotFoundError, ValueError) as e:
@@ -99,6 +98,8 @@ def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
     import numpy as np
     from rich.markup import escape
     from rich.table import Table
+
+    from router_rl.cli.console import print_table
 
     m = ts.matrix()
     console.print(f"{label}: {ts.outcomes.height} rows, {m.n_tasks} tasks, {m.n_models} models "
@@ -116,7 +117,7 @@ def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
             name, "local" if local[j] else "cloud", f"{m.quality[:, j].mean():.4f}", f"{m.cost[:, j].mean():.6f}",
             f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}",
         )
-    console.print(table)
+    print_table(console, table)
     best = m.best_single_model()
     j = m.model_index(best)
     oracle = m.oracle_actions()

@@ -258,6 +258,12 @@ class CostLatencyModel:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
+        # One memory layout for a fitted and a loaded model: BLAS picks its kernel (and so its
+        # summation order) by layout, so an F-ordered fitted array and its C-ordered reload
+        # (JSON) would differ in the last bit of ``raw @ loadings``.
+        for name in ("loadings", "intercept", "offset", "coef", "const"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        self.columns = np.ascontiguousarray(self.columns, dtype=np.int64)
         self._ens: TreeEnsemble | None = None
         if self.engine == "numpy":
             try:

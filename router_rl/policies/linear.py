@@ -28,6 +28,11 @@ class LinearHead:
     W: np.ndarray
     b: np.ndarray
 
+    def __post_init__(self) -> None:
+        # the same memory layout fitted and loaded (BLAS kernels, so summation order, follow it)
+        self.W = np.ascontiguousarray(self.W)
+        self.b = np.ascontiguousarray(self.b)
+
     @classmethod
     def fit(cls, X: np.ndarray, Y: np.ndarray, *, C: float, max_iter: int = 500) -> LinearHead:
         """Fit on ``X`` ``(n, d)`` and labels ``Y`` ``(n, m)`` in [0, 1] (deterministic).

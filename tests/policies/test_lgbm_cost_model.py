@@ -195,6 +195,31 @@ def test_save_load_gives_identical_predictions(fitted: LGBMPolicy, splits, tmp_p
     assert loaded.metadata["cost_model"] == json.loads(json.dumps(fitted.metadata["cost_model"]))
 
 
+def test_fitted_and_loaded_arrays_share_one_memory_layout(fitted: LGBMPolicy, tmp_path: Path) -> None:
+    """Root cause of a one-ulp save/load difference seen on another machine.
+
+    The fitted loadings came from ``(axes * sd)[:, keep]``, which numpy returns F-ordered, while the
+    reload from JSON is C-ordered; BLAS picks its kernel (and so its summation order) by layout on
+    some CPUs. Both sides are now C-contiguous, so the products are computed the same way.
+    """
+    cm = fitted.cost_model
+    assert cm is not None
+    fitted.save(tmp_path / "p")
+    loaded = RoutingPolicy.load(tmp_path / "p")
+    assert isinstance(loaded, LGBMPolicy) and loaded.cost_model is not None
+    for model in (cm, loaded.cost_model):
+        for name in ("loadings", "intercept", "offset", "coef", "const", "columns"):
+            arr = getattr(model, name)
+            assert arr.flags["C_CONTIGUOUS"], name
+    # an F-ordered input is normalised on construction too
+    f_ordered = np.asfortranarray(cm.loadings)
+    rebuilt = type(cm)(**{**{f: getattr(cm, f) for f in cm.__dataclass_fields__}, "loadings": f_ordered})
+    assert rebuilt.loadings.flags["C_CONTIGUOUS"]
+    X = np.random.default_rng(0).normal(size=(3, cm.n_features)).astype(np.float32)
+    for a, b in zip(rebuilt.predict(X[:1]), cm.predict(X[:1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_old_and_future_artifacts(fitted: LGBMPolicy, splits, tmp_path: Path) -> None:
     X, _ = splits["test"]
     fitted.save(tmp_path / "new")

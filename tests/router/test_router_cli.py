@@ -19,6 +19,8 @@ from _router_helpers import API_TOKEN, CLOUD_KEY, CLOUD_KEY_ENV, SIMPLE_PROMPT, 
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.decision_log import read_decision_log
 
+pytestmark = pytest.mark.cli  # runs the real console script
+
 
 def _free_port() -> int:
     with socket.socket() as s:
