@@ -75,10 +75,7 @@ def _any_hit(text: str) -> bool:
     for pat in _TOKEN_PATTERNS:
         if pat.search(ab) is not None:
             return True
-    for crule in CONTEXT_RULES:
-        if crule.applies(lab) and next(crule.scan(ab, lab), None) is not None:
-            return True
-    return False
+    return any(crule.applies(lab) and next(crule.scan(ab, lab), None) is not None for crule in CONTEXT_RULES)
 
 
 def detect_sensitive(text: str | None) -> list[Finding]:

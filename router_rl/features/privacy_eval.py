@@ -181,7 +181,10 @@ def main() -> None:
     print(f"corpus: {s.n_sensitive} sensitive, {s.n_clean} clean strings (seed {args.seed})")
     print(f"recall {s.recall:.3f}  missed {list(s.missed)}")
     print(f"corpus false-positive rate {s.corpus_fpr:.3f}  {list(s.false_positives)}")
-    print(f"simulated fleet: {s.fleet_prompts} prompts, recall {s.fleet_recall:.3f}, false-positive rate {s.fleet_fpr:.4f}")
+    print(
+        f"simulated fleet: {s.fleet_prompts} prompts, recall {s.fleet_recall:.3f}, "
+        f"false-positive rate {s.fleet_fpr:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -90,11 +90,13 @@ class TokenRule:
             a longer word" check is a look-behind placed *after* the literal, so ``re`` keeps its
             fast literal search and rejects a glued candidate in O(1).
         source: Where the pattern family comes from (credited in the docs).
+        prefixes: The literal each pattern starts with (the adversarial tests repeat them).
     """
 
     kind: str
     patterns: tuple[re.Pattern[bytes], ...]
     source: str
+    prefixes: tuple[bytes, ...] = ()
 
     def scan(self, ab: bytes, lab: bytes) -> Iterator[Hit]:
         """Yield the hits of this rule."""
@@ -114,8 +116,11 @@ def _branch(prefix: bytes, rest: bytes, boundary: bytes | None) -> bytes:
     return lit + rb"(?<![" + boundary + rb"]" + rb"." * len(prefix) + rb")" + rest
 
 
-def _tok(kind: str, branches: list[tuple[bytes, bytes]], source: str, boundary: bytes | None = _TOKEN_CLASS) -> TokenRule:
-    return TokenRule(kind, tuple(re.compile(_branch(p, r, boundary), re.DOTALL) for p, r in branches), source)
+def _tok(
+    kind: str, branches: list[tuple[bytes, bytes]], source: str, boundary: bytes | None = _TOKEN_CLASS
+) -> TokenRule:
+    pats = tuple(re.compile(_branch(p, r, boundary), re.DOTALL) for p, r in branches)
+    return TokenRule(kind, pats, source, tuple(p for p, _ in branches))
 
 
 _GH: Final = rb"_[A-Za-z0-9]{36,255}+"
@@ -338,20 +343,56 @@ def scan_auth_headers(ab: bytes, lab: bytes) -> Iterator[Hit]:
             yield "basic_auth", m.start(), m.end()
 
 
-_PW_VALUE: Final = rb"(?:'[^'\n]{1,128}'|\"[^\"\n]{1,128}\"|[^\s'\"-][^\s'\"]{0,127})"
-_CLI_PASSWORD: Final = (
-    re.compile(rb"mysql(?:dump|admin)?(?![a-z])[^\n]{0,256}?[ \t]-p" + _PW_VALUE),
-    re.compile(rb"mariadb(?:-dump)?(?![a-z])[^\n]{0,256}?[ \t]-p" + _PW_VALUE),
-    re.compile(rb"sshpass[ \t]{1,8}+-p[ \t]{0,8}+" + _PW_VALUE),
-)
+_PW_VALUE: Final = re.compile(rb"'[^'\n]{1,128}'|\"[^\"\n]{1,128}\"|[^\s'\"-][^\s'\"]{0,127}")
+#: Clients whose ``-p`` takes the password glued to it (``-p SECRET`` with a space prompts instead).
+_CLI_GLUED: Final = (b"mysql", b"mariadb")
+_CLI_WINDOW: Final = 256
+
+
+def _occurrences(view: bytes, lit: bytes) -> list[int]:
+    out = []
+    i = view.find(lit)
+    while i >= 0:
+        out.append(i)
+        i = view.find(lit, i + 1)
+    return out
 
 
 def scan_cli_passwords(ab: bytes, lab: bytes) -> Iterator[Hit]:
-    """``mysql -pSECRET`` (password glued to ``-p``; ``-P`` is a port) and ``sshpass -p SECRET``."""
-    for pat in _CLI_PASSWORD:
-        for m in pat.finditer(ab):
-            if _before(ab, m.start()) not in _IS_WORD:
-                yield "password", m.start(), m.end()
+    """``mysql ... -pSECRET`` (password glued to ``-p``; ``-P`` is a port) and ``sshpass -p SECRET``.
+
+    A client name, then within 256 bytes of the same line a `` -p`` followed by a value. Both
+    positions are walked with monotonic pointers (each byte is looked at a bounded number of
+    times however many client names or ``-p`` flags the text repeats).
+    """
+    flags = [i for i in _occurrences(ab, b"-p") if i > 0 and ab[i - 1] in b" \t"]
+    if not flags:
+        return
+    for lit, glued in ((b"mysql", True), (b"mariadb", True), (b"sshpass", False)):
+        j = 0
+        last_end = -1
+        for i in _occurrences(ab, lit):
+            if i < last_end or _before(ab, i) in _IS_WORD:
+                continue
+            while j < len(flags) and flags[j] <= i:
+                j += 1
+            k = j
+            while k < len(flags) and flags[k] - i <= _CLI_WINDOW:
+                f = flags[k]
+                if b"\n" in ab[i:f]:
+                    break
+                v = f + 2
+                if not glued:
+                    while v < len(ab) and ab[v] in b" \t" and v - f < 10:
+                        v += 1
+                m = _PW_VALUE.match(ab, v)
+                if m is not None:
+                    last_end = m.end()
+                    yield "password", i, m.end()
+                    break
+                k += 1
+                if k - j > 16:
+                    break  # at most 16 flags looked at per client name (bounded work)
 
 
 # --- assignments to secret-like names -----------------------------------------------------------
@@ -400,6 +441,35 @@ def _placeholder(v: bytes) -> bool:
     )
 
 
+#: Literals every keyword of :data:`_ASSIGN` starts with (candidates are found with ``bytes.find``).
+_KW_STARTS: Final = (
+    b"pass", b"pwd", b"secret", b"token", b"api", b"access", b"auth", b"private", b"credential", b"sig"
+)
+
+
+def _assignment_matches(lab: bytes) -> Iterator[re.Match[bytes]]:
+    """``_ASSIGN`` matches, non-overlapping, tried only where a keyword literal occurs.
+
+    ``_ASSIGN.finditer`` would start an attempt at every ``p``/``s``/``t``/``a``/``c``; locating
+    the literals with ``bytes.find`` (C, linear) and ``match``-ing there is ~10x cheaper and keeps
+    each C call short.
+    """
+    cands: set[int] = set()
+    for kw in _KW_STARTS:
+        i = lab.find(kw)
+        while i >= 0:
+            cands.add(i)
+            i = lab.find(kw, i + 1)
+    last = 0
+    for pos in sorted(cands):
+        if pos < last:
+            continue
+        m = _ASSIGN.match(lab, pos)
+        if m is not None:
+            last = m.end()
+            yield m
+
+
 def scan_assignments(ab: bytes, lab: bytes) -> Iterator[Hit]:
     """Secret-like names assigned a value: ``password=x``, ``"api_key": "..."``, ``?token=...``.
 
@@ -412,7 +482,7 @@ def scan_assignments(ab: bytes, lab: bytes) -> Iterator[Hit]:
     a value naming the keyword itself (``password=password``), type names (``password: str``) and
     placeholders (``$VAR``, ``${VAR}``, ``<...>``, ``{{...}}``, ``****``, ``your_password``).
     """
-    for m in _ASSIGN.finditer(lab):
+    for m in _assignment_matches(lab):
         kw_start = m.start()
         kw = m.group("kw")
         rev = _NAME_REV.match(lab[max(0, kw_start - 40) : kw_start][::-1])
@@ -457,11 +527,7 @@ def scan_assignments(ab: bytes, lab: bytes) -> Iterator[Hit]:
             yield "env_secret", name_start, end
         if kw in _PASSWORD_KWS:
             yield "password", name_start, end
-        elif quoted and len(value) >= 16 and _token_chars(value):
-            yield "secret_assignment", name_start, end
-        elif query and len(value) >= 4:
-            yield "secret_assignment", name_start, end
-        elif (
+        elif (quoted and len(value) >= 16 and _token_chars(value)) or (query and len(value) >= 4) or (
             len(value) >= 10
             and any(48 <= c <= 57 for c in value)
             and any(c in _IS_NAME_START for c in lvalue)
