@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_RULES, Hit
+from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_ANY_PATTERNS, TOKEN_RULES, Hit
 
 #: The per-request scan rule, as documented (also in ``docs/features.md``).
 SCAN_RULE: Final = "scan-all-linear"
@@ -52,9 +52,6 @@ class Finding:
         return f"Finding(kind={self.kind!r}, span=({self.start}, {self.end}))"
 
 
-_TOKEN_PATTERNS: Final = tuple(p for r in TOKEN_RULES for p in r.patterns)
-
-
 def _views(text: str) -> tuple[bytes, bytes]:
     """``(ab, lab)``: one byte per code point (non-ASCII -> ``?``), and its ASCII lower case."""
     ab = text.encode("ascii", "replace")
@@ -72,7 +69,7 @@ def _hits(text: str) -> Iterator[Hit]:
 
 def _any_hit(text: str) -> bool:
     ab, lab = _views(text)
-    for pat in _TOKEN_PATTERNS:
+    for pat in TOKEN_ANY_PATTERNS:
         if pat.search(ab) is not None:
             return True
     return any(crule.applies(lab) and next(crule.scan(ab, lab), None) is not None for crule in CONTEXT_RULES)

@@ -97,6 +97,7 @@ class TokenRule:
     patterns: tuple[re.Pattern[bytes], ...]
     source: str
     prefixes: tuple[bytes, ...] = ()
+    branches: tuple[bytes, ...] = ()
 
     def scan(self, ab: bytes, lab: bytes) -> Iterator[Hit]:
         """Yield the hits of this rule."""
@@ -119,8 +120,9 @@ def _branch(prefix: bytes, rest: bytes, boundary: bytes | None) -> bytes:
 def _tok(
     kind: str, branches: list[tuple[bytes, bytes]], source: str, boundary: bytes | None = _TOKEN_CLASS
 ) -> TokenRule:
-    pats = tuple(re.compile(_branch(p, r, boundary), re.DOTALL) for p, r in branches)
-    return TokenRule(kind, pats, source, tuple(p for p, _ in branches))
+    srcs = tuple(_branch(p, r, boundary) for p, r in branches)
+    pats = tuple(re.compile(b, re.DOTALL) for b in srcs)
+    return TokenRule(kind, pats, source, tuple(p for p, _ in branches), srcs)
 
 
 _GH: Final = rb"_[A-Za-z0-9]{36,255}+"
@@ -167,6 +169,30 @@ TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
     _tok("jwt", [(b"eyJ", rb"[A-Za-z0-9_-]{8,4096}+\.eyJ[A-Za-z0-9_-]{8,8192}+\.[A-Za-z0-9_-]{8,4096}+")],
          "gitleaks jwt; detect-secrets JwtTokenDetector"),
 )
+
+
+
+def _grouped_by_first_byte(rules: tuple[TokenRule, ...]) -> tuple[re.Pattern[bytes], ...]:
+    """One pattern per first byte: ``c(?:rest1|rest2|...)`` (a single-byte literal prefix each).
+
+    Used by :func:`~router_rl.features.privacy.is_sensitive`: it finds a match whenever any
+    member pattern has one (the leftmost position where some branch matches), with ~14 scans of
+    the text instead of ~35. :func:`~router_rl.features.privacy.detect_sensitive` keeps the
+    separate patterns, which also report overlapping matches of different families.
+    """
+    groups: dict[int, list[bytes]] = {}
+    for r in rules:
+        for prefix, src in zip(r.prefixes, r.branches, strict=True):
+            lit = re.escape(prefix[:1])
+            assert src.startswith(lit), (prefix, src)
+            groups.setdefault(prefix[0], []).append(src[len(lit) :])
+    return tuple(
+        re.compile(re.escape(bytes([c])) + b"(?:" + b"|".join(rests) + b")", re.DOTALL) for c, rests in groups.items()
+    )
+
+
+#: :data:`TOKEN_RULES` grouped by first byte (the boolean fast path).
+TOKEN_ANY_PATTERNS: Final = _grouped_by_first_byte(TOKEN_RULES)
 
 # --- rules that read context around a literal anchor --------------------------------------------
 
@@ -397,9 +423,6 @@ def scan_cli_passwords(ab: bytes, lab: bytes) -> Iterator[Hit]:
 
 # --- assignments to secret-like names -----------------------------------------------------------
 
-#: Every keyword below contains one of these (the assignment rule is skipped without any).
-ASSIGN_TRIGGERS: Final = (b"pass", b"pwd", b"secret", b"token", b"api", b"access", b"auth_key", b"auth-key",
-                          b"authkey", b"private", b"credential", b"sig")
 #: Keyword alternation (lower-case). ``pass`` alone only counts at the start of a name.
 _ASSIGN: Final = re.compile(
     rb"(?P<kw>pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key"
@@ -572,7 +595,8 @@ class ContextRule:
         scan: The scan function.
         source: Where the pattern family comes from.
         triggers: Lower-case literals, one of which every hit contains; the rule is skipped when
-            none occurs in ``lab`` (a C-speed ``in`` test; empty = always run).
+            none occurs in ``lab`` (a C-speed ``in`` test; empty = always run; rules whose scan
+            starts with a literal search need none).
     """
 
     name: str
@@ -586,18 +610,16 @@ class ContextRule:
 
 
 CONTEXT_RULES: Final[tuple[ContextRule, ...]] = (
-    ContextRule("private_key", scan_private_keys, "gitleaks private-key; detect-secrets PrivateKeyDetector",
-                (b"private key", b"putty-user-key")),
-    ContextRule("aws_secret_key_labelled", scan_aws_secret_labelled, "detect-secrets AWSKeyDetector", (b"aws",)),
+    ContextRule("private_key", scan_private_keys, "gitleaks private-key; detect-secrets PrivateKeyDetector"),
+    ContextRule("aws_secret_key_labelled", scan_aws_secret_labelled, "detect-secrets AWSKeyDetector"),
     ContextRule("aws_secret_key_unlabelled", scan_aws_secret_unlabelled,
                 "detect-secrets Base64HighEntropyString (entropy), AWS key shape"),
-    ContextRule("url_credentials", scan_url_credentials, "detect-secrets BasicAuthDetector (URL form)", (b"://",)),
-    ContextRule("auth_headers", scan_auth_headers, "detect-secrets BasicAuthDetector; HTTP Authorization",
-                (b"bearer", b"basic")),
+    ContextRule("url_credentials", scan_url_credentials, "detect-secrets BasicAuthDetector (URL form)"),
+    ContextRule("auth_headers", scan_auth_headers, "detect-secrets BasicAuthDetector; HTTP Authorization"),
     ContextRule("cli_passwords", scan_cli_passwords, "mysql(1) -p option; sshpass(1)",
                 (b"mysql", b"mariadb", b"sshpass")),
     ContextRule("assignments", scan_assignments,
-                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)", ASSIGN_TRIGGERS),
-    ContextRule("email", scan_emails, "PII (kept from the first detector)", (b"@",)),
+                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)"),
+    ContextRule("email", scan_emails, "PII (kept from the first detector)"),
     ContextRule("credit_card", scan_cards, "PII (kept from the first detector), Luhn"),
 )
