@@ -19,6 +19,7 @@ Definitions (lower-casing happens in the caller):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -253,3 +254,84 @@ def hash_ngrams(
     _l2_normalise(word)
     _l2_normalise(char)
     return word, char
+
+
+def hash_ngrams_one(
+    encoded: bytes,
+    *,
+    n_word: int,
+    n_char: int,
+    word_ngram_range: tuple[int, int] = (1, 2),
+    char_ngram_range: tuple[int, int] = (3, 5),
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hash_ngrams` of one text, bit-identical to its row, with far fewer numpy calls.
+
+    The live router encodes one request at a time, where the batch form's per-call overhead
+    (separators, row bookkeeping, one bincount per n) dominates. Here all char n-grams of every
+    ``n`` are tagged and bucketed in one pass, and word and char buckets share one ``bincount``;
+    bucket counts are integers, so summing them in another order gives the same floats.
+
+    Returns:
+        ``(word, char)``: float64 ``(n_word,)`` and ``(n_char,)``, each l2-normalised.
+    """
+    if char_ngram_range[1] > MAX_CHAR_N:
+        raise ValueError(f"hash_ngrams: char n-grams are limited to n <= {MAX_CHAR_N}, got {char_ngram_range}")
+    word = np.zeros(n_word, dtype=np.float64)
+    char = np.zeros(n_char, dtype=np.float64)
+    if not encoded or (n_word == 0 and n_char == 0):
+        return word, char
+    buf = np.frombuffer(encoded, dtype=np.uint8)
+    parts: list[np.ndarray] = []  # bucket index + sign bit, already offset into one [word | char] space
+    if n_word:
+        row0 = np.zeros(buf.size, dtype=np.int64)
+        keys, _ = _word_keys(buf, row0, word_ngram_range)
+        if keys.size:
+            parts.append(_buckets(keys, n_word, _seed_tag(seed, 1)))
+    if n_char:
+        ctag = _seed_tag(seed, 2)
+        ws = _WS_TABLE[buf]
+        if buf.size > 1:
+            keep = np.ones(buf.size, dtype=bool)
+            keep[1:] = ~(ws[1:] & ws[:-1])
+            b = np.where(ws, np.uint8(0x20), buf)[keep].astype(np.uint64)
+        else:
+            b = np.where(ws, np.uint8(0x20), buf).astype(np.uint64)
+        lo, hi = char_ngram_range
+        g = b
+        keyed: list[np.ndarray] = []
+        for n in range(1, hi + 1):
+            m = b.size - n + 1
+            if m <= 0:
+                break
+            if n > 1:
+                g = g[:m] << _U64(8)
+                g |= b[n - 1 :]
+            if n >= lo:
+                keyed.append(g ^ (ctag ^ _U64(n << 56)))
+        if keyed:
+            parts.append(_buckets(np.concatenate(keyed), n_char, _U64(0)) + 2 * n_word)
+    if not parts:
+        return word, char
+    idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    counts = np.bincount(idx.view(np.int64), minlength=2 * (n_word + n_char)).reshape(-1, 2)
+    signed = (counts[:, 0] - counts[:, 1]).astype(np.float64)
+    word[:] = signed[:n_word]
+    char[:] = signed[n_word:]
+    for v in (word, char):
+        norm = math.sqrt(float(np.dot(v, v)))
+        if norm > 0:
+            v /= norm
+    return word, char
+
+
+def _buckets(keys: np.ndarray, n_buckets: int, tag: np.uint64) -> np.ndarray:
+    """``2 * bucket + sign`` of each key (the arithmetic of :func:`_accumulate`, for one row)."""
+    h = keys ^ tag
+    h *= _C1
+    h ^= h >> _U64(29)
+    h *= _C2
+    h >>= _U64(32)
+    h *= _U64(2 * n_buckets)
+    h >>= _U64(32)
+    return h

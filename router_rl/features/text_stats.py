@@ -163,3 +163,27 @@ def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
         "file_paths": _file_path_counts(joined, starts, n),
         "error_keywords": _substring_counts(lowered, ERROR_KEYWORDS),
     }
+
+
+def prompt_stats_one(lowered: str) -> dict[str, int]:
+    """:func:`prompt_stats` of one lower-cased text, as Python ints (same rules, no numpy).
+
+    Same regexes and substring counts on the text itself (the batch form joins texts with a
+    separator no pattern can match across, so a one-text batch sees exactly this text).
+    """
+    n = len(lowered)
+    return {
+        "chars": n,
+        "lines": lowered.count("\n") + 1 if n else 0,
+        "code_fences": lowered.count("```"),
+        "code_lines": sum(1 for _ in _CODE_LINE_RE.finditer(lowered)),
+        "stack_trace_lines": sum(1 for _ in _STACK_RE.finditer(lowered)),
+        "diff_hunks": sum(1 for _ in _HUNK_RE.finditer(lowered)),
+        "test_keywords": sum(lowered.count(kw) for kw in TEST_KEYWORDS),
+        "file_paths": sum(
+            1
+            for m in _FILE_PATH_RE.finditer(lowered)
+            if m.start() > 0 and ((c := lowered[m.start() - 1]).isalnum() or c in "_-")
+        ),
+        "error_keywords": sum(lowered.count(kw) for kw in ERROR_KEYWORDS),
+    }
