@@ -19,6 +19,7 @@ Definitions (lower-casing happens in the caller):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Final
@@ -74,6 +75,7 @@ def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return _POW_CACHE["q"][:length], _POW_CACHE["qi"][:length]
 
 
+@functools.lru_cache(maxsize=64)
 def _seed_tag(seed: int, salt: int) -> np.uint64:
     v = np.array([(seed * _GOLDEN + salt) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     return _U64(_mix(v)[0])
@@ -291,24 +293,25 @@ def hash_ngrams_one(
     if n_char:
         ctag = _seed_tag(seed, 2)
         ws = _WS_TABLE[buf]
+        b8 = np.where(ws, np.uint8(0x20), buf)
         if buf.size > 1:
-            keep = np.ones(buf.size, dtype=bool)
-            keep[1:] = ~(ws[1:] & ws[:-1])
-            b = np.where(ws, np.uint8(0x20), buf)[keep].astype(np.uint64)
-        else:
-            b = np.where(ws, np.uint8(0x20), buf).astype(np.uint64)
+            dup = np.flatnonzero(ws[1:] & ws[:-1])  # the 2nd+ byte of each whitespace run is dropped
+            if dup.size:
+                b8 = np.delete(b8, dup + 1)
         lo, hi = char_ngram_range
-        g = b
-        keyed: list[np.ndarray] = []
-        for n in range(1, hi + 1):
-            m = b.size - n + 1
-            if m <= 0:
-                break
-            if n > 1:
-                g = g[:m] << _U64(8)
-                g |= b[n - 1 :]
-            if n >= lo:
-                keyed.append(g ^ (ctag ^ _U64(n << 56)))
+        size = b8.size
+        # packed[i] = bytes i .. i+hi-1 (zero beyond the end) as one big-endian integer; the
+        # n-gram key at i is packed[i] >> 8*(hi-n), exactly the batch form's shift-or chain
+        padded = np.zeros(size + hi - 1, dtype=np.uint64)
+        padded[:size] = b8
+        packed = padded[:size] << _U64(8 * (hi - 1))
+        for j in range(1, hi):
+            packed |= padded[j : j + size] << _U64(8 * (hi - 1 - j))
+        keyed = [
+            (packed[: size - n + 1] >> _U64(8 * (hi - n))) ^ (ctag ^ _U64(n << 56))
+            for n in range(lo, hi + 1)
+            if size - n + 1 > 0
+        ]
         if keyed:
             parts.append(_buckets(np.concatenate(keyed), n_char, _U64(0)) + 2 * n_word)
     if not parts:
