@@ -286,8 +286,7 @@ def hash_ngrams_one(
     buf = np.frombuffer(encoded, dtype=np.uint8)
     parts: list[np.ndarray] = []  # bucket index + sign bit, already offset into one [word | char] space
     if n_word:
-        row0 = np.zeros(buf.size, dtype=np.int64)
-        keys, _ = _word_keys(buf, row0, word_ngram_range)
+        keys = _word_keys_one(buf, word_ngram_range)
         if keys.size:
             parts.append(_buckets(keys, n_word, _seed_tag(seed, 1)))
     if n_char:
@@ -326,6 +325,34 @@ def hash_ngrams_one(
         if norm > 0:
             v /= norm
     return word, char
+
+
+def _word_keys_one(buf: np.ndarray, ngram_range: tuple[int, int]) -> np.ndarray:
+    """:func:`_word_keys` of one text (no row bookkeeping; word edges from one ``diff``)."""
+    edges = np.flatnonzero(np.diff(_WORD_TABLE[buf], prepend=False, append=False))
+    starts, ends = edges[0::2], edges[1::2]
+    ok = (ends - starts) >= MIN_WORD_BYTES
+    starts, ends = starts[ok], ends[ok]
+    if starts.size == 0:
+        return np.zeros(0, np.uint64)
+    qpow, qinv = _powers(buf.size)
+    c = np.zeros(buf.size + 1, dtype=np.uint64)
+    np.cumsum(buf * qinv, out=c[1:])
+    tok = _mix((c[ends] - c[starts]) * qpow[starts] + (ends - starts).astype(np.uint64) * _LEN_MUL)
+    lo, hi = ngram_range
+    keys: list[np.ndarray] = []
+    cur = tok
+    for n in range(1, hi + 1):
+        m = tok.size - n + 1
+        if m <= 0:
+            break
+        if n > 1:
+            cur = _mix(cur[:m] * _COMBINE + tok[n - 1 :] + _U64(n))
+        if n >= lo:
+            keys.append(cur)
+    if not keys:
+        return np.zeros(0, np.uint64)
+    return keys[0] if len(keys) == 1 else np.concatenate(keys)
 
 
 def _buckets(keys: np.ndarray, n_buckets: int, tag: np.uint64) -> np.ndarray:
