@@ -98,7 +98,9 @@ def keyword_groups_one(lowered: str) -> int:
     return sum(any(s in lowered for s in subs) for subs in COMPLEXITY_KEYWORD_GROUPS.values())
 
 
-def complexity_one(chars: int, max_tokens: float, n_messages: int, has_code: bool, keyword_groups: int) -> tuple[int, int]:
+def complexity_one(
+    chars: int, max_tokens: float, n_messages: int, has_code: bool, keyword_groups: int
+) -> tuple[int, int]:
     """:func:`complexity_from_stats` for one task, on Python scalars (``max_tokens`` NaN = unknown).
 
     Returns:

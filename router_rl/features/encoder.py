@@ -1,5 +1,8 @@
 """The one feature encoder shared by environments, training, offline evaluation and the live router.
 
+(Over 500 lines on purpose: the batch path and the single-record path of the live router stay side
+by side, so they cannot drift; ``tests/features/test_feat_encoder_one.py`` checks they agree bitwise.)
+
 Fitted once on training tasks, saved (JSON) with every policy, and used unchanged everywhere, so
 there is no train/serve skew: :meth:`FeatureEncoder.transform` (polars frames) and
 :meth:`FeatureEncoder.transform_records` (dicts, the live router's form) normalise their input to

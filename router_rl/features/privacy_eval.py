@@ -6,22 +6,25 @@ synthetic, generated at load time from a seeded ``np.random.Generator`` in the r
 card number starting with 4, ...), so no secret-shaped literal sits in the repository and no real
 key is ever used. Each row names the pattern family and the rule set it comes from (``credit``).
 
-    python -m router_rl.features.privacy_eval [--seed 0] [--fleet 5000]
+    python -m router_rl.features.privacy_eval [--seed 0] [--fleet 5000] [--detector-file other/privacy.py]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Final
 
 import numpy as np
 
-from router_rl.features.privacy import is_sensitive
+from router_rl.features.privacy import is_sensitive as _is_sensitive
 
 _ALPHABETS: Final = {
     "AN": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
@@ -139,7 +142,9 @@ class DetectorScores:
     fleet_recall: float
 
 
-def score(seed: int = 0, fleet_tasks: int = 5000, fleet_seed: int = 11) -> DetectorScores:
+def score(
+    seed: int = 0, fleet_tasks: int = 5000, fleet_seed: int = 11, detector: Callable[[str], bool] | None = None
+) -> DetectorScores:
     """Score :func:`~router_rl.features.privacy.is_sensitive` on the corpus and the simulated fleet.
 
     Args:
@@ -147,9 +152,11 @@ def score(seed: int = 0, fleet_tasks: int = 5000, fleet_seed: int = 11) -> Detec
         fleet_tasks: Simulated fleet prompts (``router_rl.traces.simulate.simulate_fleet``); their
             ``privacy`` column says which carry an injected secret.
         fleet_seed: Seed of the simulation.
+        detector: The ``is_sensitive`` to score (default: this package's).
     """
     from router_rl.traces.simulate import simulate_fleet
 
+    is_sensitive = detector or _is_sensitive
     items = load_corpus(seed)
     pos = [it for it in items if it.sensitive]
     neg = [it for it in items if not it.sensitive]
@@ -176,8 +183,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Recall / FPR of router_rl's privacy detector")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fleet", type=int, default=5000)
+    ap.add_argument(
+        "--detector-file",
+        help="score the is_sensitive of another privacy.py instead (e.g. an older version, for comparison)",
+    )
     args = ap.parse_args()
-    s = score(args.seed, args.fleet)
+    detector = None
+    if args.detector_file:
+        spec = importlib.util.spec_from_file_location("_other_privacy", args.detector_file)
+        if spec is None or spec.loader is None:
+            ap.error(f"--detector-file: cannot load {args.detector_file}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["_other_privacy"] = mod
+        spec.loader.exec_module(mod)
+        detector = mod.is_sensitive
+    s = score(args.seed, args.fleet, detector=detector)
     print(f"corpus: {s.n_sensitive} sensitive, {s.n_clean} clean strings (seed {args.seed})")
     print(f"recall {s.recall:.3f}  missed {list(s.missed)}")
     print(f"corpus false-positive rate {s.corpus_fpr:.3f}  {list(s.false_positives)}")

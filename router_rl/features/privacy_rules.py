@@ -1,5 +1,7 @@
 """The rules of the privacy detector (:mod:`router_rl.features.privacy`), each linear-time by construction.
 
+(Over 500 lines on purpose: one rule table with the linear-time audit of each rule next to it.)
+
 Every rule runs on two byte views of the text that keep code-point offsets: ``ab`` (the text
 encoded as ASCII with each non-ASCII code point replaced by ``?``, one byte per code point) and
 ``lab`` (``ab`` lower-cased). Spans found in them are spans of the original ``str``.
