@@ -1,8 +1,10 @@
 """Every privacy rule runs in time linear in the text length, on adversarial shapes (issue #13).
 
-A backtracking pattern that is quadratic on some shape shows it as time(8x input) / time(1x
-input) near 64; a linear one near 8. The bound is a ratio measured in the same process (best of
-several runs), not a wall-clock limit, so a loaded machine does not make it flaky.
+A backtracking pattern that is quadratic on some shape shows it as time(16x input) / time(1x
+input) near 256; a linear one near 16. The bound (64, the geometric midpoint) is a ratio measured
+in the same process (best of several runs, re-measured before failing), not a wall-clock limit:
+on a machine loaded 6x over its cores linear rules measured up to ~2.4x above 16, quadratic
+ones cannot get under 64 (noise only inflates the large input's time).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from router_rl.features import detect_sensitive, is_sensitive
 from router_rl.features.privacy import _views
 from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_RULES
 
-RATIO_BOUND = 16.0  # linear ~8x, quadratic ~64x
-BASE = 16_384  # characters of the 1x input
+FACTOR = 16
+RATIO_BOUND = 64.0  # linear ~16x, quadratic ~256x
+BASE = 8_192  # characters of the 1x input (the large one is FACTOR x BASE = 128 K)
 
 #: Shapes that break naive secret regexes: separators, prefix runs, half-matches, base64-ish runs.
 GENERIC_SHAPES = [
@@ -42,9 +45,9 @@ def _best(fn: Callable[[], object], repeats: int = 5) -> float:
     return best
 
 
-def _ratio(scan: Callable[[str], object], shape: str) -> tuple[float, float, float]:
-    small = (shape * (BASE // len(shape) + 1))[:BASE]
-    big = (shape * (8 * BASE // len(shape) + 1))[: 8 * BASE]
+def _ratio(scan: Callable[[str], object], shape: str, base: int = BASE) -> tuple[float, float, float]:
+    small = (shape * (base // len(shape) + 1))[:base]
+    big = (shape * (FACTOR * base // len(shape) + 1))[: FACTOR * base]
     scan(small)  # warm caches
     t1 = max(_best(lambda: scan(small)), 20e-6)  # floor: below ~20 µs the timer noise dominates
     t8 = _best(lambda: scan(big))
@@ -66,7 +69,9 @@ def test_each_rule_is_linear_on_adversarial_shapes(name: str, scan: Callable[[st
     bad = []
     for shape in SHAPES:
         r, t1, t8 = _ratio(scan, shape)
-        if r >= RATIO_BOUND:  # re-measure once: a single slow run on a loaded machine is not a trend
+        for _ in range(2):  # re-measure: a slow run on a loaded machine is not a trend
+            if r < RATIO_BOUND:
+                break
             r, t1, t8 = _ratio(scan, shape)
         if r >= RATIO_BOUND:
             bad.append(f"{shape[:20]!r}: {t1 * 1e3:.2f} ms -> {t8 * 1e3:.2f} ms (x{r:.1f})")
@@ -77,9 +82,20 @@ def test_each_rule_is_linear_on_adversarial_shapes(name: str, scan: Callable[[st
 def test_full_detector_is_linear(shape: str) -> None:
     for fn in (detect_sensitive, is_sensitive):
         r, t1, t8 = _ratio(fn, shape)
-        if r >= RATIO_BOUND:
+        for _ in range(2):
+            if r < RATIO_BOUND:
+                break
             r, t1, t8 = _ratio(fn, shape)
         assert r < RATIO_BOUND, f"{fn.__name__} on {shape!r}: {t1 * 1e3:.2f} ms -> {t8 * 1e3:.2f} ms (x{r:.1f})"
+
+
+def test_harness_flags_the_old_quadratic_pattern() -> None:
+    """The measurement can fail: the url_credentials pattern of the first detector exceeds the bound."""
+    import re
+
+    old = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?![$<{%])[^\s:/@]{3,}@[\w.-]+")
+    r, t1, t8 = _ratio(lambda s: list(old.finditer(s)), "a.", base=1024)
+    assert r > RATIO_BOUND, (r, t1, t8)
 
 
 def test_issue_13_input_is_scanned_fully_and_fast_relative_to_hashing() -> None:
