@@ -9,10 +9,20 @@ from router_rl.features.complexity import Complexity, complexity_score, complexi
 from router_rl.features.config import EncoderConfig
 from router_rl.features.encoder import ENCODER_VERSION, FeatureEncoder
 from router_rl.features.errors import EncoderLoadError, EncoderNotFittedError, FeatureInputError
-from router_rl.features.privacy import Finding, detect_sensitive, is_sensitive, redact
+from router_rl.features.privacy import (
+    LARGE_TEXT_CHARS,
+    SCAN_RULE,
+    Finding,
+    detect_sensitive,
+    is_sensitive,
+    is_sensitive_any,
+    redact,
+)
 
 __all__ = [
     "ENCODER_VERSION",
+    "LARGE_TEXT_CHARS",
+    "SCAN_RULE",
     "Complexity",
     "EncoderConfig",
     "EncoderLoadError",
@@ -24,5 +34,6 @@ __all__ = [
     "complexity_scores",
     "detect_sensitive",
     "is_sensitive",
+    "is_sensitive_any",
     "redact",
 ]

@@ -23,6 +23,8 @@ Levels: score 0-1 ``SIMPLE``, 2-3 ``MODERATE``, 4-5 ``COMPLEX``, >= 6 ``VERY_COM
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Final
@@ -89,6 +91,34 @@ def keyword_group_counts(lowered: Sequence[str]) -> np.ndarray:
             hit |= np.fromiter((s in t for t in lowered), dtype=bool, count=n)
         out += hit
     return out
+
+
+def keyword_groups_one(lowered: str) -> int:
+    """:func:`keyword_group_counts` of one lower-cased text."""
+    return sum(any(s in lowered for s in subs) for subs in COMPLEXITY_KEYWORD_GROUPS.values())
+
+
+def complexity_one(
+    chars: int, max_tokens: float, n_messages: int, has_code: bool, keyword_groups: int
+) -> tuple[int, int]:
+    """:func:`complexity_from_stats` for one task, on Python scalars (``max_tokens`` NaN = unknown).
+
+    Returns:
+        ``(score, level index)``.
+    """
+    mt = 0.0 if math.isnan(max_tokens) else max_tokens
+
+    def two_step(x: float, thresholds: tuple[int, int]) -> int:
+        return 2 if x > thresholds[1] else (1 if x > thresholds[0] else 0)
+
+    score = (
+        two_step(chars, LENGTH_THRESHOLDS)
+        + two_step(mt, MAX_TOKENS_THRESHOLDS)
+        + two_step(n_messages, MESSAGES_THRESHOLDS)
+        + int(has_code)
+        + min(keyword_groups * KEYWORD_POINTS, KEYWORD_CAP)
+    )
+    return score, bisect.bisect_right(LEVEL_CUTS, score)
 
 
 def _two_step(x: np.ndarray, thresholds: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,8 @@
 """The one feature encoder shared by environments, training, offline evaluation and the live router.
 
+(Over 500 lines on purpose: the batch path and the single-record path of the live router stay side
+by side, so they cannot drift; ``tests/features/test_feat_encoder_one.py`` checks they agree bitwise.)
+
 Fitted once on training tasks, saved (JSON) with every policy, and used unchanged everywhere, so
 there is no train/serve skew: :meth:`FeatureEncoder.transform` (polars frames) and
 :meth:`FeatureEncoder.transform_records` (dicts, the live router's form) normalise their input to
@@ -34,14 +37,16 @@ from router_rl.features.complexity import (
     _LEVELS,
     MAX_SCORE,
     complexity_from_stats,
+    complexity_one,
     has_code_from_stats,
     keyword_group_counts,
+    keyword_groups_one,
 )
 from router_rl.features.config import EncoderConfig
 from router_rl.features.errors import EncoderLoadError, EncoderNotFittedError, FeatureInputError
-from router_rl.features.hashing import encode_texts, hash_ngrams
+from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
 from router_rl.features.privacy import is_sensitive
-from router_rl.features.text_stats import STAT_NAMES, prompt_stats
+from router_rl.features.text_stats import STAT_NAMES, prompt_stats, prompt_stats_one
 
 #: Bumped whenever the meaning of any feature changes; part of every fingerprint.
 ENCODER_VERSION: Final = 2
@@ -105,6 +110,58 @@ def _category_str(v: Any) -> str | None:
     return str(v)
 
 
+@dataclass
+class _Record:
+    """One validated task record (the per-record half of :func:`_records_to_batch`)."""
+
+    prompt: str | None
+    max_tokens: float  # NaN = unknown
+    n_messages: int
+    categorical: dict[str, str | None]
+    numeric: dict[str, float]  # NaN = missing
+
+
+def _parse_record(rec: Any, cfg: EncoderConfig, where: str) -> _Record:
+    if not isinstance(rec, Mapping):
+        raise FeatureInputError(f"{where}: expected a dict of task fields, got {type(rec).__name__}")
+    prompt = rec.get("prompt")
+    msgs = rec.get("messages")
+    n_msg: int | None = None
+    if msgs is not None:
+        text, n_msg = _messages_text(msgs, where)
+        if prompt is None:
+            prompt = text
+    if prompt is not None and not isinstance(prompt, str):
+        raise FeatureInputError(f"{where}, field 'prompt': expected a string or None, got {type(prompt).__name__}")
+    max_tokens = math.nan
+    mt = rec.get("max_tokens")
+    if mt is not None:
+        if isinstance(mt, bool) or not isinstance(mt, int | float | np.integer | np.floating):
+            raise FeatureInputError(f"{where}, field 'max_tokens': expected a number or None, got {mt!r:.40}")
+        if mt < 0:
+            raise FeatureInputError(f"{where}, field 'max_tokens': expected >= 0, got {mt}")
+        max_tokens = float(mt)
+    n_messages = 1
+    nm = rec.get("n_messages")
+    if nm is not None:
+        if isinstance(nm, bool) or not isinstance(nm, int | np.integer) or nm < 0:
+            raise FeatureInputError(f"{where}, field 'n_messages': expected an integer >= 0, got {nm!r:.40}")
+        n_messages = int(nm)
+    elif n_msg is not None:
+        n_messages = n_msg
+    cats = {c: _category_str(rec.get(c)) for c in cfg.categorical_columns}
+    nums: dict[str, float] = {}
+    for c in cfg.numeric_columns:
+        v = rec.get(c)
+        if v is None:
+            nums[c] = math.nan
+            continue
+        if not isinstance(v, int | float | np.integer | np.floating):
+            raise FeatureInputError(f"{where}, field {c!r}: expected a number or None, got {v!r:.40}")
+        nums[c] = float(v)
+    return _Record(prompt, max_tokens, n_messages, cats, nums)
+
+
 def _records_to_batch(records: Sequence[Mapping[str, Any]], cfg: EncoderConfig) -> _Batch:
     n = len(records)
     raw: list[str | None] = [None] * n
@@ -113,42 +170,14 @@ def _records_to_batch(records: Sequence[Mapping[str, Any]], cfg: EncoderConfig) 
     cats: dict[str, list[str | None]] = {c: [None] * n for c in cfg.categorical_columns}
     nums: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in cfg.numeric_columns}
     for i, rec in enumerate(records):
-        where = f"record {i}"
-        if not isinstance(rec, Mapping):
-            raise FeatureInputError(f"{where}: expected a dict of task fields, got {type(rec).__name__}")
-        prompt = rec.get("prompt")
-        msgs = rec.get("messages")
-        n_msg: int | None = None
-        if msgs is not None:
-            text, n_msg = _messages_text(msgs, where)
-            if prompt is None:
-                prompt = text
-        if prompt is not None and not isinstance(prompt, str):
-            raise FeatureInputError(f"{where}, field 'prompt': expected a string or None, got {type(prompt).__name__}")
-        raw[i] = prompt
-        mt = rec.get("max_tokens")
-        if mt is not None:
-            if isinstance(mt, bool) or not isinstance(mt, int | float | np.integer | np.floating):
-                raise FeatureInputError(f"{where}, field 'max_tokens': expected a number or None, got {mt!r:.40}")
-            if mt < 0:
-                raise FeatureInputError(f"{where}, field 'max_tokens': expected >= 0, got {mt}")
-            max_tokens[i] = float(mt)
-        nm = rec.get("n_messages")
-        if nm is not None:
-            if isinstance(nm, bool) or not isinstance(nm, int | np.integer) or nm < 0:
-                raise FeatureInputError(f"{where}, field 'n_messages': expected an integer >= 0, got {nm!r:.40}")
-            n_messages[i] = int(nm)
-        elif n_msg is not None:
-            n_messages[i] = n_msg
+        r = _parse_record(rec, cfg, f"record {i}")
+        raw[i] = r.prompt
+        max_tokens[i] = r.max_tokens
+        n_messages[i] = r.n_messages
         for c in cfg.categorical_columns:
-            cats[c][i] = _category_str(rec.get(c))
+            cats[c][i] = r.categorical[c]
         for c in cfg.numeric_columns:
-            v = rec.get(c)
-            if v is None:
-                continue
-            if not isinstance(v, int | float | np.integer | np.floating):
-                raise FeatureInputError(f"{where}, field {c!r}: expected a number or None, got {v!r:.40}")
-            nums[c][i] = float(v)
+            nums[c][i] = r.numeric[c]
     return _Batch(raw, max_tokens, n_messages, cats, nums)
 
 
@@ -238,6 +267,9 @@ class FeatureEncoder:
             raise TypeError(f"FeatureEncoder: config must be an EncoderConfig, got {type(config).__name__}")
         self._state: dict[str, Any] | None = None
         self._embedder: Any = None
+        self._index_for: dict[str, Any] | None = None  # the state _index / _dim were computed for
+        self._index: dict[str, dict[str, int]] = {}
+        self._dim = 0
 
     # --- fitting -----------------------------------------------------------------------------
     def fit(self, tasks: pl.DataFrame) -> FeatureEncoder:
@@ -380,11 +412,90 @@ class FeatureEncoder:
             ``(n, dim)`` float32.
         """
         self._require_state()
+        if len(records) == 1 and self._state is not None and self._state["embedding"] is None:
+            return self._encode_one(_parse_record(records[0], self.config, "record 0"))[None, :]
         return self._encode(_records_to_batch(records, self.config))
 
+    def _cat_index(self) -> dict[str, dict[str, int]]:
+        """``{column: {value: position}}`` of the fitted vocabularies (cached per fitted state)."""
+        st = self._require_state()
+        if self._index_for is not st:
+            self._index = {c: {v: j for j, v in enumerate(st["vocab"][c])} for c in self.config.categorical_columns}
+            self._dim = self.dim
+            self._index_for = st
+        return self._index
+
+    def _encode_one(self, rec: _Record) -> np.ndarray:
+        """The single-record path of :meth:`_encode` (same features, same float arithmetic)."""
+        st = self._require_state()
+        index = self._cat_index()
+        cfg = self.config
+        out = np.zeros(self._dim, dtype=np.float32)
+        text = rec.prompt
+        lowered = text.lower() if text is not None else ""
+        nw, nc = cfg.n_word_hash, cfg.n_char_hash
+        col = 0
+        if nw or nc:
+            word, char = hash_ngrams_one(
+                lowered.encode("utf-8", "surrogatepass"),
+                n_word=nw,
+                n_char=nc,
+                word_ngram_range=cfg.word_ngram_range,
+                char_ngram_range=cfg.char_ngram_range,
+                seed=cfg.seed,
+            )
+            out[:nw] = word
+            out[nw : nw + nc] = char
+            col = nw + nc
+        if cfg.use_structure or cfg.use_complexity:
+            stats = prompt_stats_one(lowered)
+            has_code = stats["code_fences"] > 0 or stats["code_lines"] >= 2
+            mt = rec.max_tokens
+            if cfg.use_structure:
+                k = len(_COUNT_STATS)
+                mt0 = 0.0 if math.isnan(mt) else mt
+                logs = np.log1p(np.array([*(stats[s] for s in _COUNT_STATS), mt0, rec.n_messages], dtype=np.float64))
+                block = np.empty(k + 6, dtype=np.float64)
+                block[:k] = logs[:k]
+                block[k] = float(has_code)
+                block[k + 1] = logs[k]
+                block[k + 2] = float(math.isnan(mt))
+                block[k + 3] = logs[k + 1]
+                block[k + 4] = float(text is None)
+                block[k + 5] = float(is_sensitive(text))
+                out[col : col + k + 6] = block
+                col += k + 6
+            if cfg.use_complexity:
+                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, keyword_groups_one(lowered))
+                out[col] = score / MAX_SCORE
+                out[col + 1 + level] = 1.0
+                col += len(COMPLEXITY_NAMES)
+        for c in cfg.categorical_columns:
+            idx = index[c]
+            v = rec.categorical[c]
+            j = idx.get(v, len(idx)) if v is not None else len(idx)
+            out[col + j] = 1.0
+            col += len(idx) + 1
+        for c in cfg.numeric_columns:
+            p = st["numeric"][c]
+            z = (rec.numeric[c] - p["mean"]) / p["std"]
+            out[col] = z if math.isfinite(z) else 0.0
+            col += 1
+        assert col == out.shape[0], (col, out.shape)
+        return out
+
     def transform_one(self, record: Mapping[str, Any]) -> np.ndarray:
-        """Encode one task dict; returns ``(dim,)`` float32."""
-        return self.transform_records([record])[0]
+        """Encode one task dict; returns ``(dim,)`` float32, bit-identical to its :meth:`transform` row.
+
+        The live router's path: one record is encoded with scalar code and one-row hashing
+        (:func:`~router_rl.features.hashing.hash_ngrams_one`) instead of the batch machinery
+        (``tests/features/test_feat_encoder_one.py`` checks the equality on varied prompts).
+        With an embedding model configured it uses the batch path (the model dominates anyway).
+        """
+        self._require_state()
+        if self._state is not None and self._state["embedding"] is not None:
+            return self._encode(_records_to_batch([record], self.config))[0]
+        return self._encode_one(_parse_record(record, self.config, "record 0"))
 
     def _encode(self, batch: _Batch) -> np.ndarray:
         st = self._require_state()

@@ -19,6 +19,8 @@ Definitions (lower-casing happens in the caller):
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -73,6 +75,7 @@ def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return _POW_CACHE["q"][:length], _POW_CACHE["qi"][:length]
 
 
+@functools.lru_cache(maxsize=64)
 def _seed_tag(seed: int, salt: int) -> np.uint64:
     v = np.array([(seed * _GOLDEN + salt) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     return _U64(_mix(v)[0])
@@ -253,3 +256,133 @@ def hash_ngrams(
     _l2_normalise(word)
     _l2_normalise(char)
     return word, char
+
+
+def hash_ngrams_one(
+    encoded: bytes,
+    *,
+    n_word: int,
+    n_char: int,
+    word_ngram_range: tuple[int, int] = (1, 2),
+    char_ngram_range: tuple[int, int] = (3, 5),
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hash_ngrams` of one text, bit-identical to its row, with far fewer numpy calls.
+
+    The live router encodes one request at a time, where the batch form's per-call overhead
+    (separators, row bookkeeping, one bincount per n) dominates. Here all char n-grams of every
+    ``n`` are tagged and bucketed in one pass, and word and char buckets share one ``bincount``;
+    bucket counts are integers, so summing them in another order gives the same floats.
+
+    Returns:
+        ``(word, char)``: float64 ``(n_word,)`` and ``(n_char,)``, each l2-normalised.
+    """
+    if char_ngram_range[1] > MAX_CHAR_N:
+        raise ValueError(f"hash_ngrams: char n-grams are limited to n <= {MAX_CHAR_N}, got {char_ngram_range}")
+    word = np.zeros(n_word, dtype=np.float64)
+    char = np.zeros(n_char, dtype=np.float64)
+    if not encoded or (n_word == 0 and n_char == 0):
+        return word, char
+    buf = np.frombuffer(encoded, dtype=np.uint8)
+    parts: list[np.ndarray] = []  # bucket index + sign bit, already offset into one [word | char] space
+    if n_word:
+        keys = _word_keys_one(buf, word_ngram_range)
+        if keys.size:
+            parts.append(_buckets(keys, n_word, _seed_tag(seed, 1)))
+    if n_char:
+        ctag = _seed_tag(seed, 2)
+        ws = _WS_TABLE[buf]
+        b8 = np.where(ws, np.uint8(0x20), buf)
+        if buf.size > 1:
+            dup = np.flatnonzero(ws[1:] & ws[:-1])  # the 2nd+ byte of each whitespace run is dropped
+            if dup.size:
+                b8 = np.delete(b8, dup + 1)
+        lo, hi = char_ngram_range
+        size = b8.size
+        # packed[i] = bytes i .. i+hi-1 (zero beyond the end) as one big-endian integer; the
+        # n-gram key at i is packed[i] >> 8*(hi-n), exactly the batch form's shift-or chain
+        padded = np.zeros(size + hi - 1, dtype=np.uint64)
+        padded[:size] = b8
+        packed = padded[:size] << _a(8 * (hi - 1))
+        for j in range(1, hi):
+            packed |= padded[j : j + size] << _a(8 * (hi - 1 - j))
+        keyed = [
+            (packed[: size - n + 1] >> _a(8 * (hi - n))) ^ _a(ctag ^ _U64(n << 56))
+            for n in range(lo, hi + 1)
+            if size - n + 1 > 0
+        ]
+        if keyed:
+            parts.append(_buckets(np.concatenate(keyed), n_char, _U64(0)) + 2 * n_word)
+    if not parts:
+        return word, char
+    idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    counts = np.bincount(idx.view(np.int64), minlength=2 * (n_word + n_char)).reshape(-1, 2)
+    signed = (counts[:, 0] - counts[:, 1]).astype(np.float64)
+    word[:] = signed[:n_word]
+    char[:] = signed[n_word:]
+    for v in (word, char):
+        norm = math.sqrt(float(np.dot(v, v)))
+        if norm > 0:
+            v /= norm
+    return word, char
+
+
+def _a(v: int | np.uint64) -> np.ndarray:
+    return np.array(v, dtype=np.uint64)
+
+
+# The one-row path uses 0-d uint64 arrays instead of numpy scalars as operands: the same ufunc
+# loops (identical results), but NumPy dispatches an array operand ~2x faster than a scalar one,
+# which matters when each call touches only ~1,000 elements.
+_A = {k: _a(k) for k in (8, 16, 24, 27, 29, 30, 31, 32, 40, 48)}
+_AC1, _AC2, _ACOMBINE, _ALEN = _a(_C1), _a(_C2), _a(_COMBINE), _a(_LEN_MUL)
+
+
+def _mix1(x: np.ndarray) -> np.ndarray:
+    """:func:`_mix` with array operands (see above); returns a new array."""
+    x = x ^ (x >> _A[30])
+    x *= _AC1
+    x ^= x >> _A[27]
+    x *= _AC2
+    x ^= x >> _A[31]
+    return x
+
+
+def _word_keys_one(buf: np.ndarray, ngram_range: tuple[int, int]) -> np.ndarray:
+    """:func:`_word_keys` of one text (no row bookkeeping; word edges from one ``diff``)."""
+    edges = np.flatnonzero(np.diff(_WORD_TABLE[buf], prepend=False, append=False))
+    starts, ends = edges[0::2], edges[1::2]
+    ok = (ends - starts) >= MIN_WORD_BYTES
+    starts, ends = starts[ok], ends[ok]
+    if starts.size == 0:
+        return np.zeros(0, np.uint64)
+    qpow, qinv = _powers(buf.size)
+    c = np.zeros(buf.size + 1, dtype=np.uint64)
+    np.cumsum(buf * qinv, out=c[1:])
+    tok = _mix1((c[ends] - c[starts]) * qpow[starts] + (ends - starts).astype(np.uint64) * _ALEN)
+    lo, hi = ngram_range
+    keys: list[np.ndarray] = []
+    cur = tok
+    for n in range(1, hi + 1):
+        m = tok.size - n + 1
+        if m <= 0:
+            break
+        if n > 1:
+            cur = _mix1(cur[:m] * _ACOMBINE + tok[n - 1 :] + _a(n))
+        if n >= lo:
+            keys.append(cur)
+    if not keys:
+        return np.zeros(0, np.uint64)
+    return keys[0] if len(keys) == 1 else np.concatenate(keys)
+
+
+def _buckets(keys: np.ndarray, n_buckets: int, tag: np.uint64) -> np.ndarray:
+    """``2 * bucket + sign`` of each key (the arithmetic of :func:`_accumulate`, for one row)."""
+    h = keys ^ _a(tag)
+    h *= _AC1
+    h ^= h >> _A[29]
+    h *= _AC2
+    h >>= _A[32]
+    h *= _a(2 * n_buckets)
+    h >>= _A[32]
+    return h

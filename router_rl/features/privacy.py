@@ -1,35 +1,37 @@
 """Detect secrets and personal data in prompt text (the live router forces local-only models on a hit).
 
 Findings carry the kind and the character span, never the matched text, so they are safe to log.
+The rules live in :mod:`router_rl.features.privacy_rules` (kinds, sources and the linear-time
+argument are documented there and in ``docs/features.md``).
 
-Detected kinds (see ``docs/features.md`` for the exact rules and the false-positive policy):
+Scan rule (:data:`SCAN_RULE`): the whole text is scanned, however long; there is no cap, and no
+part of a request is ever left unscanned. Every rule is linear in the text length (no input makes
+any pattern backtrack quadratically), so the cost of a scan is proportional to its size: callers
+that may receive megabytes (the live router) should run it off their event loop for large texts;
+:data:`LARGE_TEXT_CHARS` is the size above which that is advised.
 
-``aws_access_key``   ``AKIA``/``ASIA`` + 16 upper-case alphanumerics
-``aws_secret_key``   ``aws_secret_access_key`` = 40-char base64-ish value
-``api_key``          ``sk-...`` (OpenAI/Anthropic style), ``AIza...`` (Google), ``xox?-`` (Slack)
-``github_token``     ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_`` + 36 chars, ``github_pat_...``
-``bearer_token``     ``Bearer <20+ token chars>`` (HTTP Authorization headers)
-``jwt``              three base64url segments starting ``eyJ``
-``private_key``      ``-----BEGIN ... PRIVATE KEY-----``
-``password``         a password-like name assigned a *quoted literal* (``password = "hunter22"``,
-                     ``"passwd": "..."``); ``password_field = form.get("password")`` is NOT flagged
-``secret_assignment`` a secret-like name (``api_key``, ``secret``, ``token``...) assigned a quoted
-                     literal of >= 16 token characters
-``env_secret``       ``.env`` style line ``NAME_WITH_SECRET|PASSWORD|TOKEN|KEY=value`` (unquoted ok)
-``url_credentials``  ``scheme://user:password@host``
-``email``            e-mail addresses, except reserved example domains (example.com/.org/.net,
-                     ``*.test``, ``*.example``, ``*.invalid``, ``localhost``) and ``git@host`` SSH remotes
-``credit_card``      13-19 digits (spaces/dashes allowed) that pass the Luhn check and start 2-6
-
-Placeholders are not secrets: values starting with ``$``, ``{``, ``<``, ``%`` or made of one
-repeated character (``****``, ``xxxx``) are ignored by the assignment rules.
+Kinds: ``aws_access_key``, ``aws_secret_key`` (labelled, or a random-looking 40-char run on its
+own), ``api_key`` (OpenAI / Anthropic ``sk-``, Google ``AIza``, Slack ``xox?-``), ``github_token``,
+``gitlab_token``, ``stripe_key``, ``slack_webhook``, ``google_oauth``, ``npm_token``,
+``pypi_token``, ``huggingface_token``, ``sendgrid_key``, ``twilio_key``, ``shopify_token``,
+``digitalocean_token``, ``databricks_token``, ``square_token``, ``age_secret_key``,
+``azure_storage_key``, ``jwt``, ``private_key``, ``bearer_token``, ``basic_auth``, ``password``
+(assignments to password-like names, quoted or not, URL query parameters, ``mysql -pX``),
+``secret_assignment``, ``env_secret``, ``url_credentials``, ``email``, ``credit_card``.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
+
+from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_ANY_PATTERNS, TOKEN_RULES, Hit
+
+#: The per-request scan rule, as documented (also in ``docs/features.md``).
+SCAN_RULE: Final = "scan-all-linear"
+#: Texts longer than this (characters) take > ~1 ms to scan; run such scans off an event loop.
+LARGE_TEXT_CHARS: Final = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,117 +52,71 @@ class Finding:
         return f"Finding(kind={self.kind!r}, span=({self.start}, {self.end}))"
 
 
-#: Not a placeholder: no leading ``$ < { %`` and not one repeated character up to the closing quote.
-_PLACEHOLDER: Final = r"(?![$<{%])(?!(?P<rep>.)(?P=rep)*(?P=q))"
-
-_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
-    ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
-    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    (
-        "aws_secret_key",
-        re.compile(r"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
-    ),
-    ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{22,}")),
-    (
-        "api_key",
-        re.compile(
-            r"(?<![\w-])sk-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{20,}"
-            r"|\bAIza[0-9A-Za-z_-]{35}\b"
-            r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"
-        ),
-    ),
-    ("bearer_token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    (
-        "password",
-        re.compile(
-            r"(?i)[\"']?\b\w*(?:password|passwd|pwd|passphrase)\w*[\"']?\s*(?::|=|:=|=>)\s*"
-            rf"(?P<q>[\"']){_PLACEHOLDER}[^\"'\s]{{4,}}(?P=q)"
-        ),
-    ),
-    (
-        "secret_assignment",
-        re.compile(
-            r"(?i)[\"']?\b\w*(?:api[_-]?key|apikey|secret|token|access[_-]?key|auth[_-]?key|client[_-]?secret)"
-            r"\w*[\"']?\s*(?::|=|:=|=>)\s*"
-            rf"(?P<q>[\"']){_PLACEHOLDER}[A-Za-z0-9_\-./+=]{{16,}}(?P=q)"
-        ),
-    ),
-    (
-        "env_secret",
-        re.compile(
-            r"(?m)^[ \t]*(?:export[ \t]+)?[A-Z][A-Z0-9_]*"
-            r"(?:SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS)[A-Z0-9_]*"
-            r"[ \t]*=[ \t]*[\"']?(?![$<{%])(?!(?P<rep>.)(?P=rep)*[\"']?[ \t]*$)[^\s\"'#]{6,}"
-        ),
-    ),
-    ("url_credentials", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?![$<{%])[^\s:/@]{3,}@[\w.-]+")),
-)
-
-_EMAIL: Final = re.compile(r"\b(?<![\w.%+-])(?!git@)[A-Za-z0-9._%+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
-_RESERVED_EMAIL_DOMAINS: Final = ("example.com", "example.org", "example.net", "localhost")
-_RESERVED_EMAIL_TLDS: Final = (".test", ".example", ".invalid", ".localhost")
-_CARD: Final = re.compile(r"(?<![\d.-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])")
+def _views(text: str) -> tuple[bytes, bytes]:
+    """``(ab, lab)``: one byte per code point (non-ASCII -> ``?``), and its ASCII lower case."""
+    ab = text.encode("ascii", "replace")
+    return ab, ab.lower()
 
 
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+def _hits(text: str) -> Iterator[Hit]:
+    ab, lab = _views(text)
+    for rule in TOKEN_RULES:
+        yield from rule.scan(ab, lab)
+    for crule in CONTEXT_RULES:
+        if crule.applies(lab):
+            yield from crule.scan(ab, lab)
 
 
-def _email_ok(domain: str) -> bool:
-    d = domain.lower()
-    return not (
-        d in _RESERVED_EMAIL_DOMAINS
-        or any(d.endswith("." + r) for r in _RESERVED_EMAIL_DOMAINS)
-        or d.endswith(_RESERVED_EMAIL_TLDS)
-    )
+def _any_hit(text: str) -> bool:
+    ab, lab = _views(text)
+    for pat in TOKEN_ANY_PATTERNS:
+        if pat.search(ab) is not None:
+            return True
+    return any(crule.applies(lab) and next(crule.scan(ab, lab), None) is not None for crule in CONTEXT_RULES)
 
 
 def detect_sensitive(text: str | None) -> list[Finding]:
     """All sensitive spans in ``text``, sorted by start (overlaps between kinds are kept).
+
+    The whole text is scanned in time linear in its length (see :data:`SCAN_RULE`).
 
     Args:
         text: Prompt or message text (``None`` -> no findings).
 
     Returns:
         Findings with kind and span only.
+
+    Raises:
+        TypeError: ``text`` is not a string.
     """
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise TypeError(f"detect_sensitive: expected a str or None, got {type(text).__name__}")
     if not text:
         return []
-    found: list[Finding] = []
-    for kind, pat in _PATTERNS:
-        found.extend(Finding(kind, m.start(), m.end()) for m in pat.finditer(text))
-    if "@" in text:
-        found.extend(Finding("email", m.start(), m.end()) for m in _EMAIL.finditer(text) if _email_ok(m.group(1)))
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"[ -]", "", m.group(0))
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-            found.append(Finding("credit_card", m.start(), m.end()))
+    found = [Finding(k, s, e) for k, s, e in _hits(text)]
     found.sort(key=lambda f: (f.start, f.end, f.kind))
     return found
 
 
 def is_sensitive(text: str | None) -> bool:
     """True when :func:`detect_sensitive` would find anything (stops at the first hit)."""
+    if text is None:
+        return False
+    if not isinstance(text, str):
+        raise TypeError(f"is_sensitive: expected a str or None, got {type(text).__name__}")
     if not text:
         return False
-    if any(pat.search(text) for _, pat in _PATTERNS):
-        return True
-    if "@" in text and any(_email_ok(m.group(1)) for m in _EMAIL.finditer(text)):
-        return True
-    return any(_luhn_ok(re.sub(r"[ -]", "", m.group(0))) for m in _CARD.finditer(text) if _card_len_ok(m.group(0)))
+    return _any_hit(text)
 
 
-def _card_len_ok(s: str) -> bool:
-    return 13 <= sum(c.isdigit() for c in s) <= 19
+def is_sensitive_any(texts: Iterable[str | None]) -> bool:
+    """True when any of ``texts`` is sensitive (every text is scanned separately, none is skipped).
+
+    Scanning separately matters: joining texts could create or break a match across the join.
+    """
+    return any(is_sensitive(t) for t in texts)
 
 
 def redact(text: str, findings: list[Finding] | None = None) -> str:

@@ -74,21 +74,26 @@ _FILE_EXTS: Final = (
 #: ``.ext`` after a word character or ``-`` (checked in Python: a leading look-behind would disable
 #: the regex engine's literal-prefix scan and make this ~15x slower).
 _FILE_PATH_RE: Final = re.compile(rf"\.(?:{_FILE_EXTS})\b")
-_STACK_RE: Final = re.compile(
-    r'^[ \t]*file "[^"\n]+", line \d+'  # Python frame
-    r"|^[ \t]+at [\w$.<>/@:\[\]-]+ ?\("  # Java / JS frame "at pkg.Cls.meth(" / "at fn ("
-    r"|^[ \t]+at [^\s()]+:\d+:\d+\s*$"  # JS frame without function name
-    r"|^traceback \(most recent call last\)"  # Python header
-    r"|^goroutine \d+ \[",  # Go header
+# The line-start rules are written as "a newline, then ..." and run on "\n" + text: a pattern
+# starting with a literal is searched for in C, while a (?m)^ pattern is tried at every position
+# (~5x slower). Both forms count the same matches: every match holds exactly one line start, and
+# no match consumes the newline that precedes the next line's match (``\s*$`` can only end before
+# a newline). ``tests/features/test_feat_text_stats.py`` checks this against the ^-forms.
+_STACK_NL_RE: Final = re.compile(
+    r'\n(?:[ \t]*file "[^"\n]+", line \d+'  # Python frame
+    r"|[ \t]+at [\w$.<>/@:\[\]-]+ ?\("  # Java / JS frame "at pkg.Cls.meth(" / "at fn ("
+    r"|[ \t]+at [^\s()]+:\d+:\d+\s*$"  # JS frame without function name
+    r"|traceback \(most recent call last\)"  # Python header
+    r"|goroutine \d+ \[)",  # Go header
     re.MULTILINE,
 )
-_CODE_LINE_RE: Final = re.compile(
-    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |async function |const |let |var |"
+#: Code lines: a line starting with a keyword, plus (counted separately) a line ending in ``; { }``.
+_CODE_START_NL_RE: Final = re.compile(
+    r"\n[ \t]*(?:def |class |import |from [\w.]+ import |function |async function |const |let |var |"
     r"public |private |protected |#include|package |func |fn |impl |return |@\w+\()"
-    r"|[;{}][ \t]*$",
-    re.MULTILINE,
 )
-_HUNK_RE: Final = re.compile(r"^@@ ", re.MULTILINE)
+_CODE_END_RE: Final = re.compile(r"[;{}][ \t]*$", re.MULTILINE)
+_HUNK_NL_RE: Final = re.compile(r"\n@@ ")
 
 #: Separator placed between prompts when regexes run over one joined string. ``\x00`` is neither
 #: whitespace nor a word character and none of the patterns above can match across "\n\x00\n".
@@ -108,6 +113,7 @@ STAT_NAMES: Final = (
 
 
 def _regex_counts(pattern: re.Pattern[str], joined: str, starts: np.ndarray, n: int) -> np.ndarray:
+    """Matches per text; ``joined`` may carry a one-character prefix (match starts are then line starts)."""
     pos = np.fromiter((m.start() for m in pattern.finditer(joined)), dtype=np.int64)
     if pos.size == 0:
         return np.zeros(n, dtype=np.int64)
@@ -152,14 +158,41 @@ def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
     if n > 1:
         starts[1:] = np.cumsum(lens[:-1] + len(_SEP))
     joined = _SEP.join(lowered)
+    nl_joined = "\n" + joined  # a match at index k of nl_joined starts the line at index k of joined
     return {
         "chars": lens,
         "lines": np.where(lens > 0, newlines + 1, 0),
         "code_fences": np.fromiter((t.count("```") for t in lowered), dtype=np.int64, count=n),
-        "code_lines": _regex_counts(_CODE_LINE_RE, joined, starts, n),
-        "stack_trace_lines": _regex_counts(_STACK_RE, joined, starts, n),
-        "diff_hunks": _regex_counts(_HUNK_RE, joined, starts, n),
+        "code_lines": _regex_counts(_CODE_START_NL_RE, nl_joined, starts, n)
+        + _regex_counts(_CODE_END_RE, joined, starts, n),
+        "stack_trace_lines": _regex_counts(_STACK_NL_RE, nl_joined, starts, n),
+        "diff_hunks": _regex_counts(_HUNK_NL_RE, nl_joined, starts, n),
         "test_keywords": _substring_counts(lowered, TEST_KEYWORDS),
         "file_paths": _file_path_counts(joined, starts, n),
         "error_keywords": _substring_counts(lowered, ERROR_KEYWORDS),
+    }
+
+
+def prompt_stats_one(lowered: str) -> dict[str, int]:
+    """:func:`prompt_stats` of one lower-cased text, as Python ints (same rules, no numpy).
+
+    Same regexes and substring counts on the text itself (the batch form joins texts with a
+    separator no pattern can match across, so a one-text batch sees exactly this text).
+    """
+    n = len(lowered)
+    nl = "\n" + lowered
+    return {
+        "chars": n,
+        "lines": lowered.count("\n") + 1 if n else 0,
+        "code_fences": lowered.count("```"),
+        "code_lines": len(_CODE_START_NL_RE.findall(nl)) + len(_CODE_END_RE.findall(lowered)),
+        "stack_trace_lines": len(_STACK_NL_RE.findall(nl)),
+        "diff_hunks": len(_HUNK_NL_RE.findall(nl)),
+        "test_keywords": sum(lowered.count(kw) for kw in TEST_KEYWORDS),
+        "file_paths": sum(
+            1
+            for m in _FILE_PATH_RE.finditer(lowered)
+            if m.start() > 0 and ((c := lowered[m.start() - 1]).isalnum() or c in "_-")
+        ),
+        "error_keywords": sum(lowered.count(kw) for kw in ERROR_KEYWORDS),
     }

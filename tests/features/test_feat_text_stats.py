@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from router_rl.features.text_stats import STAT_NAMES, prompt_stats
 
 TEXT = """fix src/app/main.py and web-ui.tsx (not .py alone, not e.g. foo.)
@@ -37,3 +39,48 @@ def test_batch_rows_do_not_leak_into_each_other() -> None:
     for i, t in enumerate((a, b)):
         alone = prompt_stats([t])
         assert {k: int(v[i]) for k, v in both.items()} == {k: int(v[0]) for k, v in alone.items()}
+
+
+# --- the newline-prefixed line rules count exactly what the (?m)^ forms counted ----------------
+
+_REF_STACK = re.compile(
+    r'^[ \t]*file "[^"\n]+", line \d+|^[ \t]+at [\w$.<>/@:\[\]-]+ ?\(|^[ \t]+at [^\s()]+:\d+:\d+\s*$'
+    r"|^traceback \(most recent call last\)|^goroutine \d+ \[",
+    re.MULTILINE,
+)
+_REF_CODE = re.compile(
+    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |async function |const |let |var |"
+    r"public |private |protected |#include|package |func |fn |impl |return |@\w+\()"
+    r"|[;{}][ \t]*$",
+    re.MULTILINE,
+)
+_REF_HUNK = re.compile(r"^@@ ", re.MULTILINE)
+
+_EDGE = [
+    "",
+    "\n",
+    "def f() {\n}\nreturn x;\nconst {\n  a;;\n}; \n;\n",
+    "  at foo:1:2\n\n\n  at bar:3:4\n  at baz (x.js:1:2)\n\tat a.b.C.m(X.java:3)\n",
+    "  at foo:1:2   \n  at g:3:4",
+    'traceback (most recent call last):\n  file "a.py", line 3, in f\n  file "b.py", line 9\ngoroutine 7 [running]:\n',
+    "@@ -1 +1 @@\n@@ x\n @@ no\n@@",
+    "from a.b import c\nimport os\n@app.route(\n#include <x>\npackage main\nfunc main() {\n",
+    "x = 1;\r\ny = 2;\r\n",
+]
+
+
+def test_line_rules_match_the_multiline_reference() -> None:
+    from router_rl.features.text_stats import prompt_stats, prompt_stats_one
+    from router_rl.traces.simulate import simulate_fleet
+
+    texts = [p.lower() for p in simulate_fleet(300, seed=2).matrix().tasks["prompt"].to_list()] + _EDGE
+    batch = prompt_stats(texts)
+    for i, t in enumerate(texts):
+        ref = {
+            "code_lines": len(_REF_CODE.findall(t)),
+            "stack_trace_lines": len(_REF_STACK.findall(t)),
+            "diff_hunks": len(_REF_HUNK.findall(t)),
+        }
+        one = prompt_stats_one(t)
+        assert {k: one[k] for k in ref} == ref, (i, t[:80])
+        assert {k: int(batch[k][i]) for k in ref} == ref, (i, t[:80])
