@@ -46,7 +46,7 @@ from router_rl.traces.catalog import ModelCatalog
 from router_rl.traces.matrix import OutcomeMatrix
 
 if TYPE_CHECKING:
-    from router_rl.traces.store import TraceSet
+    from router_rl.traces.traceset import TraceSet
 
 TASK_HEADER = "x-router-rl-task-id"
 QUALITY_HEADER = "x-router-rl-quality"
@@ -130,15 +130,15 @@ class ReplayBackend:
 
     @classmethod
     def from_trace_set(cls, ts: TraceSet, **kw: Any) -> ReplayBackend:
-        """Backend over a :class:`~router_rl.traces.store.TraceSet` (keeps the recorded error kinds)."""
+        """Backend over a :class:`~router_rl.traces.TraceSet` (keeps the recorded error kinds)."""
         m = ts.matrix()
         kw.setdefault("error_kinds", _error_kinds(ts.outcomes, m))
         return cls(m, **kw)
 
     @classmethod
     def from_path(cls, path: str | Path, **kw: Any) -> ReplayBackend:
-        """Backend over a trace file readable by :func:`router_rl.traces.store.load_traces`."""
-        from router_rl.traces.store import load_traces
+        """Backend over a trace file readable by :func:`router_rl.traces.load_traces`."""
+        from router_rl.traces.load import load_traces
 
         return cls.from_trace_set(load_traces(path), **kw)
 
@@ -806,7 +806,7 @@ def run_replay_backend(
     """Entry point of ``router-rl replay-backend``: load traces and serve them in the foreground.
 
     Args:
-        traces_path: Trace file (see :func:`router_rl.traces.store.load_traces`); None = simulated fleet.
+        traces_path: Trace file (see :func:`router_rl.traces.load_traces`); None = simulated fleet.
         host: Bind address (loopback unless ``allow_remote``).
         port: TCP port.
         faults: Fault rules or a JSON/YAML file of them.

@@ -31,7 +31,7 @@ import polars as pl
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.schema import CLOUD, LOCAL
 from router_rl.traces.split import assign_splits
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import ValidationReport
 
 COMPLEXITIES: tuple[str, ...] = ("SIMPLE", "MODERATE", "COMPLEX", "VERY_COMPLEX")

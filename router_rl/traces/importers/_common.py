@@ -12,7 +12,7 @@ from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.schema import CLOUD, LOCAL
 from router_rl.traces.split import assign_splits
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import validate_outcomes
 
 #: Substrings (lower-case) that mark a closed-weight model served only by a cloud API.
