@@ -44,11 +44,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
-from router_rl.core.errors import ConfigError
+from router_rl.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictConfig
 from router_rl.policies.base import PolicyLoadError
 from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
 
@@ -56,7 +57,9 @@ if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
 
 #: Accepted values of ``LGBMConfig.cost_model``.
-COST_MODEL_MODES: tuple[str, ...] = ("auto", "predicted", "mean")
+CostModelMode = Literal["auto", "predicted", "mean"]
+#: The same values as a tuple.
+COST_MODEL_MODES: tuple[str, ...] = get_args(CostModelMode)
 #: ``auto`` keeps a model's prediction when its hold-out MAE is <= (1 - this) x the mean's.
 AUTO_MIN_GAIN = 0.05
 #: Relative (median) error up to which the catalog formula "reproduces" the recorded cost.
@@ -74,8 +77,7 @@ _NUMPY_MIN_ROWS = 8
 _KINDS = ("input_tokens", "output_tokens", "latency", "cost")
 
 
-@dataclass(frozen=True)
-class CostModelSettings:
+class CostModelSettings(StrictConfig):
     """Hyper-parameters of :func:`fit_cost_model` (the LightGBM router fills them from its config).
 
     Attributes:
@@ -94,29 +96,19 @@ class CostModelSettings:
         num_threads: LightGBM threads.
     """
 
-    mode: str = "auto"
-    max_rank: int = 4
-    num_boost_round: int = 60
-    learning_rate: float = 0.15
-    num_leaves: int = 7
-    min_data_in_leaf: int = 20
-    lambda_l2: float = 5.0
-    max_bin: int = 63
-    min_feature_count: int = 3
-    early_stopping_rounds: int = 10
-    holdout: float = 0.2
-    engine: str = "numpy"
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mode not in COST_MODEL_MODES:
-            raise ConfigError("cost_model", f"expected one of {list(COST_MODEL_MODES)}, got {self.mode!r}")
-        for name in ("max_rank", "num_boost_round", "num_leaves", "min_data_in_leaf", "early_stopping_rounds"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ConfigError(f"cost_model.{name}", f"expected an integer >= 1, got {v!r}")
-        if not (0.05 <= self.holdout <= 0.5):
-            raise ConfigError("cost_model.holdout", f"expected a share in [0.05, 0.5], got {self.holdout!r}")
+    mode: CostModelMode = "auto"
+    max_rank: PositiveInt = 4
+    num_boost_round: PositiveInt = 60
+    learning_rate: PositiveFloat = 0.15
+    num_leaves: PositiveInt = 7
+    min_data_in_leaf: PositiveInt = 20
+    lambda_l2: NonNegativeFloat = 5.0
+    max_bin: PositiveInt = 63
+    min_feature_count: NonNegativeInt = 3
+    early_stopping_rounds: PositiveInt = 10
+    holdout: Annotated[float, Field(ge=0.05, le=0.5)] = 0.2
+    engine: Literal["numpy", "booster"] = "numpy"
+    num_threads: PositiveInt = 1
 
 
 def _coef_tokens(spec: Any) -> tuple[float, float]:

@@ -44,18 +44,24 @@ with those out-of-fold predictions. Batches are scored by a compiled numpy copy 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from router_rl.core.errors import ConfigError
+from router_rl.core.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StrictConfig,
+)
 from router_rl.policies.base import PolicyLoadError, register_policy
 from router_rl.policies.calibration import ProbabilityCalibrator, expected_calibration_error
-from router_rl.policies.costmodel import COST_MODEL_MODES, CostLatencyModel, CostModelSettings, fit_cost_model
+from router_rl.policies.costmodel import CostLatencyModel, CostModelMode, CostModelSettings, fit_cost_model
 from router_rl.policies.decision import Decision, DecisionConfig
 from router_rl.policies.linear import LinearHead
 from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
@@ -65,8 +71,7 @@ if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
 
 
-@dataclass(frozen=True)
-class LGBMConfig:
+class LGBMConfig(StrictConfig):
     """LightGBM meta-model hyper-parameters (defaults tuned for 300-1,000 training tasks).
 
     Attributes:
@@ -133,93 +138,46 @@ class LGBMConfig:
         shared_min_models: Fleet size from which ``shared_rank=None`` uses shared factors.
     """
 
-    num_leaves: int = 7
+    num_leaves: Annotated[int, Field(ge=2)] = 7
     max_depth: int = -1
-    min_data_in_leaf: int = 20
-    learning_rate: float = 0.1
-    num_boost_round: int = 400
-    early_stopping_rounds: int = 30
-    feature_fraction: float = 0.7
-    bagging_fraction: float = 0.8
-    bagging_freq: int = 1
-    lambda_l2: float = 5.0
-    min_gain_to_split: float = 0.0
-    max_bin: int = 63
-    min_feature_count: int = 3
-    cv_folds: int = 3
-    calibration: str = "isotonic"
-    num_threads: int = 1
-    extra_params: dict[str, Any] = field(default_factory=dict)
+    min_data_in_leaf: PositiveInt = 20
+    learning_rate: PositiveFloat = 0.1
+    num_boost_round: PositiveInt = 400
+    early_stopping_rounds: PositiveInt = 30
+    feature_fraction: Fraction = 0.7
+    bagging_fraction: Fraction = 0.8
+    bagging_freq: NonNegativeInt = 1
+    lambda_l2: NonNegativeFloat = 5.0
+    min_gain_to_split: NonNegativeFloat = 0.0
+    max_bin: PositiveInt = 63
+    min_feature_count: NonNegativeInt = 3
+    cv_folds: Annotated[int, Field(ge=2)] = 3
+    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    num_threads: PositiveInt = 1
+    extra_params: dict[str, Any] = Field(default_factory=dict)
     linear_stack: bool | None = None
-    linear_c: float = 1e-3
-    linear_folds: int = 5
-    engine: str = "numpy"
-    calibration_margin_z: float = 0.0
+    linear_c: PositiveFloat = 1e-3
+    linear_folds: Annotated[int, Field(ge=2)] = 5
+    engine: Literal["numpy", "booster"] = "numpy"
+    calibration_margin_z: NonNegativeFloat = 0.0
     calibrate_with_oof: bool = True
     calibration_val_must_meet: bool = True
-    prior_shrinkage: float | None = None
-    small_data_max_tasks: int = 1000
-    cost_model: str = "auto"
-    cost_model_rank: int = 4
-    cost_model_rounds: int = 60
-    shared_rank: int | None = None
+    prior_shrinkage: Annotated[float, Field(ge=0, lt=1)] | None = None
+    small_data_max_tasks: NonNegativeInt = 1000
+    cost_model: CostModelMode = "auto"
+    cost_model_rank: PositiveInt = 4
+    cost_model_rounds: PositiveInt = 60
+    shared_rank: NonNegativeInt | None = None
     shared_residual: bool = False
-    shared_min_models: int = 24
+    shared_min_models: PositiveInt = 24
 
-    def __post_init__(self) -> None:
-        ints = ("num_leaves", "min_data_in_leaf", "num_boost_round", "early_stopping_rounds", "max_bin", "num_threads")
-        for name in ints:
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ConfigError(f"LGBMConfig.{name}", f"expected an integer >= 1, got {v!r}")
-        if self.num_leaves < 2:
-            raise ConfigError("LGBMConfig.num_leaves", f"expected >= 2, got {self.num_leaves}")
-        if not (isinstance(self.cv_folds, int) and self.cv_folds >= 2):
-            raise ConfigError("LGBMConfig.cv_folds", f"expected an integer >= 2, got {self.cv_folds!r}")
-        for name in ("feature_fraction", "bagging_fraction"):
-            v = getattr(self, name)
-            if not (0.0 < v <= 1.0):
-                raise ConfigError(f"LGBMConfig.{name}", f"expected a fraction in (0, 1], got {v!r}")
-        for name in ("learning_rate",):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"LGBMConfig.{name}", f"expected a number > 0, got {v!r}")
-        for name in ("lambda_l2", "min_gain_to_split"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"LGBMConfig.{name}", "expected >= 0")
-        if self.calibration not in ("isotonic", "platt", "none"):
-            raise ConfigError(
-                "LGBMConfig.calibration", f"expected 'isotonic', 'platt' or 'none', got {self.calibration!r}"
-            )
-        if not (isinstance(self.small_data_max_tasks, int) and self.small_data_max_tasks >= 0):
-            raise ConfigError("LGBMConfig.small_data_max_tasks", f"expected >= 0, got {self.small_data_max_tasks!r}")
-        if not (math.isfinite(self.linear_c) and self.linear_c > 0):
-            raise ConfigError("LGBMConfig.linear_c", f"expected a number > 0, got {self.linear_c!r}")
-        if not (isinstance(self.linear_folds, int) and self.linear_folds >= 2):
-            raise ConfigError("LGBMConfig.linear_folds", f"expected an integer >= 2, got {self.linear_folds!r}")
-        if self.engine not in ("numpy", "booster"):
-            raise ConfigError("LGBMConfig.engine", f"expected 'numpy' or 'booster', got {self.engine!r}")
-        if not (math.isfinite(self.calibration_margin_z) and self.calibration_margin_z >= 0):
-            raise ConfigError(
-                "LGBMConfig.calibration_margin_z", f"expected a number >= 0, got {self.calibration_margin_z!r}"
-            )
-        if self.prior_shrinkage is not None and not (0.0 <= self.prior_shrinkage < 1.0):
-            raise ConfigError("LGBMConfig.prior_shrinkage", f"expected [0, 1), got {self.prior_shrinkage!r}")
-        reserved = {"objective", "num_class", "seed", "deterministic"} & set(self.extra_params)
+    @field_validator("extra_params")
+    @classmethod
+    def _not_reserved(cls, v: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"objective", "num_class", "seed", "deterministic"} & set(v)
         if reserved:
-            raise ConfigError("LGBMConfig.extra_params", f"{sorted(reserved)} are set by the policy itself")
-        if self.cost_model not in COST_MODEL_MODES:
-            raise ConfigError("LGBMConfig.cost_model", f"expected one of {COST_MODEL_MODES}, got {self.cost_model!r}")
-        if self.shared_rank is not None and not (isinstance(self.shared_rank, int) and self.shared_rank >= 0):
-            raise ConfigError("LGBMConfig.shared_rank", f"expected None or an integer >= 0, got {self.shared_rank!r}")
-        if not (isinstance(self.shared_min_models, int) and self.shared_min_models >= 1):
-            raise ConfigError(
-                "LGBMConfig.shared_min_models", f"expected an integer >= 1, got {self.shared_min_models!r}"
-            )
-        for name in ("cost_model_rank", "cost_model_rounds"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ConfigError(f"LGBMConfig.{name}", f"expected an integer >= 1, got {v!r}")
+            raise ValueError(f"{sorted(reserved)} are set by the policy itself")
+        return v
 
     def resolved_shared_rank(self, n_models: int) -> int:
         """Shared factors used for a fleet of ``n_models`` (resolves ``shared_rank=None``)."""
@@ -241,15 +199,6 @@ class LGBMConfig:
             engine=self.engine,
             num_threads=self.num_threads,
         )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LGBMConfig:
-        """Build from a dict (unknown keys raise :class:`ConfigError`)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError("LGBMConfig", f"unknown option(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
 
     def lgb_params(self, n_models: int, seed: int) -> dict[str, Any]:
         """LightGBM parameter dict (deterministic given ``seed``)."""
@@ -623,7 +572,7 @@ class LGBMPolicy(UtilityPolicy):
         self._booster.save_model(str(directory / "booster.txt"))
         if self.linear is not None:
             np.savez(directory / "linear.npz", W=self.linear.W, b=self.linear.b)
-        cfg = asdict(self.config)
+        cfg = self.config.to_dict()
         return {
             "config": cfg,
             "columns": self.columns.tolist(),
