@@ -1,12 +1,10 @@
 """LightGBM meta-model router: predicted success per model, calibrated, maximised under cost.
 
-Design (measured, see ``bench/bench_policy.py``): **one multi-output booster** — LightGBM's
-multiclass machinery with ``num_class = n_models`` and a custom objective that applies an
-independent binary cross-entropy to every output (labels are per-model quality in [0, 1], not a
-softmax). Each boosting round grows one tree per model, so per-model accuracy equals ``n_models``
-separate boosters, but inference is a *single* ``Booster.predict`` call over ``n`` rows (one
-feature-row conversion per request instead of one per request x model as with a stacked
-"model-id feature" booster, ~3-10x faster at batch 1,024 on wide hashed features).
+Design: **one multi-output booster**: LightGBM's multiclass machinery with ``num_class =
+n_models`` and a custom objective that applies an independent binary cross-entropy to every
+output (labels are per-model quality in [0, 1], not a softmax). Each boosting round grows one tree
+per model, so per-model accuracy equals ``n_models`` separate boosters, but inference is a
+*single* ``Booster.predict`` call over ``n`` rows.
 
 Raw scores are turned into probabilities with a sigmoid and calibrated (isotonic by default,
 or Platt) on **out-of-fold** predictions of a task-grouped K-fold cross-fit, which also picks
@@ -15,31 +13,21 @@ best round). λ is calibrated on validation data with :meth:`UtilityPolicy.calib
 reference is the best single model).
 
 Expected cost and latency are **per task** where the training data allows it
-(``LGBMConfig.cost_model``, default ``auto``; :mod:`router_rl.policies.costmodel`): a second,
-small multi-output booster predicts the first principal components of the per-model log token
-counts / log latencies (log cost where there are no tokens); cost = the catalog's per-token
-coefficients x predicted input and output tokens for models whose recorded cost follows the
-catalog (cloud list prices, local GPU-seconds from tokens / throughput), GPU rate x predicted
-latency for local models billed by measured latency, direct regression for other varying costs,
-and the training mean otherwise (no tokens / latency / variation, or no hold-out gain under
-``auto``). The mode and per-model bases are in ``metadata["cost_model"]``. Measured on the test
-splits (``experiments/cost_model.py``, 3 seeds): per-call cost error (MAE / model mean) 0.60 ->
-0.30 on the simulated fleet and 0.31 -> 0.17 on BFCL, latency 0.60 -> 0.34 and 0.47 -> 0.34;
-the λ-frontier's cost share at 95% of the reference quality drops in every seed (simulated
-41.7% -> 38.0%, BFCL 3.4% -> 3.1%), AIQ +0.000 to +0.006; on RouterBench (per-call USD, no tokens)
-no routing change. On a 1,500-task fleet the val-calibrated point did not get cheaper and its
-local share fell (short tasks' cloud calls are cheap in absolute USD; see ``docs/policies.md``).
-It adds ~20 µs to a single decision and ~1 ms to a batch of 1,024.
+(``LGBMConfig.cost_model``, default ``auto``; :mod:`router_rl.policies.costmodel`); the mode and
+per-model bases are in ``metadata["cost_model"]``.
 
 Columns of ``X`` that are (almost) never non-zero on the training tasks are dropped before
 training (hashed n-gram vectors are mostly empty), which shrinks the model and speeds inference.
 
-Small training sets (issue #4, ``<= LGBMConfig.small_data_max_tasks``) add two measures: a
-stacked linear head (out-of-fold logits of an L2 logistic regression as booster inputs, see
+Small training sets (``<= LGBMConfig.small_data_max_tasks``) add two measures: a stacked linear
+head (out-of-fold logits of an L2 logistic regression as booster inputs, see
 :mod:`router_rl.policies.linear`) and a class-prior shrinkage of the decision score chosen on the
 out-of-fold predictions (:func:`choose_shrinkage`). :meth:`calibrate` pools the validation tasks
 with those out-of-fold predictions. Batches are scored by a compiled numpy copy of the trees
 (:mod:`router_rl.policies.treeeval`, exact; ``engine="booster"`` keeps ``Booster.predict``).
+
+Why these choices, with the measurements behind them (speed, cost-model error, small-data and
+shared-factor gains): ``docs/policies.md``, section "LightGBM: measured design choices".
 """
 
 from __future__ import annotations
@@ -114,9 +102,8 @@ class LGBMConfig(StrictConfig):
             :data:`SHRINKAGE_GRID` (see :func:`choose_shrinkage`) for small training sets
             (``<= small_data_max_tasks``), 0 above; 0 = off.
         small_data_max_tasks: Training-set size up to which the ``None`` defaults of
-            ``linear_stack`` / ``prior_shrinkage`` switch the small-data measures on (issue #4:
-            they help RouterBench's 250-850 training tasks; on the simulated fleet's 1,050 tasks
-            with strong categorical signal they measured worse).
+            ``linear_stack`` / ``prior_shrinkage`` switch the small-data measures on (measured
+            trade-off: ``docs/policies.md``).
         cost_model: Per-task expected cost / latency (:mod:`router_rl.policies.costmodel`):
             ``auto`` (default: predicted per model where the data has per-call tokens, latency or
             varying cost and the prediction beats the mean on a hold-out, else the training
@@ -130,8 +117,7 @@ class LGBMConfig(StrictConfig):
             outcome matrix, so every tree learns from all models' labels at once (the task side of
             a matrix factorisation, grown by trees). 0 = one output per model. ``None`` (default)
             = :data:`SHARED_AUTO_RANK` factors for fleets of ``>= shared_min_models`` models, else 0
-            (issue #4: +0.018 AIQ on BFCL's 71 models, every seed; on 7-11 models it measured
-            slightly worse than per-model trees).
+            (measured trade-off: ``docs/policies.md``).
         shared_residual: With ``shared_rank > 0``, also keep one output per model (``r + m``
             outputs: shared factors plus per-model corrections); False (default) = the factors
             alone (on BFCL the per-model corrections gave the gain back).
