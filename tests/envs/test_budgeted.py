@@ -16,8 +16,9 @@ from router_rl.envs import (
     RewardSpec,
     build_tables,
 )
-from router_rl.envs.budgeted import N_STATE, OutageModel
+from router_rl.envs.budgeted import N_STATE
 from router_rl.envs.experiments import outage_riding, pacing_vs_greedy
+from router_rl.envs.outage import OutageModel
 from router_rl.traces.matrix import OutcomeMatrix
 
 
