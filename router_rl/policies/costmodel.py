@@ -51,7 +51,8 @@ from pydantic import Field
 
 from router_rl.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictConfig
 from router_rl.policies.base import PolicyLoadError
-from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
+from router_rl.policies.boosting import FIXED_PARAMS, NUMPY_MIN_ROWS, compile_ensemble, make_dataset, select_columns
+from router_rl.policies.treeeval import TreeEnsemble
 
 if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
@@ -72,8 +73,6 @@ MIN_TASKS = 40
 COST_MODEL_FORMAT = 1
 #: File of the cost model's booster inside a policy artifact.
 BOOSTER_FILE = "cost_booster.txt"
-#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
-_NUMPY_MIN_ROWS = 8
 _KINDS = ("input_tokens", "output_tokens", "latency", "cost")
 
 
@@ -252,10 +251,8 @@ class CostLatencyModel:
     def __post_init__(self) -> None:
         self._ens: TreeEnsemble | None = None
         if self.engine == "numpy":
-            try:
-                self._ens = TreeEnsemble.from_booster(self.booster).remap_features(self.columns, self.n_features)
-            except UnsupportedTreeError:
-                self._ens = None
+            ens = compile_ensemble(self.booster)
+            self._ens = None if ens is None else ens.remap_features(self.columns, self.n_features)
 
     @property
     def rank(self) -> int:
@@ -270,7 +267,7 @@ class CostLatencyModel:
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(cost (n, m) USD, latency (n, m) s)`` expected per call, for float32 features ``X``."""
         n = X.shape[0]
-        if self._ens is not None and n >= _NUMPY_MIN_ROWS:
+        if self._ens is not None and n >= NUMPY_MIN_ROWS:
             raw = self._ens.predict_raw(X)
         else:
             xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)
@@ -437,10 +434,7 @@ def fit_cost_model(
     F = Tz @ axes.T  # (n, r) component scores
     info["explained_variance"] = float((s[:r] ** 2).sum() / max((s**2).sum(), 1e-12))
 
-    nnz = (X != 0).sum(axis=0)
-    columns = np.flatnonzero(nnz >= settings.min_feature_count).astype(np.int64)
-    if columns.size == 0:
-        columns = np.arange(min(1, X.shape[1]), dtype=np.int64)
+    columns = select_columns(X, settings.min_feature_count)
     Xs = np.ascontiguousarray(X[:, columns], dtype=np.float32)
     seed = int(rng.integers(0, 2**31 - 1))
     perm = rng.permutation(n)
@@ -450,24 +444,17 @@ def fit_cost_model(
         "num_class": r,
         "num_leaves": settings.num_leaves,
         "min_data_in_leaf": settings.min_data_in_leaf,
-        "min_sum_hessian_in_leaf": 1e-3,
         "learning_rate": settings.learning_rate,
         "lambda_l2": settings.lambda_l2,
         "max_bin": settings.max_bin,
         "feature_fraction": 0.8,
         "num_threads": settings.num_threads,
         "seed": seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "verbose": -1,
-        "metric": "None",
+        **FIXED_PARAMS,
     }
-    ds_params = {"verbose": -1, "max_bin": settings.max_bin, "min_data_in_bin": 1, "feature_pre_filter": False}
 
     def dataset(rows: np.ndarray, reference: Any = None) -> Any:
-        return lgb.Dataset(
-            Xs[rows], label=np.zeros(rows.size), params=ds_params, reference=reference, free_raw_data=False
-        )
+        return make_dataset(lgb, Xs[rows], max_bin=settings.max_bin, reference=reference)
 
     dtr = dataset(tr)
     dho = dataset(ho, reference=dtr)

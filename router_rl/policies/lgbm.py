@@ -48,11 +48,11 @@ from router_rl.core.config import (
     StrictConfig,
 )
 from router_rl.policies.base import PolicyLoadError, register_policy
+from router_rl.policies.boosting import FIXED_PARAMS, NUMPY_MIN_ROWS, compile_ensemble, make_dataset, select_columns
 from router_rl.policies.calibration import ProbabilityCalibrator, expected_calibration_error
 from router_rl.policies.costmodel import CostLatencyModel, CostModelMode, CostModelSettings, fit_cost_model
 from router_rl.policies.decision import Decision, DecisionConfig
 from router_rl.policies.linear import LinearHead
-from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
 from router_rl.policies.utility import UtilityPolicy
 
 if TYPE_CHECKING:
@@ -193,7 +193,6 @@ class LGBMConfig(StrictConfig):
             "num_leaves": self.num_leaves,
             "max_depth": self.max_depth,
             "min_data_in_leaf": self.min_data_in_leaf,
-            "min_sum_hessian_in_leaf": 1e-3,
             "learning_rate": self.learning_rate,
             "feature_fraction": self.feature_fraction,
             "bagging_fraction": self.bagging_fraction,
@@ -203,10 +202,7 @@ class LGBMConfig(StrictConfig):
             "max_bin": self.max_bin,
             "num_threads": self.num_threads,
             "seed": seed,
-            "deterministic": True,
-            "force_col_wise": True,
-            "verbose": -1,
-            "metric": "None",
+            **FIXED_PARAMS,
         }
         p.update(self.extra_params)
         return p
@@ -258,8 +254,6 @@ def choose_shrinkage(
     return float(chosen), crit
 
 
-#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
-_NUMPY_MIN_ROWS = 8
 
 
 def shared_loadings(y: np.ndarray, rank: int, *, residual: bool = True) -> np.ndarray | None:
@@ -400,10 +394,7 @@ class LGBMPolicy(UtilityPolicy):
         if n < 2 * max(folds, cfg.linear_folds if use_linear else 0):
             need = 2 * max(folds, cfg.linear_folds if use_linear else 0)
             raise ValueError(f"lgbm.fit: needs at least {need} training tasks for cross-fitting, got {n}")
-        nnz = (X != 0).sum(axis=0)
-        self.columns = np.flatnonzero(nnz >= cfg.min_feature_count).astype(np.int64)
-        if self.columns.size == 0:
-            self.columns = np.arange(min(1, X.shape[1]), dtype=np.int64)
+        self.columns = select_columns(X, cfg.min_feature_count)
         Xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)
         y = np.clip(matrix.quality, 0.0, 1.0)
         rate = np.clip(y.mean(axis=0), 1e-3, 1 - 1e-3)
@@ -493,9 +484,8 @@ class LGBMPolicy(UtilityPolicy):
         self._w_full = None
         if self.config.engine != "numpy":
             return
-        try:
-            ens = TreeEnsemble.from_booster(self._booster)
-        except UnsupportedTreeError:
+        ens = compile_ensemble(self._booster)
+        if ens is None:
             return
         d = int(self.n_features or (int(self.columns.max()) + 1 if self.columns.size else 0))
         mapping = np.concatenate([self.columns, d + np.arange(self.n_models)])
@@ -517,15 +507,7 @@ class LGBMPolicy(UtilityPolicy):
             init = np.broadcast_to(self.base_logit, y.shape).astype(np.float64)
         else:  # the base is added inside the objective
             init = np.zeros((X.shape[0], self.loadings.shape[0]))
-        ds_params = {"verbose": -1, "max_bin": params["max_bin"], "min_data_in_bin": 1, "feature_pre_filter": False}
-        return lgb.Dataset(
-            X,
-            label=np.zeros(X.shape[0]),
-            init_score=init,
-            params=ds_params,
-            reference=reference,
-            free_raw_data=False,
-        )
+        return make_dataset(lgb, X, max_bin=params["max_bin"], init_score=init, reference=reference)
 
     # --- inference ---------------------------------------------------------------------------
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
@@ -534,7 +516,7 @@ class LGBMPolicy(UtilityPolicy):
             raise RuntimeError("LGBMPolicy: not fitted")
         X = np.asarray(X)
         n, m = X.shape[0], self.n_models
-        if self._engine is not None and n >= _NUMPY_MIN_ROWS:
+        if self._engine is not None and n >= NUMPY_MIN_ROWS:
             d = X.shape[1]
             ft = np.empty((d + m, n), dtype=np.float32)  # feature-major input of the compiled trees
             ft[:d] = X.T
