@@ -1,5 +1,8 @@
 """Run :class:`~router_rl.policies.RoutingPolicy` objects on outcome matrices and score them.
 
+(Over 500 lines on purpose: one concept, the evaluation run: its config, result types and the
+λ-sweep driver share every helper.)
+
 This is the glue between policies and :mod:`router_rl.ope` (which only sees arrays): each policy
 is replayed on the full-information test matrix (``route_matrix`` with a seeded generator, so a
 stochastic policy behaves as it would when serving), the resulting arrays go to

@@ -1,5 +1,8 @@
 """Per-task cost and latency prediction for quality-predicting routers (LightGBM meta-model).
 
+(Over 500 lines on purpose: one concept, the per-task cost / latency model: basis detection,
+target composition, fitting with its hold-out gate and persistence belong together.)
+
 The decision rule maximises ``q̂ − λ·ĉ/c_ref − μ·l̂/l_ref`` (:mod:`router_rl.policies.decision`).
 Without this module ``ĉ`` and ``l̂`` are each model's *training mean*, the same for every task.
 :func:`fit_cost_model` learns per-task expectations where the training data allows it.

@@ -1,5 +1,8 @@
 """``PPORouter``: a base routing policy's decisions plus a learned, state-aware budget price and residual.
 
+(Slightly over 500 lines on purpose: one class, :class:`PPORouter`, whose prior, training,
+inference and persistence methods share its observation layout.)
+
 Design (see ``docs/ppo.md``): *a frozen prior plus a learned budget price and residual*. For the
 task part of each observation the base policy gives a score ``z_j`` per model (its utility
 ``q̂_j − λ₀·ĉ_j`` for a quality-predicting base, else ``log max(p_j, floor)``) and a normalised
