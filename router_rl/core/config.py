@@ -65,17 +65,20 @@ class StrictConfig(BaseModel):
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> Self:
         """Validate a plain (e.g. JSON-loaded) mapping; unknown keys raise :class:`ConfigError`.
 
-        JSON semantics apply (a list is accepted for a tuple field); anything else is as strict
-        as the constructor.
+        A JSON-serialisable mapping is validated with JSON semantics (a list is accepted for a
+        tuple field); one holding other Python values goes through the constructor. Either way
+        as strict as the constructor.
         """
         if not isinstance(data, Mapping):
             raise ConfigError(cls.__name__, f"expected a mapping, got {type(data).__name__}", source=source)
         try:
-            return cls.model_validate_json(json.dumps(dict(data)))
+            text = json.dumps(dict(data))
+        except (TypeError, ValueError):  # Python values JSON cannot carry: validate them as given
+            return cls(**dict(data))
+        try:
+            return cls.model_validate_json(text)
         except ValidationError as e:
             raise config_error(e, cls.__name__, source=source) from None
-        except TypeError as e:  # a value JSON cannot carry (it came from Python, not a file)
-            raise ConfigError(cls.__name__, f"not a plain JSON mapping: {e}", source=source) from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (round-trips through :meth:`from_dict`)."""

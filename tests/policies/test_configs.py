@@ -84,3 +84,13 @@ def test_tuple_fields_accept_lists_and_normalise() -> None:
     assert PPOConfig(net_arch=[32, 32]).net_arch == (32, 32)
     assert EvalConfig(lambdas=[1.0, 0.0, 1.0]).lambdas == (0.0, 1.0)
     assert MLPConfig(hidden=[8]).hidden == (8,)
+
+
+def test_from_dict_with_python_values_is_as_strict_as_the_constructor() -> None:
+    import numpy as np
+
+    assert LGBMConfig.from_dict({"extra_params": {"w": np.arange(2)}}).extra_params["w"].tolist() == [0, 1]
+    with pytest.raises(ConfigError, match=r"LGBMConfig\.num_threads"):
+        LGBMConfig.from_dict({"num_threads": np.int64(2), "extra_params": {"w": np.arange(2)}})
+    with pytest.raises(ConfigError, match=r"DecisionConfig\.lam"):
+        DecisionConfig.from_dict({"lam": "0.5"})
