@@ -57,6 +57,14 @@ import numpy as np
 METRICS = ("reward", "quality", "cost_usd", "budget_violations", "failed_requests")
 SCENARIOS = ("pacing", "outage", "daymix")
 BUDGET_SCENARIOS = ("pacing", "daymix")
+#: PPO settings of this experiment where they differ from :class:`PPOConfig`'s defaults (the
+#: others are PPOConfig's own; ``--ppo-opt KEY=JSON`` overrides any of them).
+PPO_SETTINGS: dict[str, Any] = {
+    "learning_rate": 1e-3, "n_steps": 1024, "batch_size": 256, "n_epochs": 10, "ent_coef": 0.01, "prior_floor": 0.05,
+}
+#: ``--quick`` PPO settings (on top of PPO_SETTINGS).
+QUICK_PPO_SETTINGS: dict[str, Any] = {"n_steps": 256, "batch_size": 128, "n_epochs": 2, "net_arch": [32]}
+
 #: Gains κ of the pacing controller tried on training days (``greedy_paced``).
 PACING_GAINS: tuple[float, ...] = (1.0, 3.0, 10.0)
 
@@ -83,21 +91,8 @@ class Args:
     """outage scenario: P(down -> up) per request"""
     timesteps: int = 50_000
     """PPO environment steps per (seed, scenario)"""
-    learning_rate: float = 1e-3
-    n_steps: int = 1024
-    batch_size: int = 256
-    n_epochs: int = 10
-    ent_coef: float = 0.01
-    gamma: float = 0.99
-    budget_jitter: float = 0.5
-    """PPO training days start with U(0, budget_jitter) of the budget spent"""
-    gae_lambda: float = 0.95
-    prior_floor: float = 0.05
-    prior_temperature: float = 0.02
-    """τ of the utility prior (logits = (utility − δ·ĉ) / τ + residual)"""
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    price_arch: list[int] = field(default_factory=lambda: [32])
-    """hidden sizes of the budget-price network (input: router state)"""
+    ppo_opt: list[str] = field(default_factory=list)
+    """extra PPOConfig settings KEY=JSON on top of PPO_SETTINGS (e.g. ent_coef=0.0), repeatable"""
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     """scenarios to run (pacing, outage, daymix)"""
     lgbm_rounds: int = 60
@@ -112,10 +107,26 @@ class Args:
         """The ``--quick`` settings."""
         if not self.quick:
             return self
+        quick_ppo = [f"{k}={json.dumps(v)}" for k, v in QUICK_PPO_SETTINGS.items()]
         return dataclasses.replace(
-            self, seeds=[0, 1], n_tasks=600, horizon=40, timesteps=1024, n_steps=256, batch_size=128,
-            n_epochs=2, net_arch=[32], lgbm_rounds=20, eval_episodes=8,
+            self, seeds=[0, 1], n_tasks=600, horizon=40, timesteps=1024, ppo_opt=[*quick_ppo, *self.ppo_opt],
+            lgbm_rounds=20, eval_episodes=8,
         )
+
+    def ppo_config(self) -> Any:
+        """The PPOConfig of this run: PPOConfig defaults, then :data:`PPO_SETTINGS`, then ``--ppo-opt``."""
+        from router_rl.policies.ppo import PPOConfig
+
+        extra = {}
+        for item in self.ppo_opt:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--ppo-opt {item!r}: expected KEY=JSON")
+            try:
+                extra[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                extra[key] = raw
+        return PPOConfig.from_dict({**PPO_SETTINGS, "total_timesteps": self.timesteps, **extra})
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -126,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if f.type in ("bool", bool):
             p.add_argument(flag, action="store_true", default=default)
+        elif f.name == "ppo_opt":
+            p.add_argument(flag, type=str, action="append", default=default)
         elif str(f.type) == "list[str]":
             p.add_argument(flag, type=str, nargs="+", default=default, choices=SCENARIOS)
         elif str(f.type).startswith("list"):
@@ -219,15 +232,9 @@ def run(args: Args) -> dict[str, Any]:
 
     from router_rl.envs import load_env_data, load_spec, make_from_spec
     from router_rl.envs.budgeted import evaluate_days
-    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
-    from router_rl.policies.ppo import PPOConfig, PPORouter
+    from router_rl.policies.ppo import fit_lgbm_base, train_ppo
 
-    cfg = PPOConfig(
-        total_timesteps=args.timesteps, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
-        learning_rate=args.learning_rate, ent_coef=args.ent_coef, gamma=args.gamma, gae_lambda=args.gae_lambda,
-        prior_floor=args.prior_floor, net_arch=tuple(args.net_arch), budget_jitter=args.budget_jitter,
-        prior_temperature=args.prior_temperature, price_arch=tuple(args.price_arch),
-    )
+    cfg = args.ppo_config()
     base_spec = load_spec("sim-budgeted")
     per_seed: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in args.scenarios}
     prices: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for s in args.scenarios}
@@ -239,10 +246,7 @@ def run(args: Args) -> dict[str, Any]:
             for scen in args.scenarios:
                 spec = base_spec.with_overrides(**scenario_overrides(args, scen, seed))
                 data = load_env_data(spec)
-                X = data.features("train")
-                lgbm = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=args.lgbm_rounds, cv_folds=2))
-                lgbm.fit(X, data.train, seed=seed)
-                lgbm.attach_encoder(data.encoder)
+                lgbm = fit_lgbm_base(data, rounds=args.lgbm_rounds, seed=seed)
                 fd = data.encoder.dim
                 bases: dict[str, Any] = {"greedy": lgbm}
                 if scen in BUDGET_SCENARIOS and data.val is not None:
@@ -260,8 +264,7 @@ def run(args: Args) -> dict[str, Any]:
                     gains[scen].append(gain)
                 for name, b in bases.items():
                     ppo_name = "ppo" if name == "greedy" else "ppo_calibrated"
-                    router = PPORouter.from_base(b, config=cfg)
-                    router.fit_env(env_factory, seed=seed)
+                    router = train_ppo(spec, config=cfg, base=b, data=data, eval_days=0, seed=seed).router
                     policies[ppo_name] = lambda o, r=router: r.action_distribution(o).argmax(1)
                     prices[scen].setdefault(ppo_name, []).append(price_at_states(router, fd))
                 test_env = make_from_spec(spec, encoder=data.encoder, split="test")
@@ -271,7 +274,9 @@ def run(args: Args) -> dict[str, Any]:
                     for m in METRICS:
                         slot[m].append(res[m])
                 progress.advance(task)
-    out: dict[str, Any] = {"args": dataclasses.asdict(args), "seconds": time.time() - t0, "scenarios": {}}
+    out: dict[str, Any] = {
+        "args": dataclasses.asdict(args), "ppo_config": cfg.to_dict(), "seconds": time.time() - t0, "scenarios": {},
+    }
     for scen in args.scenarios:
         pols = per_seed[scen]
         diffs = {

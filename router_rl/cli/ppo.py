@@ -51,19 +51,18 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the data simulation, LightGBM, PPO and evaluation"),
     ) -> None:
         """Train PPO warm-started from LightGBM on a BudgetedRouting env; print held-out reward vs the base."""
-        import functools
-
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from router_rl.cli.console import make_console, print_table
         from router_rl.cli.policies import _parse_options
         from router_rl.core.errors import ConfigError
-        from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
-        from router_rl.envs.budgeted import DAY_METRICS, evaluate_days
+        from router_rl.envs import load_spec
+        from router_rl.envs.budgeted import DAY_METRICS
         from router_rl.policies import RoutingPolicy
         from router_rl.policies.base import PolicyLoadError
-        from router_rl.policies.ppo import PPOConfig, PPORouter
+        from router_rl.policies.ppo import PPOConfig
+        from router_rl.policies.ppo import train_ppo as run_pipeline
 
         console = make_console()
         try:
@@ -76,63 +75,30 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--env {env}: PPO needs a 'budgeted' env spec, got kind {spec.kind!r}")
         if eval_days <= 0:
             raise typer.BadParameter(f"--eval-days: expected > 0, got {eval_days}")
+        base: Any = None
+        if base_dir is not None:
+            try:
+                base = RoutingPolicy.load(base_dir)
+            except PolicyLoadError as e:
+                raise typer.BadParameter(f"--base: {e}") from e
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
             step = prog.add_task(f"loading {spec.name}", total=None)
-            base: Any
-            if base_dir is not None:
-                try:
-                    base = RoutingPolicy.load(base_dir)
-                except PolicyLoadError as e:
-                    raise typer.BadParameter(f"--base: {e}") from e
-                if base.kind == "ppo":
-                    raise typer.BadParameter(
-                        f"--base: a PPO artifact cannot be the base; give its base policy instead: {base_dir / 'base'}"
-                    )
-                if base.encoder is None:
-                    raise typer.BadParameter(f"--base {base_dir}: the artifact carries no feature encoder")
-                data = load_env_data(spec, encoder=base.encoder)
-                try:
-                    base.check_models(data.train.models, what=f"env {spec.name}")
-                except PolicyLoadError as e:
-                    raise typer.BadParameter(f"--base: {e}") from e
-            else:
-                from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
-
-                data = load_env_data(spec)
-                prog.update(step, description=f"training LightGBM on {data.train.n_tasks} train tasks")
-                base = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=lgbm_rounds, cv_folds=2))
-                base.fit(data.features("train"), data.train, seed=seed)
-                base.attach_encoder(data.encoder)
-            if target is not None:
-                if not hasattr(base, "calibrate") or data.val is None:
-                    raise typer.BadParameter("--target: needs a calibratable base and a validation split")
-                prog.update(step, description=f"calibrating the base to {target} on validation")
-                try:
-                    base.calibrate(data.features("val"), data.val, target)
-                except ConfigError as e:
-                    raise typer.BadParameter(f"--target: {e}") from e
-            prog.update(step, description=f"PPO: {cfg.total_timesteps} steps on {spec.name} [train]")
             try:
-                router = PPORouter.from_base(base, config=cfg)
+                result = run_pipeline(
+                    spec, config=cfg, base=base, target=target, lgbm_rounds=lgbm_rounds, eval_days=eval_days,
+                    seed=seed, progress=lambda msg: prog.update(step, description=msg),
+                )
+            except PolicyLoadError as e:
+                raise typer.BadParameter(f"--base {base_dir}: {e}") from e
             except ConfigError as e:
-                raise typer.BadParameter(str(e)) from e
-            router.fit_env(functools.partial(make_from_spec, spec, encoder=data.encoder, split="train"), seed=seed)
-            prog.update(step, description=f"evaluating on {eval_days} held-out days")
-            test_env = make_from_spec(spec, encoder=data.encoder, split="test")
-            assert isinstance(test_env, BudgetedRouting)
-            fd = router.feature_dim
-            days = {"seed": 1_000_000 + seed, "episodes": eval_days}
-            res = {
-                "base": evaluate_days(test_env, lambda o: base.action_distribution(o[:, :fd]).argmax(1), **days),
-                "ppo": evaluate_days(test_env, lambda o: router.action_distribution(o).argmax(1), **days),
-            }
-        fresh = router.observe(data.features("test")[:1], router.fresh_state())
-        router.metadata["heldout"] = res | {"days": eval_days, "env": spec.name}
-        router.metadata["env_spec"] = spec.name
+                flag = {"target": "--target"}.get(e.setting.split(".")[0], "--opt")
+                raise typer.BadParameter(f"{flag}: {e}") from e
+        router, res = result.router, result.heldout or {}
+        fresh = router.observe(result.data.features("test")[:1], router.fresh_state())
         router.save(out)
-        table = Table(title=f"held-out days ({eval_days} x {test_env.horizon} requests, test split)")
+        table = Table(title=f"held-out days ({eval_days} x {result.extra['horizon']} requests, test split)")
         table.add_column("metric")
-        table.add_column(f"base ({base.kind})", justify="right")
+        table.add_column(f"base ({result.base.kind})", justify="right")
         table.add_column("ppo", justify="right")
         table.add_column("ppo − base", justify="right")
         for m in DAY_METRICS:
@@ -144,4 +110,3 @@ def register(app: typer.Typer) -> None:
             f"(prior: {router.prior_kind})"
         )
         console.print(f"saved [bold]{out}[/bold] ({router.version})")
-

@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from router_rl.traces.store import TraceSet
+    from router_rl.traces.traceset import TraceSet
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
         from router_rl.cli.console import make_console
         from router_rl.traces.errors import TraceValidationError
-        from router_rl.traces.store import load_traces
+        from router_rl.traces.load import load_traces
 
         console = make_console()
         try:

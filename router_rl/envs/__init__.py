@@ -16,8 +16,9 @@ See ``docs/envs.md``.
 """
 
 from router_rl.envs.bandit import RoutingBandit, RoutingBanditVec
-from router_rl.envs.budgeted import BudgetedRouting, BudgetedRoutingVec, OutageModel, fit_llmperf_rates
+from router_rl.envs.budgeted import BudgetedRouting, BudgetedRoutingVec
 from router_rl.envs.data import EnvData, load_env_data
+from router_rl.envs.outage import OutageModel, fit_llmperf_rates
 from router_rl.envs.registry import make, make_from_spec, register_envs
 from router_rl.envs.replay import LoggedReplay, ReplayResult, replay_evaluate
 from router_rl.envs.spec import (

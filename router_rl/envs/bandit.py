@@ -102,11 +102,6 @@ class RoutingBandit(gym.Env[np.ndarray, np.int64]):
         """Model ids, the meaning of each action."""
         return self.tables.models
 
-    @property
-    def episode_length(self) -> int:
-        """Steps in the current episode."""
-        return int(self._order.size)
-
     def current_task(self) -> int:
         """Index (into the split) of the task the next step serves."""
         return int(self._order[min(self._t, self._order.size - 1)])
@@ -233,20 +228,6 @@ class RoutingBanditVec:
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.full(self.num_envs, done, dtype=bool)
         return tb.features[nxt], r, terminated, truncated, info
-
-    def step_rewards(self, actions: np.ndarray) -> np.ndarray:
-        """Fast path for throughput-bound rollouts: like :meth:`step` but returns rewards only.
-
-        The observation of the next step is :meth:`current_obs`.
-        """
-        i = self._order[:, self._t]
-        self._t += 1
-        return self.tables.reward[i, actions]
-
-    def current_obs(self) -> np.ndarray:
-        """Features of the tasks the next step serves, ``(B, d)``."""
-        t = min(self._t, self._order.shape[1] - 1)
-        return self.tables.features[self._order[:, t]]
 
     @property
     def done(self) -> bool:

@@ -41,148 +41,12 @@ import numpy as np
 from gymnasium import spaces
 
 from router_rl.core.errors import ConfigError
+from router_rl.envs.outage import OutageModel
 from router_rl.envs.spec import BudgetSpec, FallbackSpec, OutageSpec, ProviderRates
 from router_rl.envs.tables import DayMix, RewardTables, sample_order
 
 N_STATE = 3  # remaining budget fraction, elapsed fraction, local share
 _EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class OutageModel:
-    """Resolved outage process: the providers subject to outages and their rates.
-
-    Attributes:
-        providers: Names of the modelled providers (the health part of the observation).
-        p_fail, p_recover, latency_sigma: ``(P,)`` per-provider parameters.
-        model_provider: ``(m,)`` index into ``providers`` of each model, -1 if never down.
-    """
-
-    providers: tuple[str, ...]
-    p_fail: np.ndarray
-    p_recover: np.ndarray
-    latency_sigma: np.ndarray
-    model_provider: np.ndarray
-
-    @property
-    def n_providers(self) -> int:
-        """Number of modelled providers."""
-        return len(self.providers)
-
-    @classmethod
-    def none(cls, n_models: int) -> OutageModel:
-        """No outages at all."""
-        z = np.zeros(0)
-        return cls((), z, z, z, np.full(n_models, -1, dtype=np.int64))
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: OutageSpec,
-        tables: RewardTables,
-        fitted: dict[str, ProviderRates] | None = None,
-    ) -> OutageModel:
-        """Resolve ``spec`` for the models of ``tables``.
-
-        Args:
-            spec: Outage section of the env spec.
-            tables: Tables of the served split (models, providers, local mask).
-            fitted: Rates fitted per *llmperf* provider (``source: llmperf``).
-        """
-        if not spec.enabled:
-            return cls.none(tables.n_models)
-        subject = [p for p, loc in zip(tables.providers, tables.is_local, strict=True) if spec.affects_local or not loc]
-        names = tuple(sorted(set(subject)))
-        unknown = sorted(set(spec.providers) - set(tables.providers))
-        if unknown:
-            raise ConfigError("outage.providers", f"providers {unknown} serve none of the models {list(tables.models)}")
-        rates: list[ProviderRates] = []
-        for p in names:
-            r = spec.providers.get(p)
-            if r is None and spec.source == "llmperf" and p in spec.llmperf_map:
-                if fitted is None or spec.llmperf_map[p] not in fitted:
-                    known = sorted(fitted or {})
-                    raise ConfigError(
-                        "outage.llmperf_map", f"{p!r} -> {spec.llmperf_map[p]!r}: no such llmperf provider ({known})"
-                    )
-                r = fitted[spec.llmperf_map[p]]
-            rates.append(r or spec.default)
-        idx = {p: k for k, p in enumerate(names)}
-        mp = np.array([idx.get(p, -1) if (spec.affects_local or not loc) else -1
-                       for p, loc in zip(tables.providers, tables.is_local, strict=True)], dtype=np.int64)
-        return cls(
-            providers=names,
-            p_fail=np.array([r.p_fail for r in rates], dtype=np.float64),
-            p_recover=np.array([r.p_recover for r in rates], dtype=np.float64),
-            latency_sigma=np.array([r.latency_sigma for r in rates], dtype=np.float64),
-            model_provider=mp,
-        )
-
-    def draw(self, rng: np.random.Generator, T: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """One episode of the process.
-
-        Returns:
-            ``(up (T, P) bool, multiplier (T, P) float64 or None, health (T, P) float32)``.
-        """
-        P = self.n_providers
-        up = np.ones((T, P), dtype=bool)
-        if P == 0:
-            return up, None, np.zeros((T, 0), dtype=np.float32)
-        U = rng.random((T, P))
-        state = np.ones(P, dtype=bool)
-        for t in range(T):
-            state = np.where(state, U[t] >= self.p_fail, U[t] < self.p_recover)
-            up[t] = state
-        mult = None
-        if (self.latency_sigma > 0).any():
-            Z = rng.standard_normal((T, P))
-            s = self.latency_sigma
-            mult = np.exp(s * Z - 0.5 * s * s)
-        prev1 = np.vstack([np.ones((1, P), dtype=bool), up[:-1]])
-        prev2 = np.vstack([np.ones((2, P), dtype=bool), up[:-2]])[:T]
-        health = np.where(~prev1, 1.0, np.where(~prev2, 0.5, 0.0)).astype(np.float32)
-        return up, mult, health
-
-
-def fit_llmperf_rates(path: str | Any) -> dict[str, ProviderRates]:
-    """Fit per-provider outage rates from the llmperf-provider-latency request runs.
-
-    Reads the requests with :func:`router_rl.traces.importers.llmperf.load_provider_latency`.
-    Each (provider, model size) run is a sequence of requests in ``request_idx`` order; a request
-    with an error counts as "down". Transitions are pooled per provider and
-    estimated with add-one smoothing: ``p_fail = (n_up->down + 1) / (n_up + 2)``, ``p_recover =
-    (n_down->up + 1) / (n_down + 2)``; ``latency_sigma`` is the pooled within-run standard
-    deviation of log end-to-end latency of successful requests.
-
-    Args:
-        path: The llmperf dataset folder (with ``requests_long.csv``) or the CSV itself.
-    """
-    import polars as pl
-
-    from router_rl.traces.importers.llmperf import load_provider_latency
-
-    df = load_provider_latency(path).with_columns(down=pl.col("error").is_not_null())
-    df = df.sort("provider", "model_size", "request_idx")
-    out: dict[str, ProviderRates] = {}
-    for (prov,), g in df.group_by(["provider"], maintain_order=True):
-        n_up = n_down = up_down = down_up = 0
-        resid: list[np.ndarray] = []
-        for _, run in g.group_by(["model_size"], maintain_order=True):
-            lat = run.filter(~pl.col("down") & (pl.col("latency_s") > 0))["latency_s"].to_numpy()
-            if lat.size:
-                resid.append(np.log(lat) - np.log(lat).mean())
-            d = run["down"].to_numpy()
-            a, b = d[:-1], d[1:]
-            n_up += int((~a).sum())
-            n_down += int(a.sum())
-            up_down += int((~a & b).sum())
-            down_up += int((a & ~b).sum())
-        r = np.concatenate(resid) if resid else np.zeros(0)
-        sigma = float(np.sqrt((r * r).mean())) if r.size > 1 else 0.0
-        out[str(prov)] = ProviderRates(
-            p_fail=(up_down + 1) / (n_up + 2), p_recover=(down_up + 1) / (n_down + 2), latency_sigma=sigma
-        )
-    return out
 
 
 def _fallback_index(fallback: FallbackSpec, tables: RewardTables) -> int | None:
@@ -197,6 +61,104 @@ def _fallback_index(fallback: FallbackSpec, tables: RewardTables) -> int | None:
     mean_cost = tables.cost.mean(axis=0)
     pool = np.flatnonzero(tables.is_local) if tables.is_local.any() else np.arange(tables.n_models)
     return int(pool[np.argmin(mean_cost[pool])])
+
+
+@dataclass
+class _Routed:
+    """What routing one task per episode did (all ``(B,)``); see :func:`_route`."""
+
+    served: np.ndarray  # model that served (meaningless where not ``serving``)
+    srv: np.ndarray  # ``served`` with 0 where nothing was served (safe index)
+    serving: np.ndarray
+    failed: np.ndarray
+    provider_down: np.ndarray
+    fallback_used: np.ndarray
+    forced: np.ndarray
+    over: np.ndarray
+    exceeded: np.ndarray
+    terminated: np.ndarray
+    cost: np.ndarray
+    reward: np.ndarray
+    latency: np.ndarray  # NaN where unknown or nothing served
+
+
+def _route(
+    env: BudgetedRouting,
+    i: np.ndarray,
+    a: np.ndarray,
+    spent: np.ndarray,
+    budget: np.ndarray,
+    up: np.ndarray,
+    mult: np.ndarray | None,
+) -> _Routed:
+    """The step rule of the module docstring for ``B`` episodes at once (the ONE implementation).
+
+    Args:
+        env: The env (tables, outage model, fallback, budget rule).
+        i: ``(B,)`` task index of each episode's current task.
+        a: ``(B,)`` chosen model.
+        spent: ``(B,)`` USD spent so far; budget: ``(B,)`` the day's budget.
+        up: ``(B, P)`` whether each provider is up now.
+        mult: ``(B, P)`` latency multipliers now, or None.
+    """
+    tb, outage = env.tables, env.outage
+    B = a.shape[0]
+    rows = np.arange(B)
+    mp = outage.model_provider
+
+    def is_down(models: np.ndarray) -> np.ndarray:
+        if outage.n_providers == 0:
+            return np.zeros(models.shape, dtype=bool)
+        p = mp[models]
+        return (p >= 0) & ~up[rows, np.maximum(p, 0)]
+
+    served = a.copy()
+    down = is_down(a)
+    fallback_used = np.zeros(B, dtype=bool)
+    if env.fallback is not None:
+        fb = np.full(B, env.fallback, dtype=np.int64)
+        fallback_used = down & (a != fb) & ~is_down(fb)
+        served[fallback_used] = env.fallback
+    failed = down & ~fallback_used
+    cost = np.where(failed, 0.0, tb.cost[i, served])
+    exceeded = ~failed & (spent + cost > budget + _EPS)
+    forced = np.zeros(B, dtype=bool)
+    over = np.zeros(B, dtype=bool)
+    terminated = np.zeros(B, dtype=bool)
+    if env._terminate:
+        terminated = exceeded.copy()
+        cost = np.where(terminated, 0.0, cost)
+    elif exceeded.any():
+        forced = exceeded
+        c = tb.cost[i[forced]].copy()
+        if outage.n_providers:
+            dn = (mp[None, :] >= 0) & ~up[rows[forced][:, None], np.maximum(mp, 0)[None, :]]
+            dn[dn.all(axis=1)] = False  # every provider down: the cheapest overall
+            c[dn] = np.inf
+        served[forced] = np.argmin(c, axis=1)
+        cost = np.where(forced, tb.cost[i, served], cost)
+        over = forced & (spent + cost > budget + _EPS)
+    serving = ~failed & ~terminated
+    srv = np.where(serving, served, 0)
+    pen = tb.privacy_penalty[i, a]
+    rs = tb.reward_spec
+    lat_term = tb.latency_term[i, srv]
+    lat = tb.latency[i, srv]
+    if mult is not None:
+        p = mp[srv]
+        m = np.where(p >= 0, mult[rows, np.maximum(p, 0)], 1.0)
+        lat_term = np.where(p >= 0, lat_term * m, lat_term)
+        lat = np.where(p >= 0, lat * m, lat)
+    reward = np.where(
+        failed,
+        -rs.failure_penalty - pen,
+        np.where(terminated, -rs.exceed_penalty - pen, tb.base_reward[i, srv] - lat_term - pen),
+    )
+    return _Routed(
+        served=served, srv=srv, serving=serving, failed=failed, provider_down=down, fallback_used=fallback_used,
+        forced=forced, over=over, exceeded=exceeded, terminated=terminated, cost=cost, reward=reward,
+        latency=np.where(serving, lat, np.nan),
+    )
 
 
 class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
@@ -335,10 +297,6 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         i = int(self._order[0])
         return self._obs(), {"task_id": self.tables.task_ids[i], "task_index": i, "budget": self._budget}
 
-    def _is_down(self, a: int) -> bool:
-        p = int(self.outage.model_provider[a])
-        return p >= 0 and not bool(self._up[self._t, p])
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Route the current task to model ``action`` (see the module docstring)."""
         if self._done:
@@ -349,66 +307,31 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"action {action!r} outside Discrete({tb.n_models})")
         t = self._t
         i = int(self._order[t])
-        served = a
-        failed = fallback_used = forced = over = exceeded = terminated = False
-        down = self._is_down(a)
-        if down:
-            fb = self.fallback
-            if fb is not None and fb != a and not self._is_down(fb):
-                served, fallback_used = fb, True
-            else:
-                failed = True
-        cost = 0.0
-        if not failed:
-            cost = float(tb.cost[i, served])
-            if self._spent + cost > self._budget + _EPS:
-                exceeded = True
-                if self._terminate:
-                    terminated = True
-                    served = -1
-                    cost = 0.0
-                else:
-                    forced = True
-                    served = self._cheapest_up(i)
-                    cost = float(tb.cost[i, served])
-                    over = self._spent + cost > self._budget + _EPS
-        pen = tb.privacy_penalty[i, a]
-        rs = tb.reward_spec
-        if failed:
-            reward = -rs.failure_penalty - pen
-        elif terminated:
-            reward = -rs.exceed_penalty - pen
-        else:
-            lat_term = tb.latency_term[i, served]
-            if self._mult is not None:
-                p = int(self.outage.model_provider[served])
-                if p >= 0:
-                    lat_term = lat_term * self._mult[t, p]
-            reward = tb.base_reward[i, served] - lat_term - pen
-        serving = served >= 0 and not failed
+        r = _route(
+            self, np.array([i]), np.array([a], dtype=np.int64), np.array([self._spent]), np.array([self._budget]),
+            self._up[t][None, :], None if self._mult is None else self._mult[t][None, :],
+        )
+        serving, served, terminated = bool(r.serving[0]), int(r.srv[0]), bool(r.terminated[0])
+        cost = float(r.cost[0])
         if serving:
             self._spent += cost
             self._n_served += 1
             self._n_local += int(tb.is_local[served])
-        latency: float | None = None
-        if serving and not np.isnan(tb.latency[i, served]):
-            latency = float(tb.latency[i, served])
-            if self._mult is not None and self.outage.model_provider[served] >= 0:
-                latency *= float(self._mult[t, self.outage.model_provider[served]])
+        lat = float(r.latency[0])
         info = {
             "task_id": tb.task_ids[i],
             "task_index": i,
             "chosen_action": a,
             "served_action": served if serving else -1,
-            "failed": failed,
-            "provider_down": down,
-            "fallback_used": fallback_used,
-            "forced_cheapest": forced,
-            "over_budget": over,
-            "budget_exceeded": exceeded,
+            "failed": bool(r.failed[0]),
+            "provider_down": bool(r.provider_down[0]),
+            "fallback_used": bool(r.fallback_used[0]),
+            "forced_cheapest": bool(r.forced[0]),
+            "over_budget": bool(r.over[0]),
+            "budget_exceeded": bool(r.exceeded[0]),
             "quality": float(tb.quality[i, served]) if serving else 0.0,
             "cost": cost,
-            "latency": latency,
+            "latency": None if np.isnan(lat) else lat,
             "is_local": bool(tb.is_local[served]) if serving else False,
             "privacy_violation": bool(tb.private[i] and not tb.is_local[a]),
             "spent": self._spent,
@@ -417,16 +340,7 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         truncated = self._t >= self._T and not terminated
         self._done = terminated or truncated
-        return self._obs(), float(reward), terminated, truncated, info
-
-    def _cheapest_up(self, i: int) -> int:
-        c = self.tables.cost[i].copy()
-        mp = self.outage.model_provider
-        if self.outage.n_providers:
-            down = (mp >= 0) & ~self._up[self._t, np.maximum(mp, 0)]
-            if not down.all():
-                c[down] = np.inf
-        return int(np.argmin(c))
+        return self._obs(), float(r.reward[0]), terminated, truncated, info
 
 
 class BudgetedRoutingVec:
@@ -447,7 +361,6 @@ class BudgetedRoutingVec:
         self.single_observation_space = env.observation_space
         self.single_action_space = env.action_space
         self._rngs: list[np.random.Generator] | None = None
-        self._b = np.arange(self.num_envs)
 
     def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Start ``B`` days (episode b seeded with ``seed + b``)."""
@@ -491,95 +404,48 @@ class BudgetedRoutingVec:
         state = np.stack([rem, np.full(self.num_envs, self._t / self._T), share], axis=1).astype(np.float32)
         return np.concatenate([self.tables.features[i], state, self._health[:, t]], axis=1)
 
-    def _down(self, actions: np.ndarray, t: int) -> np.ndarray:
-        mp = self.env.outage.model_provider[actions]
-        if self.env.outage.n_providers == 0:
-            return np.zeros(actions.shape, dtype=bool)
-        return (mp >= 0) & ~self._up[self._b, t, np.maximum(mp, 0)]
-
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Route the current task of every active episode."""
         if self._t >= self._T or not self._active.any():
             raise RuntimeError("BudgetedRoutingVec.step called after every episode ended; call reset()")
-        env, tb = self.env, self.tables
+        tb = self.tables
         a = np.asarray(actions, dtype=np.int64)
         if a.shape != (self.num_envs,):
             raise ValueError(f"actions: expected shape ({self.num_envs},), got {a.shape}")
         if a.min() < 0 or a.max() >= tb.n_models:
             raise ValueError(f"actions outside Discrete({tb.n_models})")
-        t, B, active = self._t, self.num_envs, self._active.copy()
+        t, active = self._t, self._active.copy()
         i = self._order[:, t]
-        served = a.copy()
-        down = self._down(a, t)
-        fallback_used = np.zeros(B, dtype=bool)
-        if env.fallback is not None:
-            fb = np.full(B, env.fallback, dtype=np.int64)
-            fallback_used = down & (a != fb) & ~self._down(fb, t)
-            served[fallback_used] = env.fallback
-        failed = down & ~fallback_used
-        cost = np.where(failed, 0.0, tb.cost[i, served])
-        exceeded = ~failed & (self._spent + cost > self._budget + _EPS)
-        forced = np.zeros(B, dtype=bool)
-        over = np.zeros(B, dtype=bool)
-        terminated = np.zeros(B, dtype=bool)
-        if env._terminate:
-            terminated = exceeded.copy()
-            cost = np.where(terminated, 0.0, cost)
-        elif exceeded.any():
-            forced = exceeded
-            c = tb.cost[i[forced]].copy()
-            if env.outage.n_providers:
-                mp = env.outage.model_provider
-                dn = (mp[None, :] >= 0) & ~self._up[self._b[forced][:, None], t, np.maximum(mp, 0)[None, :]]
-                dn[dn.all(axis=1)] = False
-                c[dn] = np.inf
-            served[forced] = np.argmin(c, axis=1)
-            cost = np.where(forced, tb.cost[i, served], cost)
-            over = forced & (self._spent + cost > self._budget + _EPS)
-        serving = ~failed & ~terminated
-        srv = np.where(serving, served, 0)
-        pen = tb.privacy_penalty[i, a]
-        rs = tb.reward_spec
-        lat_term = tb.latency_term[i, srv]
-        lat = tb.latency[i, srv]
-        if self._mult is not None:
-            mp = env.outage.model_provider[srv]
-            m = np.where(mp >= 0, self._mult[self._b, t, np.maximum(mp, 0)], 1.0)
-            lat_term = np.where(mp >= 0, lat_term * m, lat_term)
-            lat = np.where(mp >= 0, lat * m, lat)
-        reward = np.where(
-            failed,
-            -rs.failure_penalty - pen,
-            np.where(terminated, -rs.exceed_penalty - pen, tb.base_reward[i, srv] - lat_term - pen),
-        )
-        upd = serving & active
-        self._spent = np.where(upd, self._spent + cost, self._spent)
+        r = _route(self.env, i, a, self._spent, self._budget, self._up[:, t],
+                   None if self._mult is None else self._mult[:, t])
+        upd = r.serving & active
+        self._spent = np.where(upd, self._spent + r.cost, self._spent)
         self._n_served += upd
-        self._n_local += upd & tb.is_local[srv]
+        self._n_local += upd & tb.is_local[r.srv]
         self._t += 1
-        terminated &= active
+        terminated = r.terminated & active
         truncated = active & ~terminated & (self._t >= self._T)
         self._active = active & ~terminated & ~truncated
         info = {
             "active": active,
             "task_index": i,
             "chosen_action": a,
-            "served_action": np.where(serving, served, -1),
-            "failed": failed,
-            "provider_down": down,
-            "fallback_used": fallback_used,
-            "forced_cheapest": forced,
-            "over_budget": over,
-            "budget_exceeded": exceeded,
-            "quality": np.where(serving, tb.quality[i, srv], 0.0),
-            "cost": cost,
-            "latency": np.where(serving, lat, np.nan),
-            "is_local": serving & tb.is_local[srv],
+            "served_action": np.where(r.serving, r.served, -1),
+            "failed": r.failed,
+            "provider_down": r.provider_down,
+            "fallback_used": r.fallback_used,
+            "forced_cheapest": r.forced,
+            "over_budget": r.over,
+            "budget_exceeded": r.exceeded,
+            "quality": np.where(r.serving, tb.quality[i, r.srv], 0.0),
+            "cost": r.cost,
+            "latency": r.latency,
+            "is_local": r.serving & tb.is_local[r.srv],
             "privacy_violation": tb.private[i] & ~tb.is_local[a],
             "spent": self._spent.copy(),
             "budget": self._budget.copy(),
         }
-        reward = np.where(active, reward, 0.0)
+        reward = np.where(active, r.reward, 0.0)
         return self._obs(), reward, terminated, truncated, info
 
     @property

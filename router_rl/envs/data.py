@@ -257,6 +257,3 @@ def load_env_data(spec: EnvSpec | str | Path, *, encoder: Any | None = None, cac
     return data
 
 
-def clear_cache() -> None:
-    """Forget every cached :func:`load_env_data` result."""
-    _CACHE.clear()

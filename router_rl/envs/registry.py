@@ -14,8 +14,9 @@ ENTRY_POINT = "router_rl.envs.registry:make_from_spec"
 
 def _build(spec: EnvSpec, encoder: Any | None = None) -> gym.Env:
     from router_rl.envs.bandit import RoutingBandit
-    from router_rl.envs.budgeted import BudgetedRouting, fit_llmperf_rates
+    from router_rl.envs.budgeted import BudgetedRouting
     from router_rl.envs.data import load_env_data
+    from router_rl.envs.outage import fit_llmperf_rates
 
     data = load_env_data(spec, encoder=encoder)
     tables = data.tables(spec.split.name)

@@ -22,16 +22,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from router_rl.core.config import StrictConfig, config_error
 from router_rl.core.errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 EnvKind = Literal["bandit", "budgeted"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _finite_nonneg(v: float, what: str) -> float:
@@ -40,7 +37,7 @@ def _finite_nonneg(v: float, what: str) -> float:
     return v
 
 
-class RewardSpec(_Strict):
+class RewardSpec(StrictConfig):
     """Scalar reward of serving one task with one model.
 
     ``r = quality_weight*q - cost_weight*cost/cost_ref_usd - latency_weight*latency/latency_slo_s
@@ -117,7 +114,7 @@ class RewardSpec(_Strict):
         return float(self.cost_ref_usd)
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictConfig):
     """Where the outcome matrix comes from.
 
     Attributes:
@@ -158,7 +155,7 @@ class DataSpec(_Strict):
         return self
 
 
-class SplitSpec(_Strict):
+class SplitSpec(StrictConfig):
     """Which split the environment serves, and how splits are made.
 
     Attributes:
@@ -188,7 +185,7 @@ class SplitSpec(_Strict):
         return self
 
 
-class PrivacySpec(_Strict):
+class PrivacySpec(StrictConfig):
     """Which tasks must stay on local models.
 
     Attributes:
@@ -200,7 +197,7 @@ class PrivacySpec(_Strict):
     categories: list[str] = Field(default_factory=list)
 
 
-class BudgetSpec(_Strict):
+class BudgetSpec(StrictConfig):
     """Per-episode spending limit of the budgeted environment.
 
     Attributes:
@@ -230,7 +227,7 @@ class BudgetSpec(_Strict):
         return float(self.usd) if self.usd is not None else float(self.per_task_usd or 0.0) * horizon
 
 
-class DayMixSpec(_Strict):
+class DayMixSpec(StrictConfig):
     """Day-to-day variation of the traffic mix of the budgeted environment.
 
     Each day (episode) draws group weights ``w ~ Dirichlet(concentration · p)``, with ``p`` the
@@ -257,7 +254,7 @@ class DayMixSpec(_Strict):
         return v
 
 
-class ProviderRates(_Strict):
+class ProviderRates(StrictConfig):
     """Two-state Markov outage process of one provider (per decision step).
 
     Attributes:
@@ -280,7 +277,7 @@ class ProviderRates(_Strict):
         return self
 
 
-class OutageSpec(_Strict):
+class OutageSpec(StrictConfig):
     """Provider outage / latency process of the budgeted environment.
 
     Attributes:
@@ -304,7 +301,7 @@ class OutageSpec(_Strict):
     affects_local: bool = False
 
 
-class FallbackSpec(_Strict):
+class FallbackSpec(StrictConfig):
     """What happens when the chosen provider is down.
 
     Attributes:
@@ -317,7 +314,7 @@ class FallbackSpec(_Strict):
     model: str | None = None
 
 
-class EnvSpec(_Strict):
+class EnvSpec(StrictConfig):
     """A named, versioned routing environment (``router_rl/<name>-v<version>``).
 
     Attributes:
@@ -423,10 +420,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str | None = None) -> EnvSpe
     try:
         return EnvSpec.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "<spec>"
-        more = f" (+{e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
-        raise ConfigError(loc, f"{first['msg']}{more}", source=source) from e
+        raise config_error(e, "", source=source) from None
 
 
 def specs_dir() -> Path:

@@ -14,22 +14,17 @@ A phase passes when every non-skipped check passes and at least one check ran.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
 
-from router_rl.core.errors import ConfigError
+from pydantic import Field
 
+from router_rl.core.config import PositiveFloat, StrictConfig
 
-def _check_share(name: str, v: float | None) -> None:
-    if v is None:
-        return
-    if not (isinstance(v, int | float) and 0.0 <= v <= 1.0):
-        raise ConfigError(f"IndependenceConfig.{name}", f"expected a share in [0, 1] or None, got {v!r}")
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
-class PhaseGates:
+class PhaseGates(StrictConfig):
     """Thresholds of one phase (``None`` = not gated).
 
     Attributes:
@@ -41,26 +36,12 @@ class PhaseGates:
         max_latency_p95: Maximum 95th-percentile latency in seconds (strict ``<``), where known.
     """
 
-    min_local_share: float | None = None
-    min_quality_ratio: float | None = None
-    min_cost_saving: float | None = None
-    max_cloud_share: float | None = None
-    max_latency_p50: float | None = None
-    max_latency_p95: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("min_local_share", "min_cost_saving", "max_cloud_share"):
-            _check_share(name, getattr(self, name))
-        if self.min_quality_ratio is not None and not (
-            isinstance(self.min_quality_ratio, int | float) and 0 < self.min_quality_ratio <= 2
-        ):
-            raise ConfigError(
-                "IndependenceConfig.min_quality_ratio", f"expected a ratio in (0, 2], got {self.min_quality_ratio!r}"
-            )
-        for name in ("max_latency_p50", "max_latency_p95"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"IndependenceConfig.{name}", f"expected seconds > 0 or None, got {v!r}")
+    min_local_share: Share | None = None
+    min_quality_ratio: Annotated[float, Field(gt=0, le=2)] | None = None
+    min_cost_saving: Share | None = None
+    max_cloud_share: Share | None = None
+    max_latency_p50: PositiveFloat | None = None
+    max_latency_p95: PositiveFloat | None = None
 
 
 def _default_phases() -> dict[str, PhaseGates]:
@@ -77,18 +58,10 @@ def _default_phases() -> dict[str, PhaseGates]:
     }
 
 
-@dataclass(frozen=True)
-class IndependenceConfig:
+class IndependenceConfig(StrictConfig):
     """Phase name -> gates. Defaults are the fleet's published targets (module docstring)."""
 
-    phases: Mapping[str, PhaseGates] = field(default_factory=_default_phases)
-
-    def __post_init__(self) -> None:
-        if not self.phases:
-            raise ConfigError("IndependenceConfig.phases", "needs at least one phase")
-        for k, v in self.phases.items():
-            if not isinstance(v, PhaseGates):
-                raise ConfigError(f"IndependenceConfig.phases[{k!r}]", f"expected PhaseGates, got {type(v).__name__}")
+    phases: Annotated[dict[str, PhaseGates], Field(min_length=1)] = Field(default_factory=_default_phases)
 
 
 @dataclass(frozen=True)

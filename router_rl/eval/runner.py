@@ -1,5 +1,8 @@
 """Run :class:`~router_rl.policies.RoutingPolicy` objects on outcome matrices and score them.
 
+(Over 500 lines on purpose: one concept, the evaluation run: its config, result types and the
+λ-sweep driver share every helper.)
+
 This is the glue between policies and :mod:`router_rl.ope` (which only sees arrays): each policy
 is replayed on the full-information test matrix (``route_matrix`` with a seeded generator, so a
 stochastic policy behaves as it would when serving), the resulting arrays go to
@@ -18,13 +21,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import BeforeValidator, Field, field_validator
 
-from router_rl.core.errors import ConfigError
+from router_rl.core.config import NonNegativeFloat, PositiveInt, StrictConfig, StrTuple, as_tuple
 from router_rl.eval.independence import IndependenceConfig, IndependenceReport, independence_report
 from router_rl.ope.metrics import (
     CalibrationCurve,
@@ -54,12 +58,12 @@ DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, *(float(f"{x:.4g}") for x in np.geoms
 FeatureFn = Callable[["RoutingPolicy", "OutcomeMatrix"], np.ndarray]
 
 
-@dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(StrictConfig):
     """Settings of :func:`evaluate_policies` (validated on construction).
 
     Attributes:
-        lambdas: λ grid of the frontier sweep (for policies exposing ``decision.lam``).
+        lambdas: λ grid of the frontier sweep (for policies exposing ``decision.lam``); stored
+            sorted and deduplicated.
         quality_target: Share of the reference quality for "cost share at X% quality".
         n_bootstrap: Bootstrap resamples of the headline intervals.
         alpha: Interval level (0.05 = 95%).
@@ -69,33 +73,24 @@ class EvalConfig:
         independence: Thresholds of the independence gates.
     """
 
-    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
-    quality_target: float = 0.95
-    n_bootstrap: int = 1000
-    alpha: float = 0.05
+    lambdas: Annotated[tuple[NonNegativeFloat, ...], BeforeValidator(as_tuple), Field(min_length=1)] = DEFAULT_LAMBDAS
+    quality_target: Annotated[float, Field(gt=0, le=1)] = 0.95
+    n_bootstrap: Annotated[int, Field(ge=10)] = 1000
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     seed: int = 0
-    group_columns: tuple[str, ...] = ("category", "agent_type")
-    calibration_bins: int = 10
-    independence: IndependenceConfig = field(default_factory=IndependenceConfig)
+    group_columns: StrTuple = ("category", "agent_type")
+    calibration_bins: PositiveInt = 10
+    independence: IndependenceConfig = Field(default_factory=IndependenceConfig)
 
-    def __post_init__(self) -> None:
-        lams = tuple(float(x) for x in self.lambdas)
-        if not lams or any(not np.isfinite(x) or x < 0 for x in lams):
-            raise ConfigError("EvalConfig.lambdas", f"expected a non-empty list of finite numbers >= 0, got {lams}")
-        object.__setattr__(self, "lambdas", tuple(sorted(set(lams))))
-        if not 0 < self.quality_target <= 1:
-            raise ConfigError("EvalConfig.quality_target", f"expected a share in (0, 1], got {self.quality_target!r}")
-        if not (isinstance(self.n_bootstrap, int) and self.n_bootstrap >= 10):
-            raise ConfigError("EvalConfig.n_bootstrap", f"expected an integer >= 10, got {self.n_bootstrap!r}")
-        if not 0 < self.alpha < 1:
-            raise ConfigError("EvalConfig.alpha", f"expected a number in (0, 1), got {self.alpha!r}")
-        if not (isinstance(self.calibration_bins, int) and self.calibration_bins >= 1):
-            raise ConfigError("EvalConfig.calibration_bins", f"expected an integer >= 1, got {self.calibration_bins!r}")
+    @field_validator("lambdas")
+    @classmethod
+    def _sorted(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(sorted(set(v)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        d = asdict(self)
-        d["independence"] = {k: asdict(v) for k, v in self.independence.phases.items()}
+        """JSON-ready dict (``independence`` as ``{phase: gates}``)."""
+        d = super().to_dict()
+        d["independence"] = d["independence"]["phases"]
         return d
 
 

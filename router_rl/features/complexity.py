@@ -49,6 +49,8 @@ class Complexity(StrEnum):
 
 
 _LEVELS: Final = (Complexity.SIMPLE, Complexity.MODERATE, Complexity.COMPLEX, Complexity.VERY_COMPLEX)
+#: Level names in increasing order: the one definition (policies and the router read it).
+COMPLEXITY_LEVELS: Final[tuple[str, ...]] = tuple(lv.value for lv in _LEVELS)
 
 #: Keyword groups; a group scores once when any of its substrings occurs in the lower-cased prompt.
 COMPLEXITY_KEYWORD_GROUPS: Final[dict[str, tuple[str, ...]]] = {

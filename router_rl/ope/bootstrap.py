@@ -15,8 +15,6 @@ counts with ``np.bincount``) in blocks, and each block of counts is multiplied w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from router_rl.core.seeding import SeedLike, as_generator
@@ -73,34 +71,3 @@ def percentile_interval(samples: np.ndarray, alpha: float) -> tuple[np.ndarray, 
     hi = np.nanquantile(np.where(np.isfinite(s), s, np.nan), 1 - alpha / 2, axis=0)
     return lo, hi
 
-
-def bootstrap_statistic(
-    columns: np.ndarray,
-    statistic: Callable[[np.ndarray, int], np.ndarray],
-    *,
-    n_bootstrap: int,
-    alpha: float,
-    rng: SeedLike,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point value and percentile interval of ``statistic(sums, n)``.
-
-    Args:
-        columns: ``(n, c)`` per-row columns.
-        statistic: Maps ``(..., c)`` column sums and the row count ``n`` to ``(...,)`` or
-            ``(..., k)`` values; must be vectorised over leading axes.
-        n_bootstrap: Number of resamples.
-        alpha: ``0.05`` gives a 95% interval.
-        rng: Seed or generator.
-
-    Returns:
-        ``(value, lower, upper)`` arrays with the statistic's trailing shape.
-    """
-    alpha = check_alpha(alpha)
-    cols = np.asarray(columns, dtype=np.float64)
-    if cols.ndim == 1:
-        cols = cols[:, None]
-    n = cols.shape[0]
-    value = statistic(cols.sum(axis=0), n)
-    boot = statistic(bootstrap_column_sums(cols, n_bootstrap, rng), n)
-    lo, hi = percentile_interval(boot, alpha)
-    return np.asarray(value), np.asarray(lo), np.asarray(hi)

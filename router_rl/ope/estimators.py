@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -467,7 +467,3 @@ class Replay:
             n=int(rows.size),
         )
 
-
-def estimates_to_dict(estimates: Mapping[str, Estimate]) -> dict[str, dict[str, Any]]:
-    """``label -> Estimate.to_dict()`` for JSON output."""
-    return {k: v.to_dict() for k, v in estimates.items()}

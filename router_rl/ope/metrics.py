@@ -1,5 +1,8 @@
 """Routing metrics on plain arrays: per-request summaries, cost-quality frontiers, AIQ/APGR/CPT.
 
+(Over 500 lines on purpose: one concept, routing metrics on arrays; the frontier metrics AIQ / APGR /
+CPT / cost at quality share the hull helpers with the per-request summaries.)
+
 Definitions (also in docs/evaluation.md):
 
 * **quality ratio** = mean quality / mean quality of the *reference model* (the best single model

@@ -20,13 +20,14 @@ import importlib
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from router_rl.core.errors import RouterRLError
 from router_rl.core.seeding import SeedLike, as_generator
 
 if TYPE_CHECKING:
@@ -74,6 +75,23 @@ class RouteOutcome:
     n_calls: np.ndarray
 
 
+class PolicyCapabilityError(RouterRLError, NotImplementedError):
+    """A policy kind refuses an operation the :class:`RoutingPolicy` contract lets it refuse.
+
+    The refusable operations of a kind are listed in its :attr:`RoutingPolicy.refuses` (operation
+    -> what to do instead); anything not listed there must work.
+
+    Attributes:
+        kind: The policy kind.
+        operation: The refused operation (``"fit"``, ``"action_distribution"``, ...).
+    """
+
+    def __init__(self, kind: str, operation: str, instead: str) -> None:
+        self.kind = kind
+        self.operation = operation
+        super().__init__(f"{kind}: {operation} is not supported by this kind; {instead}")
+
+
 class PolicyLoadError(ValueError):
     """An artifact cannot be loaded (missing file, other models, other encoder version...)."""
 
@@ -84,12 +102,21 @@ class RoutingPolicy(ABC):
     Subclasses set :attr:`kind` (the registry name), implement :meth:`action_distribution`,
     and override :meth:`_save_state` / :meth:`_load_state` when they hold fitted state.
 
+    The contract (tested over every registered kind in ``tests/policies/test_contract.py``):
+    ``fit`` then ``action_distribution`` gives ``(n, n_models)`` rows summing to 1, ``act`` agrees
+    with it, and ``save`` / ``load`` reproduces it exactly. A kind may refuse an operation only
+    by listing it in :attr:`refuses` and raising :class:`PolicyCapabilityError` for it.
+
     Attributes:
         models: Candidate model ids, the column order of every distribution.
         metadata: Free-form JSON-able info saved with the artifact (metrics, data hash, ...).
     """
 
     kind: ClassVar[str] = "base"
+    #: Operations this kind refuses with :class:`PolicyCapabilityError`: operation -> what to do
+    #: instead (``fit``: learns elsewhere; ``action_distribution`` (and so ``act``): needs more
+    #: than features). Empty = the whole contract holds.
+    refuses: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, models: Sequence[str], *, metadata: dict[str, Any] | None = None) -> None:
         if len(models) == 0:
@@ -125,6 +152,8 @@ class RoutingPolicy(ABC):
         Returns:
             ``self``, fitted.
         """
+        if "fit" in self.refuses:
+            raise PolicyCapabilityError(self.kind, "fit", self.refuses["fit"])
         self.check_models(matrix.models, what="training matrix")
         X = check_features(X, n_rows=matrix.n_tasks, what="fit")
         if matrix.catalog is not None:

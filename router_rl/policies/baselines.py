@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from router_rl.core.errors import ConfigError
 from router_rl.core.seeding import as_generator
-from router_rl.policies.base import PolicyLoadError, RouteOutcome, RoutingPolicy, check_features, register_policy
+from router_rl.policies.base import (
+    PolicyCapabilityError,
+    PolicyLoadError,
+    RouteOutcome,
+    RoutingPolicy,
+    check_features,
+    register_policy,
+)
 from router_rl.policies.signals import complexity_columns, complexity_rank, privacy_column
 
 if TYPE_CHECKING:
@@ -173,6 +180,10 @@ class OraclePolicy(RoutingPolicy):
     """
 
     kind = "oracle"
+    refuses: ClassVar[Mapping[str, str]] = {
+        "action_distribution": "the oracle needs the outcomes: use route_matrix(X, matrix) or "
+        "oracle_distribution(matrix)",
+    }
 
     def __init__(self, models: Sequence[str], *, lam: float = 0.0, metadata: dict[str, Any] | None = None) -> None:
         super().__init__(models, metadata=metadata)
@@ -181,10 +192,8 @@ class OraclePolicy(RoutingPolicy):
         self.lam = float(lam)
 
     def action_distribution(self, X: np.ndarray) -> np.ndarray:
-        """Not defined from features alone: the oracle reads outcomes (use :meth:`route_matrix`)."""
-        raise NotImplementedError(
-            "oracle: needs the outcomes; use route_matrix(X, matrix) or oracle_distribution(matrix)"
-        )
+        """Refused (:class:`PolicyCapabilityError`): the oracle reads outcomes (use :meth:`route_matrix`)."""
+        raise PolicyCapabilityError(self.kind, "action_distribution", self.refuses["action_distribution"])
 
     def oracle_actions(self, matrix: OutcomeMatrix) -> np.ndarray:
         """``(n,)`` the oracle's model per task of ``matrix``."""

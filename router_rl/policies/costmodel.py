@@ -1,5 +1,8 @@
 """Per-task cost and latency prediction for quality-predicting routers (LightGBM meta-model).
 
+(Over 500 lines on purpose: one concept, the per-task cost / latency model: basis detection,
+target composition, fitting with its hold-out gate and persistence belong together.)
+
 The decision rule maximises ``q̂ − λ·ĉ/c_ref − μ·l̂/l_ref`` (:mod:`router_rl.policies.decision`).
 Without this module ``ĉ`` and ``l̂`` are each model's *training mean*, the same for every task.
 :func:`fit_cost_model` learns per-task expectations where the training data allows it.
@@ -44,19 +47,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
-from router_rl.core.errors import ConfigError
+from router_rl.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictConfig
 from router_rl.policies.base import PolicyLoadError
-from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
+from router_rl.policies.boosting import FIXED_PARAMS, NUMPY_MIN_ROWS, compile_ensemble, make_dataset, select_columns
+from router_rl.policies.treeeval import TreeEnsemble
 
 if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
 
 #: Accepted values of ``LGBMConfig.cost_model``.
-COST_MODEL_MODES: tuple[str, ...] = ("auto", "predicted", "mean")
+CostModelMode = Literal["auto", "predicted", "mean"]
+#: The same values as a tuple.
+COST_MODEL_MODES: tuple[str, ...] = get_args(CostModelMode)
 #: ``auto`` keeps a model's prediction when its hold-out MAE is <= (1 - this) x the mean's.
 AUTO_MIN_GAIN = 0.05
 #: Relative (median) error up to which the catalog formula "reproduces" the recorded cost.
@@ -69,13 +76,10 @@ MIN_TASKS = 40
 COST_MODEL_FORMAT = 1
 #: File of the cost model's booster inside a policy artifact.
 BOOSTER_FILE = "cost_booster.txt"
-#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
-_NUMPY_MIN_ROWS = 8
 _KINDS = ("input_tokens", "output_tokens", "latency", "cost")
 
 
-@dataclass(frozen=True)
-class CostModelSettings:
+class CostModelSettings(StrictConfig):
     """Hyper-parameters of :func:`fit_cost_model` (the LightGBM router fills them from its config).
 
     Attributes:
@@ -94,29 +98,19 @@ class CostModelSettings:
         num_threads: LightGBM threads.
     """
 
-    mode: str = "auto"
-    max_rank: int = 4
-    num_boost_round: int = 60
-    learning_rate: float = 0.15
-    num_leaves: int = 7
-    min_data_in_leaf: int = 20
-    lambda_l2: float = 5.0
-    max_bin: int = 63
-    min_feature_count: int = 3
-    early_stopping_rounds: int = 10
-    holdout: float = 0.2
-    engine: str = "numpy"
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mode not in COST_MODEL_MODES:
-            raise ConfigError("cost_model", f"expected one of {list(COST_MODEL_MODES)}, got {self.mode!r}")
-        for name in ("max_rank", "num_boost_round", "num_leaves", "min_data_in_leaf", "early_stopping_rounds"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ConfigError(f"cost_model.{name}", f"expected an integer >= 1, got {v!r}")
-        if not (0.05 <= self.holdout <= 0.5):
-            raise ConfigError("cost_model.holdout", f"expected a share in [0.05, 0.5], got {self.holdout!r}")
+    mode: CostModelMode = "auto"
+    max_rank: PositiveInt = 4
+    num_boost_round: PositiveInt = 60
+    learning_rate: PositiveFloat = 0.15
+    num_leaves: PositiveInt = 7
+    min_data_in_leaf: PositiveInt = 20
+    lambda_l2: NonNegativeFloat = 5.0
+    max_bin: PositiveInt = 63
+    min_feature_count: NonNegativeInt = 3
+    early_stopping_rounds: PositiveInt = 10
+    holdout: Annotated[float, Field(ge=0.05, le=0.5)] = 0.2
+    engine: Literal["numpy", "booster"] = "numpy"
+    num_threads: PositiveInt = 1
 
 
 def _coef_tokens(spec: Any) -> tuple[float, float]:
@@ -266,10 +260,8 @@ class CostLatencyModel:
         self.columns = np.ascontiguousarray(self.columns, dtype=np.int64)
         self._ens: TreeEnsemble | None = None
         if self.engine == "numpy":
-            try:
-                self._ens = TreeEnsemble.from_booster(self.booster).remap_features(self.columns, self.n_features)
-            except UnsupportedTreeError:
-                self._ens = None
+            ens = compile_ensemble(self.booster)
+            self._ens = None if ens is None else ens.remap_features(self.columns, self.n_features)
 
     @property
     def rank(self) -> int:
@@ -284,7 +276,7 @@ class CostLatencyModel:
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(cost (n, m) USD, latency (n, m) s)`` expected per call, for float32 features ``X``."""
         n = X.shape[0]
-        if self._ens is not None and n >= _NUMPY_MIN_ROWS:
+        if self._ens is not None and n >= NUMPY_MIN_ROWS:
             raw = self._ens.predict_raw(X)
         else:
             xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)
@@ -451,10 +443,7 @@ def fit_cost_model(
     F = Tz @ axes.T  # (n, r) component scores
     info["explained_variance"] = float((s[:r] ** 2).sum() / max((s**2).sum(), 1e-12))
 
-    nnz = (X != 0).sum(axis=0)
-    columns = np.flatnonzero(nnz >= settings.min_feature_count).astype(np.int64)
-    if columns.size == 0:
-        columns = np.arange(min(1, X.shape[1]), dtype=np.int64)
+    columns = select_columns(X, settings.min_feature_count)
     Xs = np.ascontiguousarray(X[:, columns], dtype=np.float32)
     seed = int(rng.integers(0, 2**31 - 1))
     perm = rng.permutation(n)
@@ -464,24 +453,17 @@ def fit_cost_model(
         "num_class": r,
         "num_leaves": settings.num_leaves,
         "min_data_in_leaf": settings.min_data_in_leaf,
-        "min_sum_hessian_in_leaf": 1e-3,
         "learning_rate": settings.learning_rate,
         "lambda_l2": settings.lambda_l2,
         "max_bin": settings.max_bin,
         "feature_fraction": 0.8,
         "num_threads": settings.num_threads,
         "seed": seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "verbose": -1,
-        "metric": "None",
+        **FIXED_PARAMS,
     }
-    ds_params = {"verbose": -1, "max_bin": settings.max_bin, "min_data_in_bin": 1, "feature_pre_filter": False}
 
     def dataset(rows: np.ndarray, reference: Any = None) -> Any:
-        return lgb.Dataset(
-            Xs[rows], label=np.zeros(rows.size), params=ds_params, reference=reference, free_raw_data=False
-        )
+        return make_dataset(lgb, Xs[rows], max_bin=settings.max_bin, reference=reference)
 
     dtr = dataset(tr)
     dho = dataset(ho, reference=dtr)

@@ -21,17 +21,16 @@ predicted success clears the threshold, else the allowed model with the highest 
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from router_rl.core.errors import ConfigError
+from router_rl.core.config import NonNegativeFloat, StrictConfig, UnitFloat
 
 
-@dataclass(frozen=True)
-class DecisionConfig:
+class DecisionConfig(StrictConfig):
     """Knobs of the utility decision rule (validated on construction).
 
     Attributes:
@@ -44,33 +43,17 @@ class DecisionConfig:
         privacy_local_only: Privacy-sensitive tasks may only go to local models.
     """
 
-    lam: float = 0.0
-    mu: float = 0.0
-    temperature: float = 0.0
-    epsilon: float = 0.0
-    quality_floor: float | None = None
-    escalate_below: float | None = None
+    lam: NonNegativeFloat = 0.0
+    mu: NonNegativeFloat = 0.0
+    temperature: NonNegativeFloat = 0.0
+    epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    quality_floor: UnitFloat | None = None
+    escalate_below: UnitFloat | None = None
     privacy_local_only: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("lam", "mu", "temperature"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"DecisionConfig.{name}", f"expected a finite number >= 0, got {v!r}")
-        if not (0.0 <= self.epsilon < 1.0):
-            raise ConfigError("DecisionConfig.epsilon", f"expected a number in [0, 1), got {self.epsilon!r}")
-        for name in ("quality_floor", "escalate_below"):
-            v = getattr(self, name)
-            if v is not None and not (0.0 <= v <= 1.0):
-                raise ConfigError(f"DecisionConfig.{name}", f"expected None or a number in [0, 1], got {v!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
 
     def with_(self, **changes: Any) -> DecisionConfig:
         """A copy with ``changes`` applied (validated)."""
-        return replace(self, **changes)
+        return self.replace(**changes)
 
 
 @dataclass

@@ -11,7 +11,6 @@ Inference is one matrix product (standardisation is folded into the weights).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -80,6 +79,3 @@ class LinearHead:
         """``(n, m)`` logits."""
         return np.asarray(X, dtype=np.float32) @ self.W + self.b
 
-    def to_arrays(self, prefix: str) -> dict[str, Any]:
-        """Arrays for ``np.savez``."""
-        return {f"{prefix}W": self.W, f"{prefix}b": self.b}

@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from router_rl.features.complexity import COMPLEXITY_LEVELS as _COMPLEXITY_LEVELS
+from router_rl.features.complexity import LEVEL_CUTS
+
 PRIVACY_NAMES: tuple[str, ...] = ("privacy", "privacy:sensitive", "sensitive", "is_sensitive", "pv:sensitive")
-#: Complexity level columns, one-hot, in increasing order.
-COMPLEXITY_LEVELS: tuple[str, ...] = ("simple", "moderate", "complex", "very_complex")
-#: Score cuts of MODERATE / COMPLEX / VERY_COMPLEX (same as router_rl.features.complexity.LEVEL_CUTS).
-SCORE_CUTS: tuple[int, ...] = (2, 4, 6)
+#: Complexity level columns, one-hot, in increasing order (defined in :mod:`router_rl.features.complexity`).
+COMPLEXITY_LEVELS: tuple[str, ...] = _COMPLEXITY_LEVELS
+#: Score cuts of MODERATE / COMPLEX / VERY_COMPLEX (:data:`router_rl.features.complexity.LEVEL_CUTS`).
+SCORE_CUTS: tuple[int, ...] = tuple(LEVEL_CUTS)
 
 
 def feature_names(encoder: Any) -> list[str] | None:

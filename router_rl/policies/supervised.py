@@ -12,12 +12,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from router_rl.core.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    PositiveIntTuple,
+    StrictConfig,
+)
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, register_policy
 from router_rl.policies.decision import DecisionConfig
@@ -117,21 +124,22 @@ class KNNPolicy(_Standardised):
         return np.asarray(self.train_Q[idx].mean(axis=1))
 
 
-@dataclass(frozen=True)
-class MLPConfig:
-    """MLP router hyper-parameters."""
+class MLPConfig(StrictConfig):
+    """MLP router hyper-parameters.
 
-    hidden: tuple[int, ...] = (64,)
-    alpha: float = 1e-2
-    learning_rate_init: float = 1e-3
-    max_iter: int = 300
+    Attributes:
+        hidden: Hidden layer sizes (non-empty).
+        alpha: L2 penalty (sklearn ``alpha``).
+        learning_rate_init: Adam learning rate.
+        max_iter: Maximum epochs.
+        early_stopping: Hold out 10% of the training tasks and stop when it stops improving.
+    """
+
+    hidden: Annotated[PositiveIntTuple, Field(min_length=1)] = (64,)
+    alpha: NonNegativeFloat = 1e-2
+    learning_rate_init: PositiveFloat = 1e-3
+    max_iter: PositiveInt = 300
     early_stopping: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
-            raise ConfigError("mlp.hidden", f"expected positive layer sizes, got {self.hidden!r}")
-        if self.alpha < 0 or self.learning_rate_init <= 0 or self.max_iter < 1:
-            raise ConfigError("mlp", "alpha >= 0, learning_rate_init > 0 and max_iter >= 1 are required")
 
 
 @register_policy
@@ -150,21 +158,15 @@ class MLPPolicy(_Standardised):
                  decision: DecisionConfig | dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         super().__init__(models, decision=decision, metadata=metadata)
-        self._set_config(asdict(config) if isinstance(config, MLPConfig) else dict(config or {}))
+        self.config = config if isinstance(config, MLPConfig) else MLPConfig.from_dict(config or {})
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
 
     def _set_config(self, d: dict[str, Any]) -> None:
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        try:
-            self.config = MLPConfig(**d)
-        except TypeError as e:
-            raise ConfigError("mlp", str(e)) from e
+        self.config = MLPConfig.from_dict(d)
 
     def _config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
+        return self.config.to_dict()
 
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
         import warnings
@@ -218,18 +220,20 @@ class MLPPolicy(_Standardised):
         self._set_config(state.get("config") or {})
 
 
-@dataclass(frozen=True)
-class MFConfig:
-    """Matrix-factorisation router hyper-parameters."""
+class MFConfig(StrictConfig):
+    """Matrix-factorisation router hyper-parameters.
 
-    dim: int = 16
-    l2: float = 1e-3
-    learning_rate: float = 0.02
-    epochs: int = 300
+    Attributes:
+        dim: Latent dimension.
+        l2: L2 penalty.
+        learning_rate: Adam learning rate.
+        epochs: Full-batch epochs.
+    """
 
-    def __post_init__(self) -> None:
-        if self.dim < 1 or self.epochs < 1 or self.learning_rate <= 0 or self.l2 < 0:
-            raise ConfigError("mf", "dim >= 1, epochs >= 1, learning_rate > 0 and l2 >= 0 are required")
+    dim: PositiveInt = 16
+    l2: NonNegativeFloat = 1e-3
+    learning_rate: PositiveFloat = 0.02
+    epochs: PositiveInt = 300
 
 
 @register_policy
@@ -246,19 +250,13 @@ class MFPolicy(_Standardised):
                  decision: DecisionConfig | dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         super().__init__(models, decision=decision, metadata=metadata)
-        self._set_config(asdict(config) if isinstance(config, MFConfig) else dict(config or {}))
+        self.config = config if isinstance(config, MFConfig) else MFConfig.from_dict(config or {})
         self.P = np.zeros((0, 0), dtype=np.float32)
         self.E = np.zeros((self.n_models, 0), dtype=np.float32)
         self.b = np.zeros(self.n_models, dtype=np.float32)
 
-    def _set_config(self, d: dict[str, Any]) -> None:
-        try:
-            self.config = MFConfig(**d)
-        except TypeError as e:
-            raise ConfigError("mf", str(e)) from e
-
     def _config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
+        return self.config.to_dict()
 
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
         Z = self._standardise_fit(X).astype(np.float64)

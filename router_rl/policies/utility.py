@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, check_features
 from router_rl.policies.calibration import CalibrationResult, Target, search_lambda
 from router_rl.policies.decision import Decision, DecisionConfig, decide
@@ -35,10 +34,7 @@ def _as_decision(decision: DecisionConfig | dict[str, Any] | None) -> DecisionCo
         return DecisionConfig()
     if isinstance(decision, DecisionConfig):
         return decision
-    try:
-        return DecisionConfig(**decision)
-    except TypeError as e:
-        raise ConfigError("decision", str(e)) from e
+    return DecisionConfig.from_dict(decision)
 
 
 class UtilityPolicy(RoutingPolicy):

@@ -35,7 +35,12 @@ class PolicyEngine:
         return self.policy.version
 
     def route(self, request: RouteRequest) -> RouteResponse:
-        """Encode the records and return the policy's distribution and argmax per record."""
+        """Encode the records and return the policy's distribution and argmax per record.
+
+        The choice is the argmax of the distribution, a deterministic function of the request, so
+        the propensity of the chosen model is 1 (not ``probs[chosen]``); ``probs`` stays the
+        policy's distribution for off-policy evaluation of *other* selection rules.
+        """
         records = [r.model_dump(exclude_none=True) for r in request.records]
         X = np.asarray(self.encoder.transform_records(records), dtype=np.float32)
         probs = self.policy.action_distribution(X)
@@ -46,5 +51,5 @@ class PolicyEngine:
             models=models,
             probs=probs.tolist(),
             chosen=[models[i] for i in chosen],
-            propensity=probs[np.arange(len(chosen)), chosen].tolist(),
+            propensity=[1.0] * len(chosen),
         )

@@ -1,11 +1,12 @@
 """Trace store: canonical outcome / decision-log / catalog tables, importers, simulation.
 
 ``router_rl.traces`` imports nothing else from ``router_rl``. Everything exported here needs only
-polars/numpy (pyarrow is imported inside ``TraceSet.save``/``load_traces``).
+polars/numpy (pyarrow is imported inside the parquet codec, ``traces/parquet.py``).
 """
 
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
+from router_rl.traces.load import load_traces
 from router_rl.traces.matrix import OutcomeMatrix
 from router_rl.traces.schema import (
     CATALOG_SCHEMA,
@@ -16,7 +17,7 @@ from router_rl.traces.schema import (
 )
 from router_rl.traces.simulate import simulate_fleet
 from router_rl.traces.split import assign_splits, carve_split
-from router_rl.traces.store import TraceSet, load_traces
+from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import ValidationReport, validate_outcomes
 
 __all__ = [

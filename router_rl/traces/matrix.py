@@ -14,7 +14,6 @@ import polars as pl
 
 from router_rl.traces.catalog import ModelCatalog
 from router_rl.traces.errors import TraceValidationError
-from router_rl.traces.schema import TASK_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,3 @@ class OutcomeMatrix:
         return masked_cost.argmin(axis=1)
 
 
-def task_column_names(df: pl.DataFrame) -> list[str]:
-    """Task-level columns of ``df``: the standard ones present plus extra feature columns."""
-    std = [c for c in TASK_COLUMNS if c in df.columns]
-    return std

@@ -23,15 +23,14 @@ queueing jitter; cloud = network RTT + time-to-first-token + output / cloud thro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
+from router_rl.core.config import NonNegativeFloat, StrictConfig, UnitFloat
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.schema import CLOUD, LOCAL
 from router_rl.traces.split import assign_splits
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import ValidationReport
 
 COMPLEXITIES: tuple[str, ...] = ("SIMPLE", "MODERATE", "COMPLEX", "VERY_COMPLEX")
@@ -109,22 +108,22 @@ CLOUD_BONUS = np.array([0.0, 0.04, 0.16, 0.26])
 VERBOSITY = np.array([0.85, 0.9, 1.0, 1.0, 1.1, 1.15, 1.05])
 
 
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Knobs of :func:`simulate_fleet` (defaults give the documented fleet)."""
+class SimulationConfig(StrictConfig):
+    """Knobs of :func:`simulate_fleet` (defaults give the documented fleet).
 
-    task_hardness_sd: float = 0.8
-    cell_noise_sd: float = 0.35
-    privacy_rate: float = 0.03
-    graded_concentration: float = 10.0
-    cloud_rtt_s: float = 0.35
+    Attributes:
+        task_hardness_sd: Spread of the per-task hardness (logit units).
+        cell_noise_sd: Spread of the per task x model noise (logit units).
+        privacy_rate: Share of tasks tagged privacy-sensitive.
+        graded_concentration: Beta concentration of graded (non-binary) quality.
+        cloud_rtt_s: Network round trip added to cloud latency (seconds).
+    """
 
-    def __post_init__(self) -> None:
-        for k in ("task_hardness_sd", "cell_noise_sd", "graded_concentration", "cloud_rtt_s"):
-            if not getattr(self, k) >= 0:
-                raise ValueError(f"SimulationConfig.{k}: expected >= 0, got {getattr(self, k)!r}")
-        if not 0 <= self.privacy_rate <= 1:
-            raise ValueError(f"SimulationConfig.privacy_rate: expected in [0, 1], got {self.privacy_rate!r}")
+    task_hardness_sd: NonNegativeFloat = 0.8
+    cell_noise_sd: NonNegativeFloat = 0.35
+    privacy_rate: UnitFloat = 0.03
+    graded_concentration: NonNegativeFloat = 10.0
+    cloud_rtt_s: NonNegativeFloat = 0.35
 
 
 # --- prompt text ---------------------------------------------------------------------------
@@ -378,6 +377,6 @@ def simulate_fleet(
         "split_seed": seed,
         "split_fractions": list(fractions),
         "n_tasks": n,
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "config": cfg.to_dict(),
     }
     return TraceSet(outcomes=long, catalog=cat, report=report, meta=meta, ground_truth=gt)

@@ -6,7 +6,7 @@ Imported by module name (``from envs_helpers import ...``): pytest puts this fol
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -77,3 +77,28 @@ def rollout(env: Any, seed: int, policy: Callable[[int, np.ndarray], int]) -> li
         t += 1
         done = term or trunc
     return out
+
+
+def lockstep(vec: Any, singles: list[list[tuple]], policy: Callable[[int, np.ndarray], int], seed: int
+             ) -> Iterator[tuple[int, int, dict, np.ndarray, tuple | None]]:
+    """Step ``vec`` (reset with ``seed``) next to the recorded single-env ``singles`` (one per episode).
+
+    Checks the reset observations, then per step and episode ``b`` the observation, reward and
+    flags against the single env, and yields ``(t, b, batched info, batched rewards, single step)``
+    for the caller's info checks; the single step is ``None`` once episode ``b`` has ended.
+    """
+    obs, _ = vec.reset(seed=seed)
+    B = len(singles)
+    for b in range(B):
+        np.testing.assert_array_equal(obs[b], singles[b][0][0])
+    t = 0
+    while not vec.done:
+        acts = np.array([policy(t, obs[b]) for b in range(B)])
+        obs, r, term, trunc, info = vec.step(acts)
+        t += 1
+        for b in range(B):
+            single = singles[b][t] if t < len(singles[b]) else None
+            if single is not None:
+                np.testing.assert_array_equal(obs[b], single[0])
+                assert (r[b], term[b], trunc[b]) == tuple(single[1:4])
+            yield t, b, info, r, single

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from envs_helpers import checks_clean, rollout
+from envs_helpers import checks_clean, lockstep, rollout
 
 import router_rl.envs as renvs
 from router_rl.envs import RewardSpec, RoutingBandit, RoutingBanditVec, build_tables
@@ -62,22 +62,14 @@ def test_vec_matches_single_exactly(small_matrix: OutcomeMatrix, small_features:
     vec = RoutingBanditVec.from_env(env, B)
     policy = lambda t, o: int(o[0] * 100 + t) % 3  # noqa: E731  depends on the observation
     singles = [rollout(env, seed + b, policy) for b in range(B)]
-    obs, info = vec.reset(seed=seed)
-    for b in range(B):
-        np.testing.assert_array_equal(obs[b], singles[b][0][0])
-    t = 0
-    while not vec.done:
-        acts = np.array([policy(t, obs[b]) for b in range(B)])
-        obs, r, term, trunc, info = vec.step(acts)
-        t += 1
-        for b in range(B):
-            s_obs, s_r, s_term, s_trunc, s_info = singles[b][t]
-            np.testing.assert_array_equal(obs[b], s_obs)
-            assert r[b] == s_r and term[b] == s_term and trunc[b] == s_trunc
-            for k in ("quality", "cost", "latency", "oracle_action", "oracle_value", "regret", "task_index",
-                      "is_local", "privacy_violation"):
-                assert info[k][b] == s_info[k], k
-    assert t == 7
+    last_t = 0
+    for t, b, info, _r, single in lockstep(vec, singles, policy, seed):
+        last_t = t
+        assert single is not None  # every bandit episode has the same horizon
+        for k in ("quality", "cost", "latency", "oracle_action", "oracle_value", "regret", "task_index",
+                  "is_local", "privacy_violation"):
+            assert info[k][b] == single[4][k], k
+    assert last_t == 7
     # unseeded reset continues each episode's generator exactly like the single env
     env.reset(seed=seed + 1)
     o2, _ = env.reset()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from envs_helpers import checks_clean, hand_matrix, rollout
+from envs_helpers import checks_clean, hand_matrix, lockstep, rollout
 
 from router_rl.envs import (
     BudgetedRouting,
@@ -16,8 +16,9 @@ from router_rl.envs import (
     RewardSpec,
     build_tables,
 )
-from router_rl.envs.budgeted import N_STATE, OutageModel
+from router_rl.envs.budgeted import N_STATE
 from router_rl.envs.experiments import outage_riding, pacing_vs_greedy
+from router_rl.envs.outage import OutageModel
 from router_rl.traces.matrix import OutcomeMatrix
 
 
@@ -145,28 +146,17 @@ def test_vec_matches_single_exactly_with_outages_budget_and_jitter() -> None:
         policy = lambda t, o: int(o[0] + t) % 3  # noqa: E731
         singles = [rollout(env, seed + b, policy) for b in range(B)]
         vec = BudgetedRoutingVec(env, B)
-        obs, _ = vec.reset(seed=seed)
-        for b in range(B):
-            np.testing.assert_array_equal(obs[b], singles[b][0][0])
-        t = 0
-        while not vec.done:
-            acts = np.array([policy(t, obs[b]) for b in range(B)])
-            obs, r, term, trunc, info = vec.step(acts)
-            t += 1
-            for b in range(B):
-                if t >= len(singles[b]):
-                    assert not info["active"][b] and r[b] == 0.0
+        for _t, b, info, r, single in lockstep(vec, singles, policy, seed):
+            if single is None:
+                assert not info["active"][b] and r[b] == 0.0
+                continue
+            for k, v in single[4].items():
+                if k in ("task_id",):
                     continue
-                s_obs, s_r, s_term, s_trunc, s_info = singles[b][t]
-                np.testing.assert_array_equal(obs[b], s_obs)
-                assert (r[b], term[b], trunc[b]) == (s_r, s_term, s_trunc)
-                for k, v in s_info.items():
-                    if k in ("task_id",):
-                        continue
-                    if v is None:
-                        assert np.isnan(info[k][b]), k
-                    else:
-                        assert info[k][b] == v, (k, on_exceed)
+                if v is None:
+                    assert np.isnan(info[k][b]), k
+                else:
+                    assert info[k][b] == v, (k, on_exceed)
         if on_exceed == "terminate":
             assert any(s[-1][2] for s in singles)  # some episode actually terminated
 

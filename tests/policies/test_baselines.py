@@ -7,6 +7,7 @@ import pytest
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies import make_policy
+from router_rl.policies.base import PolicyCapabilityError
 from router_rl.policies.baselines import OraclePolicy, RuleRouter
 
 MODELS = ("small", "big", "cloud")
@@ -26,7 +27,7 @@ def test_oracle_is_optimal_per_task(toy) -> None:
 
 def test_oracle_has_no_feature_only_distribution(toy) -> None:
     X, m = toy
-    with pytest.raises(NotImplementedError, match="needs the outcomes"):
+    with pytest.raises(PolicyCapabilityError, match="needs the outcomes"):
         OraclePolicy(MODELS).action_distribution(X)
     assert OraclePolicy(MODELS).oracle_distribution(m).sum(axis=1).tolist() == [1.0] * m.n_tasks
 

@@ -13,7 +13,7 @@ import pytest
 
 from router_rl.core.errors import ConfigError
 from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
-from router_rl.policies.base import PolicyLoadError, RoutingPolicy
+from router_rl.policies.base import PolicyCapabilityError, PolicyLoadError, RoutingPolicy
 from router_rl.policies.ppo import PPOConfig, PPORouter, state_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,7 +220,7 @@ def test_bad_inputs_name_the_problem(setup: dict[str, Any]) -> None:
         state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers={"x": 0}, providers=["y"])
     with pytest.raises(ValueError, match="expected one of"):
         state_vector(budget_remaining_frac=1, elapsed_frac=0, local_share=0, breakers=["broken"])
-    with pytest.raises(NotImplementedError, match="fit_env"):
+    with pytest.raises(PolicyCapabilityError, match="fit_env"):
         _router(setup).fit(setup["data"].features("train"), setup["data"].train, seed=0)
     with pytest.raises(RuntimeError, match="observation layout unknown"):
         _router(setup).action_distribution(np.zeros((1, 3)))
@@ -275,3 +275,49 @@ def test_quick_experiment_runs_and_reports_every_field(tmp_path: Path) -> None:
                 assert s["lo"] <= s["mean"] <= s["hi"]
         for m in metrics:
             assert {"mean", "lo", "hi"} <= set(scen["diff_ppo_minus_greedy"][m])
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "ppo_v2_artifact"
+
+
+def test_artifact_written_before_the_package_split_loads_identically() -> None:
+    """``fixtures/ppo_v2_artifact`` was saved by the single-module ``policies/ppo.py`` (and its
+    LightGBM base by the dataclass ``LGBMConfig``); it must load and decide exactly as then."""
+    router = RoutingPolicy.load(FIXTURE)
+    assert isinstance(router, PPORouter) and router.base is not None and router.base.kind == "lgbm"
+    assert router.config.net_arch == (8,) and router.config.price_arch == (4,)
+    with np.load(FIXTURE / "expected.npz") as z:
+        np.testing.assert_allclose(router.action_distribution(z["X"]), z["p"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(router.base.action_distribution(z["F"]), z["lgbm_p"], rtol=0, atol=1e-12)
+
+
+def test_importing_the_ppo_package_is_cheap() -> None:
+    code = (
+        "import sys, json, router_rl.policies.ppo as p; p.PPOConfig(); "
+        "print(json.dumps([m for m in ('torch', 'gymnasium', 'stable_baselines3', 'lightgbm') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_train_ppo_pipeline_is_one_library_call(setup: dict[str, Any]) -> None:
+    """The function the CLI and the experiment call: given base + data, no held-out days; then
+    the same call evaluates held-out days and records them, reproducibly for a seed."""
+    from router_rl.policies.ppo import train_ppo
+
+    lgbm = setup["lgbm"]
+    res = train_ppo(setup["spec"], config=SMALL, base=lgbm, data=setup["data"], eval_days=0, seed=0)
+    assert res.heldout is None and res.base is lgbm and res.router.metadata["env_spec"] == setup["spec"].name
+    direct = _router(setup).fit_env(
+        lambda: make_from_spec(setup["spec"], encoder=setup["data"].encoder, split="train"), seed=0
+    )
+    np.testing.assert_array_equal(res.router.parameters_vector(), direct.parameters_vector())
+    steps: list[str] = []
+    res2 = train_ppo(setup["spec"], config=SMALL, base=lgbm, data=setup["data"], eval_days=2, seed=0,
+                     progress=steps.append)
+    assert res2.heldout is not None and set(res2.heldout) == {"base", "ppo"}
+    assert res2.router.metadata["heldout"]["days"] == 2 and any("held-out" in s for s in steps)
+    with pytest.raises(ConfigError, match="needs a 'budgeted' env spec"):
+        train_ppo(load_spec("sim-bandit"), config=SMALL)
+    with pytest.raises(PolicyLoadError, match="a PPO artifact cannot be the base"):
+        train_ppo(setup["spec"], config=SMALL, base=res.router, data=setup["data"])

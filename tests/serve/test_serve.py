@@ -42,6 +42,17 @@ def test_engine_routes_records_like_the_policy(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.sum(resp.probs, axis=1), 1.0)
 
 
+def test_engine_propensity_of_the_deterministic_argmax_is_one(tmp_path: Path) -> None:
+    """A policy with a spread-out distribution: ``chosen`` is its argmax, whose propensity is 1."""
+    d, _ = _save_policy(tmp_path, "soft", "lgbm", config={"num_boost_round": 10, "cv_folds": 2},
+                          decision={"temperature": 0.5})
+    resp = PolicyEngine(d).route(RouteRequest(records=[TaskRecord(**r) for r in RECORDS]))
+    p = np.asarray(resp.probs)
+    assert (p.max(axis=1) < 0.9).all()  # not one-hot: p[argmax] would be a wrong propensity
+    assert resp.chosen == [resp.models[i] for i in p.argmax(axis=1)]
+    assert resp.propensity == [1.0, 1.0]
+
+
 def test_engine_refuses_artifact_without_encoder(tmp_path: Path) -> None:
     m = simulate_fleet(50, seed=1).matrix()
     d = make_policy("cheapest", m.models).save(tmp_path / "noenc")

@@ -20,7 +20,7 @@ from router_rl.traces import (
     load_traces,
     simulate_fleet,
 )
-from router_rl.traces.store import METADATA_KEY
+from router_rl.traces.parquet import METADATA_KEY
 
 
 def test_traceset_roundtrip_keeps_everything(tmp_path: Path) -> None:
@@ -141,3 +141,41 @@ def test_catalog_roundtrip(tmp_path: Path) -> None:
         report=simulate_fleet(1, seed=0).report,
     )
     assert load_traces(ts.save(tmp_path / "one.parquet")).catalog == cat
+
+
+
+def _imports_of(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_trace_modules_form_no_import_circle() -> None:
+    """Every import (deferred ones included) points one way: ``load -> importers -> traceset ->
+    parquet``; the kept ``router_rl.traces.store`` path still names the same objects."""
+    import router_rl.traces as pkg
+
+    root = Path(pkg.__file__).parent
+    upward = {
+        "parquet.py": ("router_rl.traces.traceset", "router_rl.traces.load", "router_rl.traces.importers"),
+        "traceset.py": ("router_rl.traces.load", "router_rl.traces.importers"),
+        **{
+            f"importers/{p.name}": ("router_rl.traces.load", "router_rl.traces.store")
+            for p in (root / "importers").glob("*.py")
+        },
+    }
+    for rel, banned in upward.items():
+        bad = sorted(m for m in _imports_of(root / rel) if m.startswith(banned))
+        assert bad == [], f"{rel} imports {bad}"
+    from router_rl.traces import store, traceset
+    from router_rl.traces.load import load_traces as lt
+
+    assert store.TraceSet is traceset.TraceSet is TraceSet
+    assert store.load_traces is lt is load_traces

@@ -1,4 +1,4 @@
-"""Importers: dataset folder/file -> validated :class:`~router_rl.traces.store.TraceSet`.
+"""Importers: dataset folder/file -> validated :class:`~router_rl.traces.TraceSet`.
 
 ``IMPORTERS`` maps a kind to ``fn(path, *, drop_invalid=False, seed=0) -> TraceSet``. Modules
 are imported lazily on first use. ``llmperf`` is not an outcome matrix: see
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 Importer = Callable[..., TraceSet]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.schema import CLOUD, LOCAL
 from router_rl.traces.split import assign_splits
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import validate_outcomes
 
 #: Substrings (lower-case) that mark a closed-weight model served only by a cloud API.
@@ -73,15 +72,6 @@ def infer_provider(model: str, location: str) -> str:
         if key in m:
             return prov
     return "vllm" if location == LOCAL else "api"
-
-
-def params_billion(model: str) -> float | None:
-    """Parameter count in billions parsed from a model id (``"llama-2-70b"`` -> 70), else None."""
-    m = re.search(r"(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)b", model.lower())
-    if m:
-        return float(m.group(1)) * float(m.group(2))
-    m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)b(?![a-z])", model.lower())
-    return float(m.group(1)) if m else None
 
 
 def read_table(path: Path, **csv_kw: Any) -> pl.DataFrame:

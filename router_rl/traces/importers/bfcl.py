@@ -37,7 +37,7 @@ from router_rl.traces.importers._common import (
     estimate_tokens,
     finish,
 )
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 DATASET = "bfcl-v2-2024-08-11"
 V100X8_USD_PER_HOUR = 22.032

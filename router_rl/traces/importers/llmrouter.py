@@ -24,7 +24,7 @@ from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.importers._common import estimate_tokens, finish, infer_location, infer_provider
 from router_rl.traces.split import carve_split
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 DATASET = "llmrouter-dcrouter-9model"
 #: Assumed output tokens per task kind (generation tasks long, multiple choice short).

@@ -17,7 +17,7 @@ from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.importers._common import catalog_from_models, finish, infer_provider, read_table
 from router_rl.traces.schema import LOCAL, LOCATIONS
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 MODEL_LEVEL = ("location", "provider")
 

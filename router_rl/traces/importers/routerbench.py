@@ -26,7 +26,7 @@ import polars as pl
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.importers._common import catalog_from_models, finish
 from router_rl.traces.split import carve_split
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 DATASET = "routerbench-subset-via-routerdc"
 MODELS: tuple[str, ...] = (

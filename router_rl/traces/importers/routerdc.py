@@ -30,7 +30,7 @@ from router_rl.traces.importers._common import (
     finish,
 )
 from router_rl.traces.split import carve_split
-from router_rl.traces.store import TraceSet
+from router_rl.traces.traceset import TraceSet
 
 DATASET = "routerdc-7model-oss"
 OUTPUT_TOKENS: dict[str, int] = {"humaneval": 256, "mbpp": 256, "javascript": 256, "gsm8k": 256,

@@ -1,33 +1,28 @@
-"""PPO refinement of a base routing policy (normally the LightGBM router) on ``BudgetedRouting``.
+"""``PPORouter``: a base routing policy's decisions plus a learned, state-aware budget price and residual.
+
+(Slightly over 500 lines on purpose: one class, :class:`PPORouter`, whose prior, training,
+inference and persistence methods share its observation layout.)
 
 Design (see ``docs/ppo.md``): *a frozen prior plus a learned budget price and residual*. For the
 task part of each observation the base policy gives a score ``z_j`` per model (its utility
 ``q̂_j − λ₀·ĉ_j`` for a quality-predicting base, else ``log max(p_j, floor)``) and a normalised
 expected cost ``ĉ_j``; both are prepended to the environment observation. The
-stable-baselines3 actor outputs
+stable-baselines3 actor (:mod:`router_rl.policies.ppo.networks`) outputs
 
     logits_j = β · (z_j − δ(s) · ĉ_j) + W · h(observation) + b,
 
-where ``δ(s)`` is a scalar *budget price* computed from the router state ``s`` only (remaining
-budget, elapsed time, local share, breakers) and ``β = 1 / prior_temperature``. The price head's
-output layer and the residual ``W, b`` are initialised to exactly zero, so before any PPO update
-the router takes exactly the base policy's argmax decision. PPO then learns a state-dependent
-price (budget pacing: the effective λ becomes ``λ₀ + δ(s)``) and a residual (provider outages).
-The critic is an ordinary MLP on the same input.
+where ``δ(s)`` is a scalar *budget price* computed from the router state ``s`` only and
+``β = 1 / prior_temperature``. The price head's output layer and the residual are initialised to
+exactly zero, so before any PPO update the router takes exactly the base policy's argmax decision.
 
-Observation layout (``BudgetedRouting``): ``[task features (feature_dim) | state (state_dim)]``;
-the state part is built by the live router with :func:`state_vector`.
-
-torch, gymnasium and stable-baselines3 are imported lazily: importing this module is cheap, so
-the policy registry can import it eagerly.
+Observation layout: ``[task features (feature_dim) | state (state_dim)]``, the state part as
+:func:`router_rl.policies.ppo.state.state_vector` builds it. torch, gymnasium and
+stable-baselines3 are imported inside the methods that need them.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,22 +30,12 @@ import numpy as np
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, register_policy
+from router_rl.policies.ppo.config import PPOConfig
+from router_rl.policies.ppo.state import STATE_FIELDS, state_vector
 
 if TYPE_CHECKING:
     import gymnasium as gym
     from stable_baselines3 import PPO
-
-__all__ = [
-    "BREAKER_STATES",
-    "STATE_FIELDS",
-    "PPOConfig",
-    "PPORouter",
-    "state_vector",
-]
-
-#: Scalar state fields of a BudgetedRouting observation, in order, after the task features; the
-#: per-provider circuit-breaker states follow them (one per provider, in the env's provider order).
-STATE_FIELDS: tuple[str, ...] = ("budget_remaining_frac", "elapsed_frac", "local_share")
 
 SB3_FILE = "ppo.zip"
 BASE_DIR = "base"
@@ -60,369 +45,9 @@ _PRIOR_CACHE_MAX = 1_000_000
 #: ``[prior score (m) | normalised cost (m) | env observation]`` and the actor has a budget-price
 #: head. Version 1 artifacts (log-prior only, no version field) must be retrained.
 PPO_FORMAT = 2
-PRIOR_KINDS: tuple[str, ...] = ("auto", "utility", "log_prob")
 #: Margin (utility units) by which the base's chosen model leads the runner-up in the utility
 #: prior, so the warm-started argmax is the base's even for ties and escalated rows.
 _ARGMAX_MARGIN = 1e-4
-
-
-BREAKER_STATES: dict[str, float] = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
-
-
-def state_vector(
-    *,
-    budget_remaining_frac: float,
-    elapsed_frac: float,
-    local_share: float,
-    breakers: Mapping[str, float | str] | Sequence[float | str] = (),
-    providers: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Build the state part of an observation, as the live router must do before each decision.
-
-    Same quantities and encoding as ``BudgetedRouting``:
-
-    * ``budget_remaining_frac``: unspent budget of the current budget window / window budget, in
-      [0, 1] (the router's budget manager knows both).
-    * ``elapsed_frac``: requests (or time) elapsed in the window / window length, in [0, 1].
-    * ``local_share``: share of this window's served requests answered by local models (0 before
-      the first one).
-    * ``breakers``: circuit-breaker state per provider subject to outages: ``0`` / ``"closed"``
-      (healthy), ``0.5`` / ``"half_open"``, ``1`` / ``"open"`` (down), in the provider order the
-      policy was trained with (``PPORouter.providers``).
-
-    Args:
-        budget_remaining_frac: Remaining budget fraction.
-        elapsed_frac: Elapsed fraction of the budget window.
-        local_share: Fraction of requests served locally so far.
-        breakers: A mapping provider -> state (then ``providers`` gives the order) or a sequence
-            already in training order.
-        providers: Provider order; required when ``breakers`` is a mapping.
-
-    Returns:
-        ``(len(STATE_FIELDS) + n_providers,)`` float32 vector.
-
-    Raises:
-        ValueError: a value outside [0, 1], an unknown breaker state or a provider missing from
-            the mapping.
-    """
-    scalars = {
-        "budget_remaining_frac": budget_remaining_frac,
-        "elapsed_frac": elapsed_frac,
-        "local_share": local_share,
-    }
-    if isinstance(breakers, Mapping):
-        if providers is None:
-            raise ValueError("state_vector: providers (the training order) is required with a breakers mapping")
-        missing = [p for p in providers if p not in breakers]
-        if missing:
-            raise ValueError(f"state_vector: breakers lacks providers {missing}")
-        raw = [breakers[p] for p in providers]
-        names = [f"breakers[{p!r}]" for p in providers]
-    else:
-        raw = list(breakers)
-        names = [f"breakers[{i}]" for i in range(len(raw))]
-    health: list[float] = []
-    for name, v in zip(names, raw, strict=True):
-        if isinstance(v, str):
-            if v not in BREAKER_STATES:
-                raise ValueError(f"state_vector: {name}: expected one of {sorted(BREAKER_STATES)}, got {v!r}")
-            health.append(BREAKER_STATES[v])
-        else:
-            health.append(float(v))
-    for name, x in [*scalars.items(), *zip(names, health, strict=True)]:
-        if not (math.isfinite(float(x)) and 0.0 <= float(x) <= 1.0):
-            raise ValueError(f"state_vector: {name}: expected a number in [0, 1], got {x!r}")
-    return np.asarray([float(scalars[k]) for k in STATE_FIELDS] + health, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Hyper-parameters of the PPO refinement (validated on construction).
-
-    Attributes:
-        total_timesteps: Environment steps of :meth:`PPORouter.fit`.
-        n_steps: Rollout length per environment before each update.
-        batch_size: Minibatch size (must divide ``n_steps * n_envs``).
-        n_epochs: Optimisation epochs per rollout.
-        learning_rate: Adam learning rate.
-        gamma: Discount factor.
-        gae_lambda: GAE lambda.
-        clip_range: PPO clipping parameter.
-        ent_coef: Entropy bonus coefficient.
-        vf_coef: Value loss coefficient.
-        max_grad_norm: Gradient clipping.
-        net_arch: Hidden layer sizes of the residual actor and of the critic.
-        prior_floor: Probability floor of the base policy inside the log-prior (``prior="log_prob"``);
-            lower = closer to the base distribution but slower to move away from it.
-        n_envs: Parallel (in-process) environments.
-        prior: ``"utility"``: the prior score is the base's utility ``q̂ − λ₀·ĉ`` (needs a
-            quality-predicting base such as LightGBM); ``"log_prob"``: ``log max(p, floor)`` of
-            any base; ``"auto"``: utility when the base supports it.
-        prior_temperature: τ of the utility prior: logits = (utility − δ·ĉ) / τ (in quality
-            units; smaller = closer to the deterministic base policy, less exploration).
-        learn_temperature: Learn the prior's inverse temperature β (a single scalar, starting at
-            ``1 / prior_temperature``), so sharpening the base policy does not have to go through
-            the price (which it would otherwise bias: the base's favourite models tend to be the
-            expensive ones).
-        budget_price: Learn the state-dependent budget price ``δ(s)`` (zero-initialised).
-        budget_jitter: Training days start with a fraction ``U(0, budget_jitter)`` of the budget
-            already spent (``BudgetedRouting.reset(options={"spent_frac": ...})``), so the
-            remaining budget varies independently of the time of day and the critic can learn
-            what a dollar left is worth (0 = off; evaluation days always start fresh).
-        normalize_reward: Scale training rewards by a running estimate of the discounted
-            return's standard deviation (SB3 ``VecNormalize``, rewards only). Day returns are
-            O(100); unscaled, the critic's gradient dominates the shared gradient clipping and
-            starves the actor (training only: the saved policy is unaffected).
-        price_arch: Hidden layer sizes of the price network (input: the router state only).
-    """
-
-    total_timesteps: int = 20_000
-    n_steps: int = 256
-    batch_size: int = 64
-    n_epochs: int = 4
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (64, 64)
-    prior_floor: float = 1e-2
-    n_envs: int = 1
-    prior: str = "auto"
-    prior_temperature: float = 0.02
-    learn_temperature: bool = True
-    budget_price: bool = True
-    budget_jitter: float = 0.5
-    normalize_reward: bool = True
-    price_arch: tuple[int, ...] = (32,)
-
-    def __post_init__(self) -> None:
-        positive_ints = ("total_timesteps", "n_steps", "batch_size", "n_epochs", "n_envs")
-        for name in positive_ints:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"PPOConfig.{name}", f"expected a positive integer, got {v!r}")
-        if (self.n_steps * self.n_envs) % self.batch_size:
-            raise ConfigError(
-                "PPOConfig.batch_size",
-                f"must divide n_steps * n_envs = {self.n_steps * self.n_envs}, got {self.batch_size}",
-            )
-        for name in ("learning_rate", "clip_range", "max_grad_norm"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"PPOConfig.{name}", f"expected a finite number > 0, got {v!r}")
-        for name in ("gamma", "gae_lambda"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and 0.0 <= v <= 1.0):
-                raise ConfigError(f"PPOConfig.{name}", f"expected a number in [0, 1], got {v!r}")
-        for name in ("ent_coef", "vf_coef"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"PPOConfig.{name}", f"expected a finite number >= 0, got {v!r}")
-        if not (0.0 < self.prior_floor < 1.0):
-            raise ConfigError("PPOConfig.prior_floor", f"expected a number in (0, 1), got {self.prior_floor!r}")
-        arch = tuple(self.net_arch)
-        if not arch or any(not isinstance(h, int) or h <= 0 for h in arch):
-            raise ConfigError(
-                "PPOConfig.net_arch", f"expected a non-empty list of positive ints, got {self.net_arch!r}"
-            )
-        object.__setattr__(self, "net_arch", arch)
-        if self.prior not in PRIOR_KINDS:
-            raise ConfigError("PPOConfig.prior", f"expected one of {list(PRIOR_KINDS)}, got {self.prior!r}")
-        t = self.prior_temperature
-        if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
-            raise ConfigError("PPOConfig.prior_temperature", f"expected a finite number > 0, got {t!r}")
-        if not (isinstance(self.budget_jitter, int | float) and 0.0 <= self.budget_jitter < 1.0):
-            raise ConfigError("PPOConfig.budget_jitter", f"expected a number in [0, 1), got {self.budget_jitter!r}")
-        for name in ("budget_price", "learn_temperature", "normalize_reward"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"PPOConfig.{name}", f"expected true or false, got {getattr(self, name)!r}")
-        parch = tuple(self.price_arch)
-        if any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in parch):
-            raise ConfigError(
-                "PPOConfig.price_arch", f"expected a list of positive ints (may be empty), got {self.price_arch!r}"
-            )
-        object.__setattr__(self, "price_arch", parch)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (inverse: ``PPOConfig(**d)``)."""
-        d = asdict(self)
-        d["net_arch"] = list(self.net_arch)
-        d["price_arch"] = list(self.price_arch)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PPOConfig:
-        """Build from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError("PPOConfig", f"unknown setting(s) {unknown}; known: {sorted(known)}")
-        kw = dict(d)
-        for name in ("net_arch", "price_arch"):
-            if name in kw:
-                kw[name] = tuple(kw[name])
-        return cls(**kw)
-
-
-# --- lazily built torch / gymnasium classes ------------------------------------------------------
-
-
-@cache
-def _residual_policy_class() -> type:
-    """The SB3 ``ActorCriticPolicy`` with a frozen prior, a budget price and a residual (built once)."""
-    import torch as th
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from torch import nn
-
-    def mlp(in_dim: int, arch: Sequence[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
-        layers: list[nn.Module] = []
-        last = in_dim
-        for h in arch:
-            layers += [nn.Linear(last, h), activation_fn()]
-            last = h
-        return nn.Sequential(*layers), last
-
-    class PriorMlpExtractor(nn.Module):
-        """Actor latent = ``[prior score | cost | MLP(input) | price MLP(state)]``; critic latent = ``MLP(input)``.
-
-        The input is ``[prior score (n_prior) | normalised cost (n_prior) | env observation]``;
-        the price MLP only sees the env's state columns (``input[:, state_start:]``).
-        """
-
-        def __init__(
-            self,
-            feature_dim: int,
-            n_prior: int,
-            net_arch: Sequence[int],
-            activation_fn: type[nn.Module],
-            *,
-            state_start: int,
-            price_arch: Sequence[int] | None,
-        ):
-            super().__init__()
-            self.n_prior = n_prior
-            self.state_start = state_start
-            self.policy_net, hidden_pi = mlp(feature_dim, net_arch, activation_fn)
-            self.value_net, hidden_vf = mlp(feature_dim, net_arch, activation_fn)
-            self.price_net: nn.Module | None = None
-            hidden_price = 0
-            if price_arch is not None:
-                self.price_net, hidden_price = mlp(feature_dim - state_start, price_arch, activation_fn)
-            self.hidden_pi, self.hidden_price = hidden_pi, hidden_price
-            self.latent_dim_pi = 2 * n_prior + hidden_pi + hidden_price
-            self.latent_dim_vf = hidden_vf
-
-        def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-            return self.forward_actor(features), self.forward_critic(features)
-
-        def forward_actor(self, features: th.Tensor) -> th.Tensor:
-            parts = [features[:, : 2 * self.n_prior], self.policy_net(features)]
-            if self.price_net is not None:
-                parts.append(self.price_net(features[:, self.state_start :]))
-            return th.cat(parts, dim=1)
-
-        def forward_critic(self, features: th.Tensor) -> th.Tensor:
-            return self.value_net(features)
-
-    class PriceResidualHead(nn.Module):
-        """``logits = β·(prior − δ·cost) + Linear(hidden)``, ``δ = Linear(price hidden)``, both zero-initialised.
-
-        ``β`` starts at ``prior_scale``; with ``learn_scale`` it is learned (as ``log β``), so PPO
-        can sharpen or soften the whole prior without going through the price or the residual.
-        """
-
-        def __init__(self, n_prior: int, hidden_pi: int, hidden_price: int, prior_scale: float, learn_scale: bool):
-            super().__init__()
-            self.n_prior = n_prior
-            self.hidden_pi = hidden_pi
-            self.log_scale = nn.Parameter(th.tensor(math.log(prior_scale), dtype=th.float32), requires_grad=learn_scale)
-            self.residual = nn.Linear(hidden_pi, n_prior)
-            nn.init.zeros_(self.residual.weight)
-            nn.init.zeros_(self.residual.bias)
-            self.price: nn.Linear | None = None
-            if hidden_price > 0:
-                self.price = nn.Linear(hidden_price, 1)
-                nn.init.zeros_(self.price.weight)
-                nn.init.zeros_(self.price.bias)
-
-        def budget_price(self, latent: th.Tensor) -> th.Tensor:
-            """``(n, 1)`` price δ (zeros without a price head)."""
-            if self.price is None:
-                return th.zeros((latent.shape[0], 1), dtype=latent.dtype)
-            return self.price(latent[:, 2 * self.n_prior + self.hidden_pi :])
-
-        def forward(self, latent: th.Tensor) -> th.Tensor:
-            m = self.n_prior
-            prior, cost = latent[:, :m], latent[:, m : 2 * m]
-            h = latent[:, 2 * m : 2 * m + self.hidden_pi]
-            score = prior if self.price is None else prior - self.budget_price(latent) * cost
-            return th.exp(self.log_scale) * score + self.residual(h)
-
-    class ResidualPriorPolicy(ActorCriticPolicy):
-        """Actor-critic whose logits are a fixed prior, a learned budget price on the cost and a residual.
-
-        The first ``2 · action_space.n`` input columns must hold the prior score and the
-        normalised cost of every model. Extra keyword arguments (saved with the SB3 model):
-        ``state_start`` (first state column of the input), ``price_arch`` (hidden sizes of the
-        price network, ``None`` = no price head), ``prior_scale`` (initial β) and
-        ``learn_prior_scale`` (learn β).
-        """
-
-        def __init__(
-            self,
-            *args: Any,
-            state_start: int,
-            price_arch: Sequence[int] | None = None,
-            prior_scale: float = 1.0,
-            learn_prior_scale: bool = False,
-            **kwargs: Any,
-        ) -> None:
-            self.state_start = int(state_start)
-            self.price_arch = None if price_arch is None else [int(h) for h in price_arch]
-            self.prior_scale = float(prior_scale)
-            self.learn_prior_scale = bool(learn_prior_scale)
-            super().__init__(*args, **kwargs)
-
-        def _get_constructor_parameters(self) -> dict[str, Any]:
-            data = super()._get_constructor_parameters()
-            data.update(
-                state_start=self.state_start,
-                price_arch=self.price_arch,
-                prior_scale=self.prior_scale,
-                learn_prior_scale=self.learn_prior_scale,
-            )
-            return data
-
-        def _build_mlp_extractor(self) -> None:
-            arch = self.net_arch
-            pi = list(arch.get("pi", [])) if isinstance(arch, dict) else list(arch)
-            self.mlp_extractor = PriorMlpExtractor(  # type: ignore[assignment]
-                self.features_dim,
-                int(self.action_space.n),  # type: ignore[attr-defined]
-                pi,
-                self.activation_fn,
-                state_start=self.state_start,
-                price_arch=self.price_arch,
-            )
-
-        def _build(self, lr_schedule: Any) -> None:
-            super()._build(lr_schedule)
-            n = int(self.action_space.n)  # type: ignore[attr-defined]
-            ext = self.mlp_extractor
-            self.action_net = PriceResidualHead(
-                n, ext.hidden_pi, ext.hidden_price, self.prior_scale, self.learn_prior_scale  # type: ignore[arg-type]
-            )
-            # the optimizer must see the new head's parameters (and not the replaced ones)
-            self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-                self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-            )
-
-    ResidualPriorPolicy.__module__ = __name__
-    ResidualPriorPolicy.__qualname__ = "ResidualPriorPolicy"
-    return ResidualPriorPolicy
 
 
 def _is_utility_base(base: RoutingPolicy) -> bool:
@@ -434,69 +59,6 @@ def _is_utility_base(base: RoutingPolicy) -> bool:
 
 def _constant(env: gym.Env) -> Callable[[], gym.Env]:
     return lambda: env
-
-
-def __getattr__(name: str) -> Any:
-    """Module attribute hook so pickled references to ``ResidualPriorPolicy`` resolve lazily."""
-    if name == "ResidualPriorPolicy":
-        return _residual_policy_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@cache
-def _prior_wrapper_class() -> type:
-    import gymnasium as gym
-
-    class PriorObservation(gym.ObservationWrapper):
-        """Prepends the base policy's prior score and normalised cost ``(2 · n_models,)`` to every observation."""
-
-        def __init__(self, env: gym.Env, router: PPORouter):
-            super().__init__(env)
-            space = env.observation_space
-            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-                raise ValueError(f"PPORouter: expected a 1-D Box observation space, got {space}")
-            if space.shape[0] != router.obs_dim:
-                raise ValueError(
-                    f"PPORouter: env observations have {space.shape[0]} columns, the router expects "
-                    f"{router.obs_dim} (feature_dim={router.feature_dim} + state_dim={router.state_dim})"
-                )
-            n_act = getattr(env.action_space, "n", None)
-            if n_act != router.n_models:
-                raise ValueError(f"PPORouter: env has {n_act} actions but the router has {router.n_models} models")
-            self._router = router
-            m = router.n_models
-            lo = np.concatenate([np.full(2 * m, -np.inf), space.low])
-            hi = np.concatenate([np.full(2 * m, np.inf), space.high])
-            self.observation_space = gym.spaces.Box(lo.astype(np.float32), hi.astype(np.float32), dtype=np.float32)
-
-        def observation(self, observation: np.ndarray) -> np.ndarray:
-            obs = np.asarray(observation, dtype=np.float32).reshape(1, -1)
-            return self._router.augment(obs)[0]
-
-    return PriorObservation
-
-
-@cache
-def _jitter_wrapper_class() -> type:
-    import gymnasium as gym
-
-    class BudgetJitter(gym.Wrapper):
-        """Starts each day with ``U(0, high)`` of the budget spent (own seeded generator, no env draws)."""
-
-        def __init__(self, env: gym.Env, high: float, seed: int):
-            super().__init__(env)
-            self._high = float(high)
-            self._rng = np.random.default_rng(seed)
-
-        def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-            opts = dict(options or {})
-            opts.setdefault("spent_frac", float(self._rng.uniform(0.0, self._high)))
-            return self.env.reset(seed=seed, options=opts)
-
-    return BudgetJitter
-
-
-# --- the policy ----------------------------------------------------------------------------------
 
 
 @register_policy
@@ -519,6 +81,11 @@ class PPORouter(RoutingPolicy):
     """
 
     kind: ClassVar[str] = "ppo"
+    refuses: ClassVar[Mapping[str, str]] = {
+        "fit": "PPORouter learns from a BudgetedRouting environment, not a fixed matrix: fit the base policy on "
+        "the matrix, then call PPORouter.from_base(base).fit_env(env_or_factory, seed=...) or "
+        "router_rl.policies.ppo.train_ppo(spec, base=base)",
+    }
 
     def __init__(
         self,
@@ -717,7 +284,9 @@ class PPORouter(RoutingPolicy):
     # --- training ----------------------------------------------------------------------------
     def wrap_env(self, env: gym.Env) -> gym.Env:
         """Wrap a BudgetedRouting env so its observations carry the base policy's log-prior."""
-        return _prior_wrapper_class()(env, self)
+        from router_rl.policies.ppo.wrappers import PriorObservation
+
+        return PriorObservation(env, self)
 
     def _adopt_env_layout(self, env: gym.Env) -> None:
         shape = getattr(env.observation_space, "shape", None)
@@ -750,6 +319,8 @@ class PPORouter(RoutingPolicy):
         from stable_baselines3 import PPO
         from stable_baselines3.common.vec_env import DummyVecEnv
 
+        from router_rl.policies.ppo.networks import ResidualPriorPolicy
+
         self._base()
         th.set_num_threads(1)
         cfg = self.config
@@ -761,8 +332,9 @@ class PPORouter(RoutingPolicy):
             envs = [env() for _ in range(cfg.n_envs)]
         self._adopt_env_layout(envs[0])
         if cfg.budget_jitter > 0:
-            jitter = _jitter_wrapper_class()
-            envs = [jitter(e, cfg.budget_jitter, seed=[seed, k]) for k, e in enumerate(envs)]
+            from router_rl.policies.ppo.wrappers import BudgetJitter
+
+            envs = [BudgetJitter(e, cfg.budget_jitter, seed=[seed, k]) for k, e in enumerate(envs)]
         factories = [_constant(self.wrap_env(e)) for e in envs]
         vec: Any = DummyVecEnv(factories)
         if cfg.normalize_reward:
@@ -770,7 +342,7 @@ class PPORouter(RoutingPolicy):
 
             vec = VecNormalize(vec, norm_obs=False, norm_reward=True, gamma=cfg.gamma)
         self._model = PPO(
-            _residual_policy_class(),
+            ResidualPriorPolicy,
             vec,
             learning_rate=cfg.learning_rate,
             n_steps=cfg.n_steps,
@@ -825,12 +397,6 @@ class PPORouter(RoutingPolicy):
     ) -> PPORouter:
         """:meth:`warm_start` then :meth:`learn` (deterministic for a fixed ``seed``)."""
         return self.warm_start(env, seed=seed).learn(total_timesteps, progress=progress)
-
-    def _fit(self, X: np.ndarray, matrix: Any, rng: np.random.Generator) -> None:
-        raise NotImplementedError(
-            "PPORouter learns from a BudgetedRouting environment, not a fixed matrix: fit the base policy on the "
-            "matrix, then call PPORouter.from_base(base).fit_env(env_or_factory, seed=...)"
-        )
 
     # --- inference ---------------------------------------------------------------------------
     def action_distribution(self, X: np.ndarray) -> np.ndarray:
@@ -904,6 +470,8 @@ class PPORouter(RoutingPolicy):
     def _load_state(self, directory: Path, state: dict[str, Any]) -> None:
         from stable_baselines3 import PPO
 
+        from router_rl.policies.ppo.networks import ResidualPriorPolicy
+
         meta_path = directory / "policy.json"
         fmt = state.get("ppo_format", 1)
         if fmt != PPO_FORMAT:
@@ -943,7 +511,7 @@ class PPORouter(RoutingPolicy):
             )
         self.feature_dim, self.state_dim = int(state["feature_dim"]), int(state["state_dim"])
         self._trained_timesteps = int(state.get("timesteps", 0))
-        self._model = PPO.load(zip_path, device="cpu", custom_objects={"policy_class": _residual_policy_class()})
+        self._model = PPO.load(zip_path, device="cpu", custom_objects={"policy_class": ResidualPriorPolicy})
         shape = self._model.observation_space.shape
         n_in = int(shape[0]) if shape else -1
         if n_in != 2 * self.n_models + self.obs_dim:
