@@ -47,7 +47,7 @@ def test_export_refuses_what_it_cannot_convert(tiny_model: TinyEngineModel, tmp_
     (bad / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(GGUFExportError, match="only 'llama'"):
         llama_to_gguf(bad, tmp_path / "x.gguf")
-    with pytest.raises(GGUFExportError, match="adapter_config.json: missing"):
+    with pytest.raises(GGUFExportError, match=r"adapter_config\.json: missing"):
         lora_to_gguf(tmp_path, tiny_model.hf_dir, tmp_path / "a.gguf")
 
 
