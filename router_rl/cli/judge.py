@@ -86,6 +86,75 @@ def tests_cmd(
         typer.echo(f"tests without assertions: {', '.join(checks['tests_without_assertions'])}")
 
 
+@judge_app.command("flaky")
+def flaky_cmd(
+    history: Path = typer.Option(..., "--history", help="Labelled run history JSON (see router_rl.judge.flaky)."),
+    named: Path = typer.Option(..., "--named", help="Tests the agent calls flaky: a JSON list or one id a line."),
+    beta: float = typer.Option(1.0, "--beta", help="F-beta's beta (recall weight)."),
+) -> None:
+    """Score a flaky-test classification against a labelled history; print the judgement JSON."""
+    import json
+
+    from router_rl.judge.config import RetrievalConfig
+    from router_rl.judge.flaky import HistoryError, judge_flaky, load_history
+
+    try:
+        hist = load_history(history)
+    except HistoryError as e:
+        _fail(f"--history: {e}")
+        return
+    try:
+        text = named.read_text()
+    except OSError as e:
+        _fail(f"--named: cannot read {named} ({e.strerror})")
+        return
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            ids = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            _fail(f"--named: {named}: invalid JSON ({e.msg}, line {e.lineno})")
+            return
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            _fail(f"--named: {named}: expected a JSON list of test ids")
+    else:
+        ids = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not (beta > 0 and beta < float("inf")):
+        _fail(f"--beta: expected a finite number > 0, got {beta}")
+    typer.echo(judge_flaky(ids, hist, RetrievalConfig(beta=beta)).to_json())
+
+
+@judge_app.command("gaps")
+def gaps_cmd(
+    code: Path = typer.Option(..., "--code", help="Code under test: a .py module or a package folder."),
+    tests: Path = typer.Option(..., "--tests", help="The existing test file."),
+    gaps: Path = typer.Option(..., "--gaps", help="The agent's gap report: JSON list 'file.py:A-B' or mapping."),
+) -> None:
+    """Score a coverage-gap report against coverage.py's missing lines; print the judgement JSON."""
+    import json
+
+    from router_rl.judge.gaps import GapReportError, judge_gaps
+
+    if not code.exists():
+        _fail(f"--code: no such file or folder: {code}")
+    if not tests.is_file():
+        _fail(f"--tests: no such file: {tests}")
+    try:
+        report = json.loads(gaps.read_text())
+    except OSError as e:
+        _fail(f"--gaps: cannot read {gaps} ({e.strerror})")
+        return
+    except json.JSONDecodeError as e:
+        _fail(f"--gaps: {gaps}: invalid JSON ({e.msg}, line {e.lineno})")
+        return
+    try:
+        typer.echo(judge_gaps(code, tests, report).to_json())
+    except GapReportError as e:
+        _fail(f"--gaps: {e}")
+    except ValueError as e:
+        _fail(f"--tests: {e}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``judge`` command group to the root app."""
     app.add_typer(judge_app, name="judge")

@@ -167,3 +167,23 @@ class JudgeConfig(_Strict):
         if not isinstance(data, dict):
             raise ConfigError("<root>", "expected a mapping", source=str(p))
         return cls.from_dict(data, source=str(p))
+
+
+class RetrievalConfig(_Strict):
+    """Scoring of the QE kinds that name a set (flaky tests, coverage gaps).
+
+    ``score = F_beta = (1 + beta^2) * P * R / (beta^2 * P + R)`` with precision ``P`` and recall
+    ``R`` of the named set against the labelled one (1.0 when both sets are empty, 0 when exactly
+    one is).
+
+    Attributes:
+        beta: Weight of recall relative to precision (1 = F1).
+    """
+
+    beta: float = Field(default=1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalConfig:
+        if not math.isfinite(self.beta):
+            raise ValueError(f"beta: expected a finite number > 0, got {self.beta!r}")
+        return self
