@@ -18,6 +18,7 @@ This file imports only the standard library, pytest, pytest-timeout and coverage
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -135,31 +136,9 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main() -> int:
-    # sys.path[0] is this file's folder (router_rl/judge): drop it so that nothing of the judge
-    # shadows the tests' imports (e.g. a module named like a library).
-    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-        sys.path.pop(0)
-    with open(sys.argv[1]) as fh:
-        spec = json.load(fh)
-    applied = _isolate(spec)
-    os.chdir(spec["tests_dir"])
-    signal.signal(signal.SIGTERM, _interrupt)
-    import pytest
-
-    cov = None
-    if spec["coverage"]:
-        import coverage
-
-        cov = coverage.Coverage(
-            data_file=os.path.join(spec["work_dir"], ".coverage"),
-            branch=True,
-            source=[spec["code_dir"]],
-            config_file=False,
-        )
-        cov.start()
+def _pytest_args(spec: dict[str, Any], targets: list[str]) -> list[str]:
     args = [
-        *spec["targets"],
+        *targets,
         "-q",
         "-p",
         "no:cacheprovider",
@@ -176,6 +155,95 @@ def main() -> int:
     ]
     if spec["exitfirst"]:
         args.append("-x")
+    return args
+
+
+def _mutant_pool(spec: dict[str, Any]) -> int:
+    """Fork one child per mutant from this pytest-warm process, ``workers`` at a time.
+
+    Each child puts its mutant's copy of the code first on ``sys.path``, runs pytest on the
+    target tests and exits with pytest's code; a child past ``per_mutant_timeout_s`` is killed
+    (its process group) and recorded as a timeout. One JSON line per finished mutant.
+    """
+    import time
+
+    import pytest
+
+    start = time.monotonic()
+    pending = list(spec["mutants"])
+    running: dict[int, tuple[int, float]] = {}
+    out = open(spec["mutant_results_path"], "a", buffering=1)  # noqa: SIM115 - closed below
+    base_path = [p for p in sys.path if os.path.abspath(p) != os.path.abspath(spec["code_dir"])]
+    try:
+        while pending or running:
+            while pending and len(running) < spec["workers"]:
+                job = pending.pop(0)
+                if time.monotonic() - start > spec["total_budget_s"]:
+                    out.write(json.dumps({"id": job["id"], "status": "skipped_budget"}) + "\n")
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    code = 3
+                    try:
+                        os.setpgid(0, 0)
+                        sys.path[:] = [job["code_dir"], *base_path]
+                        os.environ["PYTHONPATH"] = job["code_dir"]
+                        devnull = os.open(os.devnull, os.O_WRONLY)
+                        os.dup2(devnull, 1)
+                        os.dup2(devnull, 2)
+                        code = int(pytest.main(_pytest_args(spec, spec["targets"])))
+                    finally:
+                        os._exit(code)
+                running[pid] = (job["id"], time.monotonic())
+            done = False
+            for pid, (mid, t0) in list(running.items()):
+                waited, status = os.waitpid(pid, os.WNOHANG)
+                if waited == pid:
+                    code = os.waitstatus_to_exitcode(status)
+                    out.write(json.dumps({"id": mid, "status": "exit", "exit_code": code,
+                                          "wall_s": time.monotonic() - t0}) + "\n")
+                    del running[pid]
+                    done = True
+                elif time.monotonic() - t0 > spec["per_mutant_timeout_s"]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    out.write(json.dumps({"id": mid, "status": "timeout", "wall_s": time.monotonic() - t0}) + "\n")
+                    del running[pid]
+                    done = True
+            if not done:
+                time.sleep(0.005)
+    finally:
+        out.close()
+    return 0
+
+
+def main() -> int:
+    # sys.path[0] is this file's folder (router_rl/judge): drop it so that nothing of the judge
+    # shadows the tests' imports (e.g. a module named like a library).
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
+    with open(sys.argv[1]) as fh:
+        spec = json.load(fh)
+    applied = _isolate(spec)
+    os.chdir(spec["tests_dir"])
+    if spec.get("mutants") is not None:
+        return _mutant_pool(spec)
+    signal.signal(signal.SIGTERM, _interrupt)
+    import pytest
+
+    cov = None
+    if spec["coverage"]:
+        import coverage
+
+        cov = coverage.Coverage(
+            data_file=os.path.join(spec["work_dir"], ".coverage"),
+            branch=True,
+            source=[spec["code_dir"]],
+            config_file=False,
+        )
+        cov.start()
+    args = _pytest_args(spec, spec["targets"])
     exit_code: int | None = None
     try:
         exit_code = int(pytest.main(args, plugins=[_Collector(spec["events_path"])]))

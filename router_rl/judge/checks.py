@@ -73,7 +73,8 @@ def _checks_something(fn: ast.AST, helpers: frozenset[str] = frozenset()) -> boo
     return False
 
 
-def _test_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+def find_test_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """``(qualified name, node)`` of the module-level ``test*`` functions and ``Test*`` methods."""
     found: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
@@ -91,7 +92,7 @@ def check_test_source(source: str) -> TestFileChecks:
         tree = ast.parse(source)
     except SyntaxError as e:
         return TestFileChecks(syntax_ok=False, syntax_error=f"line {e.lineno}: {e.msg}")
-    fns = _test_functions(tree)
+    fns = find_test_functions(tree)
     helpers = frozenset(
         node.name
         for node in tree.body

@@ -2,10 +2,11 @@
 
 A mutant is *killed* when a test that passed on the original code fails, errors or times out on
 it (including a mutant that breaks the import). Mutants on lines the tests never execute cannot
-be killed and are counted as survived without a run (``not_covered``). The run is bounded:
-at most ``max_mutants`` (a seeded sample, :class:`numpy.random.Generator`), ``workers`` sandboxed
-processes at a time, ``per_mutant_timeout_s`` each, and no new mutant after ``total_budget_s``
-(those are ``skipped_budget`` and left out of the score).
+be killed and are counted as survived without a run (``not_covered``). The run is parallel and
+bounded: at most ``max_mutants`` (a seeded sample, :class:`numpy.random.Generator`), run by one
+sandboxed pool (:func:`~router_rl.judge.sandbox.run_mutants`) that forks ``workers`` children at a
+time, ``per_mutant_timeout_s`` each, and no new mutant after ``total_budget_s`` (those are
+``skipped_budget`` and, like ``error``, left out of the score).
 
 ``score = (killed + timeout) / (killed + timeout + survived + not_covered)``.
 """
@@ -13,7 +14,6 @@ processes at a time, ``per_mutant_timeout_s`` each, and no new mutant after ``to
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 from router_rl.judge.config import MutationBudget, SandboxLimits
 from router_rl.judge.coverage_report import CoverageSummary
 from router_rl.judge.mutants import Site, apply_mutation, code_files, mutation_sites
-from router_rl.judge.sandbox import SandboxError, run_pytest
+from router_rl.judge.sandbox import SandboxError, run_mutants
 
 KILLED_STATUSES = ("killed", "timeout")
 
@@ -143,37 +143,30 @@ def run_mutation(
     if len(sites) > budget.max_mutants:
         pick = sorted(rng.choice(len(sites), size=budget.max_mutants, replace=False).tolist())
         sites = [sites[i] for i in pick]
-    mutant_limits = SandboxLimits(
-        **{
-            **limits.model_dump(),
-            "wall_timeout_s": budget.per_mutant_timeout_s,
-            "per_test_timeout_s": min(limits.per_test_timeout_s, budget.per_mutant_timeout_s),
-        }
-    )
-
-    def one(item: tuple[str, Site]) -> MutantResult:
-        rel, site = item
-        if not _covered(coverage, rel, site.line):
-            return MutantResult(rel, site, "not_covered")
-        if time.monotonic() - t0 > budget.total_budget_s:
-            return MutantResult(rel, site, "skipped_budget")
-        mutated = apply_mutation(sources[rel], site.index, budget.operators)
-        try:
-            run = run_pytest(
-                code, tests, mutant_limits, coverage=False, targets=passing, exitfirst=True,
-                code_overrides={rel: mutated},
-            )
-        except (SandboxError, OSError):
-            return MutantResult(rel, site, "error")
-        if run.timed_out:
-            status = "timeout"
-        elif run.exit_code == 0 and all(run.outcomes.get(n) == "passed" for n in passing):
-            status = "survived"
+    todo: list[int] = []
+    results: list[MutantResult | None] = [None] * len(sites)
+    for i, (rel, site) in enumerate(sites):
+        if _covered(coverage, rel, site.line):
+            todo.append(i)
         else:
-            status = "killed"
-        return MutantResult(rel, site, status, run.wall_s)
-
-    with ThreadPoolExecutor(max_workers=budget.workers) as pool:
-        report.results = list(pool.map(one, sites))
+            results[i] = MutantResult(rel, site, "not_covered")
+    if todo:
+        mutants = [
+            {sites[i][0]: apply_mutation(sources[sites[i][0]], sites[i][1].index, budget.operators)} for i in todo
+        ]
+        try:
+            runs = run_mutants(
+                code, tests, mutants, passing, limits,
+                workers=budget.workers,
+                per_mutant_timeout_s=budget.per_mutant_timeout_s,
+                total_budget_s=max(0.0, budget.total_budget_s - (time.monotonic() - t0)),
+            )
+            for k, i in enumerate(todo):
+                results[i] = MutantResult(sites[i][0], sites[i][1], runs.status[k], runs.wall_s[k])
+        except (SandboxError, OSError) as e:
+            report.reason = f"the mutant pool failed: {type(e).__name__}: {e}"
+            for i in todo:
+                results[i] = MutantResult(sites[i][0], sites[i][1], "error")
+    report.results = [r for r in results if r is not None]
     report.wall_s = time.monotonic() - t0
     return report

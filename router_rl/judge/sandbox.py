@@ -198,6 +198,123 @@ def sandbox_test_name(tests: Path) -> str:
     return f"test_{tests.stem}.py"
 
 
+@dataclass
+class _Prepared:
+    root: Path
+    work: Path
+    code_dir: Path
+    tests_dir: Path
+    uid: int
+    spec: dict[str, Any]
+
+
+def _prepare(code: Path, tests: Path, limits: SandboxLimits, overrides: dict[str, str] | None) -> _Prepared:
+    root = Path(tempfile.mkdtemp(prefix="router-rl-judge-"))
+    uid = _next_uid()
+    work = root / "work"
+    code_dir, tests_dir = work / "code", work / "tests"
+    try:
+        _copy_code(code, code_dir, overrides)
+        tests_dir.mkdir(parents=True)
+        shutil.copy2(tests, tests_dir / sandbox_test_name(tests))
+        (work / "tmp").mkdir()
+        ini = work / "pytest.ini"
+        ini.write_text("[pytest]\n")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    spec = {
+        "uid": uid,
+        "work_dir": str(work),
+        "code_dir": str(code_dir),
+        "tests_dir": str(tests_dir),
+        "ini_path": str(ini),
+        "targets": [sandbox_test_name(tests)],
+        "events_path": str(work / "events.jsonl"),
+        "result_path": str(work / "result.json"),
+        "coverage_path": str(work / "coverage.json"),
+        "coverage": False,
+        "exitfirst": False,
+        "per_test_timeout_s": limits.per_test_timeout_s,
+        "cpu_s": limits.cpu_s,
+        "memory_mb": limits.memory_mb,
+        "max_processes": limits.max_processes,
+        "max_file_mb": limits.max_file_mb,
+        "isolate_network": limits.isolate_network,
+    }
+    return _Prepared(root, work, code_dir, tests_dir, uid, spec)
+
+
+def _launch(prep: _Prepared, wall_timeout_s: float) -> tuple[bool, int, float, str]:
+    """Start the entry process and wait; returns ``(timed_out, killed, wall_s, output_tail)``."""
+    spec_path = prep.root / "spec.json"
+    spec_path.write_text(json.dumps(prep.spec))
+    os.chmod(prep.root, 0o711)
+    if os.getuid() == 0:
+        for dirpath, _dirnames, filenames in os.walk(prep.work):
+            os.chown(dirpath, prep.uid, prep.uid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), prep.uid, prep.uid)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(prep.work),
+        "TMPDIR": str(prep.work / "tmp"),
+        "PYTHONPATH": str(prep.code_dir),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "LANG": "C.UTF-8",
+    }
+    out_path = prep.root / "output.txt"
+    timed_out = False
+    t0 = time.monotonic()
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(_ENTRY), str(spec_path)],
+            cwd=str(prep.work),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        try:
+            proc.wait(timeout=wall_timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=3.0)
+        finally:
+            killed = kill_uid(prep.uid) if os.getuid() == 0 else 0
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    wall_s = time.monotonic() - t0
+    tail = _read_untrusted(out_path, 64 * 1024 * 1024) or ""
+    return timed_out, killed, wall_s, tail[-4000:]
+
+
+def _cleanup(prep: _Prepared) -> None:
+    if os.getuid() == 0:
+        kill_uid(prep.uid)
+    shutil.rmtree(prep.root, ignore_errors=True)
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def run_pytest(
     code: Path,
     tests: Path,
@@ -216,9 +333,8 @@ def run_pytest(
         limits: Resource limits.
         coverage: Measure line and branch coverage of ``code``.
         targets: pytest node ids to run (default: the whole test file).
-        exitfirst: Stop at the first failure (mutant runs).
-        code_overrides: ``{path relative to code's parent: source}`` replacing files of the copy
-            (the mutated module of a mutant).
+        exitfirst: Stop at the first failure.
+        code_overrides: ``{path relative to code's parent: source}`` replacing files of the copy.
 
     Returns:
         The :class:`SandboxRun`.
@@ -226,93 +342,15 @@ def run_pytest(
     Raises:
         SandboxError: When the sandbox folder cannot be prepared or its processes cannot be killed.
     """
-    root = Path(tempfile.mkdtemp(prefix="router-rl-judge-"))
-    uid = _next_uid()
+    prep = _prepare(code, tests, limits, code_overrides)
+    work = prep.work
+    prep.spec.update(coverage=coverage, exitfirst=exitfirst)
+    if targets is not None:
+        prep.spec["targets"] = list(targets)
     run = SandboxRun()
     try:
-        work = root / "work"
-        code_dir, tests_dir = work / "code", work / "tests"
-        _copy_code(code, code_dir, code_overrides)
-        tests_dir.mkdir(parents=True)
-        shutil.copy2(tests, tests_dir / sandbox_test_name(tests))
-        (work / "tmp").mkdir()
-        ini = work / "pytest.ini"
-        ini.write_text("[pytest]\n")
-        spec = {
-            "uid": uid,
-            "work_dir": str(work),
-            "code_dir": str(code_dir),
-            "tests_dir": str(tests_dir),
-            "ini_path": str(ini),
-            "targets": targets if targets is not None else [sandbox_test_name(tests)],
-            "events_path": str(work / "events.jsonl"),
-            "result_path": str(work / "result.json"),
-            "coverage_path": str(work / "coverage.json"),
-            "coverage": coverage,
-            "exitfirst": exitfirst,
-            "per_test_timeout_s": limits.per_test_timeout_s,
-            "cpu_s": limits.cpu_s,
-            "memory_mb": limits.memory_mb,
-            "max_processes": limits.max_processes,
-            "max_file_mb": limits.max_file_mb,
-            "isolate_network": limits.isolate_network,
-        }
-        spec_path = root / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        os.chmod(root, 0o711)
-        if os.getuid() == 0:
-            for dirpath, _dirnames, filenames in os.walk(work):
-                os.chown(dirpath, uid, uid)
-                for name in filenames:
-                    os.chown(os.path.join(dirpath, name), uid, uid)
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(work),
-            "TMPDIR": str(work / "tmp"),
-            "PYTHONPATH": str(code_dir),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0",
-            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-            "LANG": "C.UTF-8",
-        }
-        out_path = root / "output.txt"
-        t0 = time.monotonic()
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, str(_ENTRY), str(spec_path)],
-                cwd=str(work),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-            try:
-                proc.wait(timeout=limits.wall_timeout_s)
-            except subprocess.TimeoutExpired:
-                run.timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=3.0)
-            finally:
-                run.killed = kill_uid(uid) if os.getuid() == 0 else 0
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        run.wall_s = time.monotonic() - t0
-        tail = _read_untrusted(out_path, 64 * 1024 * 1024) or ""
-        run.output_tail = tail[-4000:]
-        events_text = _read_untrusted(work / "events.jsonl", _MAX_EVENTS_BYTES) or ""
-        events = []
-        for line in events_text.splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                events.append(row)
+        run.timed_out, run.killed, run.wall_s, run.output_tail = _launch(prep, limits.wall_timeout_s)
+        events = _json_lines(_read_untrusted(work / "events.jsonl", _MAX_EVENTS_BYTES) or "")
         run.outcomes, run.collect_errors = _outcomes(events)
         result_text = _read_untrusted(work / "result.json", 1024 * 1024)
         if result_text:
@@ -336,13 +374,102 @@ def run_pytest(
                         if run.coverage is None:
                             run.coverage_error = "coverage report unreadable"
                         else:
-                            run.coverage = _relative_files(run.coverage, tests_dir, code_dir)
+                            run.coverage = _relative_files(run.coverage, prep.tests_dir, prep.code_dir)
                     else:
                         run.coverage_error = str(status)[:400]
         elif coverage:
             run.coverage_error = "the run produced no result (killed or crashed)"
         return run
     finally:
-        if os.getuid() == 0:
-            kill_uid(uid)
-        shutil.rmtree(root, ignore_errors=True)
+        _cleanup(prep)
+
+
+@dataclass
+class MutantRuns:
+    """Outcome of a pool of mutant runs (:func:`run_mutants`).
+
+    Attributes:
+        status: Per mutant index: ``killed`` (a target test failed, errored or the import broke),
+            ``survived`` (all targets passed), ``timeout`` (killed at ``per_mutant_timeout_s``),
+            ``skipped_budget`` (not started: the total budget was spent) or ``error`` (no record:
+            the pool itself died).
+        wall_s: Per mutant index, seconds of its run (0 when none).
+        pool_timed_out: The pool hit its own wall-clock limit.
+        killed: Processes of the pool's uid killed at the end.
+        isolation_output: Output tail of the pool process (debugging only).
+    """
+
+    status: list[str] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)
+    pool_timed_out: bool = False
+    killed: int = 0
+    isolation_output: str = ""
+
+
+def run_mutants(
+    code: Path,
+    tests: Path,
+    mutants: list[dict[str, str]],
+    targets: list[str],
+    limits: SandboxLimits,
+    *,
+    workers: int,
+    per_mutant_timeout_s: float,
+    total_budget_s: float,
+) -> MutantRuns:
+    """Run ``targets`` against every mutant in one sandbox that forks a child per mutant.
+
+    One confined process (same isolation as :func:`run_pytest`) imports pytest once and forks
+    ``workers`` children at a time, each with its mutant's copy of the code first on
+    ``sys.path``; pytest runs with ``-x``. This avoids one interpreter start per mutant.
+
+    Args:
+        code: Module or package folder under test.
+        tests: The test file.
+        mutants: One ``{path relative to code's parent: mutated source}`` per mutant.
+        targets: Node ids to run (the tests that passed on the original code).
+        limits: Sandbox limits (``max_processes`` is shared by the whole pool).
+        workers: Mutants run at the same time.
+        per_mutant_timeout_s: Wall-clock limit of one mutant.
+        total_budget_s: No mutant starts after this many seconds.
+
+    Returns:
+        The :class:`MutantRuns`, in the order of ``mutants``.
+    """
+    prep = _prepare(code, tests, limits, None)
+    try:
+        jobs = []
+        for i, overrides in enumerate(mutants):
+            d = prep.work / "mutants" / str(i)
+            _copy_code(code, d, overrides)
+            jobs.append({"id": i, "code_dir": str(d)})
+        results_path = prep.work / "mutants.jsonl"
+        prep.spec.update(
+            mutants=jobs,
+            targets=list(targets),
+            exitfirst=True,
+            workers=workers,
+            per_mutant_timeout_s=per_mutant_timeout_s,
+            total_budget_s=total_budget_s,
+            mutant_results_path=str(results_path),
+        )
+        rounds = -(-len(mutants) // max(1, workers))
+        wall = min(total_budget_s, rounds * per_mutant_timeout_s) + per_mutant_timeout_s + 30.0
+        timed_out, killed, _, tail = _launch(prep, wall)
+        status = ["error"] * len(mutants)
+        walls = [0.0] * len(mutants)
+        for row in _json_lines(_read_untrusted(results_path, _MAX_EVENTS_BYTES) or ""):
+            rid = row.get("id")
+            if not isinstance(rid, int) or not 0 <= rid < len(mutants):
+                continue
+            i = rid
+            kind = row.get("status")
+            if kind == "exit":
+                status[i] = "survived" if row.get("exit_code") == 0 else "killed"
+            elif kind in ("timeout", "skipped_budget"):
+                status[i] = str(kind)
+            w = row.get("wall_s")
+            walls[i] = float(w) if isinstance(w, int | float) else 0.0
+        return MutantRuns(status, walls, timed_out, killed, tail)
+    finally:
+        _cleanup(prep)
