@@ -69,6 +69,8 @@ class Site:
     Attributes:
         index: Position in traversal order (the id used by :func:`apply_mutation`).
         line: Source line of the mutated node.
+        stmt_line: First line of the innermost statement holding it (the line coverage.py
+            reports as executed, also for statements over several lines).
         operator: Operator family (one of :data:`~router_rl.judge.config.MUTATION_OPERATORS`).
         description: What changes, e.g. ``"< -> <="``.
     """
@@ -77,6 +79,7 @@ class Site:
     line: int
     operator: str
     description: str
+    stmt_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,22 @@ class _Mutator(ast.NodeTransformer):
         self.skip = skip
         self.sites: list[Site] = []
         self.applied = False
+        self._stmt_lines: list[int] = [0]
+
+    def visit(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.stmt):
+            self._stmt_lines.append(node.lineno)
+            try:
+                return super().visit(node)
+            finally:
+                self._stmt_lines.pop()
+        return super().visit(node)
 
     def _site(self, node: ast.AST, operator: str, description: str) -> bool:
         """Record a site; True when it is the one to apply."""
         index = len(self.sites)
-        self.sites.append(Site(index, getattr(node, "lineno", 0), operator, description))
+        line = getattr(node, "lineno", 0)
+        self.sites.append(Site(index, line, operator, description, self._stmt_lines[-1] or line))
         return index == self.target
 
     # --- skipped regions ------------------------------------------------------------------

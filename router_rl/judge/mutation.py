@@ -146,7 +146,7 @@ def run_mutation(
     todo: list[int] = []
     results: list[MutantResult | None] = [None] * len(sites)
     for i, (rel, site) in enumerate(sites):
-        if _covered(coverage, rel, site.line):
+        if _covered(coverage, rel, site.stmt_line):
             todo.append(i)
         else:
             results[i] = MutantResult(rel, site, "not_covered")

@@ -87,3 +87,11 @@ def test_bad_index_and_operator() -> None:
         apply_mutation("a < b", 5)
     with pytest.raises(ValueError, match="unknown mutation operator"):
         mutation_sites("a < b", ("nope",))
+
+
+def test_sites_know_their_statement_line() -> None:
+    src = "TABLE = [\n    (1, 'a'),\n    (2, 'b'),\n]\n\n\ndef f(x):\n    return (x +\n            1)\n"
+    sites = mutation_sites(src)
+    by_desc = {(s.line, s.description): s.stmt_line for s in sites}
+    assert by_desc[(2, "1 -> 2")] == 1 and by_desc[(3, "'b' -> ''")] == 1  # coverage reports line 1
+    assert by_desc[(8, "+ -> -")] == 8 and by_desc[(9, "1 -> 2")] == 8
