@@ -4,8 +4,9 @@ The module and its tests are generated (30 small functions with two branches eac
 three asserts per function). Three figures, all pinned to one CPU (children inherit the affinity)
 and with the mutation pool at one worker:
 
-* the in-run baseline: plain ``python -m pytest`` of the same files in a subprocess (no sandbox,
-  no coverage), so the ratio is comparable across machines;
+* the in-run baseline: plain ``python -m pytest`` of the same files in a subprocess with the
+  judge's plugin set (no plugin autoload, pytest-timeout; no sandbox, no coverage), so the ratio
+  is comparable across machines;
 * the judge without mutation (sandbox + coverage + static checks);
 * the judge with mutation (default budget: at most 40 mutants, one worker).
 
@@ -82,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
 
         def plain() -> None:
             r = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-                cwd=tmp, env={**os.environ, "PYTHONPATH": tmp}, capture_output=True, check=False,
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout", str(tests)],
+                cwd=tmp, env={**os.environ, "PYTHONPATH": tmp, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+                capture_output=True, check=False,
             )
             if r.returncode != 0:
                 raise SystemExit(f"baseline pytest failed:\n{r.stdout.decode()[-2000:]}")
@@ -106,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         base, base_s = rate(plain, a.repeats)
         nomut, nomut_s = rate(lambda: judge(False), a.repeats)
         mut, mut_s = rate(lambda: judge(True), max(1, a.repeats // 2))
-    print(f"bench_judge: {n_lines}-line module, {N_FUNCTIONS} tests, {pin}, mutation pool 1 worker")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"bench_judge: {n_lines}-line module, {N_FUNCTIONS} tests, {pin}, mutation pool 1 worker, "
+          f"load average {load:.1f}")
     print(f"  baseline: plain pytest subprocess     {base:7.1f} files/min  ({base_s:.2f} s/file)")
     print(f"  judge, no mutation                    {nomut:7.1f} files/min  ({nomut_s:.2f} s/file, "
           f"{nomut_s / base_s:.1f}x baseline)")
