@@ -64,6 +64,7 @@ class SandboxRun:
         coverage_error: Why there is no coverage report.
         wall_s: Wall-clock seconds of the run.
         output_tail: Last characters of the run's stdout/stderr (not copied into judge details).
+        uid: The private uid the run used.
     """
 
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class SandboxRun:
     coverage_error: str | None = None
     wall_s: float = 0.0
     output_tail: str = ""
+    uid: int | None = None
 
     def count(self, outcome: str) -> int:
         """Number of tests with this outcome."""
@@ -90,35 +92,60 @@ def _next_uid() -> int:
 
 
 def _pids_of_uid(uid: int) -> list[int]:
+    """Live (not zombie) processes whose real uid is ``uid``."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/status") as fh:
+                state = ""
                 for line in fh:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
+                    if line.startswith("State:"):
+                        state = line.split()[1]
+                    elif line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid and state not in ("Z", "X"):
                             pids.append(int(name))
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 
 
-def kill_uid(uid: int, *, rounds: int = 200) -> int:
-    """SIGKILL every process whose real uid is ``uid`` until none is left; returns how many."""
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_uid(uid: int, *, rounds: int = 100) -> int:
+    """SIGKILL every process whose real uid is ``uid`` until none is left; returns how many.
+
+    Each round first SIGSTOPs every process of the uid until no new one shows up (a stopped
+    process cannot fork, and nothing has died yet, so a fork bomb at its ``RLIMIT_NPROC`` has no
+    free slot), then SIGKILLs them all.
+
+    Raises:
+        SandboxError: When processes of the uid are still alive after ``rounds`` rounds.
+    """
     killed = 0
     for _ in range(rounds):
         pids = _pids_of_uid(uid)
         if not pids:
             return killed
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
+        stopped: set[int] = set()
+        for _ in range(100):
+            new = [p for p in pids if p not in stopped]
+            if not new:
+                break
+            for p in new:
+                _signal(p, signal.SIGSTOP)
+            stopped.update(new)
+            pids = _pids_of_uid(uid)
+        for p in stopped:
+            killed += _signal(p, signal.SIGKILL)
         time.sleep(0.01)
     raise SandboxError(f"processes of sandbox uid {uid} survive {rounds} kill rounds")
 
@@ -347,7 +374,7 @@ def run_pytest(
     prep.spec.update(coverage=coverage, exitfirst=exitfirst)
     if targets is not None:
         prep.spec["targets"] = list(targets)
-    run = SandboxRun()
+    run = SandboxRun(uid=prep.uid if os.getuid() == 0 else None)
     try:
         run.timed_out, run.killed, run.wall_s, run.output_tail = _launch(prep, limits.wall_timeout_s)
         events = _json_lines(_read_untrusted(work / "events.jsonl", _MAX_EVENTS_BYTES) or "")

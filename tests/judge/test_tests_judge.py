@@ -73,3 +73,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path, tiny: tuple[Path, Path]) -> No
         judge_tests(bad, tests)
     with pytest.raises(JudgeInputError, match=r"test file .*missing\.py: no such file"):
         judge_tests(code, tmp_path / "missing.py")
+
+
+def test_package_folder_under_test(tmp_path: Path) -> None:
+    pkg = tmp_path / "shapes"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from shapes.area import square\n")
+    (pkg / "area.py").write_text("def square(x):\n    if x < 0:\n        raise ValueError(x)\n    return x * x\n")
+    tests = tmp_path / "test_shapes.py"
+    tests.write_text(
+        "import pytest\nfrom shapes import square\n\n\ndef test_square():\n    assert square(3) == 9\n\n\n"
+        "def test_negative():\n    with pytest.raises(ValueError):\n        square(-1)\n"
+    )
+    j = judge_tests(pkg, tests, fast_config())
+    d = j.details
+    assert d["tests"]["passed"] == 2 and d["components"]["line_coverage"] == 1.0
+    assert set(d["coverage"]["missing_lines"]) == {"shapes/__init__.py", "shapes/area.py"}
+    # `x < 0` -> `x <= 0` and `0` -> `1` survive: no test at x == 0
+    assert d["mutation"]["sites_total"] == 4 and d["mutation"]["counts"] == {"killed": 2, "survived": 2}
