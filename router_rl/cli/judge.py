@@ -59,8 +59,13 @@ def tests_cmd(
         }.get(e.setting, "--config")
         _fail(f"{flag}: {escape(str(e))}")
         return
+    from router_rl.judge.sandbox import SandboxError
+
     try:
         judgement = judge_tests(code, tests, cfg)
+    except SandboxError as e:
+        _fail(f"sandbox: {escape(str(e))}")
+        return
     except ValueError as e:
         text = str(e)
         flag = "--tests" if text.startswith("test file") else "--code"

@@ -235,7 +235,16 @@ class _Prepared:
     spec: dict[str, Any]
 
 
+def _require(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SandboxError(f"the judge needs {missing} in this interpreter: pip install 'router-rl[judge]'")
+
+
 def _prepare(code: Path, tests: Path, limits: SandboxLimits, overrides: dict[str, str] | None) -> _Prepared:
+    _require("pytest", "pytest_timeout", "coverage")
     root = Path(tempfile.mkdtemp(prefix="router-rl-judge-"))
     uid = _next_uid()
     work = root / "work"

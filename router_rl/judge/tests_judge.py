@@ -57,6 +57,7 @@ def judge_tests(code: str | Path, tests: str | Path, config: JudgeConfig | None 
 
     Raises:
         JudgeInputError: When the code under test is missing or invalid, or the test file is missing.
+        SandboxError: When the sandbox cannot run (e.g. the ``judge`` extra is not installed).
     """
     cfg = config or JudgeConfig()
     code, tests = Path(code), Path(tests)

@@ -50,7 +50,7 @@ def test_every_good_file_passes_and_covers_its_module() -> None:
 
 def test_ranking_on_a_spread_of_modules(tmp_path: Path) -> None:
     mod = _script()
-    names = mod.corpus_modules(CORPUS, [])[::5]
+    names = mod.corpus_modules(CORPUS, [])[::6]
     summary = mod.main(["--modules", *names, "--max-mutants", "10", "--per-test-timeout-s", "1",
                         "--wall-timeout-s", "20", "--out-dir", str(tmp_path)])
     assert summary["modules"] == len(names) and summary["ranked_correctly"] == len(names)
