@@ -23,6 +23,8 @@ queueing jitter; cloud = network RTT + time-to-first-token + output / cloud thro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
