@@ -42,6 +42,7 @@ from router_rl.router.breaker import BreakerState, CircuitBreaker
 from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour
 from router_rl.router.config import COMPLEXITY_LEVELS, RouterConfig, Strategy
 from router_rl.router.decision_log import DecisionLogWriter
+from router_rl.router.screening import RequestScreener
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -122,6 +123,7 @@ class RouteInput:
         temperature: Sampling temperature forwarded to the model.
         stop: Stop sequences.
         params: Other sampling fields forwarded unchanged to the chosen model (``top_p``, ``seed``...).
+        metadata: The request's ``metadata`` object (scanned for secrets, never forwarded).
     """
 
     messages: list[dict[str, str]]
@@ -134,6 +136,7 @@ class RouteInput:
     temperature: float | None = None
     stop: list[str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_text(self) -> str:
@@ -156,6 +159,11 @@ class Decision:
     features: tuple[float, ...] | None = None
     shadow_model: str | None = None
     note: str | None = None  # e.g. "policy_timeout" when the rule policy answered for LEARNED
+    decided_by: str = ""  # the policy that produced probs: "learned", a rule strategy or "explicit"
+
+    def __post_init__(self) -> None:
+        if not self.decided_by:
+            self.decided_by = self.strategy
 
 
 @dataclass
@@ -168,6 +176,7 @@ class _Ctx:
     sensitive: bool
     budget: BudgetStatus
     t0: float
+    flagged: tuple[str, ...] = ()
     backend_s: float = 0.0
     attempts: list[str] = field(default_factory=list)
     span: Span | None = None
@@ -302,6 +311,7 @@ class HybridRouter:
 
             sensitive_fn = is_sensitive
         self._is_sensitive = sensitive_fn
+        self.screener = RequestScreener(sensitive_fn)
         self._version_prefix = f"rules@{config.fingerprint()}"
         self.kill_switch_active = False
         self.kill_switch_reason: str | None = None
@@ -342,6 +352,7 @@ class HybridRouter:
                 await client.close()
         if self.decision_log is not None:
             self.decision_log.close()
+        self.screener.close()
 
     # --- admin ------------------------------------------------------------------------------
     def set_kill_switch(self, active: bool, reason: str | None = None) -> None:
@@ -366,10 +377,14 @@ class HybridRouter:
         self.metrics.set_breaker(name, new.value)
         log.warning("circuit breaker %s: %s -> %s", name, old.value, new.value)
 
+    def strategies(self) -> list[Strategy]:
+        """Strategies this router can serve (``learned`` only with a configured policy)."""
+        return [s for s in Strategy if s != Strategy.LEARNED or self.policy_client is not None]
+
     def models_list(self) -> list[dict[str, Any]]:
         """Entries of ``GET /v1/models`` (strategies first, then concrete models)."""
         out = [{"id": AUTO, "object": "model", "owned_by": "router-rl"}]
-        out += [{"id": PREFIX + s.value, "object": "model", "owned_by": "router-rl"} for s in Strategy]
+        out += [{"id": PREFIX + s.value, "object": "model", "owned_by": "router-rl"} for s in self.strategies()]
         out += [
             {"id": m, "object": "model", "owned_by": self.model_provider[m], "location": self.catalog[m].location}
             for m in self.table.models
@@ -384,10 +399,16 @@ class HybridRouter:
         if model.startswith(PREFIX):
             name = model[len(PREFIX):]
             try:
-                return Strategy(name), None, False
+                strategy = Strategy(name)
             except ValueError:
-                known = [AUTO] + [PREFIX + s.value for s in Strategy]
+                known = [AUTO] + [PREFIX + s.value for s in self.strategies()]
                 raise UnknownModelError(f"unknown strategy model {model!r}; known: {known}", param="model") from None
+            if strategy == Strategy.LEARNED and self.policy_client is None:
+                raise UnknownModelError(
+                    f"{model}: no learned policy is configured (set learned.policy_dir or learned.endpoint)",
+                    param="model",
+                )
+            return strategy, None, False
         if model in self.model_provider:
             return None, model, False
         raise UnknownModelError(
@@ -395,11 +416,15 @@ class HybridRouter:
             param="model",
         )
 
-    def _one_hot(self, chosen: str, strategy: str, allowed: tuple[str, ...], note: str | None = None) -> Decision:
+    def _one_hot(
+        self, chosen: str, strategy: str, allowed: tuple[str, ...], note: str | None = None,
+        decided_by: str | None = None,
+    ) -> Decision:
         probs = tuple(1.0 if m == chosen else 0.0 for m in self.table.models)
         return Decision(
             strategy=strategy,
-            policy_version=f"{self._version_prefix}:{strategy}",
+            decided_by=decided_by or strategy,
+            policy_version=f"{self._version_prefix}:{decided_by or strategy}",
             models=self.table.models,
             probs=probs,
             chosen=chosen,
@@ -466,7 +491,7 @@ class HybridRouter:
                     )
                 note = "policy_masked"
         chosen = rule_choice(Strategy.BALANCED, self.table, ctx.level, allowed)
-        d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note)
+        d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note, decided_by=Strategy.BALANCED.value)
         d.policy_version = f"{self._version_prefix}:balanced(fallback)"
         return d
 
@@ -484,12 +509,11 @@ class HybridRouter:
             # a sensitive (or local-only) request asked for a cloud model: serve it locally
             chosen = rule_choice(Strategy.PRIVACY_FIRST, self.table, ctx.level, allowed)
             reason = "privacy_override" if ctx.sensitive else "budget_local_only"
-            return self._one_hot(chosen, "explicit", allowed, note=reason)
+            return self._one_hot(chosen, "explicit", allowed, note=reason, decided_by=Strategy.PRIVACY_FIRST.value)
         assert strategy is not None
         if self.kill_switch_active:
-            strategy = Strategy.QUALITY_OPTIMIZED
-            primary = self._decide_strategy(strategy, ctx, allowed, "act")
-            d = await primary
+            d = await self._decide_strategy(Strategy.QUALITY_OPTIMIZED, ctx, allowed, "act")
+            d.strategy = strategy.value  # requested; decided_by stays quality_optimized
             d.note = "kill_switch"
             return d
         ro = self.config.rollout
@@ -508,23 +532,25 @@ class HybridRouter:
         return await self._decide_strategy(strategy, ctx, allowed, "act")
 
     # --- context ----------------------------------------------------------------------------
-    def _context(self, inp: RouteInput) -> _Ctx:
-        from router_rl.features.complexity import complexity_score
-
+    async def _context(self, inp: RouteInput) -> _Ctx:
+        t0 = self._clock()
         if not inp.messages:
             raise RouterRequestError("messages: expected a non-empty list", param="messages")
-        prompt = inp.prompt_text
-        _, level = complexity_score(prompt, max_tokens=inp.max_tokens, n_messages=len(inp.messages))
+        screen = await self.screener.screen(inp)
+        inp = screen.inp
+        if screen.sensitive:
+            self.metrics.sensitive.inc()
         agent = inp.agent_id or "anonymous"
         return _Ctx(
             inp=inp,
             request_id=inp.request_id or uuid.uuid4().hex,
             agent_id=agent,
-            prompt=prompt,
-            level=COMPLEXITY_LEVELS.index(level.value),
-            sensitive=bool(self._is_sensitive(prompt)),
+            prompt=inp.prompt_text,
+            level=screen.level,
+            sensitive=screen.sensitive,
             budget=self.budget.check(agent),
-            t0=self._clock(),
+            t0=t0,
+            flagged=screen.flagged,
         )
 
     def _apply_budget(self, ctx: _Ctx) -> None:
@@ -737,13 +763,14 @@ class HybridRouter:
             "ts": datetime.fromtimestamp(self._wall(), tz=UTC),
             "agent_id": ctx.inp.agent_id,
             "agent_type": ctx.inp.agent_type,
-            "category": ctx.inp.category,
+            "category": ctx.inp.category,  # redacted by the screening when it held a secret
             "complexity": COMPLEXITY_LEVELS[ctx.level],
             "prompt_chars": len(ctx.prompt),
             "prompt_sha256": hashlib.sha256(ctx.prompt.encode()).hexdigest(),
             "prompt": ctx.prompt if self.config.logging.log_prompts else None,
             "features": list(d.features) if d and d.features is not None else None,
             "strategy": d.strategy if d else "rejected",
+            "decided_by": d.decided_by if d else "rejected",
             "policy_version": d.policy_version if d else f"{self._version_prefix}:none",
             "action_models": list(models),
             "action_probs": list(probs),
@@ -752,6 +779,9 @@ class HybridRouter:
             "shadow_model": d.shadow_model if d else None,
             "breaker_states": json.dumps(self.breaker_states(), sort_keys=True),
             "served_model": served,
+            "served_propensity": (probs[models.index(served)] if served in models else 0.0) if served else None,
+            "outcome_model": served,
+            "attempts": list(ctx.attempts),
             "fallback_used": bool(served is not None and served != chosen),
             "fallback_reason": reason,
             "quality": None,
@@ -831,7 +861,7 @@ class HybridRouter:
         Raises:
             RouterRequestError: unknown model (404), budget reject (429), nothing could serve (503).
         """
-        ctx = self._context(inp)
+        ctx = await self._context(inp)
         self._start_span(ctx)
         d: Decision | None = None
         try:
@@ -858,7 +888,7 @@ class HybridRouter:
             RouterRequestError: as :meth:`route`; after this returns, failures are reported
                 through the session (an error event), never by truncating silently.
         """
-        ctx = self._context(inp)
+        ctx = await self._context(inp)
         self._start_span(ctx)
         d: Decision | None = None
         try:

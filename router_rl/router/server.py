@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import logging
 import socket
 import threading
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_rl.router.engine import (
+    Decision,
     HybridRouter,
     RouteInput,
     RouterRequestError,
@@ -48,7 +50,11 @@ ROUTER_FIELDS = frozenset(
 #: Sampling fields forwarded unchanged to the chosen model (``CompletionRequest.extra``).
 FORWARDED_FIELDS = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty"})
 ALLOWED_BODY_FIELDS = ROUTER_FIELDS | FORWARDED_FIELDS
+#: Keys accepted in one chat message.
+MESSAGE_FIELDS = frozenset({"role", "content"})
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Deepest JSON nesting accepted in a request body (the chat schema needs 5).
+MAX_JSON_DEPTH = 32
 
 
 class BadRequest(RouterRequestError):
@@ -92,6 +98,74 @@ def _text(content: Any, i: int) -> str:
                      param=f"messages[{i}].content")
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _NonFinite(text)
+    return v
+
+
+def _path(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out or "<body>"
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Decode a JSON request body, refusing what no OpenAI field can hold.
+
+    Refused with :class:`BadRequest` (HTTP 400, naming the field where there is one): bodies over
+    :data:`MAX_BODY_BYTES`, invalid UTF-8 / JSON, ``NaN`` / ``Infinity`` / overflowing numbers,
+    nesting deeper than :data:`MAX_JSON_DEPTH`, strings holding lone UTF-16 surrogates
+    (``"\\ud800"``), which no provider accepts and no log can encode.
+    """
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NonFinite as e:
+        raise BadRequest(f"request body holds the non-finite number {e}; expected a finite JSON number") from None
+    except RecursionError:
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
+    except ValueError as e:  # e.g. an integer literal over Python's digit limit
+        raise BadRequest(f"request body holds an unparseable number: {str(e)[:80]}") from None
+    stack: list[tuple[Any, list[str | int]]] = [(body, [])]
+    while stack:  # iterative: depth and string checks without recursion
+        node, at = stack.pop()
+        if len(at) > MAX_JSON_DEPTH:
+            raise BadRequest(f"{_path(at[:MAX_JSON_DEPTH])}: nests deeper than {MAX_JSON_DEPTH} levels",
+                             param=_path(at[:1]))
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{_path(at)}: string holds a lone UTF-16 surrogate; expected valid Unicode",
+                                 param=_path(at)) from None
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BadRequest(f"{_path(at)}: a key holds a lone UTF-16 surrogate", param=_path(at)) from None
+                stack.append((v, [*at, k]))
+        elif isinstance(node, list):
+            stack.extend((v, [*at, i]) for i, v in enumerate(node))
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > 2**63:
+            raise BadRequest(f"{_path(at)}: integer out of range", param=_path(at))
+    return body
+
+
 def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, bool, bool]:
     """Validate a chat-completions body into a :class:`RouteInput`.
 
@@ -113,8 +187,8 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
         v = body[k]
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise BadRequest(f"{k}: expected a number", param=k)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise BadRequest(f"{k}: expected a finite number", param=k)
         params[k] = v
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -128,6 +202,10 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
             raise BadRequest(f"messages[{i}]: expected an object with a string 'role'", param=f"messages[{i}]")
         if m["role"] not in ("system", "user", "assistant", "developer", "tool"):
             raise BadRequest(f"messages[{i}].role: unknown role {m['role']!r}", param=f"messages[{i}].role")
+        extra = sorted(set(m) - MESSAGE_FIELDS)
+        if extra:  # name, tool_calls, tool_call_id... are refused, never silently dropped or forwarded unscanned
+            raise BadRequest(f"messages[{i}].{extra[0]}: unsupported message field; supported: {sorted(MESSAGE_FIELDS)}",
+                             param=f"messages[{i}].{extra[0]}")
         messages.append({"role": m["role"], "content": _text(m.get("content"), i)})
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -146,7 +224,7 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
     if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
         raise BadRequest("stop: expected a string or an array of strings", param="stop")
     n = body.get("n", 1)
-    if n != 1:
+    if isinstance(n, bool) or n != 1:
         raise BadRequest("n: only n=1 is supported", param="n")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
@@ -154,9 +232,14 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
     meta = body.get("metadata") or {}
     if not isinstance(meta, dict):
         raise BadRequest("metadata: expected an object", param="metadata")
+    for k in ("agent_type", "category"):
+        if meta.get(k) is not None and not isinstance(meta[k], str):
+            raise BadRequest(f"metadata.{k}: expected a string", param=f"metadata.{k}")
     so = body.get("stream_options") or {}
     if not isinstance(so, dict):
         raise BadRequest("stream_options: expected an object", param="stream_options")
+    if not isinstance(so.get("include_usage", False), bool):
+        raise BadRequest("stream_options.include_usage: expected a boolean", param="stream_options.include_usage")
     inp = RouteInput(
         messages=messages,
         model=model,
@@ -168,6 +251,7 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
         temperature=float(temperature) if temperature is not None else None,
         stop=stop,
         params=params,
+        metadata=dict(meta),
     )
     return inp, stream, bool(so.get("include_usage", False))
 
@@ -198,6 +282,7 @@ def create_app(
 
     app = FastAPI(title="router-rl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.router = router
+    app.add_middleware(_CatchAll)
 
     def check(request: Request, tokens: frozenset[str] | None) -> None:
         if tokens is None:
@@ -229,13 +314,7 @@ def create_app(
         return JSONResponse(error_body("invalid request", type_="invalid_request_error"), status_code=400)
 
     async def read_json(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
+        return parse_json_body(await request.body())
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -265,20 +344,14 @@ def create_app(
                 },
             }
             headers = {
-                "x-request-id": res.request_id,
-                "x-router-strategy": res.decision.strategy,
-                "x-router-chosen-model": res.decision.chosen,
-                "x-router-model": res.served_model,
+                **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
                 "x-router-overhead-ms": f"{res.overhead_s * 1000:.4f}",
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
             }
             return JSONResponse(payload, headers=headers)
         session = await router.route_stream(inp)
         headers = {
-            "x-request-id": session.request_id,
-            "x-router-strategy": session.decision.strategy,
-            "x-router-chosen-model": session.decision.chosen,
-            "x-router-model": session.served_model,
+            **decision_headers(session.request_id, session.decision, session.served_model, session.fallback_reason),
             "cache-control": "no-cache",
         }
         return StreamingResponse(_sse(session, include_usage), media_type="text/event-stream", headers=headers)
@@ -350,6 +423,64 @@ def create_app(
         return JSONResponse(state())
 
     return app
+
+
+def decision_headers(request_id: str, d: Decision, served: str, fallback_reason: str | None) -> dict[str, str]:
+    """Response headers that say what decided and what served (see ``docs/router.md``).
+
+    ``x-router-strategy`` names the policy that actually produced the decision (``learned`` only
+    when the learned policy answered; the rule's name, e.g. ``balanced``, when the rule answered
+    for it), ``x-router-requested-strategy`` what the request asked for, ``x-router-policy`` the
+    exact policy version, ``x-router-decision-note`` why the decider differs (``policy_timeout``,
+    ``kill_switch``, ``privacy_override``...).
+    """
+    h = {
+        "x-request-id": request_id,
+        "x-router-strategy": d.decided_by,
+        "x-router-requested-strategy": d.strategy,
+        "x-router-policy": d.policy_version,
+        "x-router-chosen-model": d.chosen,
+        "x-router-model": served,
+    }
+    if d.note:
+        h["x-router-decision-note"] = d.note
+    if fallback_reason:
+        h["x-router-fallback-reason"] = fallback_reason
+    return h
+
+
+class _CatchAll:
+    """Pure ASGI middleware: an unexpected exception becomes a logged 500 without tearing the connection.
+
+    (Starlette's own last-resort handler re-raises after answering, which makes the server drop
+    the keep-alive connection; here the exception stops, so the next request on it is served.)
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log.error("internal error while serving %s: %s", scope.get("path"), type(exc).__name__)
+            if started:
+                raise
+            body = json.dumps(error_body("internal router error", type_="server_error", code="internal_error"))
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body.encode()})
 
 
 async def _sse(session: StreamSession, include_usage: bool) -> AsyncIterator[bytes]:

@@ -308,9 +308,11 @@ def test_kill_switch_rolls_back_to_quality_optimized_without_restart(backends: B
             out.append((await _route(r, SIMPLE_PROMPT)).decision.strategy)
             r.set_kill_switch(True, "bad rollout")
             res = await _route(r, SIMPLE_PROMPT)
-            out += [res.decision.strategy, res.served_model]
+            assert res.decision.note == "kill_switch" and res.decision.strategy == "balanced"  # requested
+            out += [res.decision.decided_by, res.served_model]
             res = await _route(r, SIMPLE_PROMPT, model="router-rl/latency_optimized")
-            out.append(res.decision.strategy)
+            assert res.decision.strategy == "latency_optimized"
+            out.append(res.decision.decided_by)
             res = await _route(r, SIMPLE_PROMPT, model="small-local")  # explicit model still honoured
             out.append(res.served_model)
             r.set_kill_switch(False)
