@@ -39,16 +39,16 @@ from router_rl.providers.base import (
     build_providers,
 )
 from router_rl.router.breaker import BreakerState, CircuitBreaker
-from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour
+from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour, Reservation
 from router_rl.router.config import COMPLEXITY_LEVELS, RouterConfig, Strategy
 from router_rl.router.decision_log import DecisionLogWriter
-from router_rl.router.screening import RequestScreener
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
     PolicyClient,
     PolicyClientError,
 )
+from router_rl.router.screening import RequestScreener
 from router_rl.router.strategies import ModelTable, rule_choice
 from router_rl.router.telemetry import RouterMetrics, get_tracer
 
@@ -177,6 +177,8 @@ class _Ctx:
     budget: BudgetStatus
     t0: float
     flagged: tuple[str, ...] = ()
+    reservation: Reservation | None = None
+    budget_counted: bool = False
     backend_s: float = 0.0
     attempts: list[str] = field(default_factory=list)
     span: Span | None = None
@@ -353,6 +355,7 @@ class HybridRouter:
         if self.decision_log is not None:
             self.decision_log.close()
         self.screener.close()
+        self.budget.close()
 
     # --- admin ------------------------------------------------------------------------------
     def set_kill_switch(self, active: bool, reason: str | None = None) -> None:
@@ -557,6 +560,7 @@ class HybridRouter:
         if not ctx.budget.exhausted:
             return
         behaviour = self.budget.behaviour
+        ctx.budget_counted = True
         self.metrics.budget_exhausted.labels(scope=ctx.budget.scope or "?", behaviour=behaviour.value).inc()
         log.warning(
             "ALERT budget exhausted: %s spent %.4f of %.4f USD (behaviour %s, request %s)",
@@ -568,6 +572,44 @@ class HybridRouter:
             )
 
     # --- execution --------------------------------------------------------------------------
+    def _estimate_cost(self, ctx: _Ctx, model: str) -> float:
+        """Expected USD of one call: prompt tokens + max_tokens (or the default) at the model's prices."""
+        prov = self.providers[self.model_provider[model]]
+        out_tokens = ctx.inp.max_tokens or self.config.budgets.default_output_tokens
+        return float(self.catalog[model].cost(prov.count_tokens(ctx.prompt, model), out_tokens))
+
+    def _reserve(self, ctx: _Ctx, model: str) -> Reservation | bool:
+        """Reserve the call's expected cost; ``False`` = skip this model; raises for ``reject``.
+
+        ``True`` means nothing to reserve (no limits and no ledger).
+        """
+        if not self.config.budgets.has_limits and self.budget.ledger is None:
+            return True
+        est = self._estimate_cost(ctx, model)
+        got = self.budget.reserve(ctx.agent_id, est)
+        if isinstance(got, Reservation):
+            self.metrics.budget_reservations.labels(outcome="admitted").inc()
+            return got
+        behaviour = self.budget.behaviour
+        if not ctx.budget_counted:  # once per request
+            ctx.budget_counted = True
+            self.metrics.budget_exhausted.labels(scope=got.scope or "?", behaviour=behaviour.value).inc()
+        if behaviour == ExhaustedBehaviour.REJECT:
+            self.metrics.budget_reservations.labels(outcome="rejected").inc()
+            raise BudgetExhaustedError(
+                f"budget {got.scope} exhausted: {got.spent_usd:.6f} of {got.limit_usd:.6f} USD spent or reserved, "
+                f"this call needs {est:.6f}"
+            )
+        if behaviour == ExhaustedBehaviour.LOCAL_ONLY and not self.table.local[model]:
+            self.metrics.budget_reservations.labels(outcome="skipped").inc()
+            return False
+        if behaviour == ExhaustedBehaviour.ALLOW_AND_ALERT:
+            log.warning("ALERT budget %s exceeded by request %s (allow_and_alert)", got.scope, ctx.request_id)
+        self.metrics.budget_reservations.labels(outcome="forced").inc()
+        forced = self.budget.reserve(ctx.agent_id, est, force=True)
+        assert isinstance(forced, Reservation)  # force=True always admits
+        return forced
+
     def _chains(self, d: Decision) -> tuple[list[str], list[str]]:
         """(primary chain, emergency cloud candidates), local-first."""
         q = self.table.quality_order
@@ -664,8 +706,16 @@ class HybridRouter:
         attempt: Callable[[str, CircuitBreaker, Span, float], Awaitable[_T]],
         *,
         stream: bool,
+        discard: Callable[[_T], Awaitable[None]] | None = None,
     ) -> tuple[_T, str, str | None]:
         """Try the local-first chain, then (on the seed's triggers) the emergency cloud chain.
+
+        With ``fallback.hedge_after_s`` set, an attempt that has not answered (non-stream: the
+        whole answer; stream: its first token) after that long gets the next candidate started
+        alongside it; the first success wins and the others are cancelled (a cancelled attempt
+        that ran at least ``hedge_after_s`` counts as a breaker failure: a stalled backend soon
+        has its breaker open and is skipped outright). ``discard`` closes a second success
+        that arrived in the same instant.
 
         ``attempt(model, breaker, span, t_start)`` makes one call and returns its result, raising
         :class:`ProviderError` on failure; the walker does the breaker check, attempt budget,
@@ -680,50 +730,122 @@ class HybridRouter:
         slow_failure = False
         n_attempts = 0
 
-        async def try_model(model: str) -> _T | None:
-            nonlocal first_reason, slow_failure, n_attempts
+        def admit(model: str) -> tuple[CircuitBreaker, Reservation | None] | None:
+            """Synchronous gate of one attempt: breaker, budget reservation, privacy guard."""
+            nonlocal first_reason
             breaker = self.breakers[self.model_provider[model]]
             if not breaker.allow():
                 ctx.attempts.append(f"{model}:breaker_open")
                 first_reason = first_reason or "breaker_open"
                 return None
+            try:
+                reservation = self._reserve(ctx, model)
+            except BaseException:
+                breaker.release()
+                raise
+            if reservation is False:
+                breaker.release()
+                ctx.attempts.append(f"{model}:budget_exhausted")
+                first_reason = first_reason or "budget_exhausted"
+                return None
             self._guard(ctx, model)
-            n_attempts += 1
+            return breaker, reservation if isinstance(reservation, Reservation) else None
+
+        async def try_model(model: str, breaker: CircuitBreaker, reservation: Reservation | None) -> _T | None:
+            nonlocal first_reason, slow_failure
             span = self._attempt_span(ctx, model, stream=stream)
             t = self._clock()
             try:
-                return await attempt(model, breaker, span, t)
+                res = await attempt(model, breaker, span, t)
             except ProviderError as e:
                 dt = self._clock() - t
                 ctx.backend_s += dt
                 self._end_span_err(span, e)
                 self._record_failure(ctx, model, e, breaker)
+                if reservation is not None:
+                    self.budget.settle(reservation, 0.0)
                 first_reason = first_reason or e.kind.value
                 if self.table.local[model] and (e.kind == ProviderErrorKind.TIMEOUT or dt >= fb.latency_threshold_s):
                     slow_failure = True
                 log.info("request %s: %s failed (%s)", ctx.request_id, model, e.kind.value)
                 return None
+            except asyncio.CancelledError:  # lost a hedge race, or the request itself was cancelled
+                dt = self._clock() - t
+                self._end_span_err(span, asyncio.CancelledError())
+                ctx.attempts.append(f"{model}:cancelled_after_{dt:.3f}s")
+                if fb.hedge_after_s is not None and dt >= fb.hedge_after_s:
+                    breaker.record_failure()  # a stall feeds the breaker, so later requests skip it
+                    if self.table.local[model]:
+                        slow_failure = True
+                else:
+                    breaker.release()
+                if reservation is not None:  # an interrupted call may have been billed: keep its reservation
+                    self.budget.settle(reservation, reservation.usd)
+                raise
+            ctx.reservation = reservation
+            return res
 
-        for model in primary:
-            if n_attempts >= fb.max_attempts:
-                break
-            res = await try_model(model)
-            if res is not None:
-                return res, model, (None if model == d.chosen else first_reason)
+        async def run(models: list[str], limit: int, alert: str | None) -> tuple[_T, str] | None:
+            """Attempts in order; a failure starts the next at once, a silence of hedge_after_s too."""
+            nonlocal n_attempts
+            queue = list(models)
+            pending: dict[asyncio.Future[_T | None], str] = {}
+
+            def launch() -> bool:
+                nonlocal n_attempts
+                while queue and n_attempts < limit:
+                    model = queue.pop(0)
+                    gate = admit(model)
+                    if gate is None:
+                        continue
+                    n_attempts += 1
+                    if alert is not None:
+                        self.metrics.emergency_cloud.labels(reason=alert).inc()
+                        self.emergency_cloud_count += 1
+                        log.warning("ALERT emergency cloud fallback to %s (trigger %s, request %s, attempts %s)",
+                                    model, alert, ctx.request_id, ctx.attempts)
+                    pending[asyncio.ensure_future(try_model(model, *gate))] = model
+                    return True
+                return False
+
+            hedge = fb.hedge_after_s
+            launch()
+            try:
+                while pending:
+                    done, _ = await asyncio.wait(pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED)
+                    if not done:  # nobody answered within hedge_after_s: start the next candidate alongside
+                        if launch():
+                            self.metrics.hedges.labels(model=list(pending.values())[-1]).inc()
+                        else:
+                            hedge = None
+                        continue
+                    winner: tuple[_T, str] | None = None
+                    for fut in done:
+                        model = pending.pop(fut)
+                        r = fut.result()
+                        if r is not None and winner is None:
+                            winner = (r, model)
+                        elif r is not None and discard is not None:
+                            await discard(r)
+                    if winner is not None:
+                        return winner
+                    if not pending:
+                        launch()
+                return None
+            finally:
+                for fut in pending:
+                    fut.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+
+        got = await run(primary, fb.max_attempts, None)
+        if got is not None:
+            return got[0], got[1], (None if got[1] == d.chosen else first_reason)
         trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
         if trigger is not None:
-            for model in emergency:
-                if n_attempts >= fb.max_attempts + 1:
-                    break
-                self.metrics.emergency_cloud.labels(reason=trigger).inc()
-                self.emergency_cloud_count += 1
-                log.warning(
-                    "ALERT emergency cloud fallback to %s (trigger %s, request %s, attempts %s)",
-                    model, trigger, ctx.request_id, ctx.attempts,
-                )
-                res = await try_model(model)
-                if res is not None:
-                    return res, model, f"emergency_cloud:{trigger}"
+            got = await run(emergency, fb.max_attempts + 1, trigger)
+            if got is not None:
+                return got[0], got[1], f"emergency_cloud:{trigger}"
         raise NoProviderAvailableError(
             f"no model could serve request {ctx.request_id}; attempts: {', '.join(ctx.attempts) or 'none'}"
             + (" (sensitive request: local models only)" if ctx.sensitive else "")
@@ -810,8 +932,11 @@ class HybridRouter:
                 cost = provider.cost(served, usage, latency_s or 0.0)
             except RouterRLError:
                 cost = self.catalog[served].cost(usage.input_tokens, usage.output_tokens)
-            self.budget.record(ctx.agent_id, cost)
+            if ctx.reservation is None:
+                self.budget.record(ctx.agent_id, cost)
             self.metrics.cost.labels(model=served).inc(cost)
+        if ctx.reservation is not None:
+            self.budget.settle(ctx.reservation, cost)
         total = self._clock() - ctx.t0
         outcome = "error" if error else ("fallback" if served != (d.chosen if d else None) else "ok")
         strategy = d.strategy if d else "rejected"
@@ -913,12 +1038,17 @@ class HybridRouter:
                     head.append(chunk)
                     if chunk.delta or chunk.finish_reason or chunk.usage:
                         break
-            except ProviderError:
+            except BaseException:  # a provider error, or cancelled (lost a hedge race)
                 await _aclose(agen)
                 raise
             return StreamSession(self, ctx, d, model, agen, head, span, breaker, t, None)
 
-        session, _, reason = await self._walk_chain(ctx, d, attempt, stream=True)
+        async def discard(session: StreamSession) -> None:
+            session._breaker.release()
+            session._span.end()
+            await _aclose(session._agen)
+
+        session, _, reason = await self._walk_chain(ctx, d, attempt, stream=True, discard=discard)
         session.fallback_reason = reason
         return session
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import logging
+import math
 import socket
 import threading
 import time
@@ -204,8 +204,10 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
             raise BadRequest(f"messages[{i}].role: unknown role {m['role']!r}", param=f"messages[{i}].role")
         extra = sorted(set(m) - MESSAGE_FIELDS)
         if extra:  # name, tool_calls, tool_call_id... are refused, never silently dropped or forwarded unscanned
-            raise BadRequest(f"messages[{i}].{extra[0]}: unsupported message field; supported: {sorted(MESSAGE_FIELDS)}",
-                             param=f"messages[{i}].{extra[0]}")
+            raise BadRequest(
+                f"messages[{i}].{extra[0]}: unsupported message field; supported: {sorted(MESSAGE_FIELDS)}",
+                param=f"messages[{i}].{extra[0]}",
+            )
         messages.append({"role": m["role"], "content": _text(m.get("content"), i)})
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -261,6 +263,7 @@ def create_app(
     *,
     api_tokens: frozenset[str] | None = None,
     admin_tokens: frozenset[str] | None = None,
+    admin_auth: bool = True,
     close_router: bool = True,
 ) -> FastAPI:
     """The FastAPI application serving ``router``.
@@ -269,10 +272,14 @@ def create_app(
         router: The router.
         api_tokens: Accepted bearer tokens for ``/v1/*`` (``None`` = auth disabled).
         admin_tokens: Accepted bearer tokens for ``/admin/*`` (``None`` = same as ``api_tokens``;
-            an empty set disables the admin endpoints).
+            an empty set, or ``None`` with ``api_tokens`` also ``None``, refuses every admin call).
+        admin_auth: ``False`` opens the admin endpoints without a token (explicit opt-out only;
+            disabling client auth never opens them).
         close_router: Close the router (providers, decision log) when the app shuts down.
     """
-    admin = admin_tokens if admin_tokens is not None else api_tokens
+    admin: frozenset[str] | None = admin_tokens if admin_tokens is not None else (api_tokens or frozenset())
+    if not admin_auth:
+        admin = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -537,7 +544,9 @@ class RouterServer:
         port: Port (0 = pick a free one; see :attr:`port` after :meth:`start`).
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", keep_alive_s: int = 75
+    ) -> None:
         import uvicorn
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -546,7 +555,7 @@ class RouterServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         cfg = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                             ws="none")
+                             ws="none", timeout_keep_alive=keep_alive_s)
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
                                         name="router-server")
@@ -580,27 +589,35 @@ class RouterServer:
 
 
 def build_server_app(router: HybridRouter) -> FastAPI:
-    """:func:`create_app` with tokens read from the router config's ``server.auth`` sources."""
+    """:func:`create_app` with tokens read from the router config's ``server.auth`` sources.
+
+    ``auth.enabled: false`` opens ``/v1/*`` only; the admin API stays authenticated unless
+    ``auth.admin_enabled: false`` (with no admin token available it answers 401).
+    """
     from router_rl.router.config import load_tokens
 
     auth = router.config.server.auth
-    if not auth.enabled:
-        return create_app(router, api_tokens=None, admin_tokens=None)
-    api = load_tokens(auth.tokens_env, auth.tokens_file, setting="server.auth")
+    api = load_tokens(auth.tokens_env, auth.tokens_file, setting="server.auth") if auth.enabled else None
     admin = load_tokens(auth.admin_tokens_env, auth.admin_tokens_file, setting="server.auth.admin", required=False)
-    return create_app(router, api_tokens=api, admin_tokens=admin)
+    return create_app(router, api_tokens=api, admin_tokens=admin or None, admin_auth=auth.admin_enabled)
 
 
 def serve(config_path: str, *, host: str | None = None, port: int | None = None) -> None:
-    """Blocking: load the config, build the router and serve it (``router-rl router serve``)."""
+    """Blocking: load the config, build the router and serve it (``router-rl router serve``).
+
+    Raises:
+        ConfigError: bad config, or a non-loopback bind without auth (one line, names the setting).
+    """
     import uvicorn
 
-    from router_rl.router.config import load_config
+    from router_rl.router.config import check_bind, load_config
 
     cfg = load_config(config_path)
-    router = HybridRouter.from_config(cfg)
-    app = build_server_app(router)
     h = host or cfg.server.host
     p = port if port is not None else cfg.server.port
+    check_bind(h, cfg.server.auth)
+    router = HybridRouter.from_config(cfg)
+    app = build_server_app(router)
     log.info("router-rl serving %d model(s) on http://%s:%d", len(router.table.models), h, p)
-    uvicorn.run(app, host=h, port=p, log_level="info", access_log=False)
+    uvicorn.run(app, host=h, port=p, log_level="info", access_log=False,
+                timeout_keep_alive=math.ceil(cfg.server.keep_alive_s))
