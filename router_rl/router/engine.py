@@ -372,6 +372,16 @@ class HybridRouter:
             raise ValueError("rollout percentage > 0 needs rollout.candidate in the config")
         self.ab_percentage = float(percentage)
 
+    def budget_state(self) -> dict[str, Any]:
+        """Global spend / reservations of the current UTC day and month (admin state)."""
+        b = self.budget
+        return {
+            "spent_daily_usd": b.spent(), "reserved_daily_usd": b.reserved(),
+            "spent_monthly_usd": b.spent(period="monthly"), "reserved_monthly_usd": b.reserved(period="monthly"),
+            "ledger": str(b.ledger.path) if b.ledger is not None else None,
+            "recovered_unsettled_reservations": b.recovered_unsettled,
+        }
+
     def breaker_states(self) -> dict[str, str]:
         """Provider -> breaker state."""
         return {n: b.state.value for n, b in self.breakers.items()}
@@ -572,11 +582,18 @@ class HybridRouter:
             )
 
     # --- execution --------------------------------------------------------------------------
-    def _estimate_cost(self, ctx: _Ctx, model: str) -> float:
-        """Expected USD of one call: prompt tokens + max_tokens (or the default) at the model's prices."""
+    def estimate_cost(self, prompt: str, max_tokens: int | None, model: str) -> float:
+        """Expected USD of one call (what a budget reservation holds).
+
+        Prompt tokens (the provider's counter) at the model's input price plus ``max_tokens``
+        (or ``budgets.default_output_tokens``) at its output price.
+        """
         prov = self.providers[self.model_provider[model]]
-        out_tokens = ctx.inp.max_tokens or self.config.budgets.default_output_tokens
-        return float(self.catalog[model].cost(prov.count_tokens(ctx.prompt, model), out_tokens))
+        out_tokens = max_tokens or self.config.budgets.default_output_tokens
+        return float(self.catalog[model].cost(prov.count_tokens(prompt, model), out_tokens))
+
+    def _estimate_cost(self, ctx: _Ctx, model: str) -> float:
+        return self.estimate_cost(ctx.prompt, ctx.inp.max_tokens, model)
 
     def _reserve(self, ctx: _Ctx, model: str) -> Reservation | bool:
         """Reserve the call's expected cost; ``False`` = skip this model; raises for ``reject``.

@@ -397,6 +397,7 @@ def create_app(
             "default_strategy": router.config.strategy.value,
             "breakers": router.breaker_states(),
             "emergency_cloud_count": router.emergency_cloud_count,
+            "budget": router.budget_state(),
         }
 
     @app.get("/admin/state")
