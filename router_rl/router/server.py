@@ -98,19 +98,18 @@ def _text(content: Any, i: int) -> str:
                      param=f"messages[{i}].content")
 
 
-class _NonFinite(ValueError):
-    pass
+class _NonFinite:
+    """Placeholder the decoder puts where a body holds NaN / Infinity / an overflowing float."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-def _no_constant(name: str) -> Any:
-    raise _NonFinite(name)
-
-
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | _NonFinite:
     v = float(text)
-    if not math.isfinite(v):
-        raise _NonFinite(text)
-    return v
+    return v if math.isfinite(v) else _NonFinite(text)
 
 
 def _path(parts: list[str | int]) -> str:
@@ -118,6 +117,30 @@ def _path(parts: list[str | int]) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
     return out or "<body>"
+
+
+def _deep_key(raw: bytes) -> str | None:
+    """Top-level key under which ``raw`` first nests deeper than :data:`MAX_JSON_DEPTH` (a bounded scan)."""
+    depth, in_str, esc, start, last, key = 0, False, False, 0, None, None
+    for i, b in enumerate(raw):
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str, last = False, raw[start:i]
+        elif b == 0x22:
+            in_str, start = True, i + 1
+        elif b == 0x3A and depth == 1 and last is not None:  # ':' after a top-level key
+            key = last.decode("utf-8", "replace")
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return key
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return None
 
 
 def parse_json_body(raw: bytes) -> Any:
@@ -131,11 +154,11 @@ def parse_json_body(raw: bytes) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
-    except _NonFinite as e:
-        raise BadRequest(f"request body holds the non-finite number {e}; expected a finite JSON number") from None
+        body = json.loads(raw, parse_constant=_NonFinite, parse_float=_finite_float)
     except RecursionError:
-        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+        key = _deep_key(raw[:65_536])
+        where = f"{key}: " if key else "request body "
+        raise BadRequest(f"{where}nests deeper than {MAX_JSON_DEPTH} levels", param=key) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
     except ValueError as e:  # e.g. an integer literal over Python's digit limit
@@ -161,6 +184,8 @@ def parse_json_body(raw: bytes) -> Any:
                 stack.append((v, [*at, k]))
         elif isinstance(node, list):
             stack.extend((v, [*at, i]) for i, v in enumerate(node))
+        elif isinstance(node, _NonFinite):
+            raise BadRequest(f"{_path(at)}: {node.text} is not a finite number", param=_path(at))
         elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > 2**63:
             raise BadRequest(f"{_path(at)}: integer out of range", param=_path(at))
     return body
@@ -212,9 +237,10 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream: expected a boolean", param="stream")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    mt_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(mt_field)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise BadRequest("max_tokens: expected a positive integer", param="max_tokens")
+        raise BadRequest(f"{mt_field}: expected a positive integer", param=mt_field)
     temperature = body.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
