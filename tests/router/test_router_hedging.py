@@ -1,0 +1,89 @@
+"""A stalled local backend: hedged / early failover serves from the next model, and the breaker learns the stall."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from _router_helpers import SIMPLE_PROMPT, by_model, router_config
+
+from router_rl.replay.server import ReplayBackendServer
+from router_rl.router.config import parse_config
+from router_rl.router.decision_log import read_decision_log
+from router_rl.router.engine import HybridRouter, RouteInput
+
+Backends = tuple[ReplayBackendServer, ReplayBackendServer]
+
+
+def _router(backends: Backends, tmp_path: Path, **fallback: Any) -> HybridRouter:
+    local, cloud = backends
+    cfg = router_config(local.base_url, cloud.base_url, fallback={"latency_threshold_s": 2.0, **fallback},
+                        breaker={"consecutive_failures": 3, "window": 50, "min_calls": 50, "reset_timeout_s": 300},
+                        logging={"decision_log_dir": str(tmp_path / "log"), "flush_interval_s": 60})
+    # one provider (so one breaker) per local model, as with two local GPU servers
+    lp = cfg["providers"][0]
+    cfg["providers"][0:1] = [{**lp, "name": "local-a", "models": [lp["models"][0]]},
+                             {**lp, "name": "local-b", "models": [lp["models"][1]]}]
+    return HybridRouter(parse_config(cfg))
+
+
+def _inp(i: int) -> RouteInput:
+    return RouteInput(messages=[{"role": "user", "content": SIMPLE_PROMPT}], request_id=f"r{i}", max_tokens=8)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hedge_serves_around_a_stalled_backend_and_the_breaker_then_skips_it(
+    backends: Backends, tmp_path: Path, stream: bool
+) -> None:
+    local, _cloud = backends
+    kind = "stall_before_first_token" if stream else "timeout"  # headers then silence / no answer at all
+    local.backend.faults.replace([{"kind": kind, "model": "small-local", "delay_s": 60}])
+
+    async def go() -> list[str]:
+        r = _router(backends, tmp_path, hedge_after_s=0.2)
+        served = []
+        try:
+            for i in range(6):  # sequential: the breaker state is what changes between requests
+                if stream:
+                    session = await r.route_stream(_inp(i))
+                    async for _ev in session.events():
+                        pass
+                    served.append(session.served_model)
+                else:
+                    served.append((await r.route(_inp(i))).served_model)
+        finally:
+            await r.aclose()
+        return served
+
+    served = asyncio.run(go())
+    assert served == ["big-local"] * 6
+    df = read_decision_log(tmp_path / "log").sort("request_id")
+    att = df["attempts"].to_list()
+    # the first 3 requests hedged around the stall: small-local was cancelled, never waited out to its timeout
+    assert all(len(a) == 1 and a[0].startswith("small-local:cancelled_after_") for a in att[:3]), att
+    # 3 stalls opened small-local's breaker: the next requests skip it without touching the backend
+    assert att[3:] == [["small-local:breaker_open"]] * 3
+    assert by_model(local).get("small-local", 0) == 3
+    assert df["fallback_reason"].to_list()[3:] == ["breaker_open"] * 3
+    assert (df["chosen_model"] == "small-local").all() and (df["outcome_model"] == "big-local").all()
+    assert df.filter(pl.col("latency_s") >= 2.0).height == 0  # never waited for the 2 s attempt timeout
+
+
+def test_without_hedging_a_stall_costs_the_full_attempt_timeout(backends: Backends, tmp_path: Path) -> None:
+    """Baseline of the same setup: the stalled attempt runs into its timeout before the failover."""
+    local, _cloud = backends
+    local.backend.faults.replace([{"kind": "timeout", "model": "small-local", "delay_s": 60}])
+
+    async def go() -> str:
+        r = _router(backends, tmp_path, latency_threshold_s=0.5)
+        try:
+            return (await r.route(_inp(0))).served_model
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(go()) == "big-local"
+    row = read_decision_log(tmp_path / "log").row(0, named=True)
+    assert row["attempts"] == ["small-local:timeout"] and row["latency_s"] >= 0.5
