@@ -997,6 +997,19 @@ class HybridRouter:
         ctx.span = span
 
     # --- public entry points ----------------------------------------------------------------
+    def record_rejected(self, error: str, *, request_id: str | None = None) -> str:
+        """Log a decision-log row for a request refused before routing (bad body, bad token).
+
+        The row has ``strategy`` ``rejected``, no served model and ``error`` set; a caller's request
+        id is kept unless it looks like a secret. Returns the logged request id.
+        """
+        rid = request_id if request_id and not self.screener.text_is_sensitive(request_id) else uuid.uuid4().hex
+        inp = RouteInput(messages=[], request_id=rid)
+        ctx = _Ctx(inp=inp, request_id=rid, agent_id="anonymous", prompt="", level=0, sensitive=False,
+                   budget=BudgetStatus(False), t0=self._clock())
+        self._finish(ctx, None, served=None, fallback_reason=None, usage=None, latency_s=None, error=error)
+        return rid
+
     async def route(self, inp: RouteInput) -> RouteResult:
         """Decide, call the provider (with fallbacks) and log one non-streaming request.
 

@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -53,6 +54,7 @@ ALLOWED_BODY_FIELDS = ROUTER_FIELDS | FORWARDED_FIELDS
 #: Keys accepted in one chat message.
 MESSAGE_FIELDS = frozenset({"role", "content"})
 MAX_BODY_BYTES = 8 * 1024 * 1024
+_SAFE_PARAM = re.compile(r"[A-Za-z0-9_.\[\]]{1,64}")
 #: Deepest JSON nesting accepted in a request body (the chat schema needs 5).
 MAX_JSON_DEPTH = 32
 
@@ -351,9 +353,18 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        check(request, api_tokens)
-        body = await read_json(request)
-        inp, stream, include_usage = parse_chat_body(body, {k.lower(): v for k, v in request.headers.items()})
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            check(request, api_tokens)
+            body = await read_json(request)
+            inp, stream, include_usage = parse_chat_body(body, headers)
+        except RouterRequestError as e:  # refused before routing: still one decision-log row
+            kind = e.code or type(e).__name__
+            param = e.param if e.param and _SAFE_PARAM.fullmatch(e.param) else None
+            if param is not None and router.screener.text_is_sensitive(param):
+                param = None  # a field *name* can be a pasted secret too
+            router.record_rejected(f"{kind}:{param}" if param else kind, request_id=headers.get("x-request-id"))
+            raise
         if not stream:
             res = await router.route(inp)
             r = res.result
