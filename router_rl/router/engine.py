@@ -179,6 +179,7 @@ class _Ctx:
     flagged: tuple[str, ...] = ()
     reservation: Reservation | None = None
     budget_counted: bool = False
+    done: bool = False  # a winner was chosen: late hedge losers only update health
     backend_s: float = 0.0
     attempts: list[str] = field(default_factory=list)
     span: Span | None = None
@@ -320,6 +321,7 @@ class HybridRouter:
         self.ab_percentage = config.rollout.percentage
         self.consecutive_local_failures = 0
         self.emergency_cloud_count = 0
+        self._losers: set[asyncio.Future[Any]] = set()  # hedge losers still running
 
     def _build_policy_client(
         self, policy_dir: Any = None, endpoint: str | None = None, timeout_s: float = 0.05, setting: str = "learned"
@@ -347,6 +349,10 @@ class HybridRouter:
 
     async def aclose(self) -> None:
         """Close providers, the policy client and flush the decision log."""
+        for fut in list(self._losers):
+            fut.cancel()
+        if self._losers:
+            await asyncio.gather(*self._losers, return_exceptions=True)
         for p in self.providers.values():
             await p.close()
         for client in (self.policy_client, self.shadow_client):
@@ -652,6 +658,22 @@ class HybridRouter:
             extra={**ctx.inp.params, "headers": {"x-request-id": ctx.request_id}},
         )
 
+    def _background_loser(self, fut: asyncio.Future[Any], discard: Callable[[Any], Awaitable[None]] | None) -> None:
+        """Keep a hedge loser referenced until it ends; close its result if it still succeeds."""
+        self._losers.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._losers.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                return
+            r = f.result()
+            if r is not None and discard is not None:
+                task = asyncio.ensure_future(discard(r))
+                self._losers.add(task)
+                task.add_done_callback(self._losers.discard)
+
+        fut.add_done_callback(done)
+
     def _guard(self, ctx: _Ctx, model: str) -> None:
         if ctx.sensitive and not self.table.local[model]:  # defence in depth: planning already masks cloud
             raise AssertionError(f"refusing to send sensitive request {ctx.request_id} to cloud model {model}")
@@ -729,10 +751,11 @@ class HybridRouter:
 
         With ``fallback.hedge_after_s`` set, an attempt that has not answered (non-stream: the
         whole answer; stream: its first token) after that long gets the next candidate started
-        alongside it; the first success wins and the others are cancelled (a cancelled attempt
-        that ran at least ``hedge_after_s`` counts as a breaker failure: a stalled backend soon
-        has its breaker open and is skipped outright). ``discard`` closes a second success
-        that arrived in the same instant.
+        alongside it; the first success wins. A losing attempt is not cancelled: it runs on in
+        the background until it answers or hits its own timeout, and that true outcome feeds its
+        breaker (a stalled backend times out and soon has its breaker open, so it is skipped
+        outright; a merely slow one records a success). ``discard`` closes a success nobody uses
+        (a losing stream's session).
 
         ``attempt(model, breaker, span, t_start)`` makes one call and returns its result, raising
         :class:`ProviderError` on failure; the walker does the breaker check, attempt budget,
@@ -786,19 +809,18 @@ class HybridRouter:
                     slow_failure = True
                 log.info("request %s: %s failed (%s)", ctx.request_id, model, e.kind.value)
                 return None
-            except asyncio.CancelledError:  # lost a hedge race, or the request itself was cancelled
+            except asyncio.CancelledError:  # the request itself was cancelled (client gone, shutdown)
                 dt = self._clock() - t
                 self._end_span_err(span, asyncio.CancelledError())
-                ctx.attempts.append(f"{model}:cancelled_after_{dt:.3f}s")
-                if fb.hedge_after_s is not None and dt >= fb.hedge_after_s:
-                    breaker.record_failure()  # a stall feeds the breaker, so later requests skip it
-                    if self.table.local[model]:
-                        slow_failure = True
-                else:
-                    breaker.release()
+                ctx.attempts.append(f"{model}:cancelled")
+                breaker.release()
                 if reservation is not None:  # an interrupted call may have been billed: keep its reservation
                     self.budget.settle(reservation, reservation.usd)
                 raise
+            if ctx.done:  # a hedge loser that answered after the request was served: only its health counts
+                if reservation is not None:
+                    self.budget.settle(reservation, reservation.usd)
+                return res
             ctx.reservation = reservation
             return res
 
@@ -845,12 +867,17 @@ class HybridRouter:
                         elif r is not None and discard is not None:
                             await discard(r)
                     if winner is not None:
+                        for fut, model in pending.items():  # hedge losers finish in the background
+                            ctx.attempts.append(f"{model}:hedge_lost")
+                            self._background_loser(fut, discard)
+                        pending.clear()
+                        ctx.done = True
                         return winner
                     if not pending:
                         launch()
                 return None
             finally:
-                for fut in pending:
+                for fut in pending:  # only when the request itself is cancelled or failed
                     fut.cancel()
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)

@@ -8,9 +8,9 @@ from typing import Any
 
 import polars as pl
 import pytest
-from _router_helpers import SIMPLE_PROMPT, by_model, router_config
+from _router_helpers import LOCAL_MODELS, SIMPLE_PROMPT, by_model, make_catalog, make_frame, router_config
 
-from router_rl.replay.server import ReplayBackendServer
+from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
 from router_rl.router.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter, RouteInput
@@ -42,34 +42,67 @@ def test_hedge_serves_around_a_stalled_backend_and_the_breaker_then_skips_it(
     kind = "stall_before_first_token" if stream else "timeout"  # headers then silence / no answer at all
     local.backend.faults.replace([{"kind": kind, "model": "small-local", "delay_s": 60}])
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], str]:
         r = _router(backends, tmp_path, hedge_after_s=0.2)
         served = []
+
+        async def one(i: int) -> str:
+            if stream:
+                session = await r.route_stream(_inp(i))
+                async for _ev in session.events():
+                    pass
+                return session.served_model
+            return (await r.route(_inp(i))).served_model
+
         try:
-            for i in range(6):  # sequential: the breaker state is what changes between requests
-                if stream:
-                    session = await r.route_stream(_inp(i))
-                    async for _ev in session.events():
-                        pass
-                    served.append(session.served_model)
-                else:
-                    served.append((await r.route(_inp(i))).served_model)
+            served += [await one(i) for i in range(3)]
+            # the 3 hedge losers run on in the background until their own 2 s timeout: 3 stalls open the breaker
+            for _ in range(400):
+                if r.breakers["local-a"].state.value == "open":
+                    break
+                await asyncio.sleep(0.025)
+            state = r.breakers["local-a"].state.value
+            served += [await one(i) for i in range(3, 6)]
         finally:
             await r.aclose()
-        return served
+        return served, state
 
-    served = asyncio.run(go())
-    assert served == ["big-local"] * 6
+    served, state = asyncio.run(go())
+    assert served == ["big-local"] * 6 and state == "open"
     df = read_decision_log(tmp_path / "log").sort("request_id")
     att = df["attempts"].to_list()
-    # the first 3 requests hedged around the stall: small-local was cancelled, never waited out to its timeout
-    assert all(len(a) == 1 and a[0].startswith("small-local:cancelled_after_") for a in att[:3]), att
-    # 3 stalls opened small-local's breaker: the next requests skip it without touching the backend
+    # the first 3 requests hedged around the stall: served by big-local without waiting for small-local
+    assert att[:3] == [["small-local:hedge_lost"]] * 3, att
+    # then small-local's breaker is open: the next requests skip it without touching its backend
     assert att[3:] == [["small-local:breaker_open"]] * 3
     assert by_model(local).get("small-local", 0) == 3
     assert df["fallback_reason"].to_list()[3:] == ["breaker_open"] * 3
     assert (df["chosen_model"] == "small-local").all() and (df["outcome_model"] == "big-local").all()
     assert df.filter(pl.col("latency_s") >= 2.0).height == 0  # never waited for the 2 s attempt timeout
+
+
+def test_a_slow_but_healthy_hedge_loser_is_not_counted_as_a_failure(backends: Backends, tmp_path: Path) -> None:
+    """small-local answers after 0.6 s, the hedge (big-local) wins; the late success keeps the breaker closed."""
+    frame = make_frame(LOCAL_MODELS).with_columns(
+        pl.when(pl.col("model") == "small-local").then(0.6).otherwise(0.0).alias("latency_s"))
+    slow = ReplayBackend.from_frame(frame, catalog=make_catalog(LOCAL_MODELS, "local", "local"), time_scale=1.0)
+    with ReplayBackendServer(slow) as srv:
+        async def go() -> tuple[list[str], int, str]:
+            r = _router((srv, backends[1]), tmp_path, hedge_after_s=0.1)
+            try:
+                served = [(await r.route(_inp(i))).served_model for i in range(5)]
+                for _ in range(200):  # wait for the background losers
+                    if not r._losers:
+                        break
+                    await asyncio.sleep(0.02)
+                b = r.breakers["local-a"]
+                return served, b.consecutive_failures, b.state.value
+            finally:
+                await r.aclose()
+
+        served, fails, state = asyncio.run(go())
+        assert by_model(srv) == {"small-local": 5, "big-local": 5}
+    assert served == ["big-local"] * 5 and fails == 0 and state == "closed"
 
 
 def test_without_hedging_a_stall_costs_the_full_attempt_timeout(backends: Backends, tmp_path: Path) -> None:

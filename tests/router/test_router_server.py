@@ -164,7 +164,8 @@ def test_secrets_and_prompts_never_in_outputs(
     log_dir = tmp_path / "log"
     captured += [p.read_bytes().decode("latin-1") for p in log_dir.glob("part-*.parquet")]
     df = read_decision_log(log_dir)
-    assert df.height == 4  # 3 served + the unknown model (malformed / unauthorised bodies never reach routing)
+    assert df.height == 6  # 3 served + the unknown model + the malformed and the unauthorised body (rejected rows)
+    assert df["error"].to_list()[3:] == ["model_not_found", "BadRequest:messages[0].role", "invalid_api_key"]
     captured.append(df.write_ndjson())
     blob = "\n".join(captured)
     for secret in (CLOUD_KEY, API_TOKEN, ADMIN_TOKEN, "AKIAIOSFODNN7EXAMPLE", "hunter2hunter2", SIMPLE_PROMPT):
