@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-scale", type=float, default=0.005, help="replay latency multiplier (default 0.005)")
     ap.add_argument("--zero-duration", type=float, default=5.0, help="seconds of each added-latency phase")
     ap.add_argument("--hedge-after", type=float, default=0.5, help="router fallback.hedge_after_s (default 0.5)")
+    ap.add_argument("--attempt-timeout", type=float, default=4.0,
+                    help="router fallback.latency_threshold_s: local attempt / first-token deadline (default 4)")
     ap.add_argument("--no-decision-log", action="store_true", help="run the router without its decision log")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "tiers": {"simple": MODEL_C, "moderate": MODEL_A, "complex": MODEL_B, "very_complex": MODEL_B},
             "quality_order": [MODEL_B, MODEL_A, MODEL_C, MODEL_Z],
             "breaker": {"consecutive_failures": 5, "reset_timeout_s": 5.0},
-            "fallback": {"hedge_after_s": args.hedge_after},
+            "fallback": {"hedge_after_s": args.hedge_after, "latency_threshold_s": args.attempt_timeout},
             "logging": {"decision_log_dir": None if args.no_decision_log else str(tmp / "decision_log"),
                         "batch_size": 1024},
             "server": {"auth": {"enabled": False, "admin_enabled": False}},
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "zero_duration_s": args.zero_duration,
         "hedge_after_s": args.hedge_after,
+        "attempt_timeout_s": args.attempt_timeout,
         "failed_direct": base.failed,
         "failed_router": routed.failed,
         "failed_router_zero": [r.failed for r in all_router[1:]],

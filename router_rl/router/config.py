@@ -92,14 +92,21 @@ class FallbackConfig(BaseModel):
         emergency_cloud: Allow a cloud model after local failures (never for sensitive requests).
         consecutive_local_failures: Trigger: this many local failures in a row (across requests).
         latency_threshold_s: Trigger: a local attempt failed after this long (also the local
-            per-attempt timeout).
+            per-attempt timeout: time to the answer for a non-stream call, to the first byte of
+            the stream, then between bytes, for a stream, i.e. its time-to-first-token deadline).
         min_confidence: Trigger: the learned policy's top probability is below this.
         max_attempts: Upper bound on provider attempts per request.
         hedge_after_s: When an attempt has not answered (stream: no first token) after this
             long, start the next candidate alongside it; the first answer wins, the other is
-            cancelled and, having run this long, counts as a breaker failure. Set it above the
-            models' normal p99 time to first answer; ``None`` = no hedging (sequential failover
-            after each attempt's timeout).
+            left running in the background: its real outcome (an answer, or a failure at its own
+            timeout ``latency_threshold_s``) feeds its breaker. Set it above the models' normal
+            p95 time to first answer; ``None`` = no hedging (sequential failover after each
+            attempt's timeout).
+        max_hedges: Hedged attempts per request at most (failures still fail over at once).
+        hedge_budget: Hedges allowed per routed request on average (a token bucket: each request
+            adds this many tokens, up to ``hedge_burst``; each hedge takes one), so hedging can
+            never multiply the load of an already slow fleet.
+        hedge_burst: Token-bucket capacity of ``hedge_budget``.
     """
 
     model_config = _forbid()
@@ -110,6 +117,9 @@ class FallbackConfig(BaseModel):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     max_attempts: int = Field(default=4, ge=1)
     hedge_after_s: float | None = Field(default=None, gt=0)
+    max_hedges: int = Field(default=1, ge=1)
+    hedge_budget: float = Field(default=0.2, gt=0, le=1)
+    hedge_burst: float = Field(default=20.0, ge=1)
 
 
 class ShadowConfig(BaseModel):

@@ -322,6 +322,7 @@ class HybridRouter:
         self.consecutive_local_failures = 0
         self.emergency_cloud_count = 0
         self._losers: set[asyncio.Future[Any]] = set()  # hedge losers still running
+        self._hedge_tokens = config.fallback.hedge_burst
 
     def _build_policy_client(
         self, policy_dir: Any = None, endpoint: str | None = None, timeout_s: float = 0.05, setting: str = "learned"
@@ -848,15 +849,19 @@ class HybridRouter:
                 return False
 
             hedge = fb.hedge_after_s
+            hedges = 0
+            self._hedge_tokens = min(fb.hedge_burst, self._hedge_tokens + fb.hedge_budget)
             launch()
             try:
                 while pending:
                     done, _ = await asyncio.wait(pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED)
                     if not done:  # nobody answered within hedge_after_s: start the next candidate alongside
-                        if launch():
+                        if hedges < fb.max_hedges and self._hedge_tokens >= 1.0 and launch():
+                            hedges += 1
+                            self._hedge_tokens -= 1.0
                             self.metrics.hedges.labels(model=list(pending.values())[-1]).inc()
                         else:
-                            hedge = None
+                            hedge = None  # no hedge left: wait for an answer or a failure
                         continue
                     winner: tuple[_T, str] | None = None
                     for fut in done:
