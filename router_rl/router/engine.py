@@ -800,7 +800,6 @@ class HybridRouter:
                 res = await attempt(model, breaker, span, t)
             except ProviderError as e:
                 dt = self._clock() - t
-                ctx.backend_s += dt
                 self._end_span_err(span, e)
                 self._record_failure(ctx, model, e, breaker)
                 if reservation is not None:
@@ -887,14 +886,19 @@ class HybridRouter:
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)
 
-        got = await run(primary, fb.max_attempts, None)
-        if got is not None:
-            return got[0], got[1], (None if got[1] == d.chosen else first_reason)
-        trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
-        if trigger is not None:
-            got = await run(emergency, fb.max_attempts + 1, trigger)
+        # backend time = wall time spent waiting on provider attempts (hedged ones overlap)
+        t_chain = self._clock()
+        try:
+            got = await run(primary, fb.max_attempts, None)
             if got is not None:
-                return got[0], got[1], f"emergency_cloud:{trigger}"
+                return got[0], got[1], (None if got[1] == d.chosen else first_reason)
+            trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
+            if trigger is not None:
+                got = await run(emergency, fb.max_attempts + 1, trigger)
+                if got is not None:
+                    return got[0], got[1], f"emergency_cloud:{trigger}"
+        finally:
+            ctx.backend_s += self._clock() - t_chain
         raise NoProviderAvailableError(
             f"no model could serve request {ctx.request_id}; attempts: {', '.join(ctx.attempts) or 'none'}"
             + (" (sensitive request: local models only)" if ctx.sensitive else "")
@@ -904,7 +908,6 @@ class HybridRouter:
         async def attempt(model: str, breaker: CircuitBreaker, span: Span, t: float) -> CompletionResult:
             res = await self.providers[self.model_provider[model]].complete(self._request_for(ctx, model))
             dt = self._clock() - t
-            ctx.backend_s += dt
             self._end_span_ok(span, res.model or model, res.usage)
             self._record_success(model, breaker, dt)
             return res

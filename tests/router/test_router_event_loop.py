@@ -112,3 +112,46 @@ def test_health_stays_fast_during_a_real_1mb_adversarial_prompt(backends: Backen
 
     df = read_decision_log(tmp_path / "log")
     assert df["prompt_chars"].to_list() == [len(ADVERSARIAL_1MB)] and df["error"].to_list() == [None]
+
+
+def test_health_answers_while_the_learned_policy_encodes_a_large_prompt(backends: Backends, tmp_path: Path) -> None:
+    """The in-process policy's encoder holds the big request until /health answered (ordering, not speed)."""
+    import polars as pl
+
+    from router_rl.features import FeatureEncoder
+    from router_rl.policies.baselines import RandomPolicy
+    from router_rl.router.policy_client import InProcessPolicyClient
+
+    models = ("small-local", "big-local", "cloud-large")
+    enc = FeatureEncoder().fit(pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["g"],
+                                             "category": ["u"]}))
+    pdir = tmp_path / "policy"
+    RandomPolicy(models).save(pdir)
+    enc.save(pdir / "encoder.json")
+    started, health_done = threading.Event(), threading.Event()
+
+    class Gate:
+        def transform_records(self, records: list[dict[str, Any]]) -> Any:
+            if len(records[0]["prompt"]) > 1000:
+                started.set()
+                health_done.wait(30)
+            return enc.transform_records(records)
+
+    local, cloud = backends
+    cfg = parse_config(router_config(local.base_url, cloud.base_url, strategy="learned",
+                                     learned={"policy_dir": str(pdir), "timeout_s": 30}))
+    router = HybridRouter.from_config(cfg, policy_client=InProcessPolicyClient(RandomPolicy(models), Gate()))
+    with RouterServer(build_server_app(router)) as srv:
+        try:
+            out: dict[str, Any] = {}
+            th = threading.Thread(target=_post_big, args=(srv.base_url, "lorem ipsum. " * 2_000, out))
+            th.start()
+            assert started.wait(30), "the big request never reached the encoder"
+            with httpx.Client(timeout=10) as h:
+                health = h.get(srv.base_url + "/health")
+            assert health.status_code == 200 and "status" not in out  # answered while the request is in flight
+            health_done.set()
+            th.join(60)
+            assert out["status"] == 200 and out["headers"]["x-router-strategy"] == "learned"
+        finally:
+            health_done.set()
