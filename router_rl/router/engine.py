@@ -42,6 +42,7 @@ from router_rl.router.breaker import BreakerState, CircuitBreaker
 from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour, Reservation
 from router_rl.router.config import COMPLEXITY_LEVELS, RouterConfig, Strategy
 from router_rl.router.decision_log import DecisionLogWriter
+from router_rl.router.hedging import HedgeBudget, race
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -322,7 +323,7 @@ class HybridRouter:
         self.consecutive_local_failures = 0
         self.emergency_cloud_count = 0
         self._losers: set[asyncio.Future[Any]] = set()  # hedge losers still running
-        self._hedge_tokens = config.fallback.hedge_burst
+        self._hedge_budget = HedgeBudget(config.fallback.hedge_budget, config.fallback.hedge_burst)
 
     def _build_policy_client(
         self, policy_dir: Any = None, endpoint: str | None = None, timeout_s: float = 0.05, setting: str = "learned"
@@ -825,12 +826,10 @@ class HybridRouter:
             return res
 
         async def run(models: list[str], limit: int, alert: str | None) -> tuple[_T, str] | None:
-            """Attempts in order; a failure starts the next at once, a silence of hedge_after_s too."""
-            nonlocal n_attempts
+            """The chain as a hedged race (:func:`router_rl.router.hedging.race`)."""
             queue = list(models)
-            pending: dict[asyncio.Future[_T | None], str] = {}
 
-            def launch() -> bool:
+            def start_next() -> tuple[str, Awaitable[_T | None]] | None:
                 nonlocal n_attempts
                 while queue and n_attempts < limit:
                     model = queue.pop(0)
@@ -843,50 +842,22 @@ class HybridRouter:
                         self.emergency_cloud_count += 1
                         log.warning("ALERT emergency cloud fallback to %s (trigger %s, request %s, attempts %s)",
                                     model, alert, ctx.request_id, ctx.attempts)
-                    pending[asyncio.ensure_future(try_model(model, *gate))] = model
-                    return True
-                return False
-
-            hedge = fb.hedge_after_s
-            hedges = 0
-            self._hedge_tokens = min(fb.hedge_burst, self._hedge_tokens + fb.hedge_budget)
-            launch()
-            try:
-                while pending:
-                    done, _ = await asyncio.wait(pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED)
-                    if not done:  # nobody answered within hedge_after_s: start the next candidate alongside
-                        if hedges < fb.max_hedges and self._hedge_tokens >= 1.0 and launch():
-                            hedges += 1
-                            self._hedge_tokens -= 1.0
-                            self.metrics.hedges.labels(model=list(pending.values())[-1]).inc()
-                        else:
-                            hedge = None  # no hedge left: wait for an answer or a failure
-                        continue
-                    winner: tuple[_T, str] | None = None
-                    for fut in done:
-                        model = pending.pop(fut)
-                        r = fut.result()
-                        if r is not None and winner is None:
-                            winner = (r, model)
-                        elif r is not None and discard is not None:
-                            await discard(r)
-                    if winner is not None:
-                        for fut, model in pending.items():  # hedge losers finish in the background
-                            ctx.attempts.append(f"{model}:hedge_lost")
-                            self._background_loser(fut, discard)
-                        pending.clear()
-                        ctx.done = True
-                        return winner
-                    if not pending:
-                        launch()
+                    return model, try_model(model, *gate)
                 return None
-            finally:
-                for fut in pending:  # only when the request itself is cancelled or failed
-                    fut.cancel()
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
+
+            def on_loser(model: str, fut: asyncio.Future[_T | None]) -> None:  # finishes in the background
+                ctx.attempts.append(f"{model}:hedge_lost")
+                self._background_loser(fut, discard)
+
+            got = await race(start_next, hedge_after_s=fb.hedge_after_s, max_hedges=fb.max_hedges,
+                             budget=self._hedge_budget, on_hedge=lambda m: self.metrics.hedges.labels(model=m).inc(),
+                             on_loser=on_loser, discard=discard)
+            if got is not None:
+                ctx.done = True
+            return got
 
         # backend time = wall time spent waiting on provider attempts (hedged ones overlap)
+        self._hedge_budget.on_request()
         t_chain = self._clock()
         try:
             got = await run(primary, fb.max_attempts, None)
