@@ -12,6 +12,12 @@ Invariants:
 * Every request produces exactly one decision-log row (also rejected and failed ones).
 * The logged ``action_probs`` is the distribution the executed decision was drawn from, after
   privacy / budget masks, so ``propensity`` is valid for off-policy evaluation.
+
+Size: this file is over 500 lines because decision, execution and bookkeeping still share one
+request context; splitting it is planned separately. New concepts live in their own modules:
+screening (:mod:`router_rl.router.screening`), budget reservations and the spend ledger
+(:mod:`~router_rl.router.budget`, :mod:`~router_rl.router.ledger`), hedged attempts
+(:mod:`~router_rl.router.hedging`), request validation (:mod:`~router_rl.router.validation`).
 """
 
 from __future__ import annotations

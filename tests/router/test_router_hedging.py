@@ -120,3 +120,51 @@ def test_without_hedging_a_stall_costs_the_full_attempt_timeout(backends: Backen
     assert asyncio.run(go()) == "big-local"
     row = read_decision_log(tmp_path / "log").row(0, named=True)
     assert row["attempts"] == ["small-local:timeout"] and row["latency_s"] >= 0.5
+
+
+def test_hedge_budget_bounds_hedges_and_losers_are_not_cancelled() -> None:
+    from router_rl.router.hedging import HedgeBudget, race
+
+    async def go() -> tuple[list[str], list[str], list[str], bool]:
+        budget = HedgeBudget(per_request=0.5, burst=1.0)
+        hedged: list[str] = []
+        losers: list[str] = []
+        loser_futs: list[asyncio.Future[Any]] = []
+        gates: list[asyncio.Event] = []
+        winners = []
+        for _ in range(3):
+            gate = asyncio.Event()  # "a" answers only when its gate opens
+            gates.append(gate)
+
+            async def slow(gate: asyncio.Event = gate) -> str | None:
+                await gate.wait()
+                return "slow"
+
+            async def fast() -> str | None:
+                return "fast"
+
+            chain: list[Any] = [("a", slow), ("b", fast)]
+
+            def start_next(chain: list[Any] = chain) -> tuple[str, Any] | None:
+                if not chain:
+                    return None
+                name, fn = chain.pop(0)
+                return name, fn()
+
+            budget.on_request()
+            if budget.tokens < 1.0:  # no hedge possible: open a's gate a little later
+                asyncio.get_running_loop().call_later(0.05, gate.set)
+            got = await race(start_next, hedge_after_s=0.01, max_hedges=1, budget=budget, on_hedge=hedged.append,
+                             on_loser=lambda n, f: (losers.append(n), loser_futs.append(f)))
+            assert got is not None
+            winners.append(got[1])
+        for g in gates:
+            g.set()
+        await asyncio.gather(*loser_futs)
+        return winners, hedged, losers, all(not f.cancelled() for f in loser_futs)
+
+    winners, hedged, losers, none_cancelled = asyncio.run(go())
+    # burst 1: the first race hedges to b; +0.5 per request: the second has 0.5 tokens (waits for a),
+    # the third 1.0 again (hedges)
+    assert winners == ["b", "a", "b"]
+    assert hedged == ["b", "b"] and losers == ["a", "a"] and none_cancelled
