@@ -817,7 +817,6 @@ class HybridRouter:
                 log.info("request %s: %s failed (%s)", ctx.request_id, model, e.kind.value)
                 return None
             except asyncio.CancelledError:  # the request itself was cancelled (client gone, shutdown)
-                dt = self._clock() - t
                 self._end_span_err(span, asyncio.CancelledError())
                 ctx.attempts.append(f"{model}:cancelled")
                 breaker.release()
@@ -825,7 +824,7 @@ class HybridRouter:
                     self.budget.settle(reservation, reservation.usd)
                 raise
             if ctx.done:  # a hedge loser that answered after the request was served: only its health counts
-                if reservation is not None:
+                if reservation is not None:  # its cost is counted at the reservation (conservative)
                     self.budget.settle(reservation, reservation.usd)
                 return res
             ctx.reservation = reservation
