@@ -19,7 +19,8 @@ Phases, same client code:
    at ``--clients`` clients, ``--zero-duration`` seconds each. The router's added latency is
    (router - direct) client latency; the ``x-router-overhead-ms`` header (time inside the
    routing engine minus provider calls; it leaves out HTTP parsing, JSON and the extra hop) is
-   printed next to it.
+   printed next to it, and so are the CPU milliseconds per request of the router and backend Z
+   processes during the router-to-Z phases (Linux ``/proc``).
 
 Printed: failed client requests (target 0), throughput, client latency p50/p95/p99 of the
 phases and their ratio, the true added latency and the header's figure, who served, hedges and
@@ -165,6 +166,15 @@ def _spawn_backend(py: str, env: dict[str, str], port: int, time_scale: float,
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ms(res: PhaseResult, q: float) -> float:
     return res.pct(res.latencies_s, q) * 1000
 
@@ -248,11 +258,16 @@ def main(argv: list[str] | None = None) -> int:
             routed = phase("router (A SIGKILLed half way, C stalled)", f"http://127.0.0.1:{pr}{chat}",
                            "router-rl/auto", args.clients, args.duration, kill_a)
             zero: dict[str, PhaseResult] = {}
+            cpu: dict[str, float] = {}
             for n in (1, args.clients):
                 zero[f"direct-{n}"] = phase(f"direct to zero-latency Z, {n} client(s)", f"http://127.0.0.1:{pz}{chat}",
                                             MODEL_Z, n, args.zero_duration)
+                c_router, c_z = _cpu_s(router.pid), _cpu_s(backend_z.pid)
                 zero[f"router-{n}"] = phase(f"router to Z, {n} client(s)", f"http://127.0.0.1:{pr}{chat}",
                                             MODEL_Z, n, args.zero_duration)
+                served_n = max(1, zero[f"router-{n}"].ok)
+                cpu[f"router_cpu_ms_per_request_{n}"] = (_cpu_s(router.pid) - c_router) / served_n * 1000
+                cpu[f"backend_cpu_ms_per_request_{n}"] = (_cpu_s(backend_z.pid) - c_z) / served_n * 1000
         health = httpx.get(f"http://127.0.0.1:{pr}/health", timeout=5).json()
         metrics = httpx.get(f"http://127.0.0.1:{pr}/metrics", timeout=5).text
     finally:
@@ -299,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         added[f"header_p50_ms_{n}"] = r.pct(r.overhead_ms, 50)
         table.add_row("  x-router-overhead-ms p50 (header)", "", f"{r.pct(r.overhead_ms, 50):.3f}",
                       f"x{added[f'added_p50_ms_{n}'] / max(r.pct(r.overhead_ms, 50), 1e-9):.1f} = true / header")
+        table.add_row("  CPU ms / request: backend Z, router", f"{cpu[f'backend_cpu_ms_per_request_{n}']:.2f}",
+                      f"{cpu[f'router_cpu_ms_per_request_{n}']:.2f}", "")
     console.print(table)
     n_rows = rows.height if rows is not None else None
     console.print(f"served by (router phase): {routed.served}; client errors: {routed.errors or 'none'}; "
@@ -319,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput_router": routed.throughput,
         **{f"latency_p{q}_ms_{k}": _ms(v, q) for q in (50, 95, 99) for k, v in (("direct", base), ("router", routed))},
         **added,
+        **cpu,
         "served": routed.served,
         "fallbacks": fallbacks,
         "hedged_attempts": hedges,
