@@ -154,7 +154,8 @@ class HTTPProvider(Provider):
         loop = asyncio.get_running_loop()
         if self._client is None or self._client.is_closed or self._client_loop is not loop:
             limits = httpx.Limits(
-                max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections
+                max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections,
+                keepalive_expiry=self.config.keepalive_expiry_s,
             )
             self._client = httpx.AsyncClient(
                 headers=self._headers(),

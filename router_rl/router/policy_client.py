@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,9 +84,11 @@ class InProcessPolicyClient(PolicyClient):
         encoder: Object with ``transform_records(list[dict]) -> (n, d)`` (the artifact's encoder).
     """
 
-    def __init__(self, policy: RoutingPolicy, encoder: Any) -> None:
+    def __init__(self, policy: RoutingPolicy, encoder: Any, *, offload_chars: int = 16_384) -> None:
         self.policy = policy
         self.encoder = encoder
+        self.offload_chars = offload_chars
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> InProcessPolicyClient:
@@ -105,7 +108,7 @@ class InProcessPolicyClient(PolicyClient):
     def models(self) -> tuple[str, ...]:
         return self.policy.models
 
-    async def distribution(self, record: dict[str, Any]) -> PolicyAnswer:
+    def _distribution_sync(self, record: dict[str, Any]) -> PolicyAnswer:
         try:
             X = self.encoder.transform_records([record])
             p = self.policy.action_distribution(X)[0]
@@ -114,6 +117,19 @@ class InProcessPolicyClient(PolicyClient):
         probs = tuple(float(v) for v in p)
         _check_probs(self.policy.models, probs, f"policy {self.policy.version}")
         return PolicyAnswer(self.policy.models, probs, self.policy.version, tuple(float(v) for v in X[0]))
+
+    async def distribution(self, record: dict[str, Any]) -> PolicyAnswer:
+        """Encode + decide; a prompt over ``offload_chars`` is encoded in a worker thread (loop stays free)."""
+        if len(str(record.get("prompt") or "")) <= self.offload_chars:
+            return self._distribution_sync(record)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="router-encode")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._distribution_sync, record)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _import_policy_kind(d: Path) -> None:

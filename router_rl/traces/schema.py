@@ -64,7 +64,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "prompt": pl.Utf8(),  # null unless the operator opted in to logging prompt text
     "features": pl.List(pl.Float32()),  # encoded feature vector when available, else null
     # decision
-    "strategy": pl.Utf8(),
+    "strategy": pl.Utf8(),  # the requested strategy (router-rl/auto resolves to the default one)
+    "decided_by": pl.Utf8(),  # the policy that produced action_probs: "learned", a rule strategy, "explicit"
     "policy_version": pl.Utf8(),
     "action_models": pl.List(pl.Utf8()),
     "action_probs": pl.List(pl.Float64()),
@@ -74,6 +75,9 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "breaker_states": pl.Utf8(),  # JSON object provider -> closed/open/half_open
     # outcome
     "served_model": pl.Utf8(),  # differs from chosen_model when a fallback served it
+    "served_propensity": pl.Float64(),  # action_probs of served_model (0 when the policy never picks it)
+    "outcome_model": pl.Utf8(),  # the model whose answer quality/cost/latency/tokens describe (null: none)
+    "attempts": pl.List(pl.Utf8()),  # failed attempts in order, "model:reason" (hedge losers included)
     "fallback_used": pl.Boolean(),
     "fallback_reason": pl.Utf8(),
     "quality": pl.Float64(),  # nullable: labels can arrive later
