@@ -35,10 +35,18 @@ Location = Literal["local", "cloud"]
 # --- request / result -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Usage:
-    """Token usage of one call."""
+    """Token usage of one call.
+
+    Attributes:
+        input_tokens: Prompt tokens.
+        output_tokens: Completion tokens.
+        estimated: True when the backend did not report (part of) it and the counts are the
+            provider's ``count_tokens`` estimate (e.g. a stream without a usage chunk).
+    """
 
     input_tokens: int
     output_tokens: int
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:

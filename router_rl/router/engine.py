@@ -939,6 +939,7 @@ class HybridRouter:
             "latency_s": self._clock() - ctx.t0,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
+            "usage_estimated": usage.estimated if usage else None,
             "error": error,
         }
 
@@ -1186,7 +1187,8 @@ class StreamSession:
                 r._record_success(model, self._breaker, dt)
                 if usage is None:
                     prov = r.providers[r.model_provider[model]]
-                    usage = Usage(prov.count_tokens(ctx.prompt), max(1, text_chars // 4) if text_chars else 0)
+                    usage = Usage(prov.count_tokens(ctx.prompt), max(1, text_chars // 4) if text_chars else 0,
+                                  estimated=True)
                 r._end_span_ok(self._span, model, usage)
             else:
                 err = self.error or "client_disconnected"

@@ -21,8 +21,6 @@ import json
 import logging
 import math
 import re
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +31,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router_rl.core.asgi import ThreadedASGIServer
+from router_rl.providers.base import Usage
 from router_rl.router.engine import (
     Decision,
     HybridRouter,
@@ -169,11 +169,7 @@ def create_app(
                         "logprobs": None,
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": r.usage.input_tokens,
-                    "completion_tokens": r.usage.output_tokens,
-                    "total_tokens": r.usage.input_tokens + r.usage.output_tokens,
-                },
+                "usage": usage_body(r.usage),
             }
             headers = {
                 **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
@@ -316,6 +312,15 @@ class _CatchAll:
             await send({"type": "http.response.body", "body": body.encode()})
 
 
+def usage_body(u: Usage) -> dict[str, Any]:
+    """OpenAI ``usage`` object; ``"estimated": true`` is added when the backend reported no usage."""
+    out: dict[str, Any] = {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                           "total_tokens": u.input_tokens + u.output_tokens}
+    if u.estimated:
+        out["estimated"] = True
+    return out
+
+
 async def _sse(session: StreamSession, include_usage: bool) -> AsyncIterator[bytes]:
     rid = f"chatcmpl-{session.request_id}"
     created = int(time.time())
@@ -349,69 +354,32 @@ async def _sse(session: StreamSession, include_usage: bool) -> AsyncIterator[byt
     yield chunk({}, finish or "stop")
     if include_usage:
         u = session.usage
-        usage = (
-            {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-             "total_tokens": u.input_tokens + u.output_tokens}
-            if u is not None
-            else None
-        )
+        usage = usage_body(u) if u is not None else None
         obj = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
                "usage": usage}
         yield b"data: " + json.dumps(obj).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
 
 
-class RouterServer:
-    """Run the router's HTTP server with uvicorn in a background thread (tests, benchmarks).
+class RouterServer(ThreadedASGIServer):
+    """The router's HTTP server with uvicorn in a background thread (tests, benchmarks).
+
+    :class:`router_rl.core.asgi.ThreadedASGIServer` with the router's defaults: lifespan on (providers
+    closed and the decision log flushed at shutdown) and a long keep-alive (see ``server.keep_alive_s``).
 
     Args:
         app: The ASGI app (:func:`create_app`).
-        host: Interface to bind (loopback by default).
-        port: Port (0 = pick a free one; see :attr:`port` after :meth:`start`).
+        host: Interface to bind (loopback only).
+        port: Port (0 = pick a free one; read :attr:`port`).
+        log_level: uvicorn log level.
+        keep_alive_s: Idle keep-alive seconds of a client connection.
     """
 
     def __init__(
         self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", keep_alive_s: int = 75
     ) -> None:
-        import uvicorn
-
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.host = host
-        self.port: int = self._sock.getsockname()[1]
-        cfg = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                             ws="none", timeout_keep_alive=keep_alive_s)
-        self._server = uvicorn.Server(cfg)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
-                                        name="router-server")
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 20.0) -> RouterServer:
-        """Start and wait until the server accepts requests."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"router server on {self.base_url} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Graceful shutdown (runs the app's lifespan shutdown: providers closed, log flushed)."""
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-        self._sock.close()
-
-    def __enter__(self) -> RouterServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
+                         timeout_keep_alive=keep_alive_s, name="router-server")
 
 
 def build_server_app(router: HybridRouter) -> FastAPI:

@@ -85,6 +85,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "latency_s": pl.Float64(),
     "input_tokens": pl.Int64(),
     "output_tokens": pl.Int64(),
+    "usage_estimated": pl.Boolean(),  # tokens estimated by the router (the backend reported no usage)
     "error": pl.Utf8(),
 }
 DECISION_LOG_REQUIRED: Final = (
