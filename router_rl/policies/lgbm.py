@@ -323,7 +323,8 @@ def choose_shrinkage(
     return float(chosen), crit
 
 
-#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
+#: Batches of 2 to this many - 1 rows use ``Booster.predict`` (lower fixed cost); one row (the
+#: live router) takes the compiled trees' single-row walk, so it scores as in a batch.
 _NUMPY_MIN_ROWS = 8
 
 
@@ -599,7 +600,7 @@ class LGBMPolicy(UtilityPolicy):
             raise RuntimeError("LGBMPolicy: not fitted")
         X = np.asarray(X)
         n, m = X.shape[0], self.n_models
-        if self._engine is not None and n >= _NUMPY_MIN_ROWS:
+        if self._engine is not None and (n >= _NUMPY_MIN_ROWS or n == 1):
             d = X.shape[1]
             ft = np.empty((d + m, n), dtype=np.float32)  # feature-major input of the compiled trees
             ft[:d] = X.T
