@@ -415,4 +415,4 @@ def _buckets(keys: np.ndarray, n_buckets: int, tag: np.uint64) -> np.ndarray:
 
 
 #: The compiled form of :func:`hash_ngrams_one` (``None`` without numba; see :mod:`router_rl.features.jit`).
-_one_row_kernel = compiled("router_rl.features._hash_kernel", "hash_one_row")
+_one_row_kernel = compiled("router_rl.features._kernels", "hash_one_row")

@@ -83,6 +83,7 @@ class TreeEnsemble:
     _out_present: np.ndarray = field(init=False, repr=False, compare=False)
     _out_start: np.ndarray = field(init=False, repr=False, compare=False)
     _clear64: np.ndarray = field(init=False, repr=False, compare=False)
+    _all_bits: np.uint64 = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_dump(cls, dump: Mapping[str, Any]) -> TreeEnsemble:
@@ -145,6 +146,7 @@ class TreeEnsemble:
         object.__setattr__(self, "_out_present", present)
         object.__setattr__(self, "_out_start", np.searchsorted(outs, present))
         object.__setattr__(self, "_clear64", np.ascontiguousarray(self.node_clear, dtype=np.uint64))
+        object.__setattr__(self, "_all_bits", np.uint64(np.iinfo(self.node_clear.dtype).max))
 
     @classmethod
     def from_booster(cls, booster: Any) -> TreeEnsemble:
@@ -199,10 +201,8 @@ class TreeEnsemble:
         n = xt.shape[1]
         if n == 1 and self.split_trees.size and (kernel := _one_row_kernel()) is not None:
             # single-row fast path (the live router): one compiled walk, same sums, same bytes
-            all_bits = np.uint64(np.iinfo(self.node_clear.dtype).max)
-            x = np.ascontiguousarray(xt[:, 0])
             return kernel(  # type: ignore[no-any-return]
-                x, self.node_feature, self.node_threshold, self._clear64, all_bits, self._delta,
+                xt[:, 0], self.node_feature, self.node_threshold, self._clear64, self._all_bits, self._delta,
                 self.leaf_value.shape[1], self._base, self._out_present, self._out_start,
             )[None, :]
         out = np.broadcast_to(self._base, (n, self.n_outputs)).copy()

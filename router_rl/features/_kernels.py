@@ -1,7 +1,12 @@
-"""numba kernel of :func:`router_rl.features.hashing.hash_ngrams_one` (imported lazily: it imports numba).
+"""numba kernels of the single-request feature path (imported lazily: this module imports numba).
 
-The same integer arithmetic as the numpy forms in :mod:`router_rl.features.hashing` (wrapping
-uint64 throughout), in one pass per block; the tests compare its bytes with the batch form.
+* :func:`hash_one_row`: :func:`router_rl.features.hashing.hash_ngrams_one`, the same integer
+  arithmetic as the numpy forms in :mod:`router_rl.features.hashing` (wrapping uint64
+  throughout) in one pass per block.
+* :func:`substring_counts`: ``text.count(kw)`` for a whole table of ASCII keywords in one pass
+  (:func:`router_rl.features.text_stats.substring_counts_one`).
+
+The tests compare their results with the batch forms, bytes for bytes.
 """
 
 from __future__ import annotations
@@ -121,3 +126,38 @@ def hash_one_row(buf, word, char, wlo, whi, clo, chi, wtag, ctag, word_table, ws
                 key = g >> _u64(8 * (chi - n))
                 counts[_bucket(key ^ ctag ^ (_u64(n) << _u64(56)), two_nb)] += 1
         _finish(counts, char)
+
+
+@nb.njit(cache=True, nogil=True)
+def substring_counts(buf, kw, kw_start, first_start, first_ids, pair_bits, counts):  # type: ignore[no-untyped-def]
+    """Add to ``counts[k]`` the non-overlapping occurrences of keyword ``k`` in ``buf`` (as ``bytes.count``).
+
+    Keyword ``k`` (at least 2 bytes) is ``kw[kw_start[k]:kw_start[k+1]]``; the keywords starting
+    with byte ``c`` are ``first_ids[first_start[c]:first_start[c+1]]``; bit ``256*a + b`` of
+    ``pair_bits`` is set when some keyword starts with bytes ``a b`` (a prefilter). Scanning left
+    to right and counting a match only where the previous match of the same keyword has ended is
+    what ``count`` does.
+    """
+    size = buf.size
+    next_ok = np.zeros(kw_start.size - 1, dtype=np.int64)
+    for i in range(size - 1):
+        c = buf[i]
+        pair = np.int64(c) * 256 + np.int64(buf[i + 1])
+        if (pair_bits[pair >> 3] >> (pair & 7)) & 1 == 0:
+            continue
+        for t in range(first_start[c], first_start[c + 1]):
+            k = first_ids[t]
+            if i < next_ok[k]:
+                continue
+            a = kw_start[k]
+            n = kw_start[k + 1] - a
+            if i + n > size:
+                continue
+            ok = True
+            for j in range(1, n):
+                if buf[i + j] != kw[a + j]:
+                    ok = False
+                    break
+            if ok:
+                counts[k] += 1
+                next_ok[k] = i + n
