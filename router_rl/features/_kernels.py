@@ -62,7 +62,7 @@ def _finish(counts: Any, out: Any) -> None:
 
 
 @nb.njit(cache=True, nogil=True)
-def hash_one_row(buf, word, char, wlo, whi, clo, chi, wtag, ctag, word_table, ws_table):  # type: ignore[no-untyped-def]
+def hash_one_row(buf, word, char, wlo, whi, clo, chi, wtag, ctag, word_table, ws_table):
     """Fill the zero rows ``word`` / ``char`` with the hashed n-gram blocks of ``buf`` (uint8)."""
     size = buf.size
     n_word, n_char = word.size, char.size
@@ -129,7 +129,7 @@ def hash_one_row(buf, word, char, wlo, whi, clo, chi, wtag, ctag, word_table, ws
 
 
 @nb.njit(cache=True, nogil=True)
-def substring_counts(buf, kw, kw_start, first_start, first_ids, pair_bits, counts):  # type: ignore[no-untyped-def]
+def substring_counts(buf, kw, kw_start, first_start, first_ids, pair_bits, counts):
     """Add to ``counts[k]`` the non-overlapping occurrences of keyword ``k`` in ``buf`` (as ``bytes.count``).
 
     Keyword ``k`` (at least 2 bytes) is ``kw[kw_start[k]:kw_start[k+1]]``; the keywords starting

@@ -51,8 +51,8 @@ from router_rl.features.privacy import is_sensitive
 from router_rl.features.text_stats import (
     ERROR_KEYWORDS,
     STAT_NAMES,
-    KeywordTable,
     TEST_KEYWORDS,
+    KeywordTable,
     prompt_stats,
     prompt_stats_one,
     substring_counts_one,
@@ -488,7 +488,8 @@ class FeatureEncoder:
                 out[col : col + k + 6] = block
                 col += k + 6
             if cfg.use_complexity:
-                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, keyword_groups_from_counts(kw[_N_TEST_ERROR:]))
+                groups = keyword_groups_from_counts(kw[_N_TEST_ERROR:])
+                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, groups)
                 out[col] = score / MAX_SCORE
                 out[col + 1 + level] = 1.0
                 col += len(COMPLEXITY_NAMES)

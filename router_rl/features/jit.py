@@ -48,6 +48,6 @@ def compiled(module: str, name: str) -> Callable[[], Callable[..., Any] | None]:
     def get() -> Callable[..., Any] | None:
         if _numba() is None:
             return None
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), name)
 
     return get

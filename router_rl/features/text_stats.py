@@ -248,7 +248,7 @@ def substring_counts_one(lowered: str, encoded: bytes, table: KeywordTable) -> l
     counts = np.zeros(len(table.keywords), dtype=np.int64)
     kernel(np.frombuffer(encoded, dtype=np.uint8), table._kw, table._start, table._first_start, table._ids,
            table._pair_bits, counts)
-    return counts.tolist()  # type: ignore[no-any-return]
+    return counts.tolist()
 
 
 _substring_kernel = compiled("router_rl.features._kernels", "substring_counts")

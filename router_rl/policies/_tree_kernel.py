@@ -3,7 +3,8 @@
 Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. It walks the
 same flat arrays as the numpy evaluator and adds the leaf values in the same order (per output:
 base, plus the first tree's chosen leaf delta plus NumPy's pairwise sum of the others, which is
-what ``np.add.reduceat`` computes), so a row scores bit-identically to its row in a batch (``tests/policies/test_single_row_fast_path.py``).
+what ``np.add.reduceat`` computes), so a row scores bit-identically to its row in a batch
+(``tests/policies/test_single_row_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 
 @nb.njit(cache=True, nogil=True)
-def predict_one(x, node_feature, node_threshold, node_clear, all_bits, delta, n_leaves, base, present, start):  # type: ignore[no-untyped-def]
+def predict_one(x, node_feature, node_threshold, node_clear, all_bits, delta, n_leaves, base, present, start):
     """``(n_outputs,)`` raw scores of the float32 feature vector ``x``."""
     n_split, k = node_feature.shape
     vals = np.empty(n_split, dtype=np.float64)
@@ -37,7 +38,7 @@ def predict_one(x, node_feature, node_threshold, node_clear, all_bits, delta, n_
 
 
 @nb.njit(cache=True, nogil=True)
-def _pairwise_sum(v, a, n):  # type: ignore[no-untyped-def]
+def _pairwise_sum(v, a, n):
     """NumPy's pairwise summation of ``v[a : a + n]`` (what its add-reduce loops compute), step for step."""
     if n < 8:
         res = 0.0

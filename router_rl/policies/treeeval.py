@@ -201,7 +201,7 @@ class TreeEnsemble:
         n = xt.shape[1]
         if n == 1 and self.split_trees.size and (kernel := _one_row_kernel()) is not None:
             # single-row fast path (the live router): one compiled walk, same sums, same bytes
-            return kernel(  # type: ignore[no-any-return]
+            return kernel(
                 xt[:, 0], self.node_feature, self.node_threshold, self._clear64, self._all_bits, self._delta,
                 self.leaf_value.shape[1], self._base, self._out_present, self._out_start,
             )[None, :]
