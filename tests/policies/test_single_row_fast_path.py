@@ -12,6 +12,7 @@ import pytest
 
 import router_rl.policies.treeeval as treeeval
 from router_rl.features import EncoderConfig, FeatureEncoder
+from router_rl.policies.decision import DecisionConfig, decide
 from router_rl.policies.lgbm import LGBMPolicy
 from router_rl.traces.simulate import simulate_fleet
 
@@ -109,3 +110,39 @@ def test_walk_of_a_forest_with_many_trees_per_output_matches_numpy(monkeypatch) 
     one = np.vstack([ens.predict_raw(X[i : i + 1]) for i in range(X.shape[0])])
     assert one.tobytes() == batch.tobytes()
     np.testing.assert_allclose(batch[:, 0], booster.predict(X, raw_score=True), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DecisionConfig(),
+        DecisionConfig(lam=0.7, mu=0.3),
+        DecisionConfig(lam=2.0, privacy_local_only=False),
+        DecisionConfig(lam=0.5, temperature=0.2, epsilon=0.1),  # not the argmax fast path: same general code
+        DecisionConfig(lam=0.5, quality_floor=0.6, escalate_below=0.7),
+    ],
+    ids=["default", "lam-mu", "no-privacy", "softmax-eps", "floor-escalate"],
+)
+def test_decide_of_one_row_equals_its_batch_row(cfg: DecisionConfig) -> None:
+    rng = np.random.default_rng(4)
+    n, m = 300, 5
+    q = rng.random((n, m))
+    q[:10] = 0.5  # ties: argmax must pick the same (first) model
+    cost = rng.random((n, m)) * 1e-3
+    lat = np.where(rng.random((n, m)) < 0.1, np.nan, rng.random((n, m)))
+    sens = rng.random(n) < 0.3
+    local = np.array([True, False, True, False, False])
+    kw = {"cost_scale": 1e-3, "latency_scale": 0.5, "is_local": local}
+    full = decide(q, cost, lat, cfg, sensitive=sens, **kw)
+    for i in range(n):
+        one = decide(q[i : i + 1], cost[i : i + 1], lat[i : i + 1], cfg, sensitive=sens[i : i + 1], **kw)
+        for name in ("probs", "utility", "allowed", "escalated"):
+            a, b = getattr(one, name), getattr(full, name)[i : i + 1]
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), (i, name)
+    restricted = full.allowed[sens].sum() < sens.sum() * m
+    assert sens.any() and restricted == cfg.privacy_local_only  # privacy rows restricted exactly when asked
+    with pytest.raises(ValueError, match="no candidate model is local"):
+        decide(q[:1], cost[:1], lat[:1], DecisionConfig(), sensitive=np.ones(1, bool), cost_scale=1.0,
+               is_local=np.zeros(m, bool))
+    with pytest.raises(ValueError, match="need the model locations"):
+        decide(q[:1], cost[:1], None, DecisionConfig(), sensitive=np.ones(1, bool), cost_scale=1.0)
