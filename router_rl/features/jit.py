@@ -51,3 +51,30 @@ def compiled(module: str, name: str) -> Callable[[], Callable[..., Any] | None]:
         return getattr(importlib.import_module(module), name)
 
     return get
+
+
+def warm_up() -> str:
+    """Compile (or load from numba's on-disk cache) every per-request kernel now, not on a live request.
+
+    The first call of a kernel in a process costs about a second (numba import plus cache load;
+    several seconds on the very first compile), so a server should call this once at start-up,
+    off its event loop. Without numba it does nothing.
+
+    Returns:
+        :func:`kernel_backend` (what the per-request path will use).
+    """
+    if _numba() is None:
+        return kernel_backend()
+    import numpy as np
+
+    from router_rl.features.hashing import hash_ngrams_one
+    from router_rl.features.text_stats import KeywordTable, substring_counts_one
+    from router_rl.policies.treeeval import TreeEnsemble
+
+    hash_ngrams_one(b"warm up kernels", n_word=4, n_char=4)
+    substring_counts_one("warm up", b"warm up", KeywordTable(("warm", "up")))
+    tree = {"split_feature": 0, "threshold": 0.5, "decision_type": "<=", "missing_type": "None",
+            "left_child": {"leaf_value": 1.0}, "right_child": {"leaf_value": 2.0}}
+    dump = {"num_tree_per_iteration": 1, "max_feature_idx": 0, "tree_info": [{"num_leaves": 2, "tree_structure": tree}]}
+    TreeEnsemble.from_dump(dump).predict_raw_t(np.zeros((1, 1), dtype=np.float32))
+    return kernel_backend()

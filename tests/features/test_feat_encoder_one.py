@@ -211,3 +211,15 @@ def test_env_var_switches_to_the_numpy_twins() -> None:
     env = {**os.environ, "ROUTER_RL_NUMBA": "0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["numpy", "True"]
+
+
+def test_warm_up_compiles_every_kernel_before_the_first_request() -> None:
+    code = (
+        "from router_rl.features.jit import warm_up; print(warm_up());"
+        "from router_rl.features._kernels import hash_one_row, substring_counts;"
+        "from router_rl.policies._tree_kernel import predict_one;"
+        "print(*(len(k.signatures) for k in (hash_one_row, substring_counts, predict_one)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "numba" and all(int(v) >= 1 for v in lines[-1].split())
