@@ -21,6 +21,7 @@ Feature blocks, in column order (names in :attr:`FeatureEncoder.feature_names`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -35,18 +36,27 @@ import polars as pl
 
 from router_rl.features.complexity import (
     _LEVELS,
+    COMPLEXITY_SUBSTRINGS,
     MAX_SCORE,
     complexity_from_stats,
     complexity_one,
     has_code_from_stats,
     keyword_group_counts,
-    keyword_groups_one,
+    keyword_groups_from_counts,
 )
 from router_rl.features.config import EncoderConfig
 from router_rl.features.errors import EncoderLoadError, EncoderNotFittedError, FeatureInputError
 from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
 from router_rl.features.privacy import is_sensitive
-from router_rl.features.text_stats import STAT_NAMES, prompt_stats, prompt_stats_one
+from router_rl.features.text_stats import (
+    ERROR_KEYWORDS,
+    STAT_NAMES,
+    TEST_KEYWORDS,
+    KeywordTable,
+    prompt_stats,
+    prompt_stats_one,
+    substring_counts_one,
+)
 
 #: Bumped whenever the meaning of any feature changes; part of every fingerprint.
 ENCODER_VERSION: Final = 2
@@ -64,6 +74,16 @@ STRUCTURE_NAMES: Final = (
     "privacy:sensitive",  # a secret/PII finding (router_rl.features.privacy): such tasks must stay local
 )
 COMPLEXITY_NAMES: Final = ("cx:score", *(f"cx:{lv.value}" for lv in _LEVELS))
+#: Substrings the single-record path counts in one pass: test keywords, error keywords, complexity groups.
+_ONE_PASS_KEYWORDS: Final = (*TEST_KEYWORDS, *ERROR_KEYWORDS, *COMPLEXITY_SUBSTRINGS)
+
+
+@functools.cache
+def _one_pass_table() -> KeywordTable:
+    return KeywordTable(_ONE_PASS_KEYWORDS)
+
+
+_N_TEST, _N_TEST_ERROR = len(TEST_KEYWORDS), len(TEST_KEYWORDS) + len(ERROR_KEYWORDS)
 
 
 @dataclass
@@ -433,11 +453,12 @@ class FeatureEncoder:
         out = np.zeros(self._dim, dtype=np.float32)
         text = rec.prompt
         lowered = text.lower() if text is not None else ""
+        encoded = lowered.encode("utf-8", "surrogatepass")
         nw, nc = cfg.n_word_hash, cfg.n_char_hash
         col = 0
         if nw or nc:
             word, char = hash_ngrams_one(
-                lowered.encode("utf-8", "surrogatepass"),
+                encoded,
                 n_word=nw,
                 n_char=nc,
                 word_ngram_range=cfg.word_ngram_range,
@@ -448,7 +469,8 @@ class FeatureEncoder:
             out[nw : nw + nc] = char
             col = nw + nc
         if cfg.use_structure or cfg.use_complexity:
-            stats = prompt_stats_one(lowered)
+            kw = substring_counts_one(lowered, encoded, _one_pass_table())
+            stats = prompt_stats_one(lowered, keyword_totals=(sum(kw[:_N_TEST]), sum(kw[_N_TEST:_N_TEST_ERROR])))
             has_code = stats["code_fences"] > 0 or stats["code_lines"] >= 2
             mt = rec.max_tokens
             if cfg.use_structure:
@@ -466,7 +488,8 @@ class FeatureEncoder:
                 out[col : col + k + 6] = block
                 col += k + 6
             if cfg.use_complexity:
-                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, keyword_groups_one(lowered))
+                groups = keyword_groups_from_counts(kw[_N_TEST_ERROR:])
+                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, groups)
                 out[col] = score / MAX_SCORE
                 out[col + 1 + level] = 1.0
                 col += len(COMPLEXITY_NAMES)

@@ -26,6 +26,8 @@ from typing import Final
 
 import numpy as np
 
+from router_rl.features.jit import compiled
+
 _U64 = np.uint64
 _C1: Final = _U64(0xBF58476D1CE4E5B9)
 _C2: Final = _U64(0x94D049BB133111EB)
@@ -274,6 +276,9 @@ def hash_ngrams_one(
     ``n`` are tagged and bucketed in one pass, and word and char buckets share one ``bincount``;
     bucket counts are integers, so summing them in another order gives the same floats.
 
+    With numba (:mod:`router_rl.features.jit`) one compiled loop does it all; otherwise the
+    numpy form below runs (same bytes; ``tests/features/test_feat_encoder_one.py`` checks both).
+
     Returns:
         ``(word, char)``: float64 ``(n_word,)`` and ``(n_char,)``, each l2-normalised.
     """
@@ -283,6 +288,26 @@ def hash_ngrams_one(
     char = np.zeros(n_char, dtype=np.float64)
     if not encoded or (n_word == 0 and n_char == 0):
         return word, char
+    kernel = _one_row_kernel()
+    if kernel is not None:
+        kernel(
+            np.frombuffer(encoded, dtype=np.uint8), word, char, word_ngram_range[0], word_ngram_range[1],
+            char_ngram_range[0], char_ngram_range[1], _seed_tag(seed, 1), _seed_tag(seed, 2), _WORD_TABLE, _WS_TABLE,
+        )
+        return word, char
+    return _hash_one_numpy(encoded, word, char, word_ngram_range, char_ngram_range, seed)
+
+
+def _hash_one_numpy(
+    encoded: bytes,
+    word: np.ndarray,
+    char: np.ndarray,
+    word_ngram_range: tuple[int, int],
+    char_ngram_range: tuple[int, int],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy form of :func:`hash_ngrams_one` (fills the zero rows ``word`` and ``char``)."""
+    n_word, n_char = word.size, char.size
     buf = np.frombuffer(encoded, dtype=np.uint8)
     parts: list[np.ndarray] = []  # bucket index + sign bit, already offset into one [word | char] space
     if n_word:
@@ -386,3 +411,8 @@ def _buckets(keys: np.ndarray, n_buckets: int, tag: np.uint64) -> np.ndarray:
     h *= _a(2 * n_buckets)
     h >>= _A[32]
     return h
+
+
+
+#: The compiled form of :func:`hash_ngrams_one` (``None`` without numba; see :mod:`router_rl.features.jit`).
+_one_row_kernel = compiled("router_rl.features._kernels", "hash_one_row")

@@ -25,6 +25,8 @@ from typing import Final
 
 import numpy as np
 
+from router_rl.features.jit import compiled
+
 #: Substrings counted as test-related (lower-cased text).
 TEST_KEYWORDS: Final = (
     "assert",
@@ -173,13 +175,23 @@ def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
     }
 
 
-def prompt_stats_one(lowered: str) -> dict[str, int]:
+def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = None) -> dict[str, int]:
     """:func:`prompt_stats` of one lower-cased text, as Python ints (same rules, no numpy).
 
     Same regexes and substring counts on the text itself (the batch form joins texts with a
     separator no pattern can match across, so a one-text batch sees exactly this text).
+
+    Args:
+        lowered: The lower-cased text.
+        keyword_totals: ``(test_keywords, error_keywords)`` when the caller already counted them
+            (with :func:`substring_counts_one`); otherwise they are counted here.
     """
     n = len(lowered)
+    if keyword_totals is None:
+        keyword_totals = (
+            sum(lowered.count(kw) for kw in TEST_KEYWORDS),
+            sum(lowered.count(kw) for kw in ERROR_KEYWORDS),
+        )
     nl = "\n" + lowered
     return {
         "chars": n,
@@ -188,11 +200,55 @@ def prompt_stats_one(lowered: str) -> dict[str, int]:
         "code_lines": len(_CODE_START_NL_RE.findall(nl)) + len(_CODE_END_RE.findall(lowered)),
         "stack_trace_lines": len(_STACK_NL_RE.findall(nl)),
         "diff_hunks": len(_HUNK_NL_RE.findall(nl)),
-        "test_keywords": sum(lowered.count(kw) for kw in TEST_KEYWORDS),
+        "test_keywords": keyword_totals[0],
         "file_paths": sum(
             1
             for m in _FILE_PATH_RE.finditer(lowered)
             if m.start() > 0 and ((c := lowered[m.start() - 1]).isalnum() or c in "_-")
         ),
-        "error_keywords": sum(lowered.count(kw) for kw in ERROR_KEYWORDS),
+        "error_keywords": keyword_totals[1],
     }
+
+
+class KeywordTable:
+    """A fixed tuple of keywords prepared for :func:`substring_counts_one` (built once, reused per request).
+
+    Args:
+        keywords: The substrings to count.
+    """
+
+    def __init__(self, keywords: Sequence[str]) -> None:
+        self.keywords: tuple[str, ...] = tuple(keywords)
+        #: All keywords ASCII of >= 2 characters: the compiled one-pass count applies (else ``str.count`` each).
+        self.ascii = all(len(k) >= 2 and k.isascii() for k in self.keywords)
+        enc = [k.encode("ascii", "replace") for k in self.keywords]
+        self._kw = np.frombuffer(b"".join(enc), dtype=np.uint8)
+        self._start = np.zeros(len(enc) + 1, dtype=np.int64)
+        self._start[1:] = np.cumsum([len(e) for e in enc])
+        firsts = np.array([e[0] if e else 0 for e in enc], dtype=np.int64)
+        self._ids = np.argsort(firsts, kind="stable").astype(np.int64)
+        self._first_start = np.searchsorted(firsts[self._ids], np.arange(257)).astype(np.int64)
+        pairs = np.zeros(1 << 16, dtype=bool)
+        pairs[[256 * e[0] + e[1] for e in enc if len(e) >= 2]] = True
+        self._pair_bits = np.packbits(pairs, bitorder="little")
+
+
+def substring_counts_one(lowered: str, encoded: bytes, table: KeywordTable) -> list[int]:
+    """``[lowered.count(kw) for kw in table.keywords]`` in one pass (compiled when numba is there).
+
+    Args:
+        lowered: The text.
+        encoded: ``lowered`` as UTF-8 (an ASCII keyword matches the UTF-8 bytes exactly where it
+            matches the text, since no multi-byte sequence holds an ASCII byte).
+        table: The keywords; a table with a non-ASCII or 1-character keyword is counted on ``lowered``.
+    """
+    kernel = _substring_kernel()
+    if kernel is None or not table.ascii:
+        return [lowered.count(kw) for kw in table.keywords]
+    counts = np.zeros(len(table.keywords), dtype=np.int64)
+    kernel(np.frombuffer(encoded, dtype=np.uint8), table._kw, table._start, table._first_start, table._ids,
+           table._pair_bits, counts)
+    return counts.tolist()
+
+
+_substring_kernel = compiled("router_rl.features._kernels", "substring_counts")

@@ -15,7 +15,8 @@ import numpy as np
 
 from router_rl.policies.treeeval import TreeEnsemble, UnsupportedTreeError
 
-#: Batches smaller than this use ``Booster.predict`` (lower fixed cost for single requests).
+#: Batches of 2 to this many - 1 rows use ``Booster.predict`` (lower fixed cost); one row (the live
+#: router) takes the compiled trees' single-row walk, so it scores exactly as in a batch.
 NUMPY_MIN_ROWS = 8
 
 #: Parameters every router_rl booster sets (deterministic, quiet, custom objective => no metric).

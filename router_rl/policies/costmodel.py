@@ -276,7 +276,7 @@ class CostLatencyModel:
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(cost (n, m) USD, latency (n, m) s)`` expected per call, for float32 features ``X``."""
         n = X.shape[0]
-        if self._ens is not None and n >= NUMPY_MIN_ROWS:
+        if self._ens is not None and (n >= NUMPY_MIN_ROWS or n == 1):  # one row: compiled walk
             raw = self._ens.predict_raw(X)
         else:
             xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)

@@ -358,7 +358,7 @@ class LGBMPolicy(UtilityPolicy):
             raise RuntimeError("LGBMPolicy: not fitted")
         X = np.asarray(X)
         n, m = X.shape[0], self.n_models
-        if self._engine is not None and n >= NUMPY_MIN_ROWS:
+        if self._engine is not None and (n >= NUMPY_MIN_ROWS or n == 1):  # one row: compiled walk
             d = X.shape[1]
             ft = np.empty((d + m, n), dtype=np.float32)  # feature-major input of the compiled trees
             ft[:d] = X.T

@@ -13,7 +13,8 @@ dumped trees into flat arrays and scores a batch with a handful of vectorised nu
 Exact for numerical ``<=`` splits without "zero as missing" and for finite inputs (what the
 router feeds it); :meth:`TreeEnsemble.from_dump` raises :class:`UnsupportedTreeError` for
 anything else (categorical splits, ``missing_type = Zero``) so the caller can keep the booster.
-Only numpy is imported.
+Only numpy is imported; a single row is walked by a compiled numba kernel when numba is
+available (:mod:`router_rl.policies._tree_kernel`, same sums in the same order, same bytes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from router_rl.features.jit import compiled
 
 #: Bit-mask dtype per maximum number of leaves.
 _MASK_DTYPES: tuple[tuple[int, type[np.unsignedinteger[Any]]], ...] = (
@@ -79,6 +82,8 @@ class TreeEnsemble:
     _offset: np.ndarray = field(init=False, repr=False, compare=False)
     _out_present: np.ndarray = field(init=False, repr=False, compare=False)
     _out_start: np.ndarray = field(init=False, repr=False, compare=False)
+    _clear64: np.ndarray = field(init=False, repr=False, compare=False)
+    _all_bits: np.uint64 = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_dump(cls, dump: Mapping[str, Any]) -> TreeEnsemble:
@@ -140,6 +145,8 @@ class TreeEnsemble:
         object.__setattr__(self, "_offset", (np.arange(self.split_trees.size) * self.leaf_value.shape[1])[:, None])
         object.__setattr__(self, "_out_present", present)
         object.__setattr__(self, "_out_start", np.searchsorted(outs, present))
+        object.__setattr__(self, "_clear64", np.ascontiguousarray(self.node_clear, dtype=np.uint64))
+        object.__setattr__(self, "_all_bits", np.uint64(np.iinfo(self.node_clear.dtype).max))
 
     @classmethod
     def from_booster(cls, booster: Any) -> TreeEnsemble:
@@ -192,6 +199,12 @@ class TreeEnsemble:
         if xt.ndim != 2 or xt.shape[0] < self.n_features:
             raise ValueError(f"TreeEnsemble.predict_raw_t: expected (>= {self.n_features}, n), got {xt.shape}")
         n = xt.shape[1]
+        if n == 1 and self.split_trees.size and (kernel := _one_row_kernel()) is not None:
+            # single-row fast path (the live router): one compiled walk, same sums, same bytes
+            return kernel(
+                xt[:, 0], self.node_feature, self.node_threshold, self._clear64, self._all_bits, self._delta,
+                self.leaf_value.shape[1], self._base, self._out_present, self._out_start,
+            )[None, :]
         out = np.broadcast_to(self._base, (n, self.n_outputs)).copy()
         if self.split_trees.size == 0 or n == 0:
             return out
@@ -205,6 +218,10 @@ class TreeEnsemble:
         present: Any = self._out_present
         out[:, present] += np.add.reduceat(vals, self._out_start, axis=0).T
         return out
+
+
+#: Compiled single-row walk (``None`` without numba: the numpy path above then scores the row).
+_one_row_kernel = compiled("router_rl.policies._tree_kernel", "predict_one")
 
 
 def _float32_floor(thr: np.ndarray) -> np.ndarray:

@@ -1,15 +1,26 @@
-"""``transform_one`` (the live router's single-record fast path) equals ``transform`` row for row, bitwise."""
+"""``transform_one`` (the live router's single-record fast path) equals ``transform`` row for row, bitwise.
+
+Also: its compiled (numba) kernels equal their numpy twins, and numba is imported only on first use.
+"""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
 import pytest
 
+import router_rl.features.hashing as hashing
+import router_rl.features.text_stats as text_stats
 from router_rl.features import EncoderConfig, FeatureEncoder, complexity_scores
 from router_rl.features.complexity import complexity_one, keyword_group_counts, keyword_groups_one
+from router_rl.features.encoder import _ONE_PASS_KEYWORDS
 from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
-from router_rl.features.text_stats import prompt_stats, prompt_stats_one
+from router_rl.features.jit import kernel_backend
+from router_rl.features.text_stats import KeywordTable, prompt_stats, prompt_stats_one, substring_counts_one
 
 ODD_PROMPTS = [
     "",
@@ -114,3 +125,101 @@ def test_transform_one_reports_bad_fields() -> None:
         enc.transform_one({"prompt": "x", "max_tokens": "many"})
     with pytest.raises(FeatureInputError, match="record 0: expected a dict"):
         enc.transform_one(["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+# --- the compiled (numba) kernels and their numpy twins -------------------------------------
+
+HASH_CFGS = [
+    {"n_word": 256, "n_char": 256},
+    {"n_word": 0, "n_char": 64, "char_ngram_range": (1, 7), "seed": 3},
+    {"n_word": 32, "n_char": 0, "word_ngram_range": (1, 4)},
+    {"n_word": 7, "n_char": 5, "word_ngram_range": (2, 3), "char_ngram_range": (2, 2), "seed": 12345},
+]
+
+
+def _adversarial_bytes() -> list[bytes]:
+    rng = np.random.default_rng(11)
+    out = [p.lower().encode("utf-8", "surrogatepass") for p in ODD_PROMPTS]
+    alphabet = np.frombuffer(b"ab _9.-x\n\t \r\x0b\x0c\xc3\xa9", dtype=np.uint8)
+    for _ in range(150):
+        out.append(bytes(rng.integers(0, 256, int(rng.integers(0, 400))).astype(np.uint8)))  # any byte
+        out.append(bytes(rng.choice(alphabet, int(rng.integers(0, 400)))))  # runs of words / whitespace
+    return out
+
+
+def test_numba_is_the_backend_here_and_is_not_imported_by_the_package() -> None:
+    assert kernel_backend() == "numba"  # numba is a core dependency: the compiled path is what runs
+    code = (
+        "import sys, router_rl, router_rl.features, router_rl.policies.lgbm, router_rl.policies.treeeval;"
+        "from router_rl.features import EncoderConfig, FeatureEncoder; FeatureEncoder(EncoderConfig());"
+        "print('numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("cfg", HASH_CFGS, ids=["default", "char-1-7", "word-1-4", "tiny"])
+def test_compiled_and_numpy_one_row_hashing_equal_the_batch_bitwise(cfg: dict) -> None:
+    texts = _adversarial_bytes()
+    W, C = hash_ngrams(texts, **cfg)
+    assert hashing._one_row_kernel() is not None
+    for i, t in enumerate(texts):
+        w, c = hash_ngrams_one(t, **cfg)  # compiled
+        nw, nc = np.zeros(cfg["n_word"]), np.zeros(cfg["n_char"])
+        if t:
+            rng_w = cfg.get("word_ngram_range", (1, 2))
+            rng_c = cfg.get("char_ngram_range", (3, 5))
+            hashing._hash_one_numpy(t, nw, nc, rng_w, rng_c, cfg.get("seed", 0))  # the numpy twin
+        assert w.tobytes() == W[i].tobytes() == nw.tobytes(), (i, t[:40])
+        assert c.tobytes() == C[i].tobytes() == nc.tobytes(), (i, t[:40])
+
+
+def test_one_pass_substring_counts_equal_str_count() -> None:
+    rng = np.random.default_rng(2)
+    pieces = [*_ONE_PASS_KEYWORDS, "mockmock", "errorerror", "stack traceback", "eee", "é", "🚀", " ", "\n", "x"]
+    texts = ["", "mockmockmock", "errorrorerror", "tracebacktraceback", "aaaa"] + [
+        "".join(rng.choice(pieces, int(rng.integers(0, 60)))) for _ in range(300)
+    ]
+    table = KeywordTable(_ONE_PASS_KEYWORDS)
+    assert table.ascii and text_stats._substring_kernel() is not None
+    for t in texts:
+        want = [t.count(k) for k in _ONE_PASS_KEYWORDS]
+        assert substring_counts_one(t, t.encode("utf-8", "surrogatepass"), table) == want, t[:60]
+    odd = KeywordTable(("é", "a"))  # non-ASCII / 1-character keywords: counted on the text itself
+    assert not odd.ascii
+    assert substring_counts_one("éaé", "éaé".encode(), odd) == [2, 1]
+
+
+def test_transform_one_without_numba_equals_transform_bitwise(fleet: pl.DataFrame, monkeypatch) -> None:
+    """The numpy twins (numba absent or ROUTER_RL_NUMBA=0) give the same features."""
+    tasks = _frame(fleet)
+    enc = FeatureEncoder(EncoderConfig()).fit(tasks.head(300))
+    X = enc.transform(tasks)
+    with_numba = [enc.transform_one(rec) for rec in tasks.to_dicts()]
+    monkeypatch.setattr(hashing, "_one_row_kernel", lambda: None)
+    monkeypatch.setattr(text_stats, "_substring_kernel", lambda: None)
+    for i, rec in enumerate(tasks.to_dicts()):
+        one = enc.transform_one(rec)
+        assert one.tobytes() == X[i].tobytes() == with_numba[i].tobytes(), i
+
+
+def test_env_var_switches_to_the_numpy_twins() -> None:
+    code = (
+        "from router_rl.features.jit import kernel_backend; from router_rl.features.hashing import _one_row_kernel;"
+        "print(kernel_backend(), _one_row_kernel() is None)"
+    )
+    env = {**os.environ, "ROUTER_RL_NUMBA": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["numpy", "True"]
+
+
+def test_warm_up_compiles_every_kernel_before_the_first_request() -> None:
+    code = (
+        "from router_rl.features.jit import warm_up; print(warm_up());"
+        "from router_rl.features._kernels import hash_one_row, substring_counts;"
+        "from router_rl.policies._tree_kernel import predict_one;"
+        "print(*(len(k.signatures) for k in (hash_one_row, substring_counts, predict_one)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "numba" and all(int(v) >= 1 for v in lines[-1].split())
