@@ -72,6 +72,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "propensity": pl.Float64(),
     "shadow_model": pl.Utf8(),  # what a shadow policy would have chosen (not executed)
     "breaker_states": pl.Utf8(),  # JSON object provider -> closed/open/half_open
+    "policy_state": pl.Utf8(),  # JSON RouterState sent to the learned policy (null when none was sent)
     # outcome
     "served_model": pl.Utf8(),  # differs from chosen_model when a fallback served it
     "fallback_used": pl.Boolean(),
@@ -83,6 +84,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "output_tokens": pl.Int64(),
     "error": pl.Utf8(),
 }
+#: Columns added after the first decision-log layout: part files written before them read as null.
+DECISION_LOG_ADDED: Final = ("policy_state",)
 DECISION_LOG_REQUIRED: Final = (
     "request_id",
     "ts",

@@ -35,8 +35,7 @@ def policy_dir(tmp_path: Path) -> Path:
     )
     enc = FeatureEncoder().fit(tasks)
     d = tmp_path / "policy"
-    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).save(d)
-    enc.save(d / "encoder.json")
+    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).attach_encoder(enc).save(d)
     return d
 
 
@@ -147,7 +146,7 @@ def test_broken_in_process_policy_never_fails_a_request(backends: Backends, poli
         def transform_records(self, records: list[dict[str, Any]]) -> np.ndarray:
             raise RuntimeError("encoder exploded")
 
-    client = InProcessPolicyClient(RandomPolicy(MODELS), Broken())
+    client = InProcessPolicyClient.from_policy(RandomPolicy(MODELS).attach_encoder(Broken()))
     local, cloud = backends
 
     async def go() -> str:
