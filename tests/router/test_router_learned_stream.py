@@ -255,8 +255,8 @@ def test_spans_carry_genai_attributes(backends: Backends) -> None:
 def test_shadow_candidate_policy_is_logged_never_executed(backends: Backends, tmp_path: Path) -> None:
     tasks = pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["gen"], "category": ["unit"]})
     cand = tmp_path / "candidate"
-    RandomPolicy(MODELS, weights=[0.0, 0.0, 1.0]).save(cand)  # the candidate always wants the cloud
-    FeatureEncoder().fit(tasks).save(cand / "encoder.json")
+    # the candidate always wants the cloud
+    RandomPolicy(MODELS, weights=[0.0, 0.0, 1.0]).attach_encoder(FeatureEncoder().fit(tasks)).save(cand)
     local, cloud = backends
 
     async def go() -> None:
