@@ -7,15 +7,12 @@ router's budget tracker and breakers; the wall clock is injected so the elapsed 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
 import pytest
-from _ppo_helpers import PROMPTS, expected_probs, sim_router_config
+from _ppo_helpers import MORNING, PROMPTS, check_ppo_rows, inp, route_two_phases, sim_router_config
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import RoutingPolicy
@@ -24,78 +21,11 @@ from router_rl.router.breaker import BreakerConfig, CircuitBreaker
 from router_rl.router.budget import BudgetConfig, BudgetTracker
 from router_rl.router.config import parse_config
 from router_rl.router.decision_log import read_decision_log
-from router_rl.router.engine import HybridRouter, RouteInput
+from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import InProcessPolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
-MORNING = datetime(2026, 12, 1, 6, 0, tzinfo=UTC).timestamp()  # elapsed share of the UTC day: 0.25
-EVENING = datetime(2026, 12, 1, 18, 0, tzinfo=UTC).timestamp()  # 0.75
-AGENT_TYPE = "test-generator"
-
-
-def _inp(prompt: str, rid: str, model: str = "router-rl/auto") -> RouteInput:
-    return RouteInput(messages=[{"role": "user", "content": prompt}], request_id=rid, model=model,
-                      agent_type=AGENT_TYPE)
-
-
-def route_two_phases(router: HybridRouter, clock: list[float]) -> None:
-    """Phase 1: fresh day, morning. Then spend ~90% of the budget on explicit cloud calls, open the
-    anthropic breaker, move to the evening. Phase 2: the same prompts again."""
-
-    async def go() -> None:
-        try:
-            for i, p in enumerate(PROMPTS):
-                await router.route(_inp(p, f"p1-{i}"))
-            for i in range(6):  # 6 x 0.0003 USD of a 0.002 USD day
-                await router.route(_inp(PROMPTS[0], f"spend-{i}", model="claude-sonnet-4.5"))
-            breaker = router.breakers["anthropic"]
-            for _ in range(3):
-                assert breaker.allow()
-                breaker.record_failure()
-            clock[0] = EVENING
-            for i, p in enumerate(PROMPTS):
-                await router.route(_inp(p, f"p2-{i}"))
-        finally:
-            await router.aclose()
-
-    asyncio.run(go())
-
-
-def check_ppo_rows(df: pl.DataFrame, policy: RoutingPolicy, limit_usd: float) -> None:
-    """Every learned row was decided by PPO under exactly the logged state, and that state is the router's."""
-    served_before = local_before = 0
-    spent_before = 0.0
-    local = {"rnj-1:8b", "qwen2.5-coder:7b", "devstral-small-2:24b", "qwen2.5-coder:32b", "devstral-2:123b"}
-    probs_by_phase: dict[str, dict[str, np.ndarray]] = {"p1": {}, "p2": {}}
-    for row in df.iter_rows(named=True):
-        if row["strategy"] == "learned":
-            assert row["policy_version"] == policy.version and row["policy_version"].startswith("ppo@")
-            assert row["fallback_reason"] is None and row["error"] is None
-            s = json.loads(row["policy_state"])
-            phase = row["request_id"][:2]
-            assert s["elapsed_frac"] == (0.25 if phase == "p1" else 0.75)
-            assert s["breakers"] == {"local": "closed", "anthropic": "closed" if phase == "p1" else "open",
-                                     "openrouter": "closed"}
-            assert s["local_share"] == pytest.approx(local_before / served_before if served_before else 0.0)
-            assert s["budget_remaining_frac"] == pytest.approx(max(0.0, limit_usd - spent_before) / limit_usd)
-            # the logged distribution is the artifact's under exactly this state
-            prompt = PROMPTS[int(row["request_id"][3:])]
-            want = dict(zip(policy.models, expected_probs(
-                policy, {"prompt": prompt, "agent_type": AGENT_TYPE, "n_messages": 1}, row["policy_state"]), strict=True))
-            got = dict(zip(row["action_models"], row["action_probs"], strict=True))
-            np.testing.assert_allclose([got[m] for m in policy.models], [want[m] for m in policy.models], atol=1e-6)
-            assert row["chosen_model"] == max(want, key=lambda m: want[m])
-            probs_by_phase[phase][prompt] = np.asarray([got[m] for m in policy.models])
-        else:
-            assert row["policy_state"] is None  # explicit requests send no state to any policy
-        served_before += 1
-        local_before += row["served_model"] in local
-        spent_before += row["cost_usd"]
-    assert set(probs_by_phase["p1"]) == set(probs_by_phase["p2"]) == set(PROMPTS)
-    # the state changes PPO's answer: nearly spent budget + anthropic down -> other distributions
-    diff = max(np.abs(probs_by_phase["p1"][p] - probs_by_phase["p2"][p]).max() for p in PROMPTS)
-    assert diff > 1e-3
 
 
 @pytest.mark.slow
@@ -155,7 +85,7 @@ def test_refused_state_is_a_logged_fallback_never_a_silent_one(
 
     async def go() -> None:
         try:
-            await router.route(_inp(PROMPTS[0], "r0"))
+            await router.route(inp(PROMPTS[0], "r0"))
         finally:
             await router.aclose()
 
