@@ -7,12 +7,24 @@ router's budget tracker and breakers; the wall clock is injected so the elapsed 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from _ppo_helpers import MORNING, PROMPTS, check_ppo_rows, inp, route_two_phases, sim_router_config
+from _ppo_helpers import (
+    AGENT_TYPE,
+    LOCAL,
+    MORNING,
+    PROMPTS,
+    check_ppo_rows,
+    expected_probs,
+    inp,
+    route_two_phases,
+    sim_router_config,
+)
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import RoutingPolicy
@@ -25,10 +37,11 @@ from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import InProcessPolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
 
+pytestmark = pytest.mark.slow  # the session PPO artifact trains for ~10 s
+
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 
 
-@pytest.mark.slow
 def test_router_serves_ppo_in_process_with_the_state_it_logs(
     ppo_dir: Path, sim_backends: Backends, tmp_path: Path
 ) -> None:
@@ -122,3 +135,36 @@ def test_policy_state_tracker_budget_day_and_local_share() -> None:
     # no global daily budget: the fraction is unknown (None), not a made-up 1.0
     t2 = PolicyStateTracker(BudgetTracker(BudgetConfig()), breakers, {}, lambda: clock[0])
     assert t2.snapshot().budget_remaining_frac is None
+
+
+def test_concurrent_requests_each_log_the_state_ppo_used(
+    ppo_dir: Path, sim_backends: Backends, tmp_path: Path
+) -> None:
+    """40 requests in flight together: every row's distribution is PPO's under exactly its logged state,
+    and the tracker's counts end equal to the log's."""
+    local, cloud = sim_backends
+    cfg = _cfg(local.base_url, cloud.base_url, ppo_dir,
+               logging={"decision_log_dir": str(tmp_path / "log"), "flush_interval_s": 60})
+    router = HybridRouter(cfg, wall_clock=lambda: MORNING)
+
+    async def go() -> Any:
+        try:
+            await asyncio.gather(*(router.route(inp(PROMPTS[i % len(PROMPTS)], f"c{i}")) for i in range(40)))
+            return router.policy_state.snapshot()
+        finally:
+            await router.aclose()
+
+    final = asyncio.run(go())
+    df = read_decision_log(tmp_path / "log")
+    policy = RoutingPolicy.load(ppo_dir)
+    assert df.height == 40 and set(df["policy_version"]) == {policy.version}
+    assert df["fallback_reason"].null_count() == 40
+    for row in df.iter_rows(named=True):
+        rec = {"prompt": PROMPTS[int(row["request_id"][1:]) % len(PROMPTS)], "agent_type": AGENT_TYPE, "n_messages": 1}
+        want = expected_probs(policy, rec, row["policy_state"])
+        got = dict(zip(row["action_models"], row["action_probs"], strict=True))
+        np.testing.assert_allclose([got[m] for m in policy.models], want, atol=1e-6)
+        assert 0.0 <= json.loads(row["policy_state"])["local_share"] <= 1.0
+    n_local = sum(m in LOCAL for m in df["served_model"])
+    assert final.local_share == pytest.approx(n_local / 40)
+    assert final.budget_remaining_frac == pytest.approx(max(0.0, 0.002 - df["cost_usd"].sum()) / 0.002)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,6 +124,7 @@ def _state(**kw: object) -> RouterState:
     return RouterState.model_validate({**base, **kw})
 
 
+@pytest.mark.slow
 def test_engine_serves_ppo_on_the_state_vector_the_envs_use(ppo_dir: Path) -> None:
     eng = PolicyEngine(ppo_dir)
     pol = eng.policy
@@ -144,6 +146,7 @@ def test_engine_serves_ppo_on_the_state_vector_the_envs_use(ppo_dir: Path) -> No
     assert eng.route(eng.canary()).chosen  # the canary carries a state the policy accepts
 
 
+@pytest.mark.slow
 def test_engine_refuses_ppo_records_without_the_state_it_needs(ppo_dir: Path) -> None:
     eng = PolicyEngine(ppo_dir)
     with pytest.raises(PolicyStateError, match=r"records\[0\].state: policy ppo@.* needs the router state"):
@@ -155,6 +158,7 @@ def test_engine_refuses_ppo_records_without_the_state_it_needs(ppo_dir: Path) ->
         eng.evaluate([TaskRecord(**RECORDS[0], state=_state(budget_remaining_frac=None))])
 
 
+@pytest.mark.slow
 def test_engine_refuses_ppo_whose_state_columns_have_no_provider_names(ppo_dir: Path, tmp_path: Path) -> None:
     import json
     import shutil
@@ -166,3 +170,54 @@ def test_engine_refuses_ppo_whose_state_columns_have_no_provider_names(ppo_dir: 
     (d / "policy.json").write_text(json.dumps(meta))
     with pytest.raises(PolicyLoadError, match=r"noprov: cannot serve .* 2 breaker columns, but 0 provider names"):
         PolicyEngine(d)
+
+
+def _faulty_endpoint(answers: list[tuple[int, object]]) -> Any:
+    """A policy endpoint answering the queued (status, body) pairs in order: faults a real policy cannot make."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    hits: list[int] = []
+
+    @app.post("/route")
+    async def route() -> JSONResponse:
+        status, body = answers[len(hits)]
+        hits.append(status)
+        return JSONResponse(body, status_code=status)
+
+    return app
+
+
+def test_client_classifies_every_broken_answer() -> None:
+    from router_rl.core.asgi import ThreadedASGIServer
+
+    good = {"policy_version": "v", "models": ["a", "b"], "probs": [[0.5, 0.5]], "chosen": ["a"], "propensity": [1.0]}
+    answers: list[tuple[int, object]] = [
+        (200, good),
+        (200, {**good, "probs": [[0.9, 0.9]]}),  # not a distribution
+        (200, {**good, "probs": [[0.5, 0.5], [0.5, 0.5]], "chosen": ["a", "a"], "propensity": [1, 1]}),  # 2 rows for 1
+        (200, ["not", "an", "object"]),
+        (422, {"detail": "records[0].state: policy v needs the router state"}),
+        (503, {"detail": "overloaded"}),
+    ]
+    want = [None, "invalid", "invalid", "invalid", "refused", "http_error"]
+
+    async def go(url: str) -> list[str | None]:
+        client = RemotePolicyClient(url, timeout_s=10.0)
+        got: list[str | None] = []
+        try:
+            for _ in answers:
+                try:
+                    await client.route(RECORDS[:1])
+                    got.append(None)
+                except RemotePolicyError as e:
+                    got.append(e.reason)
+                    if e.reason == "refused":
+                        assert "needs the router state" in str(e)
+        finally:
+            await client.aclose()
+        return got
+
+    with ThreadedASGIServer(_faulty_endpoint(answers)) as srv:
+        assert asyncio.run(go(srv.base_url)) == want
