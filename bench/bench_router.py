@@ -1,21 +1,30 @@
-"""Router benchmark: 100 concurrent clients through the live router, one backend killed mid-run.
+"""Router benchmark: 100 concurrent clients through the live router, one backend SIGKILLed, one stalled.
 
 Setup (all on 127.0.0.1, each server in its own process):
 
-* two replay backends (``router-rl replay-backend``, simulated fleet, latencies x ``--time-scale``);
-  the router sends SIMPLE/MODERATE work to ``rnj-1:8b`` on backend A and falls back to
-  ``qwen2.5-coder:7b`` on backend B;
-* the router (``router-rl router serve``) with auth off and the decision log on.
+* replay backends (``router-rl replay-backend``, simulated fleet): A serves ``rnj-1:8b``, B
+  ``qwen2.5-coder:7b``, C ``devstral-small-2:24b`` (latencies x ``--time-scale``), and Z, a
+  zero-latency backend (``--time-scale 0``) for the added-latency comparison;
+* C is *stalled*: a fault rule makes it accept every request and never answer (60 s);
+* the router (``router-rl router serve``) with auth off, the decision log on, ``hedge_after_s``
+  (``--hedge-after``): SIMPLE work goes to C (stalled), MODERATE to A (SIGKILLed half way),
+  the rest to B; the fallback order is B, A, C.
 
-Phases, same client code and concurrency:
+Phases, same client code:
 
-1. baseline: clients call backend B directly for ``--duration`` seconds;
-2. router: clients call the router for ``--duration`` seconds; backend A is SIGKILLed half way.
+1. baseline: ``--clients`` clients call backend B directly for ``--duration`` seconds;
+2. router: ``--clients`` clients call the router for ``--duration`` seconds; A is SIGKILLed half way;
+3. true added latency, same run: direct to Z vs through the router to Z's model (explicit
+   model, so the router screens, decides, logs and relays but never fails over), at 1 client and
+   at ``--clients`` clients, ``--zero-duration`` seconds each. The router's added latency is
+   (router - direct) client latency; the ``x-router-overhead-ms`` header (time inside the
+   routing engine minus provider calls; it leaves out HTTP parsing, JSON and the extra hop) is
+   printed next to it, and so are the CPU milliseconds per request of the router and backend Z
+   processes during the router-to-Z phases (Linux ``/proc``).
 
-Printed: failed client requests (target 0), throughput, client latency p50/p99 of both phases
-and their ratio, and the router overhead (router time minus backend call time, from the
-``x-router-overhead-ms`` header) p50 (target <= 1 ms) and p99 (target <= 5 ms) under the 100
-clients, plus the same overhead from a short single-client phase (CPU contention excluded).
+Printed: failed client requests (target 0), throughput, client latency p50/p95/p99 of the
+phases and their ratio, the true added latency and the header's figure, who served, hedges and
+fallbacks.
 
 Usage::
 
@@ -50,6 +59,8 @@ PROMPTS = (
 )
 MODEL_A = "rnj-1:8b"
 MODEL_B = "qwen2.5-coder:7b"
+MODEL_C = "devstral-small-2:24b"  # its backend stalls
+MODEL_Z = "qwen2.5-coder:32b"  # zero-latency backend
 
 
 def _free_port() -> int:
@@ -100,7 +111,8 @@ async def _phase(
     progress: object = None,
 ) -> PhaseResult:
     res = PhaseResult(name, duration_s)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # the pool retires idle connections (2 s) before any server closes them (uvicorn replay backends: 5 s)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     t_end = time.monotonic() + duration_s
     half = time.monotonic() + duration_s / 2
 
@@ -145,17 +157,55 @@ async def _phase(
     return res
 
 
+def _spawn_backend(py: str, env: dict[str, str], port: int, time_scale: float,
+                   faults: Path | None = None) -> subprocess.Popen[bytes]:
+    cmd = [py, "-m", "router_rl", "replay-backend", "--port", str(port), "--time-scale", str(time_scale),
+           "--seed", "0", "--n-tasks", "200"]
+    if faults is not None:
+        cmd += ["--faults", str(faults)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ms(res: PhaseResult, q: float) -> float:
+    return res.pct(res.latencies_s, q) * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--engine", "llamacpp"]:  # the real-engine mode lives in bench_engine.py
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_engine", Path(__file__).with_name("bench_engine.py"))
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod.main(argv[2:])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=float, default=30.0, help="seconds per phase (default 30)")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of phases 1 and 2 (default 30)")
     ap.add_argument("--clients", type=int, default=100, help="concurrent clients (default 100)")
     ap.add_argument("--time-scale", type=float, default=0.005, help="replay latency multiplier (default 0.005)")
+    ap.add_argument("--zero-duration", type=float, default=5.0, help="seconds of each added-latency phase")
+    ap.add_argument("--hedge-after", type=float, default=0.5, help="router fallback.hedge_after_s (default 0.5)")
+    ap.add_argument("--attempt-timeout", type=float, default=4.0,
+                    help="router fallback.latency_threshold_s: local attempt / first-token deadline (default 4)")
     ap.add_argument("--no-decision-log", action="store_true", help="run the router without its decision log")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if not 1 <= args.duration <= 600:
         ap.error("--duration must be in [1, 600] seconds")
+    if not 1 <= args.zero_duration <= 600:
+        ap.error("--zero-duration must be in [1, 600] seconds")
 
     from rich.console import Console
     from rich.progress import Progress
@@ -166,37 +216,39 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-router-"))
+    stall = tmp / "stall.json"
+    stall.write_text(json.dumps([{"kind": "timeout", "model": MODEL_C, "delay_s": 60}]))
     try:
-        pa, pb, pr = _free_port(), _free_port(), _free_port()
-        for port in (pa, pb):
-            procs.append(subprocess.Popen(
-                [py, "-m", "router_rl", "replay-backend", "--port", str(port), "--time-scale", str(args.time_scale),
-                 "--seed", "0", "--n-tasks", "200"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
-        backend_a, backend_b = procs
+        pa, pb, pc, pz, pr = (_free_port() for _ in range(5))
+        backend_a = _spawn_backend(py, env, pa, args.time_scale)
+        backend_b = _spawn_backend(py, env, pb, args.time_scale)
+        backend_c = _spawn_backend(py, env, pc, args.time_scale, stall)
+        backend_z = _spawn_backend(py, env, pz, 0.0)
+        procs += [backend_a, backend_b, backend_c, backend_z]
+
+        def provider(name: str, port: int, model: str) -> dict[str, object]:
+            return {"name": name, "kind": "openai_compatible", "base_url": f"http://127.0.0.1:{port}",
+                    "location": "local", "max_retries": 0, "timeout_s": 10, "max_connections": 256,
+                    "models": [model]}
+
         cfg = {
-            "providers": [
-                {"name": "local-a", "kind": "openai_compatible", "base_url": f"http://127.0.0.1:{pa}",
-                 "location": "local", "max_retries": 0, "timeout_s": 10, "max_connections": 256,
-                 "models": [MODEL_A]},
-                {"name": "local-b", "kind": "openai_compatible", "base_url": f"http://127.0.0.1:{pb}",
-                 "location": "local", "max_retries": 0, "timeout_s": 10, "max_connections": 256,
-                 "models": [MODEL_B]},
-            ],
-            "tiers": {"simple": MODEL_A, "moderate": MODEL_A, "complex": MODEL_B, "very_complex": MODEL_B},
+            "providers": [provider("local-a", pa, MODEL_A), provider("local-b", pb, MODEL_B),
+                          provider("local-c", pc, MODEL_C), provider("local-z", pz, MODEL_Z)],
+            "tiers": {"simple": MODEL_C, "moderate": MODEL_A, "complex": MODEL_B, "very_complex": MODEL_B},
+            "quality_order": [MODEL_B, MODEL_A, MODEL_C, MODEL_Z],
             "breaker": {"consecutive_failures": 5, "reset_timeout_s": 5.0},
+            "fallback": {"hedge_after_s": args.hedge_after, "latency_threshold_s": args.attempt_timeout},
             "logging": {"decision_log_dir": None if args.no_decision_log else str(tmp / "decision_log"),
                         "batch_size": 1024},
-            "server": {"auth": {"enabled": False}},
+            "server": {"auth": {"enabled": False, "admin_enabled": False}},
         }
         (tmp / "router.yaml").write_text(yaml.safe_dump(cfg))
-        procs.append(subprocess.Popen(
+        router = subprocess.Popen(
             [py, "-m", "router_rl", "router", "serve", "--config", str(tmp / "router.yaml"), "--port", str(pr)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        ))
-        router = procs[2]
-        for port, p in ((pa, backend_a), (pb, backend_b)):
+        )
+        procs.append(router)
+        for port, p in ((pa, backend_a), (pb, backend_b), (pc, backend_c), (pz, backend_z)):
             _wait_http(f"http://127.0.0.1:{port}/health", p)
         _wait_http(f"http://127.0.0.1:{pr}/health", router)
 
@@ -204,22 +256,28 @@ def main(argv: list[str] | None = None) -> int:
             backend_a.send_signal(signal.SIGKILL)
             console.print(f"[yellow]t={args.duration / 2:.0f}s: backend A (port {pa}) SIGKILLed[/]")
 
+        chat = "/v1/chat/completions"
         with Progress(console=console, transient=True) as prog:
-            t1 = prog.add_task("baseline: direct to backend B", total=1.0)
-            base = asyncio.run(_phase(
-                "direct", f"http://127.0.0.1:{pb}/v1/chat/completions", MODEL_B, clients=args.clients,
-                duration_s=args.duration, progress=lambda f: prog.update(t1, completed=f),
-            ))
-            t2 = prog.add_task("router (backend A killed half way)", total=1.0)
-            routed = asyncio.run(_phase(
-                "router", f"http://127.0.0.1:{pr}/v1/chat/completions", "router-rl/auto", clients=args.clients,
-                duration_s=args.duration, on_half=kill_a, progress=lambda f: prog.update(t2, completed=f),
-            ))
-            t3 = prog.add_task("router, 1 client (uncontended overhead)", total=1.0)
-            single = asyncio.run(_phase(
-                "router-1", f"http://127.0.0.1:{pr}/v1/chat/completions", "router-rl/auto", clients=1,
-                duration_s=min(5.0, args.duration), progress=lambda f: prog.update(t3, completed=f),
-            ))
+            def phase(title: str, url: str, model: str, clients: int, duration: float,
+                      on_half: object = None) -> PhaseResult:
+                task = prog.add_task(title, total=1.0)
+                return asyncio.run(_phase(title, url, model, clients=clients, duration_s=duration, on_half=on_half,
+                                          progress=lambda f: prog.update(task, completed=f)))
+
+            base = phase("direct to backend B", f"http://127.0.0.1:{pb}{chat}", MODEL_B, args.clients, args.duration)
+            routed = phase("router (A SIGKILLed half way, C stalled)", f"http://127.0.0.1:{pr}{chat}",
+                           "router-rl/auto", args.clients, args.duration, kill_a)
+            zero: dict[str, PhaseResult] = {}
+            cpu: dict[str, float] = {}
+            for n in (1, args.clients):
+                zero[f"direct-{n}"] = phase(f"direct to zero-latency Z, {n} client(s)", f"http://127.0.0.1:{pz}{chat}",
+                                            MODEL_Z, n, args.zero_duration)
+                c_router, c_z = _cpu_s(router.pid), _cpu_s(backend_z.pid)
+                zero[f"router-{n}"] = phase(f"router to Z, {n} client(s)", f"http://127.0.0.1:{pr}{chat}",
+                                            MODEL_Z, n, args.zero_duration)
+                served_n = max(1, zero[f"router-{n}"].ok)
+                cpu[f"router_cpu_ms_per_request_{n}"] = (_cpu_s(router.pid) - c_router) / served_n * 1000
+                cpu[f"backend_cpu_ms_per_request_{n}"] = (_cpu_s(backend_z.pid) - c_z) / served_n * 1000
         health = httpx.get(f"http://127.0.0.1:{pr}/health", timeout=5).json()
         metrics = httpx.get(f"http://127.0.0.1:{pr}/metrics", timeout=5).text
     finally:
@@ -232,9 +290,18 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    fallbacks = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                    if line.startswith("router_rl_fallbacks_total{"))
-    table = Table(title=f"bench_router: {args.clients} clients x {args.duration:g}s per phase")
+    def metric_sum(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix))
+
+    fallbacks = metric_sum("router_rl_fallbacks_total{")
+    hedges = metric_sum("router_rl_hedged_attempts_total{")
+    rows = None
+    if not args.no_decision_log:
+        from router_rl.router.decision_log import read_decision_log
+
+        rows = read_decision_log(tmp / "decision_log")
+    table = Table(title=f"bench_router: {args.clients} clients x {args.duration:g}s (A SIGKILLed at half time, "
+                        f"C stalled, hedge after {args.hedge_after:g}s)")
     table.add_column("figure")
     table.add_column("direct (baseline)", justify="right")
     table.add_column("via router", justify="right")
@@ -243,40 +310,53 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("ok requests", str(base.ok), str(routed.ok), "")
     table.add_row("throughput (req/s)", f"{base.throughput:.1f}", f"{routed.throughput:.1f}",
                   f"{routed.throughput / base.throughput:.3f}" if base.throughput else "n/a")
-    for q in (50, 99):
-        b, r = base.pct(base.latencies_s, q) * 1000, routed.pct(routed.latencies_s, q) * 1000
+    for q in (50, 95, 99):
+        b, r = _ms(base, q), _ms(routed, q)
         table.add_row(f"client latency p{q} (ms)", f"{b:.2f}", f"{r:.2f}", f"{r / b:.3f}")
-    table.add_row("router overhead p50 (ms, target <= 1)", "", f"{routed.pct(routed.overhead_ms, 50):.3f}", "")
-    table.add_row("router overhead p99 (ms, target <= 5)", "", f"{routed.pct(routed.overhead_ms, 99):.3f}", "")
-    table.add_row("router overhead p50 / p99 (ms), 1 client", "",
-                  f"{single.pct(single.overhead_ms, 50):.3f} / {single.pct(single.overhead_ms, 99):.3f}", "")
+    added: dict[str, float] = {}
+    for n in (1, args.clients):
+        d, r = zero[f"direct-{n}"], zero[f"router-{n}"]
+        table.add_row(f"zero-latency backend, {n} client(s): failed", str(d.failed), str(r.failed), "")
+        for q in (50, 99):
+            added[f"added_p{q}_ms_{n}"] = _ms(r, q) - _ms(d, q)
+            table.add_row(f"  client latency p{q} (ms)", f"{_ms(d, q):.2f}", f"{_ms(r, q):.2f}",
+                          f"+{added[f'added_p{q}_ms_{n}']:.2f} ms")
+        added[f"header_p50_ms_{n}"] = r.pct(r.overhead_ms, 50)
+        table.add_row("  x-router-overhead-ms p50 (header)", "", f"{r.pct(r.overhead_ms, 50):.3f}",
+                      f"x{added[f'added_p50_ms_{n}'] / max(r.pct(r.overhead_ms, 50), 1e-9):.1f} = true / header")
+        table.add_row("  CPU ms / request: backend Z, router", f"{cpu[f'backend_cpu_ms_per_request_{n}']:.2f}",
+                      f"{cpu[f'router_cpu_ms_per_request_{n}']:.2f}", "")
     console.print(table)
-    console.print(f"served by: {routed.served}; client errors: {routed.errors or 'none'}; "
-                  f"router fallbacks: {fallbacks:.0f}; breakers at end: {health.get('breakers')}")
+    n_rows = rows.height if rows is not None else None
+    console.print(f"served by (router phase): {routed.served}; client errors: {routed.errors or 'none'}; "
+                  f"router fallbacks: {fallbacks:.0f}; hedged attempts: {hedges:.0f}; decision-log rows: {n_rows}; "
+                  f"breakers at end: {health.get('breakers')}")
+    all_router = [routed, zero["router-1"], zero[f"router-{args.clients}"]]
     figures = {
         "clients": args.clients,
         "duration_s": args.duration,
+        "zero_duration_s": args.zero_duration,
+        "hedge_after_s": args.hedge_after,
+        "attempt_timeout_s": args.attempt_timeout,
         "failed_direct": base.failed,
         "failed_router": routed.failed,
+        "failed_router_zero": [r.failed for r in all_router[1:]],
+        "errors_router": routed.errors,
         "throughput_direct": base.throughput,
         "throughput_router": routed.throughput,
-        "throughput_ratio": routed.throughput / base.throughput if base.throughput else None,
-        "latency_p50_ms_direct": base.pct(base.latencies_s, 50) * 1000,
-        "latency_p50_ms_router": routed.pct(routed.latencies_s, 50) * 1000,
-        "latency_p99_ms_direct": base.pct(base.latencies_s, 99) * 1000,
-        "latency_p99_ms_router": routed.pct(routed.latencies_s, 99) * 1000,
-        "overhead_p50_ms": routed.pct(routed.overhead_ms, 50),
-        "overhead_p99_ms": routed.pct(routed.overhead_ms, 99),
-        "overhead_p50_ms_1_client": single.pct(single.overhead_ms, 50),
-        "overhead_p99_ms_1_client": single.pct(single.overhead_ms, 99),
-        "failed_router_1_client": single.failed,
+        **{f"latency_p{q}_ms_{k}": _ms(v, q) for q in (50, 95, 99) for k, v in (("direct", base), ("router", routed))},
+        **added,
+        **cpu,
         "served": routed.served,
         "fallbacks": fallbacks,
+        "hedged_attempts": hedges,
+        "decision_log_rows": n_rows,
+        "client_requests_to_router": sum(r.ok + r.failed for r in all_router),
     }
     print(json.dumps(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2))
-    return 0 if routed.failed == 0 and single.failed == 0 else 1
+    return 0 if all(r.failed == 0 for r in all_router) else 1
 
 
 if __name__ == "__main__":

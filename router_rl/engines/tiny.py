@@ -25,7 +25,7 @@ from pathlib import Path
 
 from router_rl.engines.gguf_export import llama_to_gguf, lora_to_gguf
 
-#: The phrase :func:`build_tiny_lora` teaches the adapter to answer.
+#: The phrase :func:`build_tiny_lora` trains the adapter towards (a tiny model learns it only in part).
 LORA_PHRASE = "PASS all tests"
 
 
@@ -161,16 +161,16 @@ def build_tiny_lora(
     seed: int = 0,
     *,
     phrase: str = LORA_PHRASE,
-    steps: int = 40,
+    steps: int = 60,
     rank: int = 8,
     lr: float = 0.05,
     n_prompts: int = 8,
 ) -> tuple[Path, Path]:
-    """Fine-tune a LoRA adapter of ``model`` that answers ``phrase``; write it as PEFT and as GGUF LoRA.
+    """Fine-tune a LoRA adapter of ``model`` towards answering ``phrase``; write it as PEFT and GGUF LoRA.
 
-    The training text is ``"user: <prompt>\\nassistant: <phrase>"`` (the plain chat template of
-    :data:`router_rl.engines.gguf_export.PLAIN_CHAT_TEMPLATE`) over simulated prompts; the loss is on
-    every token (a fixture, not a recipe).
+    The training text is ``"user: <prompt>\\nassistant: <phrase></s>"`` (the plain chat template of
+    :data:`router_rl.engines.gguf_export.PLAIN_CHAT_TEMPLATE`) over simulated prompts, with the loss
+    on the answer only (a fixture, not a recipe).
 
     Args:
         model: The base model (:func:`build_tiny_engine_model`).
@@ -178,7 +178,7 @@ def build_tiny_lora(
         seed: Seed of the adapter's initialisation and the prompt sample.
         phrase: What the adapter learns to answer.
         steps: Adam steps.
-        rank: LoRA rank (``lora_alpha = 2 * rank``, on q/k/v/o projections).
+        rank: LoRA rank (``lora_alpha = 2 * rank``, on every attention and MLP projection).
         lr: Learning rate.
         n_prompts: Simulated prompts in the (single, full) training batch.
 
@@ -194,21 +194,23 @@ def build_tiny_lora(
     out.mkdir(parents=True, exist_ok=True)
     sp = spm.SentencePieceProcessor(model_file=str(model.hf_dir / "tokenizer.model"))
     prompts = _simulated_prompts(n_prompts, seed + 1)[:n_prompts]
-    seqs = [
-        [sp.bos_id(), *sp.encode(f"user: {p[:80]}\nassistant: {phrase}")][: model.context_length] for p in prompts
-    ]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), sp.eos_id(), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    labels = ids.masked_fill(mask == 0, -100)
+    heads = [[sp.bos_id(), *sp.encode(f"user: {p[:80]}\nassistant:")] for p in prompts]
+    answer = [*sp.encode(f" {phrase}"), sp.eos_id()]
+    width = max(len(h) for h in heads) + len(answer)
+    ids = torch.full((len(heads), width), sp.eos_id(), dtype=torch.long)
+    mask = torch.zeros((len(heads), width), dtype=torch.long)
+    labels = torch.full((len(heads), width), -100, dtype=torch.long)  # the loss is on the answer only
+    for i, h in enumerate(heads):
+        seq = h + answer
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        labels[i, len(h) : len(seq)] = torch.tensor(answer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         base = LlamaForCausalLM.from_pretrained(model.hf_dir)
-        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights="gaussian")
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets,
+                         init_lora_weights="gaussian")
         peft_model = get_peft_model(base, cfg)
         params = [p for p in peft_model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=lr)

@@ -154,7 +154,8 @@ class HTTPProvider(Provider):
         loop = asyncio.get_running_loop()
         if self._client is None or self._client.is_closed or self._client_loop is not loop:
             limits = httpx.Limits(
-                max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections
+                max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections,
+                keepalive_expiry=self.config.keepalive_expiry_s,
             )
             self._client = httpx.AsyncClient(
                 headers=self._headers(),
@@ -358,7 +359,8 @@ class HTTPProvider(Provider):
         """Assemble a :class:`CompletionResult` from streamed pieces."""
         content = "".join(parts)
         if usage is None:
-            usage = Usage(self.count_tokens(req.prompt_text, req.model), self.count_tokens(content, req.model))
+            usage = Usage(self.count_tokens(req.prompt_text, req.model), self.count_tokens(content, req.model),
+                          estimated=True)
         return CompletionResult(self.name, req.model, content, usage, latency, ttft, finish, raw)
 
 
@@ -381,5 +383,6 @@ async def collect_stream(provider: Provider, req: CompletionRequest) -> Completi
     latency = time.perf_counter() - t0
     content = "".join(parts)
     if usage is None:
-        usage = Usage(provider.count_tokens(req.prompt_text, req.model), provider.count_tokens(content, req.model))
+        usage = Usage(provider.count_tokens(req.prompt_text, req.model), provider.count_tokens(content, req.model),
+                      estimated=True)
     return CompletionResult(provider.name, req.model, content, usage, latency, ttft, finish, None)

@@ -81,8 +81,10 @@ class AnthropicProvider(HTTPProvider):
     def _usage(self, u: Any, req: CompletionRequest, content: str) -> Usage:
         if isinstance(u, dict) and isinstance(u.get("input_tokens"), int):
             out = u.get("output_tokens")
-            return Usage(int(u["input_tokens"]), int(out) if isinstance(out, int) else self.count_tokens(content))
-        return Usage(self.count_tokens(req.prompt_text), self.count_tokens(content))
+            if isinstance(out, int):
+                return Usage(int(u["input_tokens"]), int(out))
+            return Usage(int(u["input_tokens"]), self.count_tokens(content), estimated=True)
+        return Usage(self.count_tokens(req.prompt_text), self.count_tokens(content), estimated=True)
 
     async def complete(self, req: CompletionRequest) -> CompletionResult:
         """Non-streaming ``POST /v1/messages`` with retries on retryable errors."""
@@ -180,6 +182,7 @@ class AnthropicProvider(HTTPProvider):
                 usage = Usage(
                     in_tok if in_tok is not None else self.count_tokens(req.prompt_text),
                     out_tok if out_tok is not None else self.count_tokens(content),
+                    estimated=in_tok is None or out_tok is None,
                 )
                 yield StreamChunk(delta="", finish_reason=finish, usage=usage)
         except httpx.HTTPError as e:

@@ -35,10 +35,18 @@ Location = Literal["local", "cloud"]
 # --- request / result -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Usage:
-    """Token usage of one call."""
+    """Token usage of one call.
+
+    Attributes:
+        input_tokens: Prompt tokens.
+        output_tokens: Completion tokens.
+        estimated: True when the backend did not report (part of) it and the counts are the
+            provider's ``count_tokens`` estimate (e.g. a stream without a usage chunk).
+    """
 
     input_tokens: int
     output_tokens: int
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -330,6 +338,10 @@ class ProviderConfig(BaseModel):
         backoff_max_s: Upper bound of any backoff wait (and of an honoured ``Retry-After``).
         gpu_usd_per_hour: GPU price for local models (used when a model entry does not set one).
         max_connections: Connection-pool size of the HTTP client.
+        keepalive_expiry_s: How long an idle pooled connection is reused. Keep it below the
+            backend's own idle keep-alive (uvicorn: 5 s), so the router always retires a connection
+            before the server closes it; otherwise a call can race the server's close and fail
+            with a transport error.
         options: Kind-specific settings (``keep_alive`` for Ollama, ``anthropic_version``,
             ``include_usage`` for OpenAI-compatible streams).
     """
@@ -350,6 +362,7 @@ class ProviderConfig(BaseModel):
     backoff_max_s: float = Field(default=8.0, ge=0)
     gpu_usd_per_hour: float = Field(default=0.0, ge=0)
     max_connections: int = Field(default=64, ge=1)
+    keepalive_expiry_s: float = Field(default=2.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:

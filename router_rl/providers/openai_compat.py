@@ -61,8 +61,11 @@ class OpenAICompatibleProvider(HTTPProvider):
         u = data.get("usage") if isinstance(data, dict) else None
         if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
             out = u.get("completion_tokens")
-            return Usage(int(u["prompt_tokens"]), int(out) if isinstance(out, int) else self.count_tokens(content))
-        return Usage(self.count_tokens(req.prompt_text, req.model), self.count_tokens(content, req.model))
+            if isinstance(out, int):
+                return Usage(int(u["prompt_tokens"]), int(out))
+            return Usage(int(u["prompt_tokens"]), self.count_tokens(content), estimated=True)
+        prompt_tokens = self.count_tokens(req.prompt_text, req.model)
+        return Usage(prompt_tokens, self.count_tokens(content, req.model), estimated=True)
 
     # --- complete --------------------------------------------------------------------------
     async def complete(self, req: CompletionRequest) -> CompletionResult:
@@ -171,8 +174,8 @@ class OpenAICompatibleProvider(HTTPProvider):
                     raise self._err(ProviderErrorKind.STREAM_BROKEN, "stream ended before [DONE]/finish_reason",
                                     req=req, after_first_token=first)
                 if usage is None:
-                    usage = Usage(self.count_tokens(req.prompt_text, req.model),
-                                  self.count_tokens("".join(parts), req.model))
+                    usage = Usage(self.count_tokens(req.prompt_text, req.model),  # the server sent no usage
+                                  self.count_tokens("".join(parts), req.model), estimated=True)
                 yield StreamChunk(delta="", finish_reason=finish, usage=usage)
         except httpx.HTTPError as e:
             raise self.map_transport_error(e, req, streaming=started, after_first_token=first) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 import time
@@ -22,6 +23,8 @@ from router_rl.core.errors import ConfigError
 from router_rl.replay.backend import QUALITY_HEADER, TASK_HEADER, ReplayBackend, error_status, sha
 from router_rl.replay.faults import FaultKind, FaultRule
 from router_rl.replay.wire import (
+    chat_ollama,
+    chat_ollama_lines,
     completion_openai,
     dialect_for,
     error_response,
@@ -152,6 +155,36 @@ class ReplayHandlers:
         payload = completion_openai(model, out) if api == "openai" else message_anthropic(model, out)
         return JSONResponse(payload, headers=headers)
 
+    async def ollama_chat(self, request: Request) -> Response:
+        """Ollama's native ``POST /api/chat`` (JSON, or NDJSON when ``stream`` is true, Ollama's default).
+
+        The same task matching and recorded outcomes as the OpenAI route; ``keep_alive`` is recorded.
+        Faults apply to the OpenAI / Anthropic routes only.
+        """
+        backend = self.backend
+        parsed = await self.parse(request, "openai")
+        if isinstance(parsed, Response):
+            return JSONResponse({"error": json.loads(bytes(parsed.body))["error"]["message"]},
+                                status_code=parsed.status_code)
+        body = parsed
+        model: str = body["model"]
+        stream = bool(body.get("stream", True))
+        cands, chars = self.prompts_of(body)
+        try:
+            row, how = backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+        except KeyError as e:
+            return JSONResponse({"error": f"unknown task id {e.args[0]!r} in header {TASK_HEADER}"}, status_code=400)
+        out = backend.outcome(row, model, chars)
+        backend.record({"api": "ollama", "model": model, "task_id": out["task_id"], "match": how, "stream": stream,
+                        "fault": None, "keep_alive": body.get("keep_alive"), "include_usage": False})
+        await self.wait(request, out["recorded_latency_s"] * backend.time_scale)
+        if out["error"] is not None:
+            return JSONResponse({"error": f"replayed recorded error {out['error']!r}"},
+                                status_code=error_status(str(out["error"]))[0])
+        if stream:
+            return Response(b"".join(chat_ollama_lines(model, out)), media_type="application/x-ndjson")
+        return JSONResponse(chat_ollama(model, out))
+
     async def fault_before_reply(self, request: Request, api: str, rule: FaultRule, stream: bool) -> Response | None:
         """The response of a fault that acts before any content (None: the fault acts later, in the stream)."""
         k = rule.kind
@@ -242,6 +275,10 @@ def build_app(backend: ReplayBackend) -> ReplayASGIApp:
         models = [{"name": m, "model": m, "modified_at": "1970-01-01T00:00:00Z", "size": 0, "digest": sha(m),
                    "details": {"family": "replay"}} for m in backend.models]
         return JSONResponse({"models": models})
+
+    @app.post("/api/chat")
+    async def ollama_chat(request: Request) -> Response:
+        return await h.ollama_chat(request)
 
     @app.get("/api/version")
     async def version() -> Response:

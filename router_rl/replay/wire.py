@@ -63,6 +63,40 @@ def completion_openai(model: str, out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ollama_final(model: str, out: dict[str, Any], content: str) -> dict[str, Any]:
+    ns = int(float(out.get("recorded_latency_s") or 0.0) * 1e9)
+    return {
+        "model": model,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "message": {"role": "assistant", "content": content},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": ns,
+        "load_duration": 0,
+        "prompt_eval_count": int(out["input_tokens"]),
+        "prompt_eval_duration": 0,
+        "eval_count": int(out["output_tokens"]),
+        "eval_duration": ns,
+    }
+
+
+def chat_ollama(model: str, out: dict[str, Any]) -> dict[str, Any]:
+    """Non-streaming body of Ollama's native ``POST /api/chat``."""
+    return _ollama_final(model, out, out["content"])
+
+
+def chat_ollama_lines(model: str, out: dict[str, Any]) -> list[bytes]:
+    """Streaming ``/api/chat``: NDJSON, one line per word, then a ``done`` line with the counts."""
+    words = str(out["content"]).split(" ")
+    lines = [
+        json.dumps({"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "message": {"role": "assistant", "content": w if i == 0 else " " + w}, "done": False})
+        for i, w in enumerate(words)
+    ]
+    lines.append(json.dumps(_ollama_final(model, out, "")))
+    return [(line + "\n").encode() for line in lines]
+
+
 def message_anthropic(model: str, out: dict[str, Any]) -> dict[str, Any]:
     """Non-streaming Anthropic ``message`` body."""
     return {

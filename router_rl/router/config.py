@@ -92,9 +92,21 @@ class FallbackConfig(BaseModel):
         emergency_cloud: Allow a cloud model after local failures (never for sensitive requests).
         consecutive_local_failures: Trigger: this many local failures in a row (across requests).
         latency_threshold_s: Trigger: a local attempt failed after this long (also the local
-            per-attempt timeout).
+            per-attempt timeout: time to the answer for a non-stream call, to the first byte of
+            the stream, then between bytes, for a stream, i.e. its time-to-first-token deadline).
         min_confidence: Trigger: the learned policy's top probability is below this.
         max_attempts: Upper bound on provider attempts per request.
+        hedge_after_s: When an attempt has not answered (stream: no first token) after this
+            long, start the next candidate alongside it; the first answer wins, the other is
+            left running in the background: its real outcome (an answer, or a failure at its own
+            timeout ``latency_threshold_s``) feeds its breaker. Set it above the models' normal
+            p95 time to first answer; ``None`` = no hedging (sequential failover after each
+            attempt's timeout).
+        max_hedges: Hedged attempts per request at most (failures still fail over at once).
+        hedge_budget: Hedges allowed per routed request on average (a token bucket: each request
+            adds this many tokens, up to ``hedge_burst``; each hedge takes one), so hedging can
+            never multiply the load of an already slow fleet.
+        hedge_burst: Token-bucket capacity of ``hedge_budget``.
     """
 
     model_config = _forbid()
@@ -104,6 +116,10 @@ class FallbackConfig(BaseModel):
     latency_threshold_s: float = Field(default=10.0, gt=0)
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     max_attempts: int = Field(default=4, ge=1)
+    hedge_after_s: float | None = Field(default=None, gt=0)
+    max_hedges: int = Field(default=1, ge=1)
+    hedge_budget: float = Field(default=0.2, gt=0, le=1)
+    hedge_burst: float = Field(default=20.0, ge=1)
 
 
 class ShadowConfig(BaseModel):
@@ -183,11 +199,21 @@ class LoggingConfig(BaseModel):
 
 
 class AuthConfig(BaseModel):
-    """Bearer-token auth of the HTTP server (tokens from env vars / files; comma or newline separated)."""
+    """Bearer-token auth of the HTTP server (tokens from env vars / files; comma or newline separated).
+
+    Attributes:
+        enabled: Require a token on ``/v1/*``.
+        admin_enabled: Require an admin token on ``/admin/*`` (kill switch, rollout). Independent
+            of ``enabled``: turning client auth off never opens the admin API; only
+            ``admin_enabled: false`` does. Admin tokens come from ``admin_tokens_*``, else (only
+            when ``enabled``) from the client tokens; with no admin token at all the admin
+            endpoints answer 401.
+    """
 
     model_config = _forbid()
 
     enabled: bool = True
+    admin_enabled: bool = True
     tokens_env: str | None = "ROUTER_RL_API_TOKENS"
     tokens_file: Path | None = None
     admin_tokens_env: str | None = "ROUTER_RL_ADMIN_TOKENS"
@@ -195,13 +221,51 @@ class AuthConfig(BaseModel):
 
 
 class ServerConfig(BaseModel):
-    """HTTP server settings."""
+    """HTTP server settings.
+
+    Attributes:
+        host: Bind address. Anything but a loopback address needs both ``auth.enabled`` and
+            ``auth.admin_enabled`` (checked at start, see :func:`check_bind`).
+        port: TCP port.
+        auth: Bearer-token auth.
+        keep_alive_s: How long an idle client connection is kept open. Must exceed the
+            clients' pool idle expiry (httpx: 5 s), or a client can reuse a connection the
+            server is closing at that instant and get a transport error with no response.
+    """
 
     model_config = _forbid()
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    keep_alive_s: float = Field(default=75.0, gt=0)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names a loopback interface (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, auth: AuthConfig) -> None:
+    """Refuse to serve beyond loopback without client and admin auth.
+
+    Raises:
+        ConfigError: naming ``server.host``, in one line.
+    """
+    if is_loopback(host):
+        return
+    off = [n for n, on in (("server.auth.enabled", auth.enabled), ("server.auth.admin_enabled", auth.admin_enabled))
+           if not on]
+    if off:
+        raise ConfigError("server.host", f"refusing to bind {host} (beyond loopback) with {' and '.join(off)} false; "
+                          "enable auth or bind 127.0.0.1")
 
 
 class RouterConfig(BaseModel):
@@ -437,4 +501,6 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         )
     if cfg.logging.decision_log_dir is not None and not cfg.logging.decision_log_dir.is_absolute():
         upd["logging"] = cfg.logging.model_copy(update={"decision_log_dir": fix(cfg.logging.decision_log_dir)})
+    if cfg.budgets.ledger_path is not None and not cfg.budgets.ledger_path.is_absolute():
+        upd["budgets"] = cfg.budgets.model_copy(update={"ledger_path": fix(cfg.budgets.ledger_path)})
     return cfg.model_copy(update=upd) if upd else cfg

@@ -12,6 +12,12 @@ Invariants:
 * Every request produces exactly one decision-log row (also rejected and failed ones).
 * The logged ``action_probs`` is the distribution the executed decision was drawn from, after
   privacy / budget masks, so ``propensity`` is valid for off-policy evaluation.
+
+Size: this file is over 500 lines because decision, execution and bookkeeping still share one
+request context; splitting it is planned separately. New concepts live in their own modules:
+screening (:mod:`router_rl.router.screening`), budget reservations and the spend ledger
+(:mod:`~router_rl.router.budget`, :mod:`~router_rl.router.ledger`), hedged attempts
+(:mod:`~router_rl.router.hedging`), request validation (:mod:`~router_rl.router.validation`).
 """
 
 from __future__ import annotations
@@ -39,9 +45,10 @@ from router_rl.providers.base import (
     build_providers,
 )
 from router_rl.router.breaker import BreakerState, CircuitBreaker
-from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour
+from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour, Reservation
 from router_rl.router.config import COMPLEXITY_LEVELS, RouterConfig, Strategy
 from router_rl.router.decision_log import DecisionLogWriter
+from router_rl.router.hedging import HedgeBudget, race
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -50,6 +57,7 @@ from router_rl.router.policy_client import (
     task_record,
 )
 from router_rl.router.policy_state import PolicyStateTracker
+from router_rl.router.screening import RequestScreener
 from router_rl.router.strategies import ModelTable, rule_choice
 from router_rl.router.telemetry import RouterMetrics, get_tracer
 
@@ -124,6 +132,7 @@ class RouteInput:
         temperature: Sampling temperature forwarded to the model.
         stop: Stop sequences.
         params: Other sampling fields forwarded unchanged to the chosen model (``top_p``, ``seed``...).
+        metadata: The request's ``metadata`` object (scanned for secrets, never forwarded).
     """
 
     messages: list[dict[str, str]]
@@ -136,6 +145,7 @@ class RouteInput:
     temperature: float | None = None
     stop: list[str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_text(self) -> str:
@@ -159,6 +169,11 @@ class Decision:
     shadow_model: str | None = None
     note: str | None = None  # e.g. "policy_timeout" when the rule policy answered for LEARNED
     policy_state: str | None = None  # JSON RouterState sent to the learned policy (None: none sent)
+    decided_by: str = ""  # the policy that produced probs: "learned", a rule strategy or "explicit"
+
+    def __post_init__(self) -> None:
+        if not self.decided_by:
+            self.decided_by = self.strategy
 
 
 @dataclass
@@ -171,6 +186,10 @@ class _Ctx:
     sensitive: bool
     budget: BudgetStatus
     t0: float
+    flagged: tuple[str, ...] = ()
+    reservation: Reservation | None = None
+    budget_counted: bool = False
+    done: bool = False  # a winner was chosen: late hedge losers only update health
     backend_s: float = 0.0
     attempts: list[str] = field(default_factory=list)
     span: Span | None = None
@@ -306,12 +325,15 @@ class HybridRouter:
 
             sensitive_fn = is_sensitive
         self._is_sensitive = sensitive_fn
+        self.screener = RequestScreener(sensitive_fn)
         self._version_prefix = f"rules@{config.fingerprint()}"
         self.kill_switch_active = False
         self.kill_switch_reason: str | None = None
         self.ab_percentage = config.rollout.percentage
         self.consecutive_local_failures = 0
         self.emergency_cloud_count = 0
+        self._losers: set[asyncio.Future[Any]] = set()  # hedge losers still running
+        self._hedge_budget = HedgeBudget(config.fallback.hedge_budget, config.fallback.hedge_burst)
 
     def _build_policy_client(
         self, policy_dir: Any = None, endpoint: str | None = None, timeout_s: float = 0.05, setting: str = "learned"
@@ -340,6 +362,10 @@ class HybridRouter:
 
     async def aclose(self) -> None:
         """Close providers, the policy client and flush the decision log."""
+        for fut in list(self._losers):
+            fut.cancel()
+        if self._losers:
+            await asyncio.gather(*self._losers, return_exceptions=True)
         for p in self.providers.values():
             await p.close()
         for client in (self.policy_client, self.shadow_client):
@@ -347,6 +373,8 @@ class HybridRouter:
                 await client.close()
         if self.decision_log is not None:
             self.decision_log.close()
+        self.screener.close()
+        self.budget.close()
 
     # --- admin ------------------------------------------------------------------------------
     def set_kill_switch(self, active: bool, reason: str | None = None) -> None:
@@ -363,6 +391,16 @@ class HybridRouter:
             raise ValueError("rollout percentage > 0 needs rollout.candidate in the config")
         self.ab_percentage = float(percentage)
 
+    def budget_state(self) -> dict[str, Any]:
+        """Global spend / reservations of the current UTC day and month (admin state)."""
+        b = self.budget
+        return {
+            "spent_daily_usd": b.spent(), "reserved_daily_usd": b.reserved(),
+            "spent_monthly_usd": b.spent(period="monthly"), "reserved_monthly_usd": b.reserved(period="monthly"),
+            "ledger": str(b.ledger.path) if b.ledger is not None else None,
+            "recovered_unsettled_reservations": b.recovered_unsettled,
+        }
+
     def breaker_states(self) -> dict[str, str]:
         """Provider -> breaker state."""
         return {n: b.state.value for n, b in self.breakers.items()}
@@ -371,10 +409,14 @@ class HybridRouter:
         self.metrics.set_breaker(name, new.value)
         log.warning("circuit breaker %s: %s -> %s", name, old.value, new.value)
 
+    def strategies(self) -> list[Strategy]:
+        """Strategies this router can serve (``learned`` only with a configured policy)."""
+        return [s for s in Strategy if s != Strategy.LEARNED or self.policy_client is not None]
+
     def models_list(self) -> list[dict[str, Any]]:
         """Entries of ``GET /v1/models`` (strategies first, then concrete models)."""
         out = [{"id": AUTO, "object": "model", "owned_by": "router-rl"}]
-        out += [{"id": PREFIX + s.value, "object": "model", "owned_by": "router-rl"} for s in Strategy]
+        out += [{"id": PREFIX + s.value, "object": "model", "owned_by": "router-rl"} for s in self.strategies()]
         out += [
             {"id": m, "object": "model", "owned_by": self.model_provider[m], "location": self.catalog[m].location}
             for m in self.table.models
@@ -389,10 +431,16 @@ class HybridRouter:
         if model.startswith(PREFIX):
             name = model[len(PREFIX):]
             try:
-                return Strategy(name), None, False
+                strategy = Strategy(name)
             except ValueError:
-                known = [AUTO] + [PREFIX + s.value for s in Strategy]
+                known = [AUTO] + [PREFIX + s.value for s in self.strategies()]
                 raise UnknownModelError(f"unknown strategy model {model!r}; known: {known}", param="model") from None
+            if strategy == Strategy.LEARNED and self.policy_client is None:
+                raise UnknownModelError(
+                    f"{model}: no learned policy is configured (set learned.policy_dir or learned.endpoint)",
+                    param="model",
+                )
+            return strategy, None, False
         if model in self.model_provider:
             return None, model, False
         raise UnknownModelError(
@@ -400,11 +448,15 @@ class HybridRouter:
             param="model",
         )
 
-    def _one_hot(self, chosen: str, strategy: str, allowed: tuple[str, ...], note: str | None = None) -> Decision:
+    def _one_hot(
+        self, chosen: str, strategy: str, allowed: tuple[str, ...], note: str | None = None,
+        decided_by: str | None = None,
+    ) -> Decision:
         probs = tuple(1.0 if m == chosen else 0.0 for m in self.table.models)
         return Decision(
             strategy=strategy,
-            policy_version=f"{self._version_prefix}:{strategy}",
+            decided_by=decided_by or strategy,
+            policy_version=f"{self._version_prefix}:{decided_by or strategy}",
             models=self.table.models,
             probs=probs,
             chosen=chosen,
@@ -471,7 +523,7 @@ class HybridRouter:
                     )
                 note = "policy_masked"
         chosen = rule_choice(Strategy.BALANCED, self.table, ctx.level, allowed)
-        d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note)
+        d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note, decided_by=Strategy.BALANCED.value)
         d.policy_version = f"{self._version_prefix}:balanced(fallback)"
         d.policy_state = state_json
         return d
@@ -490,12 +542,11 @@ class HybridRouter:
             # a sensitive (or local-only) request asked for a cloud model: serve it locally
             chosen = rule_choice(Strategy.PRIVACY_FIRST, self.table, ctx.level, allowed)
             reason = "privacy_override" if ctx.sensitive else "budget_local_only"
-            return self._one_hot(chosen, "explicit", allowed, note=reason)
+            return self._one_hot(chosen, "explicit", allowed, note=reason, decided_by=Strategy.PRIVACY_FIRST.value)
         assert strategy is not None
         if self.kill_switch_active:
-            strategy = Strategy.QUALITY_OPTIMIZED
-            primary = self._decide_strategy(strategy, ctx, allowed, "act")
-            d = await primary
+            d = await self._decide_strategy(Strategy.QUALITY_OPTIMIZED, ctx, allowed, "act")
+            d.strategy = strategy.value  # requested; decided_by stays quality_optimized
             d.note = "kill_switch"
             return d
         ro = self.config.rollout
@@ -514,29 +565,32 @@ class HybridRouter:
         return await self._decide_strategy(strategy, ctx, allowed, "act")
 
     # --- context ----------------------------------------------------------------------------
-    def _context(self, inp: RouteInput) -> _Ctx:
-        from router_rl.features.complexity import complexity_score
-
+    async def _context(self, inp: RouteInput) -> _Ctx:
+        t0 = self._clock()
         if not inp.messages:
             raise RouterRequestError("messages: expected a non-empty list", param="messages")
-        prompt = inp.prompt_text
-        _, level = complexity_score(prompt, max_tokens=inp.max_tokens, n_messages=len(inp.messages))
+        screen = await self.screener.screen(inp)
+        inp = screen.inp
+        if screen.sensitive:
+            self.metrics.sensitive.inc()
         agent = inp.agent_id or "anonymous"
         return _Ctx(
             inp=inp,
             request_id=inp.request_id or uuid.uuid4().hex,
             agent_id=agent,
-            prompt=prompt,
-            level=COMPLEXITY_LEVELS.index(level.value),
-            sensitive=bool(self._is_sensitive(prompt)),
+            prompt=inp.prompt_text,
+            level=screen.level,
+            sensitive=screen.sensitive,
             budget=self.budget.check(agent),
-            t0=self._clock(),
+            t0=t0,
+            flagged=screen.flagged,
         )
 
     def _apply_budget(self, ctx: _Ctx) -> None:
         if not ctx.budget.exhausted:
             return
         behaviour = self.budget.behaviour
+        ctx.budget_counted = True
         self.metrics.budget_exhausted.labels(scope=ctx.budget.scope or "?", behaviour=behaviour.value).inc()
         log.warning(
             "ALERT budget exhausted: %s spent %.4f of %.4f USD (behaviour %s, request %s)",
@@ -548,6 +602,51 @@ class HybridRouter:
             )
 
     # --- execution --------------------------------------------------------------------------
+    def estimate_cost(self, prompt: str, max_tokens: int | None, model: str) -> float:
+        """Expected USD of one call (what a budget reservation holds).
+
+        Prompt tokens (the provider's counter) at the model's input price plus ``max_tokens``
+        (or ``budgets.default_output_tokens``) at its output price.
+        """
+        prov = self.providers[self.model_provider[model]]
+        out_tokens = max_tokens or self.config.budgets.default_output_tokens
+        return float(self.catalog[model].cost(prov.count_tokens(prompt, model), out_tokens))
+
+    def _estimate_cost(self, ctx: _Ctx, model: str) -> float:
+        return self.estimate_cost(ctx.prompt, ctx.inp.max_tokens, model)
+
+    def _reserve(self, ctx: _Ctx, model: str) -> Reservation | bool:
+        """Reserve the call's expected cost; ``False`` = skip this model; raises for ``reject``.
+
+        ``True`` means nothing to reserve (no limits and no ledger).
+        """
+        if not self.config.budgets.has_limits and self.budget.ledger is None:
+            return True
+        est = self._estimate_cost(ctx, model)
+        got = self.budget.reserve(ctx.agent_id, est)
+        if isinstance(got, Reservation):
+            self.metrics.budget_reservations.labels(outcome="admitted").inc()
+            return got
+        behaviour = self.budget.behaviour
+        if not ctx.budget_counted:  # once per request
+            ctx.budget_counted = True
+            self.metrics.budget_exhausted.labels(scope=got.scope or "?", behaviour=behaviour.value).inc()
+        if behaviour == ExhaustedBehaviour.REJECT:
+            self.metrics.budget_reservations.labels(outcome="rejected").inc()
+            raise BudgetExhaustedError(
+                f"budget {got.scope} exhausted: {got.spent_usd:.6f} of {got.limit_usd:.6f} USD spent or reserved, "
+                f"this call needs {est:.6f}"
+            )
+        if behaviour == ExhaustedBehaviour.LOCAL_ONLY and not self.table.local[model]:
+            self.metrics.budget_reservations.labels(outcome="skipped").inc()
+            return False
+        if behaviour == ExhaustedBehaviour.ALLOW_AND_ALERT:
+            log.warning("ALERT budget %s exceeded by request %s (allow_and_alert)", got.scope, ctx.request_id)
+        self.metrics.budget_reservations.labels(outcome="forced").inc()
+        forced = self.budget.reserve(ctx.agent_id, est, force=True)
+        assert isinstance(forced, Reservation)  # force=True always admits
+        return forced
+
     def _chains(self, d: Decision) -> tuple[list[str], list[str]]:
         """(primary chain, emergency cloud candidates), local-first."""
         q = self.table.quality_order
@@ -572,6 +671,22 @@ class HybridRouter:
             timeout_s=timeout,
             extra={**ctx.inp.params, "headers": {"x-request-id": ctx.request_id}},
         )
+
+    def _background_loser(self, fut: asyncio.Future[Any], discard: Callable[[Any], Awaitable[None]] | None) -> None:
+        """Keep a hedge loser referenced until it ends; close its result if it still succeeds."""
+        self._losers.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._losers.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                return
+            r = f.result()
+            if r is not None and discard is not None:
+                task = asyncio.ensure_future(discard(r))
+                self._losers.add(task)
+                task.add_done_callback(self._losers.discard)
+
+        fut.add_done_callback(done)
 
     def _guard(self, ctx: _Ctx, model: str) -> None:
         if ctx.sensitive and not self.table.local[model]:  # defence in depth: planning already masks cloud
@@ -644,8 +759,17 @@ class HybridRouter:
         attempt: Callable[[str, CircuitBreaker, Span, float], Awaitable[_T]],
         *,
         stream: bool,
+        discard: Callable[[_T], Awaitable[None]] | None = None,
     ) -> tuple[_T, str, str | None]:
         """Try the local-first chain, then (on the seed's triggers) the emergency cloud chain.
+
+        With ``fallback.hedge_after_s`` set, an attempt that has not answered (non-stream: the
+        whole answer; stream: its first token) after that long gets the next candidate started
+        alongside it; the first success wins. A losing attempt is not cancelled: it runs on in
+        the background until it answers or hits its own timeout, and that true outcome feeds its
+        breaker (a stalled backend times out and soon has its breaker open, so it is skipped
+        outright; a merely slow one records a success). ``discard`` closes a success nobody uses
+        (a losing stream's session).
 
         ``attempt(model, breaker, span, t_start)`` makes one call and returns its result, raising
         :class:`ProviderError` on failure; the walker does the breaker check, attempt budget,
@@ -660,50 +784,103 @@ class HybridRouter:
         slow_failure = False
         n_attempts = 0
 
-        async def try_model(model: str) -> _T | None:
-            nonlocal first_reason, slow_failure, n_attempts
+        def admit(model: str) -> tuple[CircuitBreaker, Reservation | None] | None:
+            """Synchronous gate of one attempt: breaker, budget reservation, privacy guard."""
+            nonlocal first_reason
             breaker = self.breakers[self.model_provider[model]]
             if not breaker.allow():
                 ctx.attempts.append(f"{model}:breaker_open")
                 first_reason = first_reason or "breaker_open"
                 return None
+            try:
+                reservation = self._reserve(ctx, model)
+            except BaseException:
+                breaker.release()
+                raise
+            if reservation is False:
+                breaker.release()
+                ctx.attempts.append(f"{model}:budget_exhausted")
+                first_reason = first_reason or "budget_exhausted"
+                return None
             self._guard(ctx, model)
-            n_attempts += 1
+            return breaker, reservation if isinstance(reservation, Reservation) else None
+
+        async def try_model(model: str, breaker: CircuitBreaker, reservation: Reservation | None) -> _T | None:
+            nonlocal first_reason, slow_failure
             span = self._attempt_span(ctx, model, stream=stream)
             t = self._clock()
             try:
-                return await attempt(model, breaker, span, t)
+                res = await attempt(model, breaker, span, t)
             except ProviderError as e:
                 dt = self._clock() - t
-                ctx.backend_s += dt
                 self._end_span_err(span, e)
                 self._record_failure(ctx, model, e, breaker)
+                if reservation is not None:
+                    self.budget.settle(reservation, 0.0)
                 first_reason = first_reason or e.kind.value
                 if self.table.local[model] and (e.kind == ProviderErrorKind.TIMEOUT or dt >= fb.latency_threshold_s):
                     slow_failure = True
                 log.info("request %s: %s failed (%s)", ctx.request_id, model, e.kind.value)
                 return None
+            except asyncio.CancelledError:  # the request itself was cancelled (client gone, shutdown)
+                self._end_span_err(span, asyncio.CancelledError())
+                ctx.attempts.append(f"{model}:cancelled")
+                breaker.release()
+                if reservation is not None:  # an interrupted call may have been billed: keep its reservation
+                    self.budget.settle(reservation, reservation.usd)
+                raise
+            if ctx.done:  # a hedge loser that answered after the request was served: only its health counts
+                if reservation is not None:  # its cost is counted at the reservation (conservative)
+                    self.budget.settle(reservation, reservation.usd)
+                return res
+            ctx.reservation = reservation
+            return res
 
-        for model in primary:
-            if n_attempts >= fb.max_attempts:
-                break
-            res = await try_model(model)
-            if res is not None:
-                return res, model, (None if model == d.chosen else first_reason)
-        trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
-        if trigger is not None:
-            for model in emergency:
-                if n_attempts >= fb.max_attempts + 1:
-                    break
-                self.metrics.emergency_cloud.labels(reason=trigger).inc()
-                self.emergency_cloud_count += 1
-                log.warning(
-                    "ALERT emergency cloud fallback to %s (trigger %s, request %s, attempts %s)",
-                    model, trigger, ctx.request_id, ctx.attempts,
-                )
-                res = await try_model(model)
-                if res is not None:
-                    return res, model, f"emergency_cloud:{trigger}"
+        async def run(models: list[str], limit: int, alert: str | None) -> tuple[_T, str] | None:
+            """The chain as a hedged race (:func:`router_rl.router.hedging.race`)."""
+            queue = list(models)
+
+            def start_next() -> tuple[str, Awaitable[_T | None]] | None:
+                nonlocal n_attempts
+                while queue and n_attempts < limit:
+                    model = queue.pop(0)
+                    gate = admit(model)
+                    if gate is None:
+                        continue
+                    n_attempts += 1
+                    if alert is not None:
+                        self.metrics.emergency_cloud.labels(reason=alert).inc()
+                        self.emergency_cloud_count += 1
+                        log.warning("ALERT emergency cloud fallback to %s (trigger %s, request %s, attempts %s)",
+                                    model, alert, ctx.request_id, ctx.attempts)
+                    return model, try_model(model, *gate)
+                return None
+
+            def on_loser(model: str, fut: asyncio.Future[_T | None]) -> None:  # finishes in the background
+                ctx.attempts.append(f"{model}:hedge_lost")
+                self._background_loser(fut, discard)
+
+            got = await race(start_next, hedge_after_s=fb.hedge_after_s, max_hedges=fb.max_hedges,
+                             budget=self._hedge_budget, on_hedge=lambda m: self.metrics.hedges.labels(model=m).inc(),
+                             on_loser=on_loser, discard=discard)
+            if got is not None:
+                ctx.done = True
+            return got
+
+        # backend time = wall time spent waiting on provider attempts (hedged ones overlap)
+        self._hedge_budget.on_request()
+        t_chain = self._clock()
+        try:
+            got = await run(primary, fb.max_attempts, None)
+            if got is not None:
+                return got[0], got[1], (None if got[1] == d.chosen else first_reason)
+            trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
+            if trigger is not None:
+                got = await run(emergency, fb.max_attempts + 1, trigger)
+                if got is not None:
+                    return got[0], got[1], f"emergency_cloud:{trigger}"
+        finally:
+            ctx.backend_s += self._clock() - t_chain
         raise NoProviderAvailableError(
             f"no model could serve request {ctx.request_id}; attempts: {', '.join(ctx.attempts) or 'none'}"
             + (" (sensitive request: local models only)" if ctx.sensitive else "")
@@ -713,7 +890,6 @@ class HybridRouter:
         async def attempt(model: str, breaker: CircuitBreaker, span: Span, t: float) -> CompletionResult:
             res = await self.providers[self.model_provider[model]].complete(self._request_for(ctx, model))
             dt = self._clock() - t
-            ctx.backend_s += dt
             self._end_span_ok(span, res.model or model, res.usage)
             self._record_success(model, breaker, dt)
             return res
@@ -743,13 +919,14 @@ class HybridRouter:
             "ts": datetime.fromtimestamp(self._wall(), tz=UTC),
             "agent_id": ctx.inp.agent_id,
             "agent_type": ctx.inp.agent_type,
-            "category": ctx.inp.category,
+            "category": ctx.inp.category,  # redacted by the screening when it held a secret
             "complexity": COMPLEXITY_LEVELS[ctx.level],
             "prompt_chars": len(ctx.prompt),
             "prompt_sha256": hashlib.sha256(ctx.prompt.encode()).hexdigest(),
             "prompt": ctx.prompt if self.config.logging.log_prompts else None,
             "features": list(d.features) if d and d.features is not None else None,
             "strategy": d.strategy if d else "rejected",
+            "decided_by": d.decided_by if d else "rejected",
             "policy_version": d.policy_version if d else f"{self._version_prefix}:none",
             "action_models": list(models),
             "action_probs": list(probs),
@@ -759,6 +936,9 @@ class HybridRouter:
             "breaker_states": json.dumps(self.breaker_states(), sort_keys=True),
             "policy_state": d.policy_state if d else None,
             "served_model": served,
+            "served_propensity": (probs[models.index(served)] if served in models else 0.0) if served else None,
+            "outcome_model": served,
+            "attempts": list(ctx.attempts),
             "fallback_used": bool(served is not None and served != chosen),
             "fallback_reason": reason,
             "quality": None,
@@ -766,6 +946,7 @@ class HybridRouter:
             "latency_s": self._clock() - ctx.t0,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
+            "usage_estimated": usage.estimated if usage else None,
             "error": error,
         }
 
@@ -787,8 +968,11 @@ class HybridRouter:
                 cost = provider.cost(served, usage, latency_s or 0.0)
             except RouterRLError:
                 cost = self.catalog[served].cost(usage.input_tokens, usage.output_tokens)
-            self.budget.record(ctx.agent_id, cost)
+            if ctx.reservation is None:
+                self.budget.record(ctx.agent_id, cost)
             self.metrics.cost.labels(model=served).inc(cost)
+        if ctx.reservation is not None:
+            self.budget.settle(ctx.reservation, cost)
         if served is not None:
             self.policy_state.record_served(served)
         total = self._clock() - ctx.t0
@@ -834,13 +1018,26 @@ class HybridRouter:
         ctx.span = span
 
     # --- public entry points ----------------------------------------------------------------
+    def record_rejected(self, error: str, *, request_id: str | None = None) -> str:
+        """Log a decision-log row for a request refused before routing (bad body, bad token).
+
+        The row has ``strategy`` ``rejected``, no served model and ``error`` set; a caller's request
+        id is kept unless it looks like a secret. Returns the logged request id.
+        """
+        rid = request_id if request_id and not self.screener.text_is_sensitive(request_id) else uuid.uuid4().hex
+        inp = RouteInput(messages=[], request_id=rid)
+        ctx = _Ctx(inp=inp, request_id=rid, agent_id="anonymous", prompt="", level=0, sensitive=False,
+                   budget=BudgetStatus(False), t0=self._clock())
+        self._finish(ctx, None, served=None, fallback_reason=None, usage=None, latency_s=None, error=error)
+        return rid
+
     async def route(self, inp: RouteInput) -> RouteResult:
         """Decide, call the provider (with fallbacks) and log one non-streaming request.
 
         Raises:
             RouterRequestError: unknown model (404), budget reject (429), nothing could serve (503).
         """
-        ctx = self._context(inp)
+        ctx = await self._context(inp)
         self._start_span(ctx)
         d: Decision | None = None
         try:
@@ -867,7 +1064,7 @@ class HybridRouter:
             RouterRequestError: as :meth:`route`; after this returns, failures are reported
                 through the session (an error event), never by truncating silently.
         """
-        ctx = self._context(inp)
+        ctx = await self._context(inp)
         self._start_span(ctx)
         d: Decision | None = None
         try:
@@ -892,12 +1089,17 @@ class HybridRouter:
                     head.append(chunk)
                     if chunk.delta or chunk.finish_reason or chunk.usage:
                         break
-            except ProviderError:
+            except BaseException:  # a provider error, or cancelled (lost a hedge race)
                 await _aclose(agen)
                 raise
             return StreamSession(self, ctx, d, model, agen, head, span, breaker, t, None)
 
-        session, _, reason = await self._walk_chain(ctx, d, attempt, stream=True)
+        async def discard(session: StreamSession) -> None:
+            session._breaker.release()
+            session._span.end()
+            await _aclose(session._agen)
+
+        session, _, reason = await self._walk_chain(ctx, d, attempt, stream=True, discard=discard)
         session.fallback_reason = reason
         return session
 
@@ -994,7 +1196,8 @@ class StreamSession:
                 r._record_success(model, self._breaker, dt)
                 if usage is None:
                     prov = r.providers[r.model_provider[model]]
-                    usage = Usage(prov.count_tokens(ctx.prompt), max(1, text_chars // 4) if text_chars else 0)
+                    usage = Usage(prov.count_tokens(ctx.prompt), max(1, text_chars // 4) if text_chars else 0,
+                                  estimated=True)
                 r._end_span_ok(self._span, model, usage)
             else:
                 err = self.error or "client_disconnected"

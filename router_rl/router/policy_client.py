@@ -10,7 +10,9 @@ run in-process here, per replica in the Ray Serve deployment) and the HTTP clien
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,10 +113,14 @@ class InProcessPolicyClient(PolicyClient):
 
     Args:
         engine: The loaded engine (or build one with :meth:`from_dir` / :meth:`from_policy`).
+        offload_chars: A prompt longer than this is encoded and decided in a worker thread, so the
+            event loop stays free for other requests.
     """
 
-    def __init__(self, engine: PolicyEngine) -> None:
+    def __init__(self, engine: PolicyEngine, *, offload_chars: int = 16_384) -> None:
         self.engine = engine
+        self.offload_chars = offload_chars
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> InProcessPolicyClient:
@@ -147,6 +153,14 @@ class InProcessPolicyClient(PolicyClient):
         return self.engine.state_spec
 
     async def distribution(self, record: TaskRecord) -> PolicyAnswer:
+        """Encode + decide; a prompt over ``offload_chars`` goes to a worker thread (loop stays free)."""
+        if len(record.prompt) <= self.offload_chars:
+            return self._distribution_sync(record)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="router-encode")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._distribution_sync, record)
+
+    def _distribution_sync(self, record: TaskRecord) -> PolicyAnswer:
         from router_rl.serve.engine import PolicyStateError
 
         try:
@@ -157,6 +171,11 @@ class InProcessPolicyClient(PolicyClient):
             raise PolicyClientError("error", f"{type(e).__name__}: {e}") from e
         return PolicyAnswer(self.engine.models, tuple(float(v) for v in out.probs[0]), self.engine.version,
                             tuple(float(v) for v in out.features[0]))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 class HTTPPolicyClient(PolicyClient):

@@ -5,7 +5,8 @@ requests into a :class:`~router_rl.serve.protocol.RouterState`, the same quantit
 part of a ``BudgetedRouting`` observation (:mod:`router_rl.envs.state`):
 
 * ``budget_remaining_frac``: unspent share of the **global daily** budget
-  (``budgets.global.daily_usd``), ``max(0, limit - spent) / limit`` (the env's day budget);
+  (``budgets.global.daily_usd``), ``max(0, limit - spent - reserved) / limit`` (the env's day
+  budget; ``reserved``: what calls in flight have reserved);
   ``None`` when no global daily budget is configured;
 * ``elapsed_frac``: elapsed share of the UTC day (the budget window) on the router's wall clock;
 * ``local_share``: share of today's served requests answered by a local model (0 before the
@@ -79,7 +80,7 @@ class PolicyStateTracker:
         limit = self.daily_limit_usd
         remaining: float | None = None
         if limit is not None:
-            spent = self._budget.spent(None, period="daily")
+            spent = self._budget.spent(None, period="daily") + self._budget.reserved(None, period="daily")
             remaining = 0.0 if limit <= 0 else min(1.0, max(0.0, limit - spent) / limit)
         with self._lock:
             today = d.strftime("%Y-%m-%d") == self._day

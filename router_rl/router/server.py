@@ -19,8 +19,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
-import threading
+import math
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,30 +31,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router_rl.core.asgi import ThreadedASGIServer
+from router_rl.providers.base import Usage
 from router_rl.router.engine import (
+    Decision,
     HybridRouter,
-    RouteInput,
     RouterRequestError,
     StreamSession,
+)
+from router_rl.router.validation import (  # noqa: F401 (re-exported: the request schema lives there)
+    ALLOWED_BODY_FIELDS,
+    FORWARDED_FIELDS,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MESSAGE_FIELDS,
+    ROUTER_FIELDS,
+    BadRequest,
+    parse_chat_body,
+    parse_json_body,
 )
 
 log = logging.getLogger("router_rl.router.server")
 
-#: Fields the router acts on itself.
-ROUTER_FIELDS = frozenset(
-    {"model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "stop", "user", "n",
-     "stream_options", "metadata"}
-)
-#: Sampling fields forwarded unchanged to the chosen model (``CompletionRequest.extra``).
-FORWARDED_FIELDS = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty"})
-ALLOWED_BODY_FIELDS = ROUTER_FIELDS | FORWARDED_FIELDS
-MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
-class BadRequest(RouterRequestError):
-    """Malformed request body."""
-
-    status = 400
+_SAFE_PARAM = re.compile(r"[A-Za-z0-9_.\[\]]{1,64}")
 
 
 class Unauthorized(RouterRequestError):
@@ -75,108 +74,12 @@ def _json_error(e: RouterRequestError) -> JSONResponse:
                         headers=headers)
 
 
-def _text(content: Any, i: int) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: keep the text parts
-        parts = []
-        for j, p in enumerate(content):
-            if not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str):
-                raise BadRequest(f"messages[{i}].content[{j}]: only text parts are supported",
-                                 param=f"messages[{i}].content")
-            parts.append(p["text"])
-        return "".join(parts)
-    if content is None:
-        return ""
-    raise BadRequest(f"messages[{i}].content: expected a string or a list of text parts",
-                     param=f"messages[{i}].content")
-
-
-def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, bool, bool]:
-    """Validate a chat-completions body into a :class:`RouteInput`.
-
-    Returns:
-        ``(input, stream, include_usage)``.
-
-    Raises:
-        BadRequest: naming the offending field.
-    """
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    unknown = sorted(set(body) - ALLOWED_BODY_FIELDS)
-    if unknown:  # never silently dropped: tools, response_format, logprobs... are refused
-        raise BadRequest(
-            f"unknown or unsupported field(s) {unknown}; supported: {sorted(ALLOWED_BODY_FIELDS)}", param=unknown[0]
-        )
-    params: dict[str, Any] = {}
-    for k in sorted(FORWARDED_FIELDS & set(body)):
-        v = body[k]
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise BadRequest(f"{k}: expected a number", param=k)
-        params[k] = v
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model: expected a non-empty string", param="model")
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise BadRequest("messages: expected a non-empty array of {role, content} objects", param="messages")
-    messages: list[dict[str, str]] = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise BadRequest(f"messages[{i}]: expected an object with a string 'role'", param=f"messages[{i}]")
-        if m["role"] not in ("system", "user", "assistant", "developer", "tool"):
-            raise BadRequest(f"messages[{i}].role: unknown role {m['role']!r}", param=f"messages[{i}].role")
-        messages.append({"role": m["role"], "content": _text(m.get("content"), i)})
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("stream: expected a boolean", param="stream")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise BadRequest("max_tokens: expected a positive integer", param="max_tokens")
-    temperature = body.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
-    ):
-        raise BadRequest("temperature: expected a number in [0, 2]", param="temperature")
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
-        raise BadRequest("stop: expected a string or an array of strings", param="stop")
-    n = body.get("n", 1)
-    if n != 1:
-        raise BadRequest("n: only n=1 is supported", param="n")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise BadRequest("user: expected a string", param="user")
-    meta = body.get("metadata") or {}
-    if not isinstance(meta, dict):
-        raise BadRequest("metadata: expected an object", param="metadata")
-    so = body.get("stream_options") or {}
-    if not isinstance(so, dict):
-        raise BadRequest("stream_options: expected an object", param="stream_options")
-    inp = RouteInput(
-        messages=messages,
-        model=model,
-        request_id=headers.get("x-request-id") or None,
-        agent_id=headers.get("x-agent-id") or user or None,
-        agent_type=headers.get("x-agent-type") or meta.get("agent_type") or None,
-        category=headers.get("x-task-category") or meta.get("category") or None,
-        max_tokens=max_tokens,
-        temperature=float(temperature) if temperature is not None else None,
-        stop=stop,
-        params=params,
-    )
-    return inp, stream, bool(so.get("include_usage", False))
-
-
 def create_app(
     router: HybridRouter,
     *,
     api_tokens: frozenset[str] | None = None,
     admin_tokens: frozenset[str] | None = None,
+    admin_auth: bool = True,
     close_router: bool = True,
 ) -> FastAPI:
     """The FastAPI application serving ``router``.
@@ -185,10 +88,14 @@ def create_app(
         router: The router.
         api_tokens: Accepted bearer tokens for ``/v1/*`` (``None`` = auth disabled).
         admin_tokens: Accepted bearer tokens for ``/admin/*`` (``None`` = same as ``api_tokens``;
-            an empty set disables the admin endpoints).
+            an empty set, or ``None`` with ``api_tokens`` also ``None``, refuses every admin call).
+        admin_auth: ``False`` opens the admin endpoints without a token (explicit opt-out only;
+            disabling client auth never opens them).
         close_router: Close the router (providers, decision log) when the app shuts down.
     """
-    admin = admin_tokens if admin_tokens is not None else api_tokens
+    admin: frozenset[str] | None = admin_tokens if admin_tokens is not None else (api_tokens or frozenset())
+    if not admin_auth:
+        admin = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -198,6 +105,7 @@ def create_app(
 
     app = FastAPI(title="router-rl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.router = router
+    app.add_middleware(_CatchAll)
 
     def check(request: Request, tokens: frozenset[str] | None) -> None:
         if tokens is None:
@@ -229,19 +137,22 @@ def create_app(
         return JSONResponse(error_body("invalid request", type_="invalid_request_error"), status_code=400)
 
     async def read_json(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
+        return parse_json_body(await request.body())
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        check(request, api_tokens)
-        body = await read_json(request)
-        inp, stream, include_usage = parse_chat_body(body, {k.lower(): v for k, v in request.headers.items()})
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            check(request, api_tokens)
+            body = await read_json(request)
+            inp, stream, include_usage = parse_chat_body(body, headers)
+        except RouterRequestError as e:  # refused before routing: still one decision-log row
+            kind = e.code or type(e).__name__
+            param = e.param if e.param and _SAFE_PARAM.fullmatch(e.param) else None
+            if param is not None and router.screener.text_is_sensitive(param):
+                param = None  # a field *name* can be a pasted secret too
+            router.record_rejected(f"{kind}:{param}" if param else kind, request_id=headers.get("x-request-id"))
+            raise
         if not stream:
             res = await router.route(inp)
             r = res.result
@@ -258,27 +169,17 @@ def create_app(
                         "logprobs": None,
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": r.usage.input_tokens,
-                    "completion_tokens": r.usage.output_tokens,
-                    "total_tokens": r.usage.input_tokens + r.usage.output_tokens,
-                },
+                "usage": usage_body(r.usage),
             }
             headers = {
-                "x-request-id": res.request_id,
-                "x-router-strategy": res.decision.strategy,
-                "x-router-chosen-model": res.decision.chosen,
-                "x-router-model": res.served_model,
+                **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
                 "x-router-overhead-ms": f"{res.overhead_s * 1000:.4f}",
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
             }
             return JSONResponse(payload, headers=headers)
         session = await router.route_stream(inp)
         headers = {
-            "x-request-id": session.request_id,
-            "x-router-strategy": session.decision.strategy,
-            "x-router-chosen-model": session.decision.chosen,
-            "x-router-model": session.served_model,
+            **decision_headers(session.request_id, session.decision, session.served_model, session.fallback_reason),
             "cache-control": "no-cache",
         }
         return StreamingResponse(_sse(session, include_usage), media_type="text/event-stream", headers=headers)
@@ -317,6 +218,7 @@ def create_app(
             "default_strategy": router.config.strategy.value,
             "breakers": router.breaker_states(),
             "emergency_cloud_count": router.emergency_cloud_count,
+            "budget": router.budget_state(),
         }
 
     @app.get("/admin/state")
@@ -352,6 +254,73 @@ def create_app(
     return app
 
 
+def decision_headers(request_id: str, d: Decision, served: str, fallback_reason: str | None) -> dict[str, str]:
+    """Response headers that say what decided and what served (see ``docs/router.md``).
+
+    ``x-router-strategy`` names the policy that actually produced the decision (``learned`` only
+    when the learned policy answered; the rule's name, e.g. ``balanced``, when the rule answered
+    for it), ``x-router-requested-strategy`` what the request asked for, ``x-router-policy`` the
+    exact policy version, ``x-router-decision-note`` why the decider differs (``policy_timeout``,
+    ``kill_switch``, ``privacy_override``...).
+    """
+    h = {
+        "x-request-id": request_id,
+        "x-router-strategy": d.decided_by,
+        "x-router-requested-strategy": d.strategy,
+        "x-router-policy": d.policy_version,
+        "x-router-chosen-model": d.chosen,
+        "x-router-model": served,
+    }
+    if d.note:
+        h["x-router-decision-note"] = d.note
+    if fallback_reason:
+        h["x-router-fallback-reason"] = fallback_reason
+    return h
+
+
+class _CatchAll:
+    """Pure ASGI middleware: an unexpected exception becomes a logged 500 without tearing the connection.
+
+    (Starlette's own last-resort handler re-raises after answering, which makes the server drop
+    the keep-alive connection; here the exception stops, so the next request on it is served.)
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log.error("internal error while serving %s: %s", scope.get("path"), type(exc).__name__)
+            if started:
+                raise
+            body = json.dumps(error_body("internal router error", type_="server_error", code="internal_error"))
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body.encode()})
+
+
+def usage_body(u: Usage) -> dict[str, Any]:
+    """OpenAI ``usage`` object; ``"estimated": true`` is added when the backend reported no usage."""
+    out: dict[str, Any] = {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                           "total_tokens": u.input_tokens + u.output_tokens}
+    if u.estimated:
+        out["estimated"] = True
+    return out
+
+
 async def _sse(session: StreamSession, include_usage: bool) -> AsyncIterator[bytes]:
     rid = f"chatcmpl-{session.request_id}"
     created = int(time.time())
@@ -385,91 +354,64 @@ async def _sse(session: StreamSession, include_usage: bool) -> AsyncIterator[byt
     yield chunk({}, finish or "stop")
     if include_usage:
         u = session.usage
-        usage = (
-            {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-             "total_tokens": u.input_tokens + u.output_tokens}
-            if u is not None
-            else None
-        )
+        usage = usage_body(u) if u is not None else None
         obj = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
                "usage": usage}
         yield b"data: " + json.dumps(obj).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
 
 
-class RouterServer:
-    """Run the router's HTTP server with uvicorn in a background thread (tests, benchmarks).
+class RouterServer(ThreadedASGIServer):
+    """The router's HTTP server with uvicorn in a background thread (tests, benchmarks).
+
+    :class:`router_rl.core.asgi.ThreadedASGIServer` with the router's defaults: lifespan on (providers
+    closed and the decision log flushed at shutdown) and a long keep-alive (see ``server.keep_alive_s``).
 
     Args:
         app: The ASGI app (:func:`create_app`).
-        host: Interface to bind (loopback by default).
-        port: Port (0 = pick a free one; see :attr:`port` after :meth:`start`).
+        host: Interface to bind (loopback only).
+        port: Port (0 = pick a free one; read :attr:`port`).
+        log_level: uvicorn log level.
+        keep_alive_s: Idle keep-alive seconds of a client connection.
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        import uvicorn
-
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.host = host
-        self.port: int = self._sock.getsockname()[1]
-        cfg = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                             ws="none")
-        self._server = uvicorn.Server(cfg)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
-                                        name="router-server")
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 20.0) -> RouterServer:
-        """Start and wait until the server accepts requests."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"router server on {self.base_url} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Graceful shutdown (runs the app's lifespan shutdown: providers closed, log flushed)."""
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-        self._sock.close()
-
-    def __enter__(self) -> RouterServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", keep_alive_s: int = 75
+    ) -> None:
+        super().__init__(app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
+                         timeout_keep_alive=keep_alive_s, name="router-server")
 
 
 def build_server_app(router: HybridRouter) -> FastAPI:
-    """:func:`create_app` with tokens read from the router config's ``server.auth`` sources."""
+    """:func:`create_app` with tokens read from the router config's ``server.auth`` sources.
+
+    ``auth.enabled: false`` opens ``/v1/*`` only; the admin API stays authenticated unless
+    ``auth.admin_enabled: false`` (with no admin token available it answers 401).
+    """
     from router_rl.router.config import load_tokens
 
     auth = router.config.server.auth
-    if not auth.enabled:
-        return create_app(router, api_tokens=None, admin_tokens=None)
-    api = load_tokens(auth.tokens_env, auth.tokens_file, setting="server.auth")
+    api = load_tokens(auth.tokens_env, auth.tokens_file, setting="server.auth") if auth.enabled else None
     admin = load_tokens(auth.admin_tokens_env, auth.admin_tokens_file, setting="server.auth.admin", required=False)
-    return create_app(router, api_tokens=api, admin_tokens=admin)
+    return create_app(router, api_tokens=api, admin_tokens=admin or None, admin_auth=auth.admin_enabled)
 
 
 def serve(config_path: str, *, host: str | None = None, port: int | None = None) -> None:
-    """Blocking: load the config, build the router and serve it (``router-rl router serve``)."""
+    """Blocking: load the config, build the router and serve it (``router-rl router serve``).
+
+    Raises:
+        ConfigError: bad config, or a non-loopback bind without auth (one line, names the setting).
+    """
     import uvicorn
 
-    from router_rl.router.config import load_config
+    from router_rl.router.config import check_bind, load_config
 
     cfg = load_config(config_path)
-    router = HybridRouter.from_config(cfg)
-    app = build_server_app(router)
     h = host or cfg.server.host
     p = port if port is not None else cfg.server.port
+    check_bind(h, cfg.server.auth)
+    router = HybridRouter.from_config(cfg)
+    app = build_server_app(router)
     log.info("router-rl serving %d model(s) on http://%s:%d", len(router.table.models), h, p)
-    uvicorn.run(app, host=h, port=p, log_level="info", access_log=False)
+    uvicorn.run(app, host=h, port=p, log_level="info", access_log=False,
+                timeout_keep_alive=math.ceil(cfg.server.keep_alive_s))

@@ -57,6 +57,16 @@ class RouterMetrics:
         self.stream_errors = Counter(
             "router_rl_stream_errors", "Stream failures by phase", ["phase"], registry=r
         )
+        self.sensitive = Counter(
+            "router_rl_sensitive_requests", "Requests flagged sensitive (served by local models only)", registry=r
+        )
+        self.hedges = Counter(
+            "router_rl_hedged_attempts", "Extra attempts started because an attempt had not answered in time",
+            ["model"], registry=r,
+        )
+        self.budget_reservations = Counter(
+            "router_rl_budget_reservations", "Budget reservations by outcome", ["outcome"], registry=r
+        )
 
     def set_breaker(self, provider: str, state: str) -> None:
         """Update the breaker-state gauge."""

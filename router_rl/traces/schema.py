@@ -64,7 +64,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "prompt": pl.Utf8(),  # null unless the operator opted in to logging prompt text
     "features": pl.List(pl.Float32()),  # encoded feature vector when available, else null
     # decision
-    "strategy": pl.Utf8(),
+    "strategy": pl.Utf8(),  # the requested strategy (router-rl/auto resolves to the default one)
+    "decided_by": pl.Utf8(),  # the policy that produced action_probs: "learned", a rule strategy, "explicit"
     "policy_version": pl.Utf8(),
     "action_models": pl.List(pl.Utf8()),
     "action_probs": pl.List(pl.Float64()),
@@ -75,6 +76,9 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "policy_state": pl.Utf8(),  # JSON RouterState sent to the learned policy (null when none was sent)
     # outcome
     "served_model": pl.Utf8(),  # differs from chosen_model when a fallback served it
+    "served_propensity": pl.Float64(),  # action_probs of served_model (0 when the policy never picks it)
+    "outcome_model": pl.Utf8(),  # the model whose answer quality/cost/latency/tokens describe (null: none)
+    "attempts": pl.List(pl.Utf8()),  # failed attempts in order, "model:reason" (hedge losers included)
     "fallback_used": pl.Boolean(),
     "fallback_reason": pl.Utf8(),
     "quality": pl.Float64(),  # nullable: labels can arrive later
@@ -82,6 +86,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "latency_s": pl.Float64(),
     "input_tokens": pl.Int64(),
     "output_tokens": pl.Int64(),
+    "usage_estimated": pl.Boolean(),  # tokens estimated by the router (the backend reported no usage)
     "error": pl.Utf8(),
 }
 #: Columns added after the first decision-log layout: part files written before them read as null.

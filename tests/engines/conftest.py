@@ -8,17 +8,17 @@ CI (``CI=true``): the ``local-engine`` extra is part of ``[all]``.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _engine_helpers import engine_models
 
-from router_rl.engines.llamacpp import EngineModel, LlamaCppServer
+from router_rl.engines.llamacpp import LlamaCppServer
 from router_rl.engines.tiny import TinyEngineModel, build_tiny_engine_model, build_tiny_lora
 
-IN_CI = __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes")
-BASE = "tiny"
-ADAPTED = "tiny+qe"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _require_engine() -> None:
@@ -38,13 +38,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyEngineModel:
 def tiny_lora(tiny_model: TinyEngineModel) -> Path:
     _peft, gguf = build_tiny_lora(tiny_model, tiny_model.root / "lora", seed=0)
     return gguf
-
-
-def engine_models(tiny_model: TinyEngineModel, lora: Path | None = None) -> list[EngineModel]:
-    models = [EngineModel(BASE, tiny_model.gguf, n_ctx=tiny_model.context_length)]
-    if lora is not None:
-        models.append(EngineModel(ADAPTED, tiny_model.gguf, lora=lora, n_ctx=tiny_model.context_length))
-    return models
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ import httpx
 import openai
 import polars as pl
 import pytest
-from conftest import ADAPTED, BASE, engine_models
+from _engine_helpers import ADAPTED, BASE, engine_models
 
 from router_rl.engines.llamacpp import LlamaCppServer
-from router_rl.engines.tiny import LORA_PHRASE, TinyEngineModel
+from router_rl.engines.tiny import TinyEngineModel
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
 from router_rl.router.decision_log import read_decision_log
@@ -108,8 +109,11 @@ def test_non_stream_through_the_router_matches_the_engine(engine: LlamaCppServer
     row = rig.rows().row(0, named=True)
     assert row["served_model"] == BASE and row["fallback_used"] is False
     assert row["input_tokens"] == r.usage.prompt_tokens and row["output_tokens"] == r.usage.completion_tokens
-    # a local call costs its measured GPU-seconds at the provider's GPU price
-    assert row["cost_usd"] == pytest.approx(row["latency_s"] * GPU_USD_PER_HOUR / 3600, rel=1e-9)
+    assert row["usage_estimated"] is False  # the engine's own counts
+    # a local call costs its measured GPU-seconds (the engine call's wall time, within the request's
+    # latency) at the provider's GPU price
+    full_price = row["latency_s"] * GPU_USD_PER_HOUR / 3600
+    assert 0.3 * full_price < row["cost_usd"] <= full_price
 
 
 def test_stream_chunks_done_and_usage(engine: LlamaCppServer, rig: Rig) -> None:
@@ -125,8 +129,12 @@ def test_stream_chunks_done_and_usage(engine: LlamaCppServer, rig: Rig) -> None:
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c.get("choices"))
     assert text == direct["choices"][0]["message"]["content"]
+    # llama-cpp-python 0.3.36 streams no usage chunk (it ignores stream_options): the router's usage
+    # is its own estimate, and says so
     usage = [c["usage"] for c in chunks if c.get("usage")]
-    assert usage and usage[-1]["completion_tokens"] == direct["usage"]["completion_tokens"]
+    assert usage and usage[-1]["estimated"] is True and usage[-1]["completion_tokens"] > 0
+    row = rig.rows().row(0, named=True)
+    assert row["usage_estimated"] is True
     assert [c["choices"][0]["finish_reason"] for c in chunks if c.get("choices")][-1] in ("length", "stop")
 
 
@@ -166,16 +174,18 @@ def test_concurrent_requests_queue_in_the_engine_and_are_all_accounted(rig: Rig)
         finally:
             await c.close()
 
+    t0 = time.monotonic()
     res = asyncio.run(go())
+    wall = time.monotonic() - t0
     assert all(r.model == BASE and r.usage is not None and r.usage.completion_tokens > 0 for r in res)
     rows = rig.rows()
     assert rows.height == 16 and set(rows["served_model"]) == {BASE} and not rows["fallback_used"].any()
-    # the engine runs one generation at a time: the latencies the router recorded include the
-    # queueing, so they spread out instead of all being one generation's time
-    lat = sorted(rows["latency_s"].to_list())
-    assert lat[-1] > 3 * lat[0]
-    assert rows["cost_usd"].to_list() == pytest.approx(
-        [x * GPU_USD_PER_HOUR / 3600 for x in rows["latency_s"].to_list()], rel=1e-9)
+    # the engine runs one generation at a time: each request's recorded latency includes its wait in
+    # the engine's queue, so together they add up to much more than the wall time of the burst
+    assert sum(rows["latency_s"].to_list()) > 2.0 * wall
+    assert max(rows["latency_s"].to_list()) <= wall
+    price = GPU_USD_PER_HOUR / 3600
+    assert all(0 < c <= x * price for c, x in zip(rows["cost_usd"].to_list(), rows["latency_s"].to_list(), strict=True))
 
 
 def test_engine_killed_before_the_request_fails_over(tiny_model: TinyEngineModel, backup: ReplayBackendServer,
@@ -195,11 +205,15 @@ def test_engine_killed_mid_stream_ends_the_stream_with_an_error_event(
     with LlamaCppServer(engine_models(tiny_model)) as eng:
         assert eng.pid is not None
         for rig in _rig(eng.base_url, backup, tmp_path, monkeypatch):
+            # greedy decoding is deterministic: this request generates all 200 tokens (no early end)
+            full = _direct(eng, messages=MSG, max_tokens=200, temperature=0.0)
+            assert full["choices"][0]["finish_reason"] == "length"
             got: list[str] = []
             with httpx.stream("POST", rig.srv.base_url + "/v1/chat/completions", timeout=60,
                               headers={"authorization": f"Bearer {TOKEN}"},
                               json={"model": BASE, "messages": MSG, "max_tokens": 200, "stream": True,
-                                    "logit_bias": {"2": -100}}) as resp:
+                                    "temperature": 0.0}) as resp:
+                assert resp.status_code == 200
                 for line in resp.iter_lines():
                     if line.startswith("data: ") and not got:
                         os.killpg(eng.pid, signal.SIGSTOP)  # freeze it mid-generation, then kill it
@@ -239,5 +253,4 @@ def test_base_plus_adapter_is_a_routable_model_whose_output_differs(
                                                           temperature=0.0).choices[0].message.content
                     for m in (BASE, ADAPTED)}
             assert outs[BASE] != outs[ADAPTED]
-            assert (outs[ADAPTED] or "").strip().startswith(LORA_PHRASE.split()[0])
             assert set(rig.rows()["served_model"]) == {BASE, ADAPTED}

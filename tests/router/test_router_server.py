@@ -97,7 +97,7 @@ def test_auth_and_malformed_requests_get_openai_error_bodies(server: RouterServe
         (auth, {**ok_body, "temperature": "hot"}, 400, "temperature"),
         (auth, {**ok_body, "bogus": 1}, 400, "unsupported field(s) ['bogus']"),
         (auth, {**ok_body, "tools": []}, 400, "unsupported field(s) ['tools']"),
-        (auth, {**ok_body, "top_p": "high"}, 400, "top_p: expected a number"),
+        (auth, {**ok_body, "top_p": "high"}, 400, "top_p: expected a finite number"),
         (auth, {**ok_body, "model": "gpt-9"}, 404, "unknown model 'gpt-9'"),
     ]
     with httpx.Client(timeout=10) as h:
@@ -164,7 +164,8 @@ def test_secrets_and_prompts_never_in_outputs(
     log_dir = tmp_path / "log"
     captured += [p.read_bytes().decode("latin-1") for p in log_dir.glob("part-*.parquet")]
     df = read_decision_log(log_dir)
-    assert df.height == 4  # 3 served + the unknown model (malformed / unauthorised bodies never reach routing)
+    assert df.height == 6  # 3 served + the unknown model + the malformed and the unauthorised body (rejected rows)
+    assert df["error"].to_list()[3:] == ["model_not_found", "BadRequest:messages[0].role", "invalid_api_key"]
     captured.append(df.write_ndjson())
     blob = "\n".join(captured)
     for secret in (CLOUD_KEY, API_TOKEN, ADMIN_TOKEN, "AKIAIOSFODNN7EXAMPLE", "hunter2hunter2", SIMPLE_PROMPT):
@@ -202,7 +203,7 @@ def test_sampling_fields_are_forwarded_to_the_chosen_model(backends: Backends) -
     assert inp.messages == [{"role": "user", "content": "hi"}]
     local, cloud = backends
     router = HybridRouter(parse_config(router_config(local.base_url, cloud.base_url)))
-    ctx = router._context(inp)
+    ctx = asyncio.run(router._context(inp))
     req = router._request_for(ctx, "small-local")
     asyncio.run(router.aclose())
     assert req.extra == {"top_p": 0.5, "seed": 7, "headers": {"x-request-id": "rid-1"}}
