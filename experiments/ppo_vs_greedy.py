@@ -215,7 +215,7 @@ DIFFS: tuple[tuple[str, str], ...] = (
 
 def price_at_states(router: Any, fd: int) -> dict[str, float]:
     """Learned budget price δ at :data:`PRICE_STATES` (breakers closed; δ only sees the state)."""
-    from router_rl.policies.ppo import state_vector
+    from router_rl.envs.state import state_vector
 
     n_prov = router.state_dim - 3
     out = {}

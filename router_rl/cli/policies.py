@@ -167,7 +167,8 @@ def register(app: typer.Typer) -> None:
                           f"λ={info['lam']:.4g} μ={info['mu']:.4g}")
             console.print("constraints: " + (", ".join(info["constraints"]) or "none"))
         elif pol.kind == "ppo":
-            from router_rl.policies.ppo import PPORouter, state_vector
+            from router_rl.envs.state import state_vector
+            from router_rl.policies.ppo import PPORouter
 
             assert isinstance(pol, PPORouter)
             n_prov = len(pol.providers)

@@ -43,9 +43,10 @@ from gymnasium import spaces
 from router_rl.core.errors import ConfigError
 from router_rl.envs.outage import OutageModel
 from router_rl.envs.spec import BudgetSpec, FallbackSpec, OutageSpec, ProviderRates
+from router_rl.envs.state import STATE_FIELDS, assemble_state
 from router_rl.envs.tables import DayMix, RewardTables, sample_order
 
-N_STATE = 3  # remaining budget fraction, elapsed fraction, local share
+N_STATE = len(STATE_FIELDS)  # remaining budget fraction, elapsed fraction, local share
 _EPS = 1e-12
 
 
@@ -269,8 +270,8 @@ class BudgetedRouting(gym.Env[np.ndarray, np.int64]):
         i = int(self._order[t])
         rem = max(0.0, self._budget - self._spent) / self._budget if self._budget > 0 else 0.0
         share = self._n_local / self._n_served if self._n_served else 0.0
-        state = np.array([rem, self._t / self._T, share], dtype=np.float32)
-        return np.concatenate([self.tables.features[i], state, self._health[t]])
+        state = assemble_state(rem, self._t / self._T, share, self._health[t])
+        return np.concatenate([self.tables.features[i], state])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start a day: draw the task order, then the outage/latency process.
@@ -401,8 +402,8 @@ class BudgetedRoutingVec:
         with np.errstate(divide="ignore", invalid="ignore"):
             rem = np.where(b > 0, np.maximum(0.0, b - self._spent) / np.where(b > 0, b, 1.0), 0.0)
             share = np.where(self._n_served > 0, self._n_local / np.maximum(self._n_served, 1), 0.0)
-        state = np.stack([rem, np.full(self.num_envs, self._t / self._T), share], axis=1).astype(np.float32)
-        return np.concatenate([self.tables.features[i], state, self._health[:, t]], axis=1)
+        state = assemble_state(rem, np.full(self.num_envs, self._t / self._T), share, self._health[:, t])
+        return np.concatenate([self.tables.features[i], state], axis=1)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Route the current task of every active episode."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from router_rl.traces.schema import DECISION_LOG_REQUIRED, DECISION_LOG_SCHEMA
+from router_rl.traces.schema import DECISION_LOG_ADDED, DECISION_LOG_REQUIRED, DECISION_LOG_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,11 @@ def read_decision_log(directory: str | Path, *, validate: bool = True) -> pl.Dat
             df = pl.read_parquet(p)
         except Exception as e:
             raise DecisionLogError(f"{p}: unreadable parquet part file ({e})") from e
+        added = [c for c in DECISION_LOG_ADDED if c not in df.columns]
+        if added and all(c in df.columns for c in DECISION_LOG_SCHEMA if c not in added):
+            # a part file written before these columns existed: they read as null
+            df = df.with_columns([pl.lit(None, dtype=DECISION_LOG_SCHEMA[c]).alias(c) for c in added])
+            df = df.select(list(DECISION_LOG_SCHEMA) + [c for c in df.columns if c not in DECISION_LOG_SCHEMA])
         if validate:
             schema = dict(df.schema)
             for col, dtype in DECISION_LOG_SCHEMA.items():

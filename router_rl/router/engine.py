@@ -54,7 +54,9 @@ from router_rl.router.policy_client import (
     InProcessPolicyClient,
     PolicyClient,
     PolicyClientError,
+    task_record,
 )
+from router_rl.router.policy_state import PolicyStateTracker
 from router_rl.router.screening import RequestScreener
 from router_rl.router.strategies import ModelTable, rule_choice
 from router_rl.router.telemetry import RouterMetrics, get_tracer
@@ -166,6 +168,7 @@ class Decision:
     features: tuple[float, ...] | None = None
     shadow_model: str | None = None
     note: str | None = None  # e.g. "policy_timeout" when the rule policy answered for LEARNED
+    policy_state: str | None = None  # JSON RouterState sent to the learned policy (None: none sent)
     decided_by: str = ""  # the policy that produced probs: "learned", a rule strategy or "explicit"
 
     def __post_init__(self) -> None:
@@ -295,6 +298,7 @@ class HybridRouter:
         for name in self.breakers:
             self.metrics.set_breaker(name, BreakerState.CLOSED.value)
         self.budget = BudgetTracker(config.budgets, clock=wall_clock)
+        self.policy_state = PolicyStateTracker(self.budget, self.breakers, self.table.local, wall_clock)
         lc = config.learned
         self.policy_client = policy_client if policy_client is not None else self._build_policy_client(
             lc.policy_dir, lc.endpoint, lc.timeout_s
@@ -348,6 +352,7 @@ class HybridRouter:
             unknown = [m for m in client.models if m not in self.table.models]
             if unknown:
                 raise ConfigError(setting, f"the policy chooses among models the router does not serve: {unknown}")
+            self.policy_state.check_supports(client.state_spec, setting=setting, policy=client.name)
 
     @classmethod
     def from_config(cls, config: RouterConfig, **kwargs: Any) -> HybridRouter:
@@ -475,24 +480,23 @@ class HybridRouter:
             )
             return self._one_hot(chosen, strategy.value, allowed)
         note: str | None
+        state_json: str | None = None
         client = client or self.policy_client
         if client is None:
             note = "policy_unavailable"
         else:
-            record = {
-                "prompt": ctx.prompt,
-                "category": ctx.inp.category,
-                "agent_type": ctx.inp.agent_type,
-                "max_tokens": ctx.inp.max_tokens,
-                "n_messages": len(ctx.inp.messages),
-            }
+            state = self.policy_state.snapshot() if client.wants_state else None
+            state_json = state.model_dump_json() if state is not None else None
             try:
+                record = task_record(ctx.prompt, ctx.inp.category, ctx.inp.agent_type, ctx.inp.max_tokens,
+                                     len(ctx.inp.messages), state)
                 ans = await asyncio.wait_for(client.distribution(record), self.config.learned.timeout_s * 2 + 0.05)
             except (PolicyClientError, TimeoutError) as e:
                 reason = e.reason if isinstance(e, PolicyClientError) else "timeout"
                 note = f"policy_{reason}"
                 self.metrics.policy_errors.labels(reason=reason).inc()
-                log.warning("learned policy failed (%s); rule policy answers request %s", reason, ctx.request_id)
+                log.warning("learned policy failed (%s); rule policy answers request %s%s", reason, ctx.request_id,
+                            f": {e}" if reason == "refused" else "")
             else:
                 full = dict.fromkeys(self.table.models, 0.0)
                 for m, p in zip(ans.models, ans.probs, strict=True):
@@ -515,11 +519,13 @@ class HybridRouter:
                         confidence=max(probs),
                         allowed=allowed,
                         features=ans.features,
+                        policy_state=state_json,
                     )
                 note = "policy_masked"
         chosen = rule_choice(Strategy.BALANCED, self.table, ctx.level, allowed)
         d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note, decided_by=Strategy.BALANCED.value)
         d.policy_version = f"{self._version_prefix}:balanced(fallback)"
+        d.policy_state = state_json
         return d
 
     async def _decide(self, ctx: _Ctx) -> Decision:
@@ -928,6 +934,7 @@ class HybridRouter:
             "propensity": d.propensity if d else probs[0],
             "shadow_model": d.shadow_model if d else None,
             "breaker_states": json.dumps(self.breaker_states(), sort_keys=True),
+            "policy_state": d.policy_state if d else None,
             "served_model": served,
             "served_propensity": (probs[models.index(served)] if served in models else 0.0) if served else None,
             "outcome_model": served,
@@ -966,6 +973,8 @@ class HybridRouter:
             self.metrics.cost.labels(model=served).inc(cost)
         if ctx.reservation is not None:
             self.budget.settle(ctx.reservation, cost)
+        if served is not None:
+            self.policy_state.record_served(served)
         total = self._clock() - ctx.t0
         outcome = "error" if error else ("fallback" if served != (d.chosen if d else None) else "ok")
         strategy = d.strategy if d else "rejected"

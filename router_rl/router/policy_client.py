@@ -1,31 +1,34 @@
 """Where the LEARNED strategy gets its action distribution: in-process or a remote endpoint.
 
-The remote wire format is the policy endpoint's (``router_rl.serve`` deploys it):
-``POST {endpoint}/route`` with ``{"records": [{prompt, category, agent_type, max_tokens,
-n_messages}]}`` answered by ``{"policy_version", "models", "probs", "chosen", "propensity"}``.
-It is spoken here with plain httpx so the router needs no Ray.
+Both go through the one serving path of :mod:`router_rl.serve`: the wire contract
+(:mod:`router_rl.serve.protocol`), the loader / evaluator (:class:`router_rl.serve.engine.PolicyEngine`,
+run in-process here, per replica in the Ray Serve deployment) and the HTTP client
+(:class:`router_rl.serve.client.RemotePolicyClient`). The router sends every record with its
+:class:`~router_rl.serve.protocol.RouterState` when the policy needs it (PPO; see
+:mod:`router_rl.router.policy_state`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from router_rl.core.errors import RouterRLError
+from router_rl.serve.protocol import RouteRequest, RouterState, StateSpec, TaskRecord
 
 if TYPE_CHECKING:
-    import httpx
-
     from router_rl.policies.base import RoutingPolicy
+    from router_rl.serve.engine import PolicyEngine
 
 
 class PolicyClientError(RouterRLError):
-    """The policy could not answer (timeout, HTTP error, invalid answer)."""
+    """The policy could not answer (timeout, HTTP error, refused, invalid answer, error)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
@@ -49,11 +52,25 @@ class PolicyAnswer:
     features: tuple[float, ...] | None = None
 
 
-def _check_probs(models: tuple[str, ...], probs: tuple[float, ...], where: str) -> None:
-    if len(models) != len(probs) or not models:
-        raise PolicyClientError("invalid", f"{where}: {len(probs)} probabilities for {len(models)} models")
-    if any(not math.isfinite(p) or p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-        raise PolicyClientError("invalid", f"{where}: probabilities must be >= 0 and sum to 1")
+def task_record(
+    prompt: str,
+    category: str | None,
+    agent_type: str | None,
+    max_tokens: int | None,
+    n_messages: int,
+    state: RouterState | None,
+) -> TaskRecord:
+    """The wire record of one request (what the feature encoder reads, plus the router state).
+
+    Raises:
+        PolicyClientError: ``invalid``, a field the protocol refuses (e.g. ``max_tokens`` < 1).
+    """
+    try:
+        return TaskRecord(prompt=prompt, category=category, agent_type=agent_type, max_tokens=max_tokens,
+                          n_messages=max(1, n_messages), state=state)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise PolicyClientError("invalid", f"task record field {err['loc']}: {err['msg']}") from None
 
 
 class PolicyClient(ABC):
@@ -64,12 +81,27 @@ class PolicyClient(ABC):
     def models(self) -> tuple[str, ...]:
         """The models the policy chooses among (known at construction)."""
 
+    @property
     @abstractmethod
-    async def distribution(self, record: dict[str, Any]) -> PolicyAnswer:
-        """The distribution for one task record.
+    def name(self) -> str:
+        """What to call the policy in messages (its version, or the endpoint)."""
+
+    @property
+    def state_spec(self) -> StateSpec | None:
+        """The router state the policy needs (``None``: stateless or not known before a call)."""
+        return None
+
+    @property
+    def wants_state(self) -> bool:
+        """Whether the router must attach its state to every record."""
+        return self.state_spec is not None
+
+    @abstractmethod
+    async def distribution(self, record: TaskRecord) -> PolicyAnswer:
+        """The distribution for one task record (carrying the router state when wanted).
 
         Raises:
-            PolicyClientError: on any failure (the router then uses its rule policy).
+            PolicyClientError: on any failure (the router then uses its rule policy and logs why).
         """
 
     async def close(self) -> None:
@@ -77,54 +109,68 @@ class PolicyClient(ABC):
 
 
 class InProcessPolicyClient(PolicyClient):
-    """Run a :class:`~router_rl.policies.RoutingPolicy` with its :class:`FeatureEncoder` in-process.
+    """Run a policy artifact in-process through :class:`~router_rl.serve.engine.PolicyEngine`.
 
     Args:
-        policy: The policy.
-        encoder: Object with ``transform_records(list[dict]) -> (n, d)`` (the artifact's encoder).
+        engine: The loaded engine (or build one with :meth:`from_dir` / :meth:`from_policy`).
+        offload_chars: A prompt longer than this is encoded and decided in a worker thread, so the
+            event loop stays free for other requests.
     """
 
-    def __init__(self, policy: RoutingPolicy, encoder: Any, *, offload_chars: int = 16_384) -> None:
-        self.policy = policy
-        self.encoder = encoder
+    def __init__(self, engine: PolicyEngine, *, offload_chars: int = 16_384) -> None:
+        self.engine = engine
         self.offload_chars = offload_chars
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> InProcessPolicyClient:
-        """Load a policy artifact and the encoder saved with it (``encoder.json``)."""
-        from router_rl.features import FeatureEncoder
-        from router_rl.policies.base import PolicyLoadError, RoutingPolicy
+        """Load an artifact folder (``RoutingPolicy.load``; it must carry its encoder).
 
-        d = Path(directory)
-        _import_policy_kind(d)
-        policy = RoutingPolicy.load(d)
-        enc_path = d / "encoder.json"
-        if not enc_path.is_file():
-            raise PolicyLoadError(f"{d}: policy artifact has no encoder.json; the router needs it to encode requests")
-        return cls(policy, FeatureEncoder.load(enc_path))
+        Raises:
+            PolicyLoadError: as :class:`~router_rl.serve.engine.PolicyEngine`.
+        """
+        from router_rl.serve.engine import PolicyEngine
+
+        return cls(PolicyEngine(directory))
+
+    @classmethod
+    def from_policy(cls, policy: RoutingPolicy) -> InProcessPolicyClient:
+        """Serve an in-memory policy (it must carry its encoder)."""
+        from router_rl.serve.engine import PolicyEngine
+
+        return cls(PolicyEngine(policy))
 
     @property
     def models(self) -> tuple[str, ...]:
-        return self.policy.models
+        return self.engine.models
 
-    def _distribution_sync(self, record: dict[str, Any]) -> PolicyAnswer:
-        try:
-            X = self.encoder.transform_records([record])
-            p = self.policy.action_distribution(X)[0]
-        except Exception as e:  # a broken policy never fails a request
-            raise PolicyClientError("error", f"{type(e).__name__}: {e}") from e
-        probs = tuple(float(v) for v in p)
-        _check_probs(self.policy.models, probs, f"policy {self.policy.version}")
-        return PolicyAnswer(self.policy.models, probs, self.policy.version, tuple(float(v) for v in X[0]))
+    @property
+    def name(self) -> str:
+        return self.engine.version
 
-    async def distribution(self, record: dict[str, Any]) -> PolicyAnswer:
-        """Encode + decide; a prompt over ``offload_chars`` is encoded in a worker thread (loop stays free)."""
-        if len(str(record.get("prompt") or "")) <= self.offload_chars:
+    @property
+    def state_spec(self) -> StateSpec | None:
+        return self.engine.state_spec
+
+    async def distribution(self, record: TaskRecord) -> PolicyAnswer:
+        """Encode + decide; a prompt over ``offload_chars`` goes to a worker thread (loop stays free)."""
+        if len(record.prompt) <= self.offload_chars:
             return self._distribution_sync(record)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="router-encode")
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._distribution_sync, record)
+
+    def _distribution_sync(self, record: TaskRecord) -> PolicyAnswer:
+        from router_rl.serve.engine import PolicyStateError
+
+        try:
+            out = self.engine.evaluate([record])
+        except PolicyStateError as e:
+            raise PolicyClientError("refused", str(e)) from e
+        except Exception as e:  # a broken policy never fails a request
+            raise PolicyClientError("error", f"{type(e).__name__}: {e}") from e
+        return PolicyAnswer(self.engine.models, tuple(float(v) for v in out.probs[0]), self.engine.version,
+                            tuple(float(v) for v in out.features[0]))
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -132,72 +178,50 @@ class InProcessPolicyClient(PolicyClient):
             self._pool = None
 
 
-def _import_policy_kind(d: Path) -> None:
-    """Import the ``router_rl.policies`` module registering the artifact's kind, if not yet loaded."""
-    import importlib
-    import json
-    import pkgutil
-
-    import router_rl.policies as pkg
-    from router_rl.policies.base import POLICY_REGISTRY
-
-    try:
-        kind = json.loads((d / "policy.json").read_text()).get("kind")
-    except (OSError, ValueError):
-        return  # RoutingPolicy.load reports the problem with the file name
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if kind in POLICY_REGISTRY:
-            return
-        if not info.name.startswith("_"):
-            importlib.import_module(f"router_rl.policies.{info.name}")
-
-
 class HTTPPolicyClient(PolicyClient):
-    """JSON client of a remote policy endpoint, with a hard timeout.
+    """The LEARNED strategy over a remote endpoint (the Ray Serve deployment), via the one HTTP client.
+
+    The router does not know before a call whether the remote policy is stateful, so it sends its
+    state with every record (a stateless policy ignores it; a stateful one refuses a record
+    without it, HTTP 422, logged as ``policy_refused``).
 
     Args:
         endpoint: Base URL (``/route`` is appended).
-        models: The models the endpoint is expected to answer for (checked on every answer).
+        models: The models the endpoint may answer for (checked on every answer).
         timeout_s: Total time allowed per call.
     """
 
     def __init__(self, endpoint: str, models: tuple[str, ...], *, timeout_s: float = 0.05) -> None:
-        import httpx
+        from router_rl.serve.client import RemotePolicyClient
 
         self.endpoint = endpoint.rstrip("/")
         self._models = tuple(models)
         self.timeout_s = timeout_s
-        self._client: httpx.AsyncClient = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+        self.client = RemotePolicyClient(self.endpoint, timeout_s=timeout_s)
 
     @property
     def models(self) -> tuple[str, ...]:
         return self._models
 
-    async def distribution(self, record: dict[str, Any]) -> PolicyAnswer:
-        import httpx
+    @property
+    def name(self) -> str:
+        return self.endpoint
 
-        body = {"records": [{k: record.get(k) for k in ("prompt", "category", "agent_type", "max_tokens",
-                                                          "n_messages")}]}
+    @property
+    def wants_state(self) -> bool:
+        return True
+
+    async def distribution(self, record: TaskRecord) -> PolicyAnswer:
+        from router_rl.serve.client import RemotePolicyError
+
         try:
-            resp = await asyncio.wait_for(self._client.post(f"{self.endpoint}/route", json=body), self.timeout_s)
-        except (TimeoutError, httpx.TimeoutException) as e:
-            raise PolicyClientError("timeout", f"{self.endpoint}/route took longer than {self.timeout_s}s") from e
-        except httpx.HTTPError as e:
-            raise PolicyClientError("connection", f"{self.endpoint}/route: {type(e).__name__}") from e
-        if resp.status_code != 200:
-            raise PolicyClientError("http_error", f"{self.endpoint}/route answered HTTP {resp.status_code}")
-        try:
-            data = resp.json()
-            models = tuple(str(m) for m in data["models"])
-            probs = tuple(float(v) for v in data["probs"][0])
-            version = str(data.get("policy_version", "remote@unknown"))
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise PolicyClientError("invalid", f"{self.endpoint}/route: malformed answer ({type(e).__name__})") from e
-        _check_probs(models, probs, f"{self.endpoint}/route")
-        unknown = [m for m in models if m not in self._models]
+            resp = await self.client.route(RouteRequest(records=[record]))
+        except RemotePolicyError as e:
+            raise PolicyClientError(e.reason, str(e)) from e
+        unknown = [m for m in resp.models if m not in self._models]
         if unknown:
             raise PolicyClientError("invalid", f"{self.endpoint}/route answered unknown models {unknown}")
-        return PolicyAnswer(models, probs, version)
+        return PolicyAnswer(tuple(resp.models), tuple(resp.probs[0]), resp.policy_version)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self.client.aclose()

@@ -5,7 +5,9 @@ Operators run it with::
     serve run router_rl.serve.deployment:app_builder policy_dir=/path/to/policy
 
 or ``router-rl serve policy --policy DIR``. The live router's ``LEARNED`` strategy talks to it
-through :class:`router_rl.serve.client.RemotePolicyClient`.
+through :class:`router_rl.serve.client.RemotePolicyClient` (the one HTTP client), speaking
+:mod:`router_rl.serve.protocol`; a stateful policy (PPO) gets the router state with every record
+and answers HTTP 422 for a record without it.
 
 * the policy is loaded in ``__init__`` (one :class:`PolicyEngine` per replica);
 * ``reconfigure({"policy_dir": ...})`` hot-swaps the artifact without dropping traffic: the new
@@ -24,10 +26,9 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 
 from router_rl.serve.engine import PolicyEngine
-from router_rl.serve.protocol import HealthResponse, RouteRequest, RouteResponse, TaskRecord
+from router_rl.serve.protocol import HealthResponse, RouteRequest, RouteResponse
 
 api = FastAPI(title="router-rl policy")
-_CANARY = RouteRequest(records=[TaskRecord(prompt="health check", agent_type="canary")])
 
 
 @serve.deployment(name="RoutingPolicy", num_replicas=1, health_check_period_s=5)
@@ -46,7 +47,7 @@ class PolicyDeployment:
             return
         try:
             engine = PolicyEngine(policy_dir)
-            engine.route(_CANARY)
+            engine.route(engine.canary())
         except Exception as e:  # keep serving the old policy; /health reports the failed swap
             self._last_error = f"reconfigure to {policy_dir} failed: {e}"
             return
@@ -55,11 +56,11 @@ class PolicyDeployment:
 
     def check_health(self) -> None:
         """Route a canary record; raise (Serve replaces the replica) if the serving policy fails."""
-        self._engine.route(_CANARY)
+        self._engine.route(self._engine.canary())
 
     @api.post("/route", response_model=RouteResponse)
     def route(self, request: RouteRequest) -> RouteResponse:
-        """Route a batch of task records."""
+        """Route a batch of task records (HTTP 422 for a record the policy cannot answer, e.g. no state)."""
         try:
             return self._engine.route(request)
         except ValueError as e:
@@ -72,6 +73,7 @@ class PolicyDeployment:
             ok=self._last_error is None,
             policy_version=self._engine.version,
             models=list(self._engine.policy.models),
+            state=self._engine.state_spec,
             detail={"error": self._last_error} if self._last_error else {},
         )
 

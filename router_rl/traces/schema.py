@@ -73,6 +73,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "propensity": pl.Float64(),
     "shadow_model": pl.Utf8(),  # what a shadow policy would have chosen (not executed)
     "breaker_states": pl.Utf8(),  # JSON object provider -> closed/open/half_open
+    "policy_state": pl.Utf8(),  # JSON RouterState sent to the learned policy (null when none was sent)
     # outcome
     "served_model": pl.Utf8(),  # differs from chosen_model when a fallback served it
     "served_propensity": pl.Float64(),  # action_probs of served_model (0 when the policy never picks it)
@@ -88,6 +89,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "usage_estimated": pl.Boolean(),  # tokens estimated by the router (the backend reported no usage)
     "error": pl.Utf8(),
 }
+#: Columns added after the first decision-log layout: part files written before them read as null.
+DECISION_LOG_ADDED: Final = ("policy_state",)
 DECISION_LOG_REQUIRED: Final = (
     "request_id",
     "ts",

@@ -13,8 +13,9 @@ import pytest
 
 from router_rl.core.errors import ConfigError
 from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
+from router_rl.envs.state import state_vector
 from router_rl.policies.base import PolicyCapabilityError, PolicyLoadError, RoutingPolicy
-from router_rl.policies.ppo import PPOConfig, PPORouter, state_vector
+from router_rl.policies.ppo import PPOConfig, PPORouter
 
 REPO = Path(__file__).resolve().parents[2]
 OVERRIDES: dict[str, Any] = {"data": {"n_tasks": 600, "seed": 3}, "horizon": 40}

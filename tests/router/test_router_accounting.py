@@ -40,8 +40,7 @@ AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 def policy_dir(tmp_path: Path) -> Path:
     tasks = pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["gen"], "category": ["unit"]})
     d = tmp_path / "policy"
-    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).save(d)
-    FeatureEncoder().fit(tasks).save(d / "encoder.json")
+    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).attach_encoder(FeatureEncoder().fit(tasks)).save(d)
     return d
 
 
@@ -109,7 +108,7 @@ def test_the_strategy_header_names_the_policy_that_decided_on_every_path(
     ) as (url, _r):
         resp = _chat(url, "router-rl/learned")
         seen["timeout"], ids["timeout"] = _decided(resp), resp.headers["x-request-id"]
-    broken = InProcessPolicyClient(RandomPolicy(MODELS), _Broken())
+    broken = InProcessPolicyClient.from_policy(RandomPolicy(MODELS).attach_encoder(_Broken()))
     with _serve(backends, tmp_path / "c", policy_client=broken, learned={"policy_dir": str(policy_dir)}) as (url, _r):
         resp = _chat(url, "router-rl/learned")
         seen["error"], ids["error"] = _decided(resp), resp.headers["x-request-id"]

@@ -126,8 +126,7 @@ def test_health_answers_while_the_learned_policy_encodes_a_large_prompt(backends
     enc = FeatureEncoder().fit(pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["g"],
                                              "category": ["u"]}))
     pdir = tmp_path / "policy"
-    RandomPolicy(models).save(pdir)
-    enc.save(pdir / "encoder.json")
+    RandomPolicy(models).attach_encoder(enc).save(pdir)
     started, health_done = threading.Event(), threading.Event()
 
     class Gate:
@@ -140,7 +139,8 @@ def test_health_answers_while_the_learned_policy_encodes_a_large_prompt(backends
     local, cloud = backends
     cfg = parse_config(router_config(local.base_url, cloud.base_url, strategy="learned",
                                      learned={"policy_dir": str(pdir), "timeout_s": 30}))
-    router = HybridRouter.from_config(cfg, policy_client=InProcessPolicyClient(RandomPolicy(models), Gate()))
+    client = InProcessPolicyClient.from_policy(RandomPolicy(models).attach_encoder(Gate()))
+    router = HybridRouter.from_config(cfg, policy_client=client)
     with RouterServer(build_server_app(router)) as srv:
         try:
             out: dict[str, Any] = {}

@@ -35,8 +35,7 @@ def policy_dir(tmp_path: Path) -> Path:
     )
     enc = FeatureEncoder().fit(tasks)
     d = tmp_path / "policy"
-    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).save(d)
-    enc.save(d / "encoder.json")
+    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).attach_encoder(enc).save(d)
     return d
 
 
@@ -147,7 +146,7 @@ def test_broken_in_process_policy_never_fails_a_request(backends: Backends, poli
         def transform_records(self, records: list[dict[str, Any]]) -> np.ndarray:
             raise RuntimeError("encoder exploded")
 
-    client = InProcessPolicyClient(RandomPolicy(MODELS), Broken())
+    client = InProcessPolicyClient.from_policy(RandomPolicy(MODELS).attach_encoder(Broken()))
     local, cloud = backends
 
     async def go() -> str:
@@ -256,8 +255,8 @@ def test_spans_carry_genai_attributes(backends: Backends) -> None:
 def test_shadow_candidate_policy_is_logged_never_executed(backends: Backends, tmp_path: Path) -> None:
     tasks = pl.DataFrame({"task_id": ["a"], "prompt": ["x"], "agent_type": ["gen"], "category": ["unit"]})
     cand = tmp_path / "candidate"
-    RandomPolicy(MODELS, weights=[0.0, 0.0, 1.0]).save(cand)  # the candidate always wants the cloud
-    FeatureEncoder().fit(tasks).save(cand / "encoder.json")
+    # the candidate always wants the cloud
+    RandomPolicy(MODELS, weights=[0.0, 0.0, 1.0]).attach_encoder(FeatureEncoder().fit(tasks)).save(cand)
     local, cloud = backends
 
     async def go() -> None:

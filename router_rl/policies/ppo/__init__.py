@@ -3,7 +3,8 @@
 One concept per module, as stable-baselines3 lays out its algorithms:
 
 * :mod:`~router_rl.policies.ppo.config`: :class:`PPOConfig` (strict pydantic);
-* :mod:`~router_rl.policies.ppo.state`: the router-state layout, :func:`state_vector`;
+* the router-state part of an observation (``STATE_FIELDS``, ``state_vector``) is defined once in
+  :mod:`router_rl.envs.state` (shared with the environments and the serving engine);
 * :mod:`~router_rl.policies.ppo.networks`: the SB3 ``ActorCriticPolicy`` subclass (torch);
 * :mod:`~router_rl.policies.ppo.wrappers`: gymnasium wrappers used in training;
 * :mod:`~router_rl.policies.ppo.router`: :class:`PPORouter`, the registered ``ppo`` policy;
@@ -16,18 +17,14 @@ Importing this package imports neither torch, gymnasium nor stable-baselines3 (`
 
 from router_rl.policies.ppo.config import PRIOR_KINDS, PPOConfig
 from router_rl.policies.ppo.router import PPO_FORMAT, PPORouter
-from router_rl.policies.ppo.state import BREAKER_STATES, STATE_FIELDS, state_vector
 from router_rl.policies.ppo.train import PPOTrainResult, fit_lgbm_base, train_ppo
 
 __all__ = [
-    "BREAKER_STATES",
     "PPO_FORMAT",
     "PRIOR_KINDS",
-    "STATE_FIELDS",
     "PPOConfig",
     "PPORouter",
     "PPOTrainResult",
     "fit_lgbm_base",
-    "state_vector",
     "train_ppo",
 ]

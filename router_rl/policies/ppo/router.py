@@ -16,7 +16,7 @@ where ``δ(s)`` is a scalar *budget price* computed from the router state ``s`` 
 exactly zero, so before any PPO update the router takes exactly the base policy's argmax decision.
 
 Observation layout: ``[task features (feature_dim) | state (state_dim)]``, the state part as
-:func:`router_rl.policies.ppo.state.state_vector` builds it. torch, gymnasium and
+:func:`router_rl.envs.state.state_vector` builds it. torch, gymnasium and
 stable-baselines3 are imported inside the methods that need them.
 """
 
@@ -31,7 +31,6 @@ import numpy as np
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, register_policy
 from router_rl.policies.ppo.config import PPOConfig
-from router_rl.policies.ppo.state import STATE_FIELDS, state_vector
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -427,8 +426,33 @@ class PPORouter(RoutingPolicy):
             delta = policy.action_net.budget_price(latent)  # type: ignore[operator]
         return np.asarray(delta.numpy()[:, 0], dtype=np.float64)
 
+    @property
+    def state_fields(self) -> tuple[str, ...]:
+        """Names of the state columns, in order: :data:`~router_rl.envs.state.STATE_FIELDS`, then
+        ``breaker:<provider>`` per provider.
+
+        A policy exposing ``state_fields`` tells the serving engine (``router_rl.serve.engine``)
+        that its observations are ``observe(task_features, state)``: the router must send its
+        state with every request.
+
+        Raises:
+            RuntimeError: the layout is unknown, or the breaker columns have no provider names.
+        """
+        from router_rl.envs.state import STATE_FIELDS
+
+        _, s = self._dims()
+        n_prov = s - len(STATE_FIELDS)
+        if n_prov != len(self.providers):
+            raise RuntimeError(
+                f"PPORouter: state_dim {s} = {len(STATE_FIELDS)} scalar fields + {n_prov} breaker columns, "
+                f"but {len(self.providers)} provider names are known ({list(self.providers)})"
+            )
+        return (*STATE_FIELDS, *(f"breaker:{p}" for p in self.providers))
+
     def fresh_state(self) -> np.ndarray:
         """State of a fresh budget window: full budget, nothing elapsed, no local share, every breaker closed."""
+        from router_rl.envs.state import STATE_FIELDS, state_vector
+
         _, s = self._dims()
         n_prov = s - len(STATE_FIELDS)
         if n_prov < 0:
@@ -449,6 +473,8 @@ class PPORouter(RoutingPolicy):
 
     # --- persistence -------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> dict[str, Any]:
+        from router_rl.envs.state import STATE_FIELDS
+
         base = self._base()
         f, s = self._dims()
         self.model.save(directory / SB3_FILE)

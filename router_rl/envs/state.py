@@ -1,7 +1,10 @@
-"""The router-state part of a PPO observation: field order and :func:`state_vector`.
+"""The router-state part of a ``BudgetedRouting`` observation, defined once.
 
 A ``BudgetedRouting`` observation is ``[task features (feature_dim) | state (state_dim)]``;
 the state part is ``STATE_FIELDS`` followed by one circuit-breaker value per provider.
+The environments build it with :func:`assemble_state` (batched, unchecked); the live router's
+policy engine (``router_rl.serve.engine``) and the PPO policy build it with :func:`state_vector`
+(checked). Pure numpy: importing this module pulls in no gymnasium.
 """
 
 from __future__ import annotations
@@ -16,6 +19,27 @@ import numpy as np
 STATE_FIELDS: tuple[str, ...] = ("budget_remaining_frac", "elapsed_frac", "local_share")
 
 BREAKER_STATES: dict[str, float] = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
+
+
+def assemble_state(
+    budget_remaining_frac: np.ndarray | float,
+    elapsed_frac: np.ndarray | float,
+    local_share: np.ndarray | float,
+    breakers: np.ndarray,
+) -> np.ndarray:
+    """Concatenate the state fields in :data:`STATE_FIELDS` order, then the breaker columns.
+
+    Unchecked (the environments call it on every step): scalars give one ``(state_dim,)`` row,
+    ``(B,)`` arrays give ``(B, state_dim)``; ``breakers`` is ``(P,)`` or ``(B, P)`` already
+    encoded as in :data:`BREAKER_STATES`.
+    """
+    health = np.asarray(breakers, dtype=np.float32)
+    scalars = np.stack(np.broadcast_arrays(
+        np.asarray(budget_remaining_frac, dtype=np.float32),
+        np.asarray(elapsed_frac, dtype=np.float32),
+        np.asarray(local_share, dtype=np.float32),
+    ), axis=-1)
+    return np.concatenate([scalars, health], axis=-1).astype(np.float32, copy=False)
 
 
 def state_vector(
@@ -81,4 +105,6 @@ def state_vector(
     for name, x in [*scalars.items(), *zip(names, health, strict=True)]:
         if not (math.isfinite(float(x)) and 0.0 <= float(x) <= 1.0):
             raise ValueError(f"state_vector: {name}: expected a number in [0, 1], got {x!r}")
-    return np.asarray([float(scalars[k]) for k in STATE_FIELDS] + health, dtype=np.float32)
+    return assemble_state(
+        float(budget_remaining_frac), float(elapsed_frac), float(local_share), np.asarray(health, dtype=np.float32)
+    )

@@ -1,0 +1,155 @@
+"""The real Ray Serve deployment on 127.0.0.1: the one client, PPO with router state, the router, hot swap.
+
+One Ray cluster and Serve instance for the whole module (Ray startup is the slow part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _ppo_helpers import MORNING, PROMPTS, check_ppo_rows, route_two_phases, sim_router_config
+
+from router_rl.features import FeatureEncoder
+from router_rl.policies import RoutingPolicy, make_policy
+from router_rl.replay.server import ReplayBackendServer
+from router_rl.router.config import parse_config
+from router_rl.router.decision_log import read_decision_log
+from router_rl.router.engine import HybridRouter
+from router_rl.router.policy_client import HTTPPolicyClient
+from router_rl.serve.client import RemotePolicyClient, RemotePolicyError
+from router_rl.serve.engine import PolicyEngine
+from router_rl.serve.protocol import RouteRequest, RouterState, TaskRecord
+from router_rl.traces import simulate_fleet
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RECORDS = [
+    {"prompt": "Write pytest unit tests for parse_date()", "agent_type": "test-generator"},
+    {"prompt": "Review this diff for race conditions\n@@ -1,3 +1,4 @@", "agent_type": "code-reviewer"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _save_single(tmp: Path, name: str, model: str) -> Path:
+    m = simulate_fleet(200, seed=3).matrix()
+    enc = FeatureEncoder().fit(m.tasks)
+    pol = make_policy("single", m.models, model=model)
+    pol.fit(enc.transform(m.tasks), m, seed=0)
+    pol.attach_encoder(enc)
+    return pol.save(tmp / name)
+
+
+@pytest.fixture(scope="module")
+def serve_url() -> Iterator[str]:
+    """Ray + Serve on 127.0.0.1 (HTTP proxy on a free port); yields the proxy's base URL."""
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    port = _free_port()
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _deploy(name: str, policy_dir: Path, first: Path | None = None) -> None:
+    from ray import serve
+
+    from router_rl.serve.deployment import PolicyDeployment
+
+    # a fixed code version makes a user_config change a lightweight reconfigure() of the live replica
+    app = PolicyDeployment.options(version="1", user_config={"policy_dir": str(policy_dir)}).bind(
+        str(first or policy_dir)
+    )
+    serve.run(app, name=name, route_prefix=f"/{name}")
+
+
+@pytest.fixture(scope="module")
+def ppo_url(serve_url: str, ppo_dir: Path) -> str:
+    _deploy("ppo", ppo_dir)
+    return f"{serve_url}/ppo"
+
+
+def test_client_against_the_ppo_deployment(ppo_url: str, ppo_dir: Path) -> None:
+    local = PolicyEngine(ppo_dir)
+    state = RouterState(budget_remaining_frac=0.2, elapsed_frac=0.5, local_share=0.4,
+                        breakers={"anthropic": "open", "openrouter": "closed"})
+    recs = [TaskRecord(**r, state=state) for r in RECORDS]
+
+    async def go() -> tuple[Any, Any, RemotePolicyError]:
+        client = RemotePolicyClient(ppo_url, timeout_s=30.0)
+        try:
+            health = await client.health()
+            resp = await client.route(RouteRequest(records=recs))
+            with pytest.raises(RemotePolicyError) as ei:
+                await client.route(RECORDS)  # no state: refused, with the reason
+            return health, resp, ei.value
+        finally:
+            await client.aclose()
+
+    health, resp, err = asyncio.run(go())
+    assert health.ok and health.policy_version == local.version
+    assert health.state is not None and health.state.providers == ["anthropic", "openrouter"]
+    np.testing.assert_allclose(resp.probs, local.evaluate(recs).probs, atol=1e-6)
+    assert err.reason == "refused" and "needs the router state" in str(err)
+
+
+def test_router_serves_ppo_through_ray_serve_with_the_state_it_logs(
+    ppo_url: str, ppo_dir: Path, sim_backends: tuple[ReplayBackendServer, ReplayBackendServer], tmp_path: Path
+) -> None:
+    local, cloud = sim_backends
+    cfg = parse_config(sim_router_config(
+        local.base_url, cloud.base_url, learned={"endpoint": ppo_url, "timeout_s": 30.0},
+        logging={"decision_log_dir": str(tmp_path / "log"), "flush_interval_s": 60},
+    ))
+    clock = [MORNING]
+    router = HybridRouter(cfg, wall_clock=lambda: clock[0])
+    assert isinstance(router.policy_client, HTTPPolicyClient)
+    route_two_phases(router, clock)
+    df = read_decision_log(tmp_path / "log")
+    assert df.height == 2 * len(PROMPTS) + 6
+    check_ppo_rows(df, RoutingPolicy.load(ppo_dir), limit_usd=0.002)
+    assert "router_rl_policy_errors_total{" not in router.metrics.render().decode()
+
+
+def test_hot_swap_and_health(serve_url: str, tmp_path: Path) -> None:
+    first = _save_single(tmp_path, "a", "qwen2.5-coder:7b")
+    second = _save_single(tmp_path, "b", "claude-sonnet-4.5")
+    url = f"{serve_url}/swap"
+
+    async def call() -> tuple[list[str], bool, str]:
+        client = RemotePolicyClient(url, timeout_s=30.0)
+        try:
+            resp = await client.route(RECORDS)
+            health = await client.health()
+            assert health.state is None  # a stateless policy needs no router state
+            return resp.chosen, health.ok, health.policy_version
+        finally:
+            await client.aclose()
+
+    _deploy("swap", first)
+    chosen, ok, _ = asyncio.run(call())
+    assert chosen == ["qwen2.5-coder:7b"] * 2 and ok
+
+    _deploy("swap", second, first)  # user_config change -> reconfigure() on the live replica
+    chosen, ok, v2 = asyncio.run(call())
+    assert chosen == ["claude-sonnet-4.5"] * 2 and ok
+
+    _deploy("swap", tmp_path / "missing", first)  # a bad artifact keeps the old policy serving, reported unhealthy
+    chosen, ok, v3 = asyncio.run(call())
+    assert chosen == ["claude-sonnet-4.5"] * 2
+    assert not ok and v3 == v2
