@@ -105,6 +105,10 @@ class PolicyEngine:
             raise PolicyLoadError(f"{where}: policy artifact has no feature encoder; cannot serve raw requests")
         self.encoder: Any = encoder
         self.state_spec: StateSpec | None = state_spec_of(self.policy, where)
+        # compile (or load) the per-request kernels now, at load time, not on the first live request
+        from router_rl.features.jit import warm_up
+
+        self.kernel_backend = warm_up()
 
     @property
     def version(self) -> str:
