@@ -1,5 +1,8 @@
 """Run pytest on a test file against the code under test in an isolated subprocess.
 
+(Slightly over 500 lines on purpose: the whole life of one sandbox, from set-up through limits and
+reaping to the parsed result, in one place, so no step of the containment is split off and forgotten.)
+
 One call = one fresh temporary folder (``code/`` holds a copy of the code under test, ``tests/``
 the test file), one child process started by :mod:`router_rl.judge._sandbox_entry` which
 confines itself before pytest is imported (network namespace, rlimits, a private uid keeping
