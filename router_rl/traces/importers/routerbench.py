@@ -76,9 +76,14 @@ def read_wide(file: Path) -> pl.DataFrame:
     if missing:
         raise TraceValidationError(f"missing column(s) {missing[:6]}", source=src, column=missing[0])
     split = "test" if file.stem.endswith("_test") else "train" if file.stem.endswith("_train") else None
+    # Parsed here, one row after another on this thread, never in a polars UDF: CPython 3.11's
+    # AST constructor keeps its recursion depth in interpreter-global state, so ast.literal_eval
+    # run from polars' worker threads at once fails with "AST constructor recursion depth
+    # mismatch" (cpython gh-106905) on some runs.
+    prompts = pl.Series("prompt", [_parse_prompt(t) for t in df["prompt"].to_list()], dtype=pl.Utf8)
     tasks = df.select(
         pl.col("sample_id").alias("task_id"),
-        pl.col("prompt").map_elements(_parse_prompt, return_dtype=pl.Utf8),
+        pl.lit(prompts),
         pl.col("eval_name").alias("category"),
         pl.lit(DATASET).alias("source"),
         pl.lit(split, dtype=pl.Utf8).alias("split"),
