@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     hedges = metric_sum("router_rl_hedged_attempts_total{")
     rows = None
     if not args.no_decision_log:
-        from router_rl.router.decision_log import read_decision_log
+        from router_rl.traces.decision_log import read_decision_log
 
         rows = read_decision_log(tmp / "decision_log")
     table = Table(title=f"bench_router: {args.clients} clients x {args.duration:g}s (A SIGKILLed at half time, "

@@ -6,7 +6,7 @@ Nothing is imported here (the server pulls in FastAPI); import the submodules di
 * :mod:`router_rl.router.engine` - ``HybridRouter``, ``RouteInput``, request errors
 * :mod:`router_rl.router.server` - ``create_app`` / ``build_server_app`` / ``RouterServer`` / ``serve``
 * :mod:`router_rl.router.breaker`, :mod:`~router_rl.router.budget`,
-  :mod:`~router_rl.router.decision_log`, :mod:`~router_rl.router.policy_client`,
+  :mod:`~router_rl.traces.decision_log`, :mod:`~router_rl.router.policy_client`,
   :mod:`~router_rl.router.policy_state` (the router state a stateful learned policy sees),
   :mod:`~router_rl.router.strategies`, :mod:`~router_rl.router.telemetry`
 

@@ -47,7 +47,7 @@ from router_rl.providers.base import (
 from router_rl.router.breaker import BreakerState, CircuitBreaker
 from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour, Reservation
 from router_rl.router.config import COMPLEXITY_LEVELS, RouterConfig, Strategy
-from router_rl.router.decision_log import DecisionLogWriter
+from router_rl.traces.decision_log import DecisionLogWriter
 from router_rl.router.hedging import HedgeBudget, race
 from router_rl.router.policy_client import (
     HTTPPolicyClient,

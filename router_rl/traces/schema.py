@@ -63,6 +63,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "prompt_sha256": pl.Utf8(),
     "prompt": pl.Utf8(),  # null unless the operator opted in to logging prompt text
     "features": pl.List(pl.Float32()),  # encoded feature vector when available, else null
+    "encoder_fingerprint": pl.Utf8(),  # FeatureEncoder.fingerprint of ``features`` (null: no features)
     # decision
     "strategy": pl.Utf8(),  # the requested strategy (router-rl/auto resolves to the default one)
     "decided_by": pl.Utf8(),  # the policy that produced action_probs: "learned", a rule strategy, "explicit"
@@ -71,6 +72,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "action_probs": pl.List(pl.Float64()),
     "chosen_model": pl.Utf8(),
     "propensity": pl.Float64(),
+    "explored": pl.Boolean(),  # chosen_model is not the top choice of the policy before exploration
+    "exploration": pl.Utf8(),  # JSON of the exploration applied ({"epsilon": .., "temperature": ..}; null: none)
     "shadow_model": pl.Utf8(),  # what a shadow policy would have chosen (not executed)
     "breaker_states": pl.Utf8(),  # JSON object provider -> closed/open/half_open
     "policy_state": pl.Utf8(),  # JSON RouterState sent to the learned policy (null when none was sent)
@@ -88,9 +91,10 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "output_tokens": pl.Int64(),
     "usage_estimated": pl.Boolean(),  # tokens estimated by the router (the backend reported no usage)
     "error": pl.Utf8(),
+    "response": pl.Utf8(),  # answer text: null unless the operator opted in for this agent type
 }
 #: Columns added after the first decision-log layout: part files written before them read as null.
-DECISION_LOG_ADDED: Final = ("policy_state",)
+DECISION_LOG_ADDED: Final = ("policy_state", "encoder_fingerprint", "explored", "exploration", "response")
 DECISION_LOG_REQUIRED: Final = (
     "request_id",
     "ts",
@@ -100,6 +104,60 @@ DECISION_LOG_REQUIRED: Final = (
     "action_probs",
     "policy_version",
 )
+
+# --- outcome feedback -----------------------------------------------------------------------
+#: One row per feedback event (``POST /v1/feedback``), written as atomic part files like the
+#: decision log. Several rows per request are kept (one per source, or repeated over time);
+#: ``feedback_id`` is the idempotency key: a row whose key is already stored is not stored again.
+FEEDBACK_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "feedback_id": pl.Utf8(),  # client's idempotency key, else sha256 of the canonical event
+    "request_id": pl.Utf8(),
+    "quality": pl.Float64(),  # in [0, 1]
+    "source": pl.Utf8(),  # "judge:pytest", "agent", "human", "simulated", ...
+    "details": pl.Utf8(),  # JSON object or null
+    "ts": pl.Datetime("us", "UTC"),  # when the outcome was observed (client's, else received_ts)
+    "received_ts": pl.Datetime("us", "UTC"),  # when the router stored it
+}
+FEEDBACK_REQUIRED: Final = ("feedback_id", "request_id", "quality", "source", "ts", "received_ts")
+
+# --- logged bandit data ---------------------------------------------------------------------
+#: ``router-rl logs join``: one row per routed decision (rejected requests excluded and counted)
+#: with its label joined from the feedback. The action is ``chosen_model`` sampled with
+#: ``propensity``; the reward describes ``outcome_model`` (which differs from the chosen model
+#: after a fallback: the fallback is part of what choosing that model produced).
+LOGGED_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "request_id": pl.Utf8(),
+    "ts": pl.Datetime("us", "UTC"),
+    "agent_id": pl.Utf8(),
+    "agent_type": pl.Utf8(),
+    "category": pl.Utf8(),
+    "complexity": pl.Utf8(),
+    "prompt_chars": pl.Int64(),
+    "prompt_sha256": pl.Utf8(),
+    "features": pl.List(pl.Float32()),
+    "encoder_fingerprint": pl.Utf8(),
+    "strategy": pl.Utf8(),
+    "decided_by": pl.Utf8(),
+    "policy_version": pl.Utf8(),
+    "action_models": pl.List(pl.Utf8()),
+    "action_probs": pl.List(pl.Float64()),
+    "chosen_model": pl.Utf8(),
+    "propensity": pl.Float64(),
+    "explored": pl.Boolean(),
+    "served_model": pl.Utf8(),
+    "served_propensity": pl.Float64(),
+    "outcome_model": pl.Utf8(),
+    "fallback_used": pl.Boolean(),
+    "fallback_reason": pl.Utf8(),
+    "cost_usd": pl.Float64(),
+    "latency_s": pl.Float64(),
+    "error": pl.Utf8(),
+    # the label
+    "quality": pl.Float64(),  # null: no feedback yet
+    "label_sources": pl.List(pl.Utf8()),  # the sources the label was joined from
+    "n_feedback": pl.Int64(),  # feedback rows seen for this request (before the join rule)
+    "label_ts": pl.Datetime("us", "UTC"),  # newest feedback used
+}
 
 # --- model catalog --------------------------------------------------------------------------
 CATALOG_SCHEMA: Final[dict[str, pl.DataType]] = {

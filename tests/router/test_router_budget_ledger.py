@@ -22,7 +22,7 @@ from _router_helpers import ADMIN_TOKEN, API_TOKEN, CLOUD_KEY, CLOUD_KEY_ENV, SI
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.budget import BudgetConfig, BudgetTracker, Reservation
 from router_rl.router.config import parse_config
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import BudgetExhaustedError, HybridRouter, RouteInput
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]

@@ -17,7 +17,7 @@ import yaml
 from _router_helpers import API_TOKEN, CLOUD_KEY, CLOUD_KEY_ENV, SIMPLE_PROMPT, router_config
 
 from router_rl.replay.server import ReplayBackendServer
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 
 pytestmark = pytest.mark.cli  # runs the real console script
 

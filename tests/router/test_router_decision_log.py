@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from router_rl.router.decision_log import (
+from router_rl.traces.decision_log import (
     DecisionLogError,
     DecisionLogWriter,
     read_decision_log,
@@ -95,7 +95,7 @@ def test_reader_rejects_foreign_part_file(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from router_rl.router.decision_log import DecisionLogWriter
+    from router_rl.traces.decision_log import DecisionLogWriter
     w = DecisionLogWriter(sys.argv[1], batch_size=50, flush_interval_s=None)
     i = 0
     while True:

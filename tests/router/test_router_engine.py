@@ -24,7 +24,7 @@ from _router_helpers import (
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.breaker import BreakerState
 from router_rl.router.config import parse_config
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import (
     BudgetExhaustedError,
     HybridRouter,

@@ -108,7 +108,7 @@ def test_health_stays_fast_during_a_real_1mb_adversarial_prompt(backends: Backen
         )
     finally:
         gen.close()
-    from router_rl.router.decision_log import read_decision_log
+    from router_rl.traces.decision_log import read_decision_log
 
     df = read_decision_log(tmp_path / "log")
     assert df["prompt_chars"].to_list() == [len(ADVERSARIAL_1MB)] and df["error"].to_list() == [None]

@@ -12,7 +12,7 @@ from _router_helpers import LOCAL_MODELS, SIMPLE_PROMPT, by_model, make_catalog,
 
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter, RouteInput
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]

@@ -16,7 +16,7 @@ from _router_helpers import API_TOKEN, by_model, router_config
 
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
 

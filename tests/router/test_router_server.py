@@ -25,7 +25,7 @@ from _router_helpers import (
 from router_rl.core.errors import ConfigError
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import load_config, parse_config
-from router_rl.router.decision_log import read_decision_log
+from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
 
