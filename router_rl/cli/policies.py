@@ -34,6 +34,135 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
     return out
 
 
+def load_log_encoder(encoder_dir: Path | None) -> tuple[Any, Any]:
+    """``(encoder, catalog or None)`` from ``--encoder`` (a policy artifact folder or an encoder.json).
+
+    The log holds encoded features only, so the encoder that produced them cannot be rebuilt from
+    it: it has to come with the logging policy's artifact (or be saved on its own).
+    """
+    from router_rl.features import EncoderLoadError, FeatureEncoder
+    from router_rl.traces.catalog import ModelCatalog
+
+    if encoder_dir is None:
+        raise typer.BadParameter(
+            "required with --log: the log holds encoded features only; give the logging policy's artifact "
+            "folder (or a saved encoder.json) so the new artifact can encode requests",
+            param_hint="'--encoder'",
+        )
+    path = encoder_dir / "encoder.json" if encoder_dir.is_dir() else encoder_dir
+    if not path.is_file():
+        raise typer.BadParameter(f"{encoder_dir}: no encoder.json there", param_hint="'--encoder'")
+    try:
+        enc = FeatureEncoder.load(path)
+    except (EncoderLoadError, OSError, ValueError) as e:
+        raise typer.BadParameter(f"{path}: {e}", param_hint="'--encoder'") from e
+    catalog = None
+    cat_path = path.parent / "catalog.json"
+    if encoder_dir.is_dir() and cat_path.is_file():
+        try:
+            catalog = ModelCatalog.load(cat_path)
+        except (OSError, ValueError) as e:
+            raise typer.BadParameter(f"{cat_path}: {e}", param_hint="'--encoder'") from e
+    return enc, catalog
+
+
+def load_log(log: Path, encoder: Any, catalog: Any) -> tuple[Any, dict[str, int]]:
+    """``(LoggedData, {policy_version: rows})`` of a joined log, its features checked against ``encoder``."""
+    import polars as pl
+
+    from router_rl.logs.data import LoggedDataError, load_logged
+
+    if not log.is_file():
+        raise typer.BadParameter(f"{log}: no such file (give the parquet written by `router-rl logs join`)",
+                                 param_hint="'--log'")
+    try:
+        fps = pl.read_parquet(log, columns=["encoder_fingerprint", "policy_version"])
+    except Exception as e:  # polars raises several types for unreadable / foreign files
+        raise typer.BadParameter(f"{log}: not a joined decision log ({e})", param_hint="'--log'") from e
+    other = fps.filter(pl.col("encoder_fingerprint").is_null() | (pl.col("encoder_fingerprint") != encoder.fingerprint))
+    if other.height:
+        got = sorted({str(v) for v in other["encoder_fingerprint"].to_list()})
+        raise typer.BadParameter(
+            f"the log's features come from encoder(s) {got} ({other.height} of {fps.height} rows), but this encoder "
+            f"is {encoder.fingerprint}; give the encoder of the logging policy",
+            param_hint="'--encoder'",
+        )
+    try:
+        data = load_logged(log, catalog=catalog, require_fingerprint=encoder.fingerprint) if catalog is not None \
+            else load_logged(log, require_fingerprint=encoder.fingerprint)
+    except (LoggedDataError, KeyError) as e:
+        raise typer.BadParameter(str(e), param_hint="'--log'") from e
+    counts = fps.group_by("policy_version").len().sort("policy_version", nulls_last=True)
+    versions = {str(r["policy_version"]): int(r["len"]) for r in counts.iter_rows(named=True)}
+    return data, versions
+
+
+def _train_from_log(
+    *, policy: str, out: Path, log: Path, encoder_dir: Path | None, correction: str, clip: float, seed: int,
+    opt: list[str],
+) -> None:
+    """``router-rl train --log``: fit ``policy`` from partial feedback (policies/offpolicy.py)."""
+    from rich.table import Table
+
+    from router_rl.cli.console import make_console, print_table
+    from router_rl.core.errors import ConfigError
+    from router_rl.policies import make_policy
+    from router_rl.policies.base import PolicyCapabilityError
+    from router_rl.policies.offpolicy import FIT_CORRECTIONS, OffPolicyConfig, OffPolicyError, fit_from_log
+
+    console = make_console()
+    if correction not in FIT_CORRECTIONS:
+        raise typer.BadParameter(
+            f"expected one of {list(FIT_CORRECTIONS)}, got {correction!r}"
+            + (" (ips is estimator-only: see docs/policies.md)" if correction == "ips" else ""),
+            param_hint="'--correction'",
+        )
+    try:
+        cfg = OffPolicyConfig(correction=correction, clip=clip)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="'--clip'") from e
+    enc, catalog = load_log_encoder(encoder_dir)
+    data, versions = load_log(log, enc, catalog)
+    if catalog is not None:
+        catalog = catalog.subset(list(data.models))
+    try:
+        pol = make_policy(policy, data.models, **_parse_options(opt))
+    except KeyError as e:
+        raise typer.BadParameter(str(e).strip("'\""), param_hint="'--policy'") from e
+    except (ConfigError, TypeError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="'--opt'") from e
+    with console.status(f"learning {policy} from {data.n_labeled} labelled of {data.n} logged decisions"):
+        try:
+            fit_from_log(pol, data, cfg, seed=seed, encoder=enc, catalog=catalog, logging_policy_versions=versions)
+        except PolicyCapabilityError as e:
+            raise typer.BadParameter(str(e), param_hint="'--policy'") from e
+        except OffPolicyError as e:
+            raise typer.BadParameter(str(e), param_hint="'--log'") from e
+    pol.metadata["log"] = str(log)
+    pol.save(out)
+    info = pol.metadata["offpolicy"]
+    table = Table(title=f"{policy} learned from {log.name}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    w = info["weights"]
+    for k, v in (
+        ("correction", info["correction"]),
+        ("weight clip", f"{info['clip']:g}"),
+        ("rows", info["n_rows"]),
+        ("labelled (used)", info["n_labeled"]),
+        ("unlabelled (excluded)", info["n_unlabeled"]),
+        ("fallback rows (credited to chosen)", info["n_fallback"]),
+        ("weights clipped", w["n_clipped"]),
+        ("quality cells outside [0, 1]", info["quality_cells_out_of_range"]),
+        ("logging policies", ", ".join(f"{k}={n}" for k, n in versions.items())),
+    ):
+        table.add_row(k, str(v))
+    print_table(console, table)
+    console.print("rows per model: " + ", ".join(
+        f"{m}={c}" for m, c in zip(data.models, info["rows_per_model"], strict=True)))
+    console.print(f"saved [bold]{out}[/bold] ({pol.version})")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``route`` to the root app."""
 
@@ -48,8 +177,32 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of training (and of the simulated fleet)"),
         n_tasks: int = typer.Option(2000, "--n-tasks", help="Tasks of the simulated fleet (--traces sim)"),
         opt: list[str] = typer.Option([], "--opt", help="Policy option KEY=VALUE (JSON values), repeatable"),
+        log: Path | None = typer.Option(
+            None, "--log", help="Learn from a joined decision log (router-rl logs join) instead of --traces"
+        ),
+        correction: str = typer.Option("iw", "--correction", help="--log: selection-bias correction iw | dr | none"),
+        clip: float = typer.Option(10.0, "--clip", help="--log: upper bound of the importance weight 1/propensity"),
+        encoder_dir: Path | None = typer.Option(
+            None, "--encoder", help="--log: the encoder of the log's features (logging policy artifact or encoder.json)"
+        ),
     ) -> None:
-        """Train a routing policy on the train split, calibrate on val, print validation metrics."""
+        """Train a routing policy on the train split, calibrate on val, print validation metrics.
+
+        With ``--log``: learn from the router's own decisions (partial feedback: only the chosen
+        model's outcome), correcting the logging policy's selection bias (docs/policies.md,
+        "Learning from the router's logs").
+        """
+        if log is not None:
+            if traces != "sim":
+                raise typer.BadParameter("give either --log or --traces, not both", param_hint="'--traces'")
+            if target is not None:
+                raise typer.BadParameter(
+                    "not available with --log (calibrating λ needs full-information validation data)",
+                    param_hint="'--target'",
+                )
+            _train_from_log(policy=policy, out=out, log=log, encoder_dir=encoder_dir, correction=correction,
+                            clip=clip, seed=seed, opt=opt)
+            return
         import numpy as np
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table

@@ -153,7 +153,7 @@ def clipped_weights(propensities: np.ndarray, clip: float) -> np.ndarray:
     bad = np.flatnonzero(~((p > 0) & (p <= 1)))
     if bad.size:
         raise OffPolicyError(
-            f"propensity: expected values in (0, 1], got {p[bad[0]]!r} at rows {bad[:5].tolist()} "
+            f"propensity: expected values in (0, 1], got {float(p[bad[0]])} at rows {bad[:5].tolist()} "
             f"({bad.size} rows)"
         )
     return np.minimum(1.0 / p, float(clip))
@@ -168,7 +168,7 @@ def _check_inputs(X: np.ndarray, actions: np.ndarray, n_models: int, outcomes: M
     bad = np.flatnonzero((actions < 0) | (actions >= n_models))
     if bad.size:
         raise OffPolicyError(
-            f"actions: expected indices in [0, {n_models}), got {actions[bad[0]]} at rows {bad[:5].tolist()}"
+            f"actions: expected indices in [0, {n_models}), got {int(actions[bad[0]])} at rows {bad[:5].tolist()}"
         )
     for name, y in outcomes.items():
         if y.shape != (n,):
@@ -183,7 +183,9 @@ def _check_inputs(X: np.ndarray, actions: np.ndarray, n_models: int, outcomes: M
     if q is not None:
         out = np.flatnonzero((q < 0) | (q > 1))
         if out.size:
-            raise OffPolicyError(f"quality: expected values in [0, 1], got {q[out[0]]} at rows {out[:5].tolist()}")
+            raise OffPolicyError(
+                f"quality: expected values in [0, 1], got {float(q[out[0]])} at rows {out[:5].tolist()}"
+            )
 
 
 def _fit_predict(
