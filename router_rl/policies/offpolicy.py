@@ -87,6 +87,11 @@ class OffPolicyConfig(StrictConfig):
         reward_learning_rate: Learning rate of the reward model.
         reward_min_leaf_rows: Minimum (unweighted) rows per leaf of the reward model.
         reward_l2: L2 regularisation of the reward model's leaf values.
+        reward_model: Quality reward model: ``pooled`` (one booster over every logged row, the
+            chosen model one-hot encoded, starting from each model's weighted success rate: task
+            difficulty learned from all rows is shared by the rarely chosen models) or
+            ``per_model`` (one booster per model on its own rows). Cost and latency are always
+            per model.
         min_model_rows: A model with fewer logged rows in a fold's training part is imputed by
             the (weighted) mean of those rows instead of a booster (counted in the metadata).
         min_feature_count: Feature columns non-zero on fewer logged rows are not used by the
@@ -101,6 +106,7 @@ class OffPolicyConfig(StrictConfig):
     reward_leaves: Annotated[int, Field(ge=2)] = 7
     reward_learning_rate: PositiveFloat = 0.05
     reward_min_leaf_rows: PositiveInt = 20
+    reward_model: Literal["pooled", "per_model"] = "pooled"
     reward_l2: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
     min_model_rows: PositiveInt = 20
     min_feature_count: PositiveInt = 3
@@ -262,6 +268,8 @@ def cross_fit_reward(
     r_hat = np.full((n, n_models), np.nan)
     objective = "cross_entropy" if target == "quality" else "regression"
     seen = np.isfinite(y)
+    if target == "quality" and config.reward_model == "pooled":
+        return _cross_fit_pooled(lgb, Xs, actions, y, weights, n_models, fold_of, config=config, rng=rng)
     mean_imputed: dict[str, int] = {}
     for f in range(folds):
         pred_rows = fold_of == f
@@ -283,7 +291,73 @@ def cross_fit_reward(
             r_hat[pred_rows, a] = _fit_predict(
                 lgb, Xs[tr], ys, weights[tr], Xs[pred_rows], objective=objective, config=config, seed=seed
             )
-    return r_hat, {"target": target, "objective": objective, "mean_imputed": mean_imputed}
+    return r_hat, {"target": target, "objective": objective, "model": "per_model", "mean_imputed": mean_imputed}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _cross_fit_pooled(
+    lgb: Any,
+    Xs: np.ndarray,
+    actions: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    n_models: int,
+    fold_of: np.ndarray,
+    *,
+    config: OffPolicyConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Quality reward model pooled over models: ``σ(base_a + f(x, onehot(a)))``, cross-fitted.
+
+    ``base_a`` is the logit of model ``a``'s weighted success rate on the training folds (the
+    pooled rate where the model has fewer than ``min_model_rows`` rows, counted); the booster
+    learns the deviation from it over every logged row, so a rarely chosen model inherits the
+    task difficulty the other models' rows reveal.
+    """
+    n = Xs.shape[0]
+    onehot = np.eye(n_models, dtype=np.float32)
+    r_hat = np.full((n, n_models), np.nan)
+    mean_imputed: dict[str, int] = {}
+    params = dict(
+        FIXED_PARAMS,
+        objective="cross_entropy",
+        num_leaves=config.reward_leaves,
+        learning_rate=config.reward_learning_rate,
+        min_data_in_leaf=config.reward_min_leaf_rows,
+        lambda_l2=config.reward_l2,
+        num_threads=config.num_threads,
+    )
+    params.pop("metric", None)
+    for f in range(config.folds):
+        pred_rows = np.flatnonzero(fold_of == f)
+        tr = np.flatnonzero(fold_of != f)
+        seed = int(rng.integers(0, 2**31 - 1))
+        if pred_rows.size == 0:
+            continue
+        pooled = float(np.average(y[tr], weights=weights[tr])) if tr.size else 0.5
+        base = np.full(n_models, _logit(np.array(pooled)).item())
+        for a in range(n_models):
+            mine = tr[actions[tr] == a]
+            if mine.size < config.min_model_rows:
+                mean_imputed[str(a)] = mean_imputed.get(str(a), 0) + 1
+            else:
+                base[a] = _logit(np.array(np.average(y[mine], weights=weights[mine]))).item()
+        if tr.size < config.min_model_rows:
+            r_hat[pred_rows] = 1.0 / (1.0 + np.exp(-base))
+            continue
+        Xa = np.hstack([Xs[tr], onehot[actions[tr]]])
+        ds = lgb.Dataset(Xa, label=y[tr], weight=weights[tr], init_score=base[actions[tr]],
+                         params={"verbose": -1, "max_bin": 63, "feature_pre_filter": False})
+        booster = lgb.train(dict(params, seed=seed), ds, num_boost_round=config.reward_rounds)
+        for a in range(n_models):
+            Xp = np.hstack([Xs[pred_rows], np.broadcast_to(onehot[a], (pred_rows.size, n_models))])
+            raw = np.asarray(booster.predict(Xp, raw_score=True, num_threads=config.num_threads), dtype=np.float64)
+            r_hat[pred_rows, a] = 1.0 / (1.0 + np.exp(-(raw + base[a])))
+    return r_hat, {"target": "quality", "objective": "cross_entropy", "model": "pooled", "mean_imputed": mean_imputed}
 
 
 def pseudo_outcomes(
