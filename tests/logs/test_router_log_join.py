@@ -1,4 +1,4 @@
-"""The real router's decision log (learned strategy, fallbacks, rejected and rule requests) -> logs join -> LoggedData."""
+"""The real router's decision log (learned strategy, fallbacks, rejected and rule requests) -> join -> LoggedData."""
 
 from __future__ import annotations
 
