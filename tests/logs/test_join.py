@@ -142,7 +142,7 @@ def test_newest_and_priority_rules(logdir: dict[str, Any], sim: Any) -> None:
     assert rep.unused_source_feedback == 2  # the judge rows (duplicate id already removed)
     assert _row(t_pri, logdir["r_lab"])["quality"] == logdir["sim_q"][logdir["r_lab"]]
     assert _row(t_pri, logdir["r_unl"])["label_sources"] == ["human"]
-    t_h, rep_h = join_logs(d / "decisions", d / "feedback", label_rule="priority", source_priority=["human"])
+    _, rep_h = join_logs(d / "decisions", d / "feedback", label_rule="priority", source_priority=["human"])
     assert rep_h.labeled == 1 and rep_h.unlabeled == rep_h.rows - rep_h.no_answer - 1
     with pytest.raises(JoinError, match="source_priority"):
         join_logs(d / "decisions", d / "feedback", label_rule="priority")
@@ -163,7 +163,7 @@ def test_without_feedback_every_answered_row_is_unlabeled(tmp_path: Path, sim: A
 
 def test_round_trip_matches_the_simulation_exactly(tmp_path: Path, sim: Any) -> None:
     sim.write(tmp_path, batch_size=64)
-    table, rep = join_logs(tmp_path / "decisions", tmp_path / "feedback", catalog=sim.catalog)
+    table, _ = join_logs(tmp_path / "decisions", tmp_path / "feedback", catalog=sim.catalog)
     p = tmp_path / "logged.parquet"
     table.write_parquet(p)
     got, want = load_logged(p), sim.logged()
