@@ -118,7 +118,7 @@ def _train_from_log(
             param_hint="'--correction'",
         )
     try:
-        cfg = OffPolicyConfig(correction=correction, clip=clip)
+        cfg = OffPolicyConfig.from_dict({"correction": correction, "clip": clip})
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="'--clip'") from e
     enc, catalog = load_log_encoder(encoder_dir)

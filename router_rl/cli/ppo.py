@@ -24,6 +24,82 @@ def _env_overrides(traces: str | None, n_tasks: int | None, seed: int, env_opts:
     return ov
 
 
+def _train_ppo_on_log(
+    *, log: Path, out: Path, env: str, traces: str | None, env_opt: list[str], base_dir: Path | None,
+    encoder_dir: Path | None, correction: str, ips_clip: float, timesteps: int, opt: list[str], lgbm_rounds: int,
+    seed: int,
+) -> None:
+    """``router-rl train-ppo --log``: PPO on ``LoggedReplay`` of a real log (the reward from ``--env``'s spec)."""
+    from rich.table import Table
+
+    from router_rl.cli.console import make_console, print_table
+    from router_rl.cli.policies import _parse_options, load_log, load_log_encoder
+    from router_rl.core.errors import ConfigError
+    from router_rl.envs import load_spec
+    from router_rl.policies import RoutingPolicy
+    from router_rl.policies.base import PolicyLoadError
+    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
+    from router_rl.policies.offpolicy import FIT_CORRECTIONS, OffPolicyConfig, OffPolicyError, fit_from_log
+    from router_rl.policies.ppo import PPOConfig
+    from router_rl.policies.ppo.train import train_ppo_on_log
+
+    console = make_console()
+    if traces is not None:
+        raise typer.BadParameter("give either --log or --traces, not both", param_hint="'--traces'")
+    if correction not in FIT_CORRECTIONS:
+        raise typer.BadParameter(f"expected one of {list(FIT_CORRECTIONS)}, got {correction!r}",
+                                 param_hint="'--correction'")
+    if not ips_clip >= 1.0:
+        raise typer.BadParameter(f"expected >= 1, got {ips_clip}", param_hint="'--ips-clip'")
+    try:
+        spec = load_spec(env).with_overrides(**_parse_options(env_opt))
+        cfg = PPOConfig.from_dict({"total_timesteps": timesteps} | _parse_options(opt))
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from e
+    base: Any = None
+    if base_dir is not None:
+        try:
+            base = RoutingPolicy.load(base_dir)
+        except PolicyLoadError as e:
+            raise typer.BadParameter(str(e), param_hint="'--base'") from e
+        if base.encoder is None:
+            raise typer.BadParameter("the base policy carries no feature encoder", param_hint="'--base'")
+        enc, catalog = base.encoder, base.catalog
+    else:
+        enc, catalog = load_log_encoder(encoder_dir)
+    data, versions = load_log(log, enc, catalog)
+    with console.status(f"learning from {data.n_labeled} labelled of {data.n} logged decisions") as status:
+        if base is None:
+            status.update(f"LightGBM base from the log ({correction})")
+            base = LGBMPolicy(data.models, config=LGBMConfig(num_boost_round=lgbm_rounds, cv_folds=2))
+            try:
+                fit_from_log(base, data, OffPolicyConfig.from_dict({"correction": correction}), seed=seed, encoder=enc,
+                             catalog=None if catalog is None else catalog.subset(list(data.models)),
+                             logging_policy_versions=versions)
+            except OffPolicyError as e:
+                raise typer.BadParameter(str(e), param_hint="'--log'") from e
+        try:
+            result = train_ppo_on_log(data, base=base, reward=spec.reward, config=cfg, ips_clip=ips_clip, seed=seed,
+                                      progress=status.update)
+        except PolicyLoadError as e:
+            raise typer.BadParameter(str(e), param_hint="'--base'") from e
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="'--log'") from e
+    router = result.router
+    router.metadata["log"] = str(log)
+    router.metadata["logging_policy_versions"] = versions
+    router.save(out)
+    table = Table(title=f"replay on the training log ({result.n_labeled} labelled of {result.n_rows} rows; in-sample)")
+    table.add_column("policy")
+    table.add_column("replay value", justify="right")
+    table.add_column("matched", justify="right")
+    table.add_column("95% CI", justify="right")
+    for name, r in (("base (" + base.kind + ")", result.replay["base"]), ("ppo", result.replay["ppo"])):
+        table.add_row(name, f"{r.value:.4g}", str(r.n_matched), f"[{r.ci[0]:.4g}, {r.ci[1]:.4g}]")
+    print_table(console, table)
+    console.print(f"saved [bold]{out}[/bold] ({router.version})")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train-ppo`` to the root app."""
 
@@ -49,8 +125,28 @@ def register(app: typer.Typer) -> None:
         lgbm_rounds: int = typer.Option(60, "--lgbm-rounds", help="Boosting rounds of the LightGBM base"),
         eval_days: int = typer.Option(32, "--eval-days", help="Held-out (test split) days to compare on"),
         seed: int = typer.Option(0, "--seed", help="Seed of the data simulation, LightGBM, PPO and evaluation"),
+        log: Path | None = typer.Option(
+            None, "--log", help="Train on a joined decision log (router-rl logs join) replayed as an env"
+        ),
+        encoder_dir: Path | None = typer.Option(
+            None, "--encoder", help="--log without --base: the encoder of the log's features (logging policy artifact)"
+        ),
+        correction: str = typer.Option("iw", "--correction", help="--log without --base: correction of the base"),
+        ips_clip: float = typer.Option(10.0, "--ips-clip", help="--log: clip of the replay reward's 1/propensity"),
     ) -> None:
-        """Train PPO warm-started from LightGBM on a BudgetedRouting env; print held-out reward vs the base."""
+        """Train PPO warm-started from LightGBM on a BudgetedRouting env; print held-out reward vs the base.
+
+        With ``--log``: PPO learns on the router's own log (``LoggedReplay``, inverse-propensity
+        weighted reward), warm-started from ``--base`` or from a LightGBM router learned from the
+        same log (``router-rl train --log``).
+        """
+        if log is not None:
+            _train_ppo_on_log(
+                log=log, out=out, env=env, traces=traces, env_opt=env_opt, base_dir=base_dir, encoder_dir=encoder_dir,
+                correction=correction, ips_clip=ips_clip, timesteps=timesteps, opt=opt, lgbm_rounds=lgbm_rounds,
+                seed=seed,
+            )
+            return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 

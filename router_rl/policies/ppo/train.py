@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from router_rl.core.errors import ConfigError
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy
 from router_rl.policies.ppo.config import PPOConfig
@@ -157,3 +159,120 @@ def train_ppo(
         result.extra["horizon"] = test_env.horizon
         router.metadata["heldout"] = result.heldout | {"days": eval_days, "env": spec.name}
     return result
+
+
+@dataclass
+class LogPPOResult:
+    """What :func:`train_ppo_on_log` produced.
+
+    Attributes:
+        router: The trained PPO router (``metadata["log_replay"]`` holds the replay estimates).
+        base: The base policy it was warm-started from.
+        replay: ``{"base": ReplayResult, "ppo": ReplayResult}``: rejection-sampling replay estimates
+            of the greedy decisions of both on the (training) log: in-sample, a sanity check, not
+            a held-out evaluation.
+        n_rows: Rows of the log.
+        n_labeled: Rows replayed (the unlabelled ones are excluded and counted).
+    """
+
+    router: PPORouter
+    base: RoutingPolicy
+    replay: dict[str, Any]
+    n_rows: int
+    n_labeled: int
+
+
+def _ips_reward_env(env: Any, clip: float) -> Any:
+    """``env`` (a :class:`~router_rl.envs.replay.LoggedReplay`) whose matched rewards are ``r · min(1/p, clip)``.
+
+    Replay's reward is 0 for an action other than the logged one, so the expected reward of an
+    action ``a`` is ``π₀(a|x) · r(x, a)``: learning on it favours what the logging policy did.
+    Weighting the matched reward by ``1 / π₀(a|x)`` makes it ``r(x, a)`` (inverse propensity
+    scoring; the clip bounds its variance).
+    """
+    import gymnasium as gym
+
+    props = env.propensities
+    w = np.ones(env.logged_actions.shape[0]) if props is None else np.minimum(1.0 / props, clip)
+
+    class _IPSReward(gym.Wrapper):
+        def step(self, action: Any) -> Any:
+            obs, reward, term, trunc, info = self.env.step(action)
+            if info.get("matched"):
+                reward = float(reward) * float(w[int(info["event"])])
+            return obs, reward, term, trunc, info
+
+    return _IPSReward(env)
+
+
+def train_ppo_on_log(
+    data: Any,
+    *,
+    base: RoutingPolicy,
+    reward: Any,
+    config: PPOConfig | None = None,
+    ips_clip: float = 10.0,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> LogPPOResult:
+    """Train a PPO router on a real decision log (:class:`~router_rl.envs.replay.LoggedReplay`).
+
+    The environment replays the log's labelled rows in order (one episode = one pass); a step
+    whose action is the logged one earns the row's reward (``reward`` of its label, cost and
+    latency) times ``min(1 / propensity, ips_clip)``, any other action 0. Observations are the
+    logged feature vectors (no router state: the router's budget state is not in the log).
+
+    Args:
+        data: The joined log (:class:`router_rl.logs.data.LoggedData`); its encoder fingerprint
+            must be the base's.
+        base: Warm-start policy (e.g. learned from the same log with
+            :func:`router_rl.policies.offpolicy.fit_from_log`), with its encoder.
+        reward: :class:`~router_rl.envs.spec.RewardSpec`; ``cost_ref_usd="auto"`` resolves to the
+            highest mean logged cost of a model (over the rows that chose it).
+        config: PPO hyper-parameters.
+        ips_clip: Upper bound of the inverse-propensity weight of the matched reward.
+        seed: Seed of PPO.
+        progress: Called with a short description before each step.
+
+    Raises:
+        PolicyLoadError: an unusable base, or its encoder is not the one of the log's features.
+        ValueError: nothing to replay.
+    """
+    from router_rl.envs.replay import LoggedReplay, replay_evaluate
+
+    say = progress or (lambda _msg: None)
+    cfg = config or PPOConfig()
+    check_base(base)
+    base.check_models(data.models, what="log")
+    fp = base.metadata.get("encoder_fingerprint")
+    if data.encoder_fingerprint is None or fp != data.encoder_fingerprint:
+        raise PolicyLoadError(
+            f"the base policy was trained with encoder {fp}, but the log's features come from encoder "
+            f"{data.encoder_fingerprint}"
+        )
+    if reward.cost_ref_usd == "auto":
+        lab = np.isfinite(data.quality) & np.isfinite(data.cost_usd)
+        means = [float(data.cost_usd[lab & (data.actions == j)].mean()) for j in range(len(data.models))
+                 if (lab & (data.actions == j)).any()]
+        reward = reward.replace(cost_ref_usd=max(max(means, default=0.0), 1e-12))
+    X = np.asarray(data.X)
+    clip_obs = max(10.0, float(np.abs(X).max()) if X.size else 10.0)  # the base must see unclipped features
+
+    def make_env() -> Any:
+        env = LoggedReplay.from_logged(data, reward, unlabeled="drop", obs_clip=clip_obs)
+        return _ips_reward_env(env, ips_clip)
+
+    probe = LoggedReplay.from_logged(data, reward, unlabeled="drop", obs_clip=clip_obs)
+    say(f"PPO: {cfg.total_timesteps} steps on {probe.X.shape[0]} logged decisions")
+    router = PPORouter.from_base(base, config=cfg)
+    router.fit_env(make_env, seed=seed)
+    rewards, logged, props = probe.rewards, probe.logged_actions, probe.propensities
+    replay = {
+        "base": replay_evaluate(rewards, logged, base.action_distribution(probe.X).argmax(1), props),
+        "ppo": replay_evaluate(rewards, logged, router.action_distribution(probe.X).argmax(1), props),
+    }
+    router.metadata["log_replay"] = {k: v._asdict() for k, v in replay.items()} | {
+        "rows": int(data.n), "labeled": int(probe.X.shape[0]), "ips_clip": ips_clip,
+        "reward": reward.to_dict(), "encoder_fingerprint": data.encoder_fingerprint,
+    }
+    return LogPPOResult(router=router, base=base, replay=replay, n_rows=int(data.n), n_labeled=int(probe.X.shape[0]))
