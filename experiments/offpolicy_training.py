@@ -82,7 +82,22 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 #: λ grid of the frontier sweep (quality at the logging policy's cost).
-LAMBDAS = np.concatenate([[0.0], np.logspace(-2, 1, 25)])
+LAMBDAS = np.concatenate([[0.0], np.logspace(-2, 1.5, 50)])
+
+
+def quality_at_budget(points: list[tuple[float, float]], budget: float) -> float:
+    """Best quality of a λ sweep's ``(cost, quality)`` points at cost ``budget``: the best point within
+    the budget, linearly interpolated towards the cheapest better point above it (mixing two
+    decision rules reaches every point of that segment). NaN when no point is within the budget."""
+    below = [p for p in points if p[0] <= budget]
+    if not below:
+        return float("nan")
+    c1, q1 = max(below, key=lambda p: p[1])
+    above = [p for p in points if p[0] > budget and p[1] > q1]
+    if not above:
+        return q1
+    c2, q2 = min(above, key=lambda p: p[0])
+    return q1 + (q2 - q1) * (budget - c1) / (c2 - c1)
 
 
 def _scores(policy: Any, X: np.ndarray, test: Any, budget: float | None = None) -> dict[str, float]:
@@ -96,13 +111,12 @@ def _scores(policy: Any, X: np.ndarray, test: Any, budget: float | None = None) 
     }
     if budget is not None:
         rows = np.arange(test.n_tasks)
-        best = float("nan")
+        pts = []
         with policy.reuse_predictions():
-            for lam in LAMBDAS:
+            for lam in np.unique(np.append(LAMBDAS, policy.decision.lam)):
                 a = policy.decide(X, decision=policy.decision.replace(lam=float(lam))).probs.argmax(axis=1)
-                if test.cost[rows, a].mean() <= budget and not best >= test.quality[rows, a].mean():
-                    best = float(test.quality[rows, a].mean())
-        out["quality_at_budget"] = best
+                pts.append((float(test.cost[rows, a].mean()), float(test.quality[rows, a].mean())))
+        out["quality_at_budget"] = quality_at_budget(pts, budget)
     return out
 
 
