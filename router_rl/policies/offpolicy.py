@@ -8,11 +8,14 @@ task), so the log is turned into a **pseudo full-information matrix**: one row p
 decision, one column per model, each cell an estimate of that model's outcome on that task. Any
 built-in learner then fits on it unchanged and its artifact serves like any other.
 
-The unobserved cells are imputed by a **cross-fitted reward model** ``r̂(x, a)`` (one LightGBM
-booster per model and quantity, fitted on the rows where that model was chosen; ``folds`` folds,
-so a row's own outcome never enters the ``r̂`` of that row). The logging policy chose some models
-mostly on some kinds of task, so a model's logged rows are a biased sample of the task
-distribution; the corrections (``OffPolicyConfig.correction``):
+The unobserved cells are imputed by a **cross-fitted reward model** ``r̂(x, a)`` (``folds`` folds,
+so a row's own outcome never enters the ``r̂`` of that row). Quality: by default one pooled
+LightGBM cross-entropy booster over every logged row, the chosen model one-hot encoded, starting
+from each model's weighted success rate (``reward_model="pooled"``: the task difficulty learned
+from the often-chosen models carries over to the rarely chosen ones), or one booster per model
+(``"per_model"``); cost and latency: one squared-loss booster per model. The logging policy
+chose some models mostly on some kinds of task, so a model's logged rows are a biased sample of
+the task distribution; the corrections (``OffPolicyConfig.correction``):
 
 * ``iw`` (default): **importance-weighted regression**. The reward model of each model weights its
   rows by ``w = min(1 / p, clip)``, which reweights them towards the whole task distribution
