@@ -151,10 +151,13 @@ class PartWriter:
                 rows, self._buf = self._buf, []
             if not rows:
                 return None
-            self._seq += 1
-            name = f"part-{self._start}-{os.getpid()}-{self._seq:06d}.parquet"
-            final = self.directory / name
-            tmp = self.directory / f".tmp-{name}"
+            while True:  # never replace an existing part (a writer restarted in the same second and pid)
+                self._seq += 1
+                name = f"part-{self._start}-{os.getpid()}-{self._seq:06d}.parquet"
+                final = self.directory / name
+                tmp = self.directory / f".tmp-{name}"
+                if not final.exists() and not tmp.exists():
+                    break
             df = pl.DataFrame(rows, schema=self.schema, orient="row")
             with open(tmp, "wb") as fh:
                 df.write_parquet(fh)
