@@ -114,8 +114,8 @@ def request_id_of(response: Any) -> str:
     if isinstance(rid, str) and rid:
         return _strip(rid)
     headers = getattr(response, "headers", None)  # SDK raw response (with_raw_response)
-    if headers is None and isinstance(getattr(response, "response", None), httpx.Response):
-        headers = response.response.headers  # SDK Stream: the HTTP response it reads
+    if headers is None:  # SDK Stream: the HTTP response it reads (the SDK may bundle its own httpx)
+        headers = getattr(getattr(response, "response", None), "headers", None)
     if headers is not None:
         h = headers.get("x-request-id")
         if h:

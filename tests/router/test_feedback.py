@@ -235,7 +235,8 @@ def test_secrets_in_details_are_redacted_never_stored_or_logged(s: Srv, caplog: 
 # --- the batch form ----------------------------------------------------------------------------
 def test_batch_is_all_or_nothing_and_names_the_item(s: Srv) -> None:
     a, b = s.rid(), s.rid()
-    good = [{"request_id": a, "quality": 1, "source": "judge:pytest"}, {"request_id": b, "quality": 0, "source": "human"}]
+    good = [{"request_id": a, "quality": 1, "source": "judge:pytest"},
+            {"request_id": b, "quality": 0, "source": "human"}]
     bad_value = s.fb({"items": [*good, {"request_id": a, "quality": 2, "source": "agent"}]})
     assert bad_value.status_code == 422 and bad_value.json()["error"]["param"] == "items[2].quality"
     unknown = s.fb({"items": [good[0], {"request_id": "nope-9", "quality": 0, "source": "agent"}]})
@@ -341,10 +342,10 @@ def test_feedback_folder_config(backends: Backends, tmp_path: Path) -> None:
     import yaml
 
     local, cloud = backends
-    with pytest.raises(ConfigError, match="feedback.dir"):
+    with pytest.raises(ConfigError, match=r"feedback\.dir"):
         parse_config(router_config(local.base_url, cloud.base_url, logging={"decision_log_dir": str(tmp_path / "d")},
                                    feedback={"dir": str(tmp_path / "d")}))
-    with pytest.raises(ConfigError, match="feedback.max_batch"):
+    with pytest.raises(ConfigError, match=r"feedback\.max_batch"):
         parse_config(router_config(local.base_url, cloud.base_url, feedback={"max_batch": 0}))
     cfg = parse_config(router_config(local.base_url, cloud.base_url, logging={"decision_log_dir": str(tmp_path / "d")}))
     assert cfg.feedback_dir() == tmp_path / "feedback"
