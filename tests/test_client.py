@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -111,6 +112,7 @@ def test_503_and_transport_errors_are_retried_then_raised() -> None:
     class Flaky(BaseHTTPRequestHandler):  # a real loopback server: 503 once, then the answer
         def do_POST(self) -> None:
             bodies.append(self.rfile.read(int(self.headers["content-length"])))
+            out: dict[str, Any]
             if len(bodies) == 1:
                 status, out = 503, {"error": {"message": "store busy", "code": "feedback_store_error"}}
             else:

@@ -149,7 +149,7 @@ def test_idempotency_key_body_or_header_and_reuse_with_other_content(s: Srv) -> 
     assert s.rows()["feedback_id"].to_list() == ["k-1"]
 
 
-def test_unknown_and_rejected_request_ids(s: Srv) -> None:
+def test_unknown_and_rejected_request_ids(s: Srv, backends: Backends) -> None:
     r = s.fb({"request_id": "never-seen-1", "quality": 1, "source": "agent"})
     assert r.status_code == 404
     err = r.json()["error"]
@@ -160,7 +160,16 @@ def test_unknown_and_rejected_request_ids(s: Srv) -> None:
     r = s.fb({"request_id": "rej-1", "quality": 1, "source": "agent"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "request_not_routed"
     assert "refused before routing" in r.json()["error"]["message"]
+    unknown_model = s.http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"},
+                                headers={"x-request-id": "unk-model-1"})
+    assert unknown_model.status_code == 404
+    assert s.fb({"request_id": "unk-model-1", "quality": 1, "source": "agent"}).status_code == 409
     assert s.rows().height == 0
+    for srv in backends:  # decided, but no model could answer: the decision can be labelled
+        srv.backend.faults.replace([{"kind": "http_5xx"}])
+    failed = s.http.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": "failed-1"})
+    assert failed.status_code == 503
+    assert s.fb({"request_id": "failed-1", "quality": 0, "source": "agent"}).json()["status"] == "stored"
 
 
 @pytest.mark.parametrize(
