@@ -10,6 +10,8 @@
     with FeedbackClient("http://127.0.0.1:8080/v1", api_key=TOKEN) as fb:
         fb.send(request_id_of(answer), quality=0.8, source="judge:pytest", details={"passed": 12})
 
+(:class:`AsyncFeedbackClient` is the same for asyncio agents.)
+
 The same through plain HTTP is documented in *Outcome feedback* of ``docs/router.md``. Only
 ``httpx`` is needed (the OpenAI SDK is not imported: responses are read by duck typing).
 """
@@ -181,21 +183,18 @@ class FeedbackClient:
         backoff_s: float = 0.25,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        base = base_url.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        self.url = base + "/feedback"
+        self.url = _feedback_url(base_url)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
 
-    def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         delay = self.backoff_s
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                r = self._http.post(self.url, json=body, headers=headers)
+                r = self._http.post(self.url, json=body)
             except httpx.TransportError as e:
                 if last:
                     raise FeedbackError(f"cannot reach {self.url}: {type(e).__name__}: {e}") from e
@@ -233,7 +232,7 @@ class FeedbackClient:
             FeedbackError: the router refused it (carries its status, code, param, message).
         """
         ev = feedback_event(request_id, quality, source, details=details, ts=ts, idempotency_key=idempotency_key)
-        return FeedbackResult.from_json(self._post(ev, {}))
+        return FeedbackResult.from_json(self._post(ev))
 
     def send_batch(self, events: Iterable[Mapping[str, Any]]) -> list[FeedbackResult]:
         """Send several events (objects of :func:`feedback_event`) in one all-or-nothing request.
@@ -243,7 +242,7 @@ class FeedbackClient:
                 nothing of the batch was stored).
         """
         items = [dict(e) for e in events]
-        body = self._post({"items": items}, {})
+        body = self._post({"items": items})
         return [FeedbackResult.from_json(d) for d in body["data"]]
 
     def close(self) -> None:
@@ -255,6 +254,91 @@ class FeedbackClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncFeedbackClient:
+    """:class:`FeedbackClient` for asyncio agents (``httpx.AsyncClient``; same arguments and errors)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.25,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = _feedback_url(base_url)
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers, transport=transport)
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
+        delay = self.backoff_s
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                r = await self._http.post(self.url, json=body)
+            except httpx.TransportError as e:
+                if last:
+                    raise FeedbackError(f"cannot reach {self.url}: {type(e).__name__}: {e}") from e
+            else:
+                if r.status_code == 200:
+                    out: dict[str, Any] = r.json()
+                    return out
+                if last or r.status_code not in RETRY_STATUSES:
+                    raise _error(r)
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def send(
+        self,
+        request_id: str,
+        quality: float,
+        source: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        ts: datetime | float | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FeedbackResult:
+        """Send one feedback event (see :meth:`FeedbackClient.send`).
+
+        Raises:
+            FeedbackError: the router refused it.
+        """
+        ev = feedback_event(request_id, quality, source, details=details, ts=ts, idempotency_key=idempotency_key)
+        return FeedbackResult.from_json(await self._post(ev))
+
+    async def send_batch(self, events: Iterable[Mapping[str, Any]]) -> list[FeedbackResult]:
+        """Send several events in one all-or-nothing request (see :meth:`FeedbackClient.send_batch`).
+
+        Raises:
+            FeedbackError: the router refused the batch.
+        """
+        body = await self._post({"items": [dict(e) for e in events]})
+        return [FeedbackResult.from_json(d) for d in body["data"]]
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFeedbackClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _feedback_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return base + "/feedback"
 
 
 def _error(r: httpx.Response) -> FeedbackError:

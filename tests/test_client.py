@@ -12,7 +12,7 @@ import openai
 import polars as pl
 import pytest
 
-from router_rl.client import FeedbackClient, FeedbackError, feedback_event, request_id_of
+from router_rl.client import AsyncFeedbackClient, FeedbackClient, FeedbackError, feedback_event, request_id_of
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
 from router_rl.router.engine import HybridRouter
@@ -148,3 +148,23 @@ def test_503_and_transport_errors_are_retried_then_raised() -> None:
             pytest.raises(FeedbackError, match="cannot reach") as e:
         fb.send("r", 0.5, "agent")
     assert e.value.status is None
+
+
+def test_async_client_with_the_async_sdk(router_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    async def run() -> list[str]:
+        llm = openai.AsyncOpenAI(base_url=router_url, api_key=TOKEN, max_retries=0)
+        answers = await asyncio.gather(*(llm.chat.completions.create(model="router-rl/auto", messages=MSG)  # type: ignore[arg-type]
+                                         for _ in range(3)))
+        rids = [request_id_of(a) for a in answers]
+        async with AsyncFeedbackClient(router_url, api_key=TOKEN) as fb:
+            res = await asyncio.gather(*(fb.send(r, 0.6, "agent") for r in rids), fb.send(rids[0], 0.6, "agent"))
+            with pytest.raises(FeedbackError) as e:
+                await fb.send_batch([feedback_event(rids[0], 0.6, "agent"), feedback_event("zz", 0.6, "agent")])
+            assert (e.value.status, e.value.param) == (404, "items[1].request_id")
+        await llm.close()
+        return sorted(r.status for r in res)
+
+    assert asyncio.run(run()) == ["duplicate", "stored", "stored", "stored"]
+    assert _rows(tmp_path).height == 3

@@ -168,7 +168,10 @@ def create_app(
             rid = router.record_rejected(f"{kind}:{param}" if param else kind, request_id=headers.get("x-request-id"))
             return _json_error(e, rid)
         if not stream:
-            res = await router.route(inp)
+            try:
+                res = await router.route(inp)
+            except RouterRequestError as e:  # the engine may name the logged id of a refused request
+                return _json_error(e, getattr(e, "request_id", None))
             r = res.result
             payload = {
                 "id": f"chatcmpl-{res.request_id}",
@@ -191,7 +194,10 @@ def create_app(
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
             }
             return JSONResponse(payload, headers=headers)
-        session = await router.route_stream(inp)
+        try:
+            session = await router.route_stream(inp)
+        except RouterRequestError as e:
+            return _json_error(e, getattr(e, "request_id", None))
         headers = {
             **decision_headers(session.request_id, session.decision, session.served_model, session.fallback_reason),
             "cache-control": "no-cache",

@@ -381,3 +381,10 @@ def test_restart_keeps_dedupe_and_known_ids(backends: Backends, tmp_path: Path) 
         assert h.fb({"request_id": rid2, "quality": 0.9, "source": "human"}).json()["status"] == "stored"
         assert h.fb({"request_id": "other", "quality": 0.9, "source": "human"}).status_code == 404
     assert h.rows().height == 2
+
+
+def test_an_unreadable_part_fails_start_up_naming_the_setting(backends: Backends, tmp_path: Path) -> None:
+    (tmp_path / "feedback").mkdir()
+    (tmp_path / "feedback" / "part-x.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ConfigError, match=r"feedback\.dir: .*part-x\.parquet"):
+        _start(backends, tmp_path)
