@@ -198,6 +198,28 @@ class LoggingConfig(BaseModel):
     log_prompts: bool = False
 
 
+class FeedbackConfig(BaseModel):
+    """Outcome feedback (``POST /v1/feedback``, see *Outcome feedback* in ``docs/router.md``).
+
+    Attributes:
+        enabled: Serve the endpoint. It also needs ``logging.decision_log_dir`` (the known
+            request ids come from the decision log); without one it answers 501 naming that setting.
+        dir: Folder of the feedback part files; default: ``feedback/`` beside the decision-log
+            folder (``<decision_log_dir>/../feedback``). Must differ from the decision-log folder.
+        max_batch: Most items in one batch request.
+        max_details_bytes: Largest ``details`` object (its canonical JSON, UTF-8 bytes).
+        max_clock_skew_s: How far in the future a client ``ts`` may be (clock skew allowance).
+    """
+
+    model_config = _forbid()
+
+    enabled: bool = True
+    dir: Path | None = None
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    max_details_bytes: int = Field(default=16_384, ge=2, le=1_048_576)
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+
+
 class AuthConfig(BaseModel):
     """Bearer-token auth of the HTTP server (tokens from env vars / files; comma or newline separated).
 
@@ -285,6 +307,7 @@ class RouterConfig(BaseModel):
         budgets: USD budgets.
         rollout: Shadow / A/B settings.
         logging: Decision log.
+        feedback: Outcome feedback endpoint and store.
         server: HTTP server.
         seed: Seed of every random choice the router makes.
     """
@@ -303,6 +326,7 @@ class RouterConfig(BaseModel):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     seed: int = 0
 
@@ -345,9 +369,20 @@ class RouterConfig(BaseModel):
         for m in self.budgets.agents:
             if not m:
                 raise ConfigError("budgets.agents", "empty agent id")
+        fb = self.feedback_dir()
+        dl = self.logging.decision_log_dir
+        if fb is not None and dl is not None and fb.resolve() == dl.resolve():
+            raise ConfigError("feedback.dir", f"{fb} is the decision-log folder; feedback needs its own folder")
         return self
 
     # --- derived ----------------------------------------------------------------------------
+    def feedback_dir(self) -> Path | None:
+        """Folder of the feedback store (``feedback.dir``, else ``feedback/`` beside the decision log)."""
+        if self.feedback.dir is not None:
+            return self.feedback.dir
+        dl = self.logging.decision_log_dir
+        return None if dl is None else dl.parent / "feedback"
+
     def model_ids(self) -> list[str]:
         """Every configured model id, in provider order."""
         return [m for p in self.providers for m in p.model_ids]
@@ -377,8 +412,8 @@ class RouterConfig(BaseModel):
         return order + [m for m in self.model_ids() if m not in order]
 
     def fingerprint(self) -> str:
-        """Short hash of the config (part of rule-policy versions)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+        """Short hash of the config (part of rule-policy versions; the feedback settings decide nothing)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"feedback"}), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def check_credentials(self) -> None:
@@ -501,6 +536,8 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         )
     if cfg.logging.decision_log_dir is not None and not cfg.logging.decision_log_dir.is_absolute():
         upd["logging"] = cfg.logging.model_copy(update={"decision_log_dir": fix(cfg.logging.decision_log_dir)})
+    if cfg.feedback.dir is not None and not cfg.feedback.dir.is_absolute():
+        upd["feedback"] = cfg.feedback.model_copy(update={"dir": fix(cfg.feedback.dir)})
     if cfg.budgets.ledger_path is not None and not cfg.budgets.ledger_path.is_absolute():
         upd["budgets"] = cfg.budgets.model_copy(update={"ledger_path": fix(cfg.budgets.ledger_path)})
     return cfg.model_copy(update=upd) if upd else cfg

@@ -21,7 +21,8 @@ class RouterMetrics:
     ``request_latency_seconds{model}``, ``router_overhead_seconds``, ``cost_usd_total{model}``,
     ``breaker_state{provider}`` (0 closed, 1 half-open, 2 open), ``fallbacks_total{reason}``,
     ``emergency_cloud_total{reason}``, ``budget_exhausted_total{scope,behaviour}``,
-    ``policy_errors_total{reason}``, ``shadow_decisions_total{agree}``, ``stream_errors_total{phase}``.
+    ``policy_errors_total{reason}``, ``shadow_decisions_total{agree}``, ``stream_errors_total{phase}``,
+    ``feedback_total{source,outcome}`` (outcome ``stored`` / ``duplicate`` / ``rejected``).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -66,6 +67,10 @@ class RouterMetrics:
         )
         self.budget_reservations = Counter(
             "router_rl_budget_reservations", "Budget reservations by outcome", ["outcome"], registry=r
+        )
+        self.feedback = Counter(
+            "router_rl_feedback", "Outcome feedback events by source and outcome (stored/duplicate/rejected)",
+            ["source", "outcome"], registry=r,
         )
 
     def set_breaker(self, provider: str, state: str) -> None:
