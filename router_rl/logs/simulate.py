@@ -107,9 +107,9 @@ class SimulatedLog:
 
         Decision rows go through :class:`~router_rl.traces.decision_log.DecisionLogWriter` (every
         row validated by ``validate_row``), feedback rows through
-        :class:`~router_rl.logs.feedback.FeedbackWriter`.
+        :class:`~router_rl.traces.feedback.FeedbackWriter`.
         """
-        from router_rl.logs.feedback import FeedbackWriter
+        from router_rl.traces.feedback import FeedbackWriter
         from router_rl.traces.decision_log import DecisionLogWriter
 
         d = Path(directory)

@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router_rl.router.engine import RouterRequestError
-from router_rl.traces.parts import PartFileError, PartWriter, read_parts
-from router_rl.traces.schema import FEEDBACK_REQUIRED, FEEDBACK_SCHEMA
+from router_rl.router.errors import RouterRequestError
+from router_rl.traces.feedback import FeedbackError, validate_feedback_row
+from router_rl.traces.parts import PartWriter, read_parts
+from router_rl.traces.schema import FEEDBACK_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ STORED = "stored"
 DUPLICATE = "duplicate"
 
 
-class FeedbackStoreError(PartFileError):
+class FeedbackStoreError(FeedbackError):
     """A feedback row or part file is invalid, or the store is closed (names the file / field)."""
 
 
@@ -63,31 +64,6 @@ def content_digest(request_id: str, source: str, quality: float, details: str | 
     """What an idempotency key must keep naming: sha256 of (request id, source, quality, details)."""
     blob = json.dumps([request_id, source, repr(float(quality)), details], ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def validate_feedback_row(row: Mapping[str, Any], *, index: int | None = None) -> dict[str, Any]:
-    """Check one row against :data:`FEEDBACK_SCHEMA`; returns it with every column present.
-
-    Raises:
-        FeedbackStoreError: unknown column, missing required field, quality outside ``[0, 1]``.
-    """
-    where = f"feedback row {index}" if index is not None else "feedback row"
-    unknown = sorted(set(row) - set(FEEDBACK_SCHEMA))
-    if unknown:
-        raise FeedbackStoreError(f"{where}: unknown field(s) {unknown}; expected columns of FEEDBACK_SCHEMA")
-    for k in FEEDBACK_REQUIRED:
-        if row.get(k) is None:
-            raise FeedbackStoreError(f"{where}, field {k!r}: required, got null")
-    q = row["quality"]
-    if isinstance(q, bool) or not isinstance(q, int | float) or not math.isfinite(q) or not 0.0 <= q <= 1.0:
-        raise FeedbackStoreError(f"{where}, field 'quality': expected a number in [0, 1], got {q!r}")
-    out: dict[str, Any] = {k: row.get(k) for k in FEEDBACK_SCHEMA}
-    out["quality"] = float(q)
-    for k in ("ts", "received_ts"):
-        v = out[k]
-        if isinstance(v, int | float):
-            out[k] = datetime.fromtimestamp(float(v), tz=UTC)
-    return out
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from router_rl.logs.data import LoggedData, LoggedDataError, load_logged
-from router_rl.logs.feedback import FeedbackWriter
+from router_rl.traces.feedback import FeedbackWriter
 from router_rl.logs.join import JoinError, join_logs
 from router_rl.logs.simulate import LogSimulationConfig, simulate_log
 from router_rl.policies.exploration import ExplorationConfig

@@ -14,7 +14,7 @@ import pytest
 
 from router_rl.features import FeatureEncoder
 from router_rl.logs.data import LoggedData
-from router_rl.logs.feedback import FeedbackWriter
+from router_rl.traces.feedback import FeedbackWriter
 from router_rl.logs.join import join_logs
 from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer

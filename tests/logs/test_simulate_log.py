@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from router_rl.logs.feedback import read_feedback, validate_feedback_row
+from router_rl.traces.feedback import read_feedback, validate_feedback_row
 from router_rl.logs.simulate import NO_ANSWER_ERROR, SIMULATED_FAILURE, LogSimulationConfig, simulate_log
 from router_rl.logs.truth import load_truth
 from router_rl.policies.exploration import ExplorationConfig, explore
