@@ -33,12 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_rl.core.asgi import ThreadedASGIServer
 from router_rl.providers.base import Usage
-from router_rl.router.engine import (
-    Decision,
-    HybridRouter,
-    RouterRequestError,
-    StreamSession,
-)
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import RouterRequestError
+from router_rl.router.request import RoutingDecision
+from router_rl.router.stream import StreamSession
 from router_rl.router.validation import (  # noqa: F401 (re-exported: the request schema lives there)
     ALLOWED_BODY_FIELDS,
     FORWARDED_FIELDS,
@@ -254,7 +252,7 @@ def create_app(
     return app
 
 
-def decision_headers(request_id: str, d: Decision, served: str, fallback_reason: str | None) -> dict[str, str]:
+def decision_headers(request_id: str, d: RoutingDecision, served: str, fallback_reason: str | None) -> dict[str, str]:
     """Response headers that say what decided and what served (see ``docs/router.md``).
 
     ``x-router-strategy`` names the policy that actually produced the decision (``learned`` only
