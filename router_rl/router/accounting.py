@@ -27,6 +27,8 @@ from router_rl.traces.decision_log import DecisionLogWriter
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
+    from router_rl.router.refining import RefineRun
+
 GEN_AI_SYSTEM = {"openai_compatible": "openai", "ollama": "ollama", "anthropic": "anthropic"}
 
 
@@ -133,12 +135,16 @@ class Accounting:
         return span
 
     # --- the end of a request ---------------------------------------------------------------
-    def _cost(self, ctx: RequestContext, served: str, usage: Usage, latency_s: float | None) -> float:
-        provider = self.providers[self.model_provider[served]]
+    def call_cost(self, model: str, usage: Usage, latency_s: float | None) -> float:
+        """USD of one call (the provider's price, else the catalog's token prices); no side effects."""
+        provider = self.providers[self.model_provider[model]]
         try:
-            cost = provider.cost(served, usage, latency_s or 0.0)
+            return float(provider.cost(model, usage, latency_s or 0.0))
         except RouterRLError:
-            cost = self.catalog[served].cost(usage.input_tokens, usage.output_tokens)
+            return float(self.catalog[model].cost(usage.input_tokens, usage.output_tokens))
+
+    def _cost(self, ctx: RequestContext, served: str, usage: Usage, latency_s: float | None) -> float:
+        cost = self.call_cost(served, usage, latency_s)
         if ctx.reservation is None:
             self.budget.record(ctx.agent_id, cost)
         self.metrics.cost.labels(model=served).inc(cost)
@@ -154,8 +160,9 @@ class Accounting:
         usage: Usage | None = None,
         latency_s: float | None = None,
         error: str | None = None,
+        refine: RefineRun | None = None,
     ) -> float:
-        """Settle, count, log and end the span of one request; returns the served call's cost (USD).
+        """Settle, count, log and end the span of one request; returns the request's cost (USD).
 
         Args:
             ctx: The request.
@@ -165,10 +172,18 @@ class Accounting:
             usage: Token usage of the served call.
             latency_s: Duration of the served call (prices GPU-seconds of local models).
             error: What went wrong (``None``: served).
+            refine: What refinement added (its calls are already settled on the budget): the row
+                then has the total cost and tokens, the refined answer's model as
+                ``outcome_model`` and the ``refine_*`` columns.
         """
         cost = self._cost(ctx, served, usage, latency_s) if served is not None and usage is not None else 0.0
         if ctx.reservation is not None:
             self.budget.settle(ctx.reservation, cost)
+        if refine is not None:
+            cost += refine.extra_cost_usd
+            if usage is not None:
+                usage = Usage(usage.input_tokens + refine.extra_input_tokens,
+                              usage.output_tokens + refine.extra_output_tokens, estimated=usage.estimated)
         if served is not None:
             self.policy_state.record_served(served)
         total = self._clock() - ctx.t0
@@ -183,7 +198,7 @@ class Accounting:
         if self.decision_log is not None:
             self.decision_log.append(
                 self.row(ctx, d, served=served, fallback_reason=fallback_reason, cost=cost if served else None,
-                         usage=usage, error=error)
+                         usage=usage, error=error, refine=refine)
             )
         if ctx.span is not None:
             span = ctx.span
@@ -204,6 +219,7 @@ class Accounting:
         cost: float | None,
         usage: Usage | None,
         error: str | None,
+        refine: RefineRun | None = None,
     ) -> dict[str, Any]:
         """The decision-log row of one request (:data:`~router_rl.traces.schema.DECISION_LOG_SCHEMA`)."""
         # a request rejected before any decision (unknown model, ...) is logged as never executed:
@@ -212,7 +228,7 @@ class Accounting:
         probs = d.probs if d else tuple(1.0 if i == 0 else 0.0 for i in range(len(models)))
         chosen = d.chosen if d else models[0]
         reason = fallback_reason or (d.note if d else None)
-        return {
+        row = {
             "request_id": ctx.request_id,
             "ts": datetime.fromtimestamp(self._wall(), tz=UTC),
             "agent_id": ctx.inp.agent_id,
@@ -247,3 +263,7 @@ class Accounting:
             "usage_estimated": usage.estimated if usage else None,
             "error": error,
         }
+        if refine is not None:
+            row.update(refine.log_fields())
+            row["outcome_model"] = refine.model
+        return row

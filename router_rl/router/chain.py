@@ -13,10 +13,12 @@ re-checks it before every call (:class:`~router_rl.router.errors.PrivacyGuardErr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router_rl.core.errors import RouterRLError
 from router_rl.providers.base import (
     CompletionRequest,
     CompletionResult,
@@ -45,6 +47,19 @@ CLIENT_SIDE_KINDS = frozenset(
     {ProviderErrorKind.HTTP_4XX, ProviderErrorKind.CONTEXT_TOO_LONG, ProviderErrorKind.UNSUPPORTED}
 )
 LATENCY_EWMA = 0.2
+
+class CallSkipped(RouterRLError):
+    """:meth:`ChainWalker.call` did not call the model: its breaker is open or the budget skips it.
+
+    Attributes:
+        reason: ``breaker_open`` or ``budget_exhausted``.
+    """
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(f"{model}: not called ({reason})")
+
 
 #: ``attempt(model, breaker, span, t_start)``: one provider call; raises ProviderError on failure.
 Attempt = Callable[[str, CircuitBreaker, "Span", float], Awaitable[_T]]
@@ -189,6 +204,82 @@ class ChainWalker:
         old = self.table.latency_s[model]
         self.table.latency_s[model] = (1 - LATENCY_EWMA) * old + LATENCY_EWMA * latency
 
+    async def call(
+        self,
+        ctx: RequestContext,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        timeout_s: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[CompletionResult, float]:
+        """One more non-streaming call for a served request (a refinement iteration, a self-check).
+
+        The gates of a chain attempt apply: the privacy guard, the provider's breaker (a failure
+        counts on it), the budget reservation (settled with the call's real cost, which is also
+        counted in the cost metric). There is no fallback: the caller decides what a failure means.
+
+        Args:
+            ctx: The request.
+            model: The model to call.
+            messages: The conversation to send.
+            timeout_s: Time left for the call (local calls also stay within ``latency_threshold_s``).
+            headers: Extra HTTP headers of the call.
+
+        Returns:
+            ``(result, cost USD)``.
+
+        Raises:
+            ProviderError: the call failed.
+            CallSkipped: the breaker is open, or the budget skips this model (``local_only``).
+            BudgetExhaustedError: the budget refuses (behaviour ``reject``).
+            PrivacyGuardError: a sensitive request and a cloud model.
+        """
+        self.guard(ctx, model)
+        breaker = self.breakers[self.model_provider[model]]
+        if not breaker.allow():
+            ctx.attempts.append(f"{model}:breaker_open")
+            raise CallSkipped(model, "breaker_open")
+        try:
+            reservation = self.reserve(ctx, model)
+        except BaseException:
+            breaker.release()
+            raise
+        if reservation is False:
+            breaker.release()
+            ctx.attempts.append(f"{model}:budget_exhausted")
+            raise CallSkipped(model, "budget_exhausted")
+        held = reservation if isinstance(reservation, Reservation) else None
+        base = self.request_for(ctx, model)
+        timeout = min(timeout_s, base.timeout_s) if base.timeout_s is not None else timeout_s
+        extra = {**base.extra, "headers": {**base.extra.get("headers", {}), **(headers or {})}}
+        req = dataclasses.replace(base, messages=messages, timeout_s=timeout, extra=extra)
+        span = self.accounting.attempt_span(ctx, model, stream=False)
+        t = self._clock()
+        try:
+            res = await self.provider_for(model).complete(req)
+        except ProviderError as e:
+            end_span(span, error=error_kind(e))
+            self.record_failure(ctx, model, e, breaker)
+            if held is not None:
+                self.budget.settle(held, 0.0)
+            raise
+        except asyncio.CancelledError as e:
+            end_span(span, error=error_kind(e))
+            breaker.release()
+            if held is not None:  # an interrupted call may have been billed: keep its reservation
+                self.budget.settle(held, held.usd)
+            raise
+        self.record_success(model, breaker, self._clock() - t)
+        end_span(span, model=res.model or model, usage=res.usage)
+        cost = self.accounting.call_cost(model, res.usage, res.latency_s)
+        if held is not None:
+            self.budget.settle(held, cost)
+        else:
+            self.budget.record(ctx.agent_id, cost)
+        self.metrics.cost.labels(model=model).inc(cost)
+        return res, cost
+
     # --- the chain --------------------------------------------------------------------------
     def chains(self, d: RoutingDecision) -> tuple[list[str], list[str]]:
         """(primary chain, emergency cloud candidates), local-first."""
@@ -215,7 +306,8 @@ class ChainWalker:
 
         fut.add_done_callback(done)
 
-    def _emergency_trigger(self, ctx: RequestContext, d: RoutingDecision, slow_failure: bool) -> str | None:
+    def emergency_trigger(self, ctx: RequestContext, d: RoutingDecision, slow_failure: bool) -> str | None:
+        """Why the emergency-cloud rules allow a cloud model for this request now (``None``: they do not)."""
         fb = self.config.fallback
         if not fb.emergency_cloud or ctx.sensitive:
             return None
@@ -365,7 +457,7 @@ class ChainWalker:
             got = await run(primary, fb.max_attempts, None)
             if got is not None:
                 return got[0], got[1], (None if got[1] == d.chosen else first_reason)
-            trigger = self._emergency_trigger(ctx, d, slow_failure) if emergency else None
+            trigger = self.emergency_trigger(ctx, d, slow_failure) if emergency else None
             if trigger is not None:
                 got = await run(emergency, fb.max_attempts + 1, trigger)
                 if got is not None:

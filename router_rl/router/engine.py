@@ -25,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -42,6 +43,8 @@ from router_rl.router.decider import Decider
 from router_rl.router.errors import BudgetExhaustedError, RouterRequestError
 from router_rl.router.policy_client import PolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
+from router_rl.router.refine import CheckFn
+from router_rl.router.refining import RouterRefiner
 from router_rl.router.request import AUTO, PREFIX, RequestContext, RouteInput, RouteResult, RoutingDecision
 from router_rl.router.screening import RequestScreener
 from router_rl.router.strategies import ModelTable
@@ -73,6 +76,8 @@ class HybridRouter:
             :func:`router_rl.features.privacy.is_sensitive`).
         shadow_policy_client: Candidate policy of the shadow (built from ``rollout.shadow``
             when ``None`` and a candidate policy is configured there).
+        refine_check: The judge of iterative refinement (``refine:``); ``None``: the model
+            checks its own answer (:func:`~router_rl.router.refine.self_check`).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class HybridRouter:
         decision_log: DecisionLogWriter | None = None,
         sensitive_fn: Callable[[str], bool] | None = None,
         shadow_policy_client: PolicyClient | None = None,
+        refine_check: CheckFn | None = None,
     ) -> None:
         import numpy as np
 
@@ -129,6 +135,15 @@ class HybridRouter:
         )
         self.chain = ChainWalker(config, self.table, self.providers, self.model_provider, self.breakers,
                                  self.budget, self.metrics, self.accounting, clock)
+        self.refiner: RouterRefiner | None = None
+        if config.refine.enabled:
+            from router_rl.router.refine import RefineMetrics
+
+            self.refiner = RouterRefiner(
+                config.refine, self.chain, self.table, RefineMetrics(self.metrics.registry),
+                lambda ctx, d: self.chain.emergency_trigger(ctx, d, slow_failure=False) is not None,
+                check=refine_check, clock=clock,
+            )
         if sensitive_fn is None:
             from router_rl.features.privacy import is_sensitive
 
@@ -302,10 +317,27 @@ class HybridRouter:
             RouterRequestError: unknown model (404), budget reject (429), nothing could serve (503).
         """
         ctx, d, (res, served, reason) = await self._serve(inp, self.chain.complete)
-        cost = self.accounting.finish(ctx, d, served=served, fallback_reason=reason, usage=res.usage,
-                                      latency_s=res.latency_s)
+        first_usage, run = res.usage, None
+        if self.refiner is not None and self.refiner.applies(ctx, served):
+            t_refine = self._clock()
+            try:
+                run = await self.refiner.run(ctx, d, res, served,
+                                             self.accounting.call_cost(served, res.usage, res.latency_s))
+            except BaseException as e:  # cancelled, or a bug: the request still gets its row
+                self.accounting.finish(ctx, d, served=served, fallback_reason=reason, usage=res.usage,
+                                       latency_s=res.latency_s, error=f"internal:{type(e).__name__}")
+                raise
+            finally:
+                ctx.backend_s += self._clock() - t_refine
+            total_usage = Usage(first_usage.input_tokens + run.extra_input_tokens,
+                                first_usage.output_tokens + run.extra_output_tokens, estimated=first_usage.estimated)
+            res = dataclasses.replace(res, content=run.text, model=run.model, usage=total_usage)
+        # the first call's usage: ``finish`` prices it and adds what refinement spent
+        cost = self.accounting.finish(ctx, d, served=served, fallback_reason=reason, usage=first_usage,
+                                      latency_s=res.latency_s, refine=run)
         total = self._clock() - ctx.t0
-        return RouteResult(ctx.request_id, d, res, served, reason, cost, max(0.0, total - ctx.backend_s), total)
+        return RouteResult(ctx.request_id, d, res, served, reason, cost, max(0.0, total - ctx.backend_s), total,
+                           refine=run)
 
     async def route_stream(self, inp: RouteInput) -> StreamSession:
         """Decide and open a stream, failing over until some model produced its first token.

@@ -11,6 +11,8 @@ from router_rl.router.budget import BudgetStatus, Reservation
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from router_rl.router.refining import RefineRun
+
 AUTO = "router-rl/auto"
 PREFIX = "router-rl/"
 
@@ -127,6 +129,8 @@ class RouteResult:
         cost_usd: Cost of the served call.
         overhead_s: Router time excluding provider calls.
         total_s: Router time including provider calls.
+        refine: What iterative refinement did (``None``: the request was not refined); then
+            ``result`` holds the refined answer and ``cost_usd`` the total of every call.
     """
 
     request_id: str
@@ -137,6 +141,7 @@ class RouteResult:
     cost_usd: float
     overhead_s: float
     total_s: float
+    refine: RefineRun | None = None
 
     @property
     def fallback_used(self) -> bool:

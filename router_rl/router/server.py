@@ -35,6 +35,7 @@ from router_rl.core.asgi import ThreadedASGIServer
 from router_rl.providers.base import Usage
 from router_rl.router.engine import HybridRouter
 from router_rl.router.errors import RouterRequestError
+from router_rl.router.refining import RefineRun
 from router_rl.router.request import RoutingDecision
 from router_rl.router.stream import StreamSession
 from router_rl.router.validation import (  # noqa: F401 (re-exported: the request schema lives there)
@@ -173,6 +174,7 @@ def create_app(
                 **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
                 "x-router-overhead-ms": f"{res.overhead_s * 1000:.4f}",
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
+                **refine_headers(res.refine),
             }
             return JSONResponse(payload, headers=headers)
         session = await router.route_stream(inp)
@@ -273,6 +275,18 @@ def decision_headers(request_id: str, d: RoutingDecision, served: str, fallback_
         h["x-router-decision-note"] = d.note
     if fallback_reason:
         h["x-router-fallback-reason"] = fallback_reason
+    return h
+
+
+def refine_headers(run: RefineRun | None) -> dict[str, str]:
+    """``x-router-refine-*`` headers of a refined answer (none when the request was not refined)."""
+    if run is None:
+        return {}
+    f = run.log_fields()
+    h = {"x-router-refine-iterations": str(f["refine_iterations"]), "x-router-refine-stop": str(f["refine_stop"]),
+         "x-router-refine-model": run.model}
+    if f["refine_final_score"] is not None:
+        h["x-router-refine-score"] = f"{f['refine_final_score']:.4f}"
     return h
 
 
