@@ -100,6 +100,16 @@ class ReplayHandlers:
         chars = sum(len(t) for t in texts) + (len(system) if system else 0)
         return cands, chars
 
+    def task_outcome(self, request: Request, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The recorded outcome of the request's task for its model, and how the task was matched.
+
+        Raises:
+            KeyError: the task header names an unknown task id.
+        """
+        cands, chars = self.prompts_of(body)
+        row, how = self.backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+        return self.backend.outcome(row, body["model"], chars), how
+
     async def completion(self, request: Request, api: str) -> Response:
         """``POST /v1/chat/completions`` (``api="openai"``) and ``/v1/messages`` (``"anthropic"``)."""
         backend = self.backend
@@ -109,12 +119,10 @@ class ReplayHandlers:
         body = parsed
         model: str = body["model"]
         stream = bool(body.get("stream", False))
-        cands, chars = self.prompts_of(body)
         try:
-            row, how = backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+            out, how = self.task_outcome(request, body)
         except KeyError as e:
             return error_response(api, 400, f"unknown task id {e.args[0]!r} in header {TASK_HEADER}", "unknown_task")
-        out = backend.outcome(row, model, chars)
         rule = backend.faults.pick(model=model, provider=backend.provider_of(model), api=api, stream=stream)
         backend.record(
             {
@@ -169,12 +177,10 @@ class ReplayHandlers:
         body = parsed
         model: str = body["model"]
         stream = bool(body.get("stream", True))
-        cands, chars = self.prompts_of(body)
         try:
-            row, how = backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+            out, how = self.task_outcome(request, body)
         except KeyError as e:
             return JSONResponse({"error": f"unknown task id {e.args[0]!r} in header {TASK_HEADER}"}, status_code=400)
-        out = backend.outcome(row, model, chars)
         backend.record({"api": "ollama", "model": model, "task_id": out["task_id"], "match": how, "stream": stream,
                         "fault": None, "keep_alive": body.get("keep_alive"), "include_usage": False})
         await self.wait(request, out["recorded_latency_s"] * backend.time_scale)
