@@ -48,7 +48,8 @@ from router_rl.router.strategies import ModelTable
 
 log = logging.getLogger("router_rl.router")
 
-#: Header naming the refinement iteration of a call (``check`` for a self-check call).
+#: Header naming the refinement iteration of a call (``check`` for a self-check call); the replay
+#: backend reads the same header (``router_rl.replay.backend.ITERATION_HEADER``).
 ITERATION_HEADER = "x-router-refine-iteration"
 
 
