@@ -109,8 +109,8 @@ class SimulatedLog:
         row validated by ``validate_row``), feedback rows through
         :class:`~router_rl.traces.feedback.FeedbackWriter`.
         """
-        from router_rl.traces.feedback import FeedbackWriter
         from router_rl.traces.decision_log import DecisionLogWriter
+        from router_rl.traces.feedback import FeedbackWriter
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from router_rl.core.errors import ConfigError
-from router_rl.replay.backend import QUALITY_HEADER, TASK_HEADER, ReplayBackend, error_status, sha
+from router_rl.replay.backend import ITERATION_HEADER, QUALITY_HEADER, TASK_HEADER, ReplayBackend, error_status, sha
 from router_rl.replay.faults import FaultKind, FaultRule
 from router_rl.replay.wire import (
     chat_ollama,
@@ -90,12 +90,16 @@ class ReplayHandlers:
 
     @staticmethod
     def prompts_of(body: dict[str, Any]) -> tuple[list[str], int]:
-        """Prompt texts to match a task by (last user message, whole conversation) and the prompt size."""
+        """Prompt texts to match a task by and the prompt size.
+
+        The user messages from the last one back (a follow-up turn continues the task of an
+        earlier message), then the whole conversation.
+        """
         msgs = [m for m in body["messages"] if isinstance(m, dict)]
         texts = [_text(m.get("content")) for m in msgs]
         users = [_text(m.get("content")) for m in msgs if m.get("role") == "user"]
         system = _text(body.get("system")) if body.get("system") else None
-        cands = [users[-1]] if users else []
+        cands = users[::-1]
         cands.append("\n".join(texts))
         chars = sum(len(t) for t in texts) + (len(system) if system else 0)
         return cands, chars
@@ -108,6 +112,7 @@ class ReplayHandlers:
         """
         cands, chars = self.prompts_of(body)
         row, how = self.backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+        row = self.backend.iteration_row(row, request.headers.get(ITERATION_HEADER))
         return self.backend.outcome(row, body["model"], chars), how
 
     async def completion(self, request: Request, api: str) -> Response:

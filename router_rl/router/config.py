@@ -20,6 +20,7 @@ from router_rl.core.errors import ConfigError
 from router_rl.providers.base import ProviderConfig
 from router_rl.router.breaker import BreakerConfig
 from router_rl.router.budget import BudgetConfig
+from router_rl.router.refine import RefineConfig
 from router_rl.traces.catalog import ModelCatalog
 
 COMPLEXITY_LEVELS: tuple[str, ...] = ("simple", "moderate", "complex", "very_complex")
@@ -309,6 +310,8 @@ class RouterConfig(BaseModel):
         logging: Decision log.
         feedback: Outcome feedback endpoint and store.
         server: HTTP server.
+        refine: Iterative refinement of local answers (:class:`~router_rl.router.refine.RefineConfig`;
+            absent: off; ``refine: {}``: on with the fleet plan's caps and thresholds).
         seed: Seed of every random choice the router makes.
     """
 
@@ -328,6 +331,7 @@ class RouterConfig(BaseModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    refine: RefineConfig = Field(default_factory=lambda: RefineConfig(enabled=False))
     seed: int = 0
 
     @model_validator(mode="after")
@@ -337,6 +341,12 @@ class RouterConfig(BaseModel):
             if names.index(n) != i:
                 raise ConfigError(f"providers[{i}].name", f"duplicate provider name {n!r}")
         models = self.model_ids()
+        for i, m in enumerate(self.refine.escalate_to):
+            if m not in models:
+                raise ConfigError(f"refine.escalate_to[{i}]", f"unknown model {m!r}; known: {sorted(models)}")
+        for m in self.refine.models:
+            if m not in models:
+                raise ConfigError(f"refine.models.{m}", f"unknown model {m!r}; known: {sorted(models)}")
         for i, p in enumerate(self.providers):
             if not p.models:
                 raise ConfigError(f"providers[{i}].models", "expected at least one model")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from router_rl.core.errors import ConfigError
-from router_rl.router.engine import RouterRequestError
+from router_rl.router.errors import RouterRequestError
 from router_rl.router.feedback_store import FeedbackStore, PendingRow, content_digest
 from router_rl.router.request_index import RequestIndex
 from router_rl.traces.parts import PartFileError

@@ -37,13 +37,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_rl.core.asgi import ThreadedASGIServer
 from router_rl.providers.base import Usage
-from router_rl.router.engine import (
-    Decision,
-    HybridRouter,
-    RouterRequestError,
-    StreamSession,
-)
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import RouterRequestError
 from router_rl.router.feedback import DisabledFeedback, FeedbackService, build_feedback
+from router_rl.router.refining import RefineRun
+from router_rl.router.request import RoutingDecision
+from router_rl.router.stream import StreamSession
 from router_rl.router.validation import (  # noqa: F401 (re-exported: the request schema lives there)
     ALLOWED_BODY_FIELDS,
     FORWARDED_FIELDS,
@@ -192,6 +191,7 @@ def create_app(
                 **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
                 "x-router-overhead-ms": f"{res.overhead_s * 1000:.4f}",
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
+                **refine_headers(res.refine),
             }
             return JSONResponse(payload, headers=headers)
         try:
@@ -282,7 +282,7 @@ def create_app(
     return app
 
 
-def decision_headers(request_id: str, d: Decision, served: str, fallback_reason: str | None) -> dict[str, str]:
+def decision_headers(request_id: str, d: RoutingDecision, served: str, fallback_reason: str | None) -> dict[str, str]:
     """Response headers that say what decided and what served (see ``docs/router.md``).
 
     ``x-router-strategy`` names the policy that actually produced the decision (``learned`` only
@@ -303,6 +303,18 @@ def decision_headers(request_id: str, d: Decision, served: str, fallback_reason:
         h["x-router-decision-note"] = d.note
     if fallback_reason:
         h["x-router-fallback-reason"] = fallback_reason
+    return h
+
+
+def refine_headers(run: RefineRun | None) -> dict[str, str]:
+    """``x-router-refine-*`` headers of a refined answer (none when the request was not refined)."""
+    if run is None:
+        return {}
+    f = run.log_fields()
+    h = {"x-router-refine-iterations": str(f["refine_iterations"]), "x-router-refine-stop": str(f["refine_stop"]),
+         "x-router-refine-model": run.model}
+    if f["refine_final_score"] is not None:
+        h["x-router-refine-score"] = f"{f['refine_final_score']:.4f}"
     return h
 
 

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from router_rl.logs.data import LoggedData, LoggedDataError, load_logged
-from router_rl.traces.feedback import FeedbackWriter
 from router_rl.logs.join import JoinError, join_logs
 from router_rl.logs.simulate import LogSimulationConfig, simulate_log
 from router_rl.policies.exploration import ExplorationConfig
 from router_rl.traces.decision_log import DecisionLogWriter
+from router_rl.traces.feedback import FeedbackWriter
 from router_rl.traces.schema import LOGGED_SCHEMA
 from router_rl.traces.traceset import TraceSet
 

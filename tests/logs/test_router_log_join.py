@@ -14,13 +14,15 @@ import pytest
 
 from router_rl.features import FeatureEncoder
 from router_rl.logs.data import LoggedData
-from router_rl.traces.feedback import FeedbackWriter
 from router_rl.logs.join import join_logs
 from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.router.engine import HybridRouter, RouteInput, UnknownModelError
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import UnknownModelError
+from router_rl.router.request import RouteInput
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
+from router_rl.traces.feedback import FeedbackWriter
 
 MODELS = ("small-local", "big-local", "cloud-large")
 CLOUD_KEY_ENV = "ROUTER_RL_TEST_LOGS_CLOUD_KEY"

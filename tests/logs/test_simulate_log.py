@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from router_rl.traces.feedback import read_feedback, validate_feedback_row
 from router_rl.logs.simulate import NO_ANSWER_ERROR, SIMULATED_FAILURE, LogSimulationConfig, simulate_log
 from router_rl.logs.truth import load_truth
 from router_rl.policies.exploration import ExplorationConfig, explore
 from router_rl.traces.decision_log import read_decision_log, validate_row
+from router_rl.traces.feedback import read_feedback, validate_feedback_row
 from router_rl.traces.schema import DECISION_LOG_SCHEMA, FEEDBACK_SCHEMA
 from router_rl.traces.traceset import TraceSet
 

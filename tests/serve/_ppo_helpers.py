@@ -118,7 +118,7 @@ AGENT_TYPE = "test-generator"
 
 
 def inp(prompt: str, rid: str, model: str = "router-rl/auto") -> Any:
-    from router_rl.router.engine import RouteInput
+    from router_rl.router.request import RouteInput
 
     return RouteInput(messages=[{"role": "user", "content": prompt}], request_id=rid, model=model,
                       agent_type=AGENT_TYPE)
