@@ -404,6 +404,8 @@ def simulate_log(
         "error": [None if ok else NO_ANSWER_ERROR for ok in answered.tolist()],
         "response": None,
     }
+    for c in DECISION_LOG_SCHEMA:  # columns the simulation has nothing for (refinement, ...) are null
+        columns.setdefault(c, None)
     decisions = pl.DataFrame(
         {c: (pl.Series(c, v) if not (v is None or isinstance(v, str)) else pl.repeat(v, n, eager=True).alias(c))
          for c, v in columns.items()}
