@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router_rl.core.errors import ConfigError
+from router_rl.policies.exploration import ExplorationConfig
 from router_rl.providers.base import ProviderConfig
 from router_rl.router.breaker import BreakerConfig
 from router_rl.router.budget import BudgetConfig
@@ -187,8 +188,47 @@ class RolloutConfig(BaseModel):
         return self
 
 
+class ExplorationSettings(BaseModel):
+    """Exploration of the router's decisions (see docs/router.md, *Exploration*).
+
+    The settings of a request: its agent type's entry, else its strategy's, else ``default``
+    (agent type > strategy > default); ``None`` = no exploration. Explicit model requests and
+    decisions under the kill switch never explore.
+
+    Attributes:
+        default: Applied to every strategy request without a more specific entry.
+        strategies: Per requested strategy.
+        agent_types: Per agent type (``x-agent-type``).
+    """
+
+    model_config = _forbid()
+
+    default: ExplorationConfig | None = None
+    strategies: dict[Strategy, ExplorationConfig] = Field(default_factory=dict)
+    agent_types: dict[str, ExplorationConfig] = Field(default_factory=dict)
+
+    def for_request(self, strategy: str, agent_type: str | None) -> ExplorationConfig | None:
+        """The settings of one request (``None`` or an inactive config: none)."""
+        if agent_type is not None and agent_type in self.agent_types:
+            return self.agent_types[agent_type]
+        for s, cfg in self.strategies.items():
+            if s.value == strategy:
+                return cfg
+        return self.default
+
+
 class LoggingConfig(BaseModel):
-    """Decision log settings."""
+    """Decision log settings.
+
+    Attributes:
+        decision_log_dir: Folder of the decision log's part files (``None``: no log).
+        batch_size: Rows per part file flush.
+        flush_interval_s: Background flush period.
+        log_prompts: Log the prompt text of every request (the global switch).
+        text_for_agent_types: Agent types whose prompt *and* response text are logged (opt-in
+            per agent type). Whatever these say, a request flagged sensitive never has text
+            logged.
+    """
 
     model_config = _forbid()
 
@@ -196,6 +236,30 @@ class LoggingConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
     log_prompts: bool = False
+    text_for_agent_types: frozenset[str] = frozenset()
+
+    def log_prompt(self, agent_type: str | None) -> bool:
+        """Whether a (non-sensitive) request of ``agent_type`` has its prompt text logged."""
+        return self.log_prompts or (agent_type is not None and agent_type in self.text_for_agent_types)
+
+    def log_response(self, agent_type: str | None) -> bool:
+        """Whether a (non-sensitive) request of ``agent_type`` has its answer text logged."""
+        return agent_type is not None and agent_type in self.text_for_agent_types
+
+
+class FeaturesConfig(BaseModel):
+    """Features logged with every decision.
+
+    Attributes:
+        encoder_path: A saved :class:`~router_rl.features.FeatureEncoder` (``encoder.json``) used
+            to encode every request whose decision did not already carry features (rule
+            decisions, a remote learned policy). Default: the in-process learned policy's own
+            encoder, when there is one.
+    """
+
+    model_config = _forbid()
+
+    encoder_path: Path | None = None
 
 
 class AuthConfig(BaseModel):
@@ -285,6 +349,8 @@ class RouterConfig(BaseModel):
         budgets: USD budgets.
         rollout: Shadow / A/B settings.
         logging: Decision log.
+        exploration: Exploration applied to the decisions.
+        features: The encoder of the features logged with every decision.
         server: HTTP server.
         seed: Seed of every random choice the router makes.
     """
@@ -303,6 +369,8 @@ class RouterConfig(BaseModel):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     seed: int = 0
 
@@ -451,7 +519,10 @@ def parse_config(data: Any, *, source: str | None = None) -> RouterConfig:
         err = e.errors(include_input=False)[0]
         ctx_err = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_err, ConfigError):
-            raise ConfigError(ctx_err.setting, ctx_err.problem, source=source) from None
+            setting = ctx_err.setting
+            if setting.startswith("ExplorationConfig."):  # a nested StrictConfig: name its place
+                setting = f"{_loc(dict(err))}.{setting.split('.', 1)[1]}"
+            raise ConfigError(setting, ctx_err.problem, source=source) from None
         msg = err.get("msg", "invalid")
         raise ConfigError(_loc(dict(err)), msg, source=source) from None
 
@@ -499,6 +570,8 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         upd["rollout"] = cfg.rollout.model_copy(
             update={"shadow": sh.model_copy(update={"policy_dir": fix(sh.policy_dir)})}
         )
+    if cfg.features.encoder_path is not None and not cfg.features.encoder_path.is_absolute():
+        upd["features"] = cfg.features.model_copy(update={"encoder_path": fix(cfg.features.encoder_path)})
     if cfg.logging.decision_log_dir is not None and not cfg.logging.decision_log_dir.is_absolute():
         upd["logging"] = cfg.logging.model_copy(update={"decision_log_dir": fix(cfg.logging.decision_log_dir)})
     if cfg.budgets.ledger_path is not None and not cfg.budgets.ledger_path.is_absolute():
