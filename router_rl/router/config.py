@@ -488,6 +488,8 @@ def load_tokens(env: str | None, file: Path | None, *, setting: str, required: b
 def _loc(err: dict[str, Any]) -> str:
     out = ""
     for part in err.get("loc", ()):
+        if part == "[key]":  # pydantic's marker of a bad mapping key: the key is already named
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<root>"
 
