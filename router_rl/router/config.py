@@ -3,6 +3,10 @@
 Every problem is reported as a :class:`~router_rl.core.errors.ConfigError` naming the exact
 setting, e.g. ``providers[1].api_key_env: environment variable ANTHROPIC_API_KEY is not set``.
 API keys and bearer tokens are read from environment variables or secret files only.
+
+Size: over 500 lines because the sections of ``router.yaml`` without a module of their own are
+validated here, next to the cross-checks and the loader; a section whose module exists keeps its
+model there (``breaker.py``, ``budget.py``, ``exploration.py``, ``encoding.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router_rl.core.errors import ConfigError
-from router_rl.policies.exploration import ExplorationConfig
 from router_rl.providers.base import ProviderConfig
 from router_rl.router.breaker import BreakerConfig
 from router_rl.router.budget import BudgetConfig
+from router_rl.router.encoding import FeaturesConfig
+from router_rl.router.exploration import ExplorationSettings
 from router_rl.traces.catalog import ModelCatalog
 
 COMPLEXITY_LEVELS: tuple[str, ...] = ("simple", "moderate", "complex", "very_complex")
@@ -188,35 +193,6 @@ class RolloutConfig(BaseModel):
         return self
 
 
-class ExplorationSettings(BaseModel):
-    """Exploration of the router's decisions (see docs/router.md, *Exploration*).
-
-    The settings of a request: its agent type's entry, else its strategy's, else ``default``
-    (agent type > strategy > default); ``None`` = no exploration. Explicit model requests and
-    decisions under the kill switch never explore.
-
-    Attributes:
-        default: Applied to every strategy request without a more specific entry.
-        strategies: Per requested strategy.
-        agent_types: Per agent type (``x-agent-type``).
-    """
-
-    model_config = _forbid()
-
-    default: ExplorationConfig | None = None
-    strategies: dict[Strategy, ExplorationConfig] = Field(default_factory=dict)
-    agent_types: dict[str, ExplorationConfig] = Field(default_factory=dict)
-
-    def for_request(self, strategy: str, agent_type: str | None) -> ExplorationConfig | None:
-        """The settings of one request (``None`` or an inactive config: none)."""
-        if agent_type is not None and agent_type in self.agent_types:
-            return self.agent_types[agent_type]
-        for s, cfg in self.strategies.items():
-            if s.value == strategy:
-                return cfg
-        return self.default
-
-
 class LoggingConfig(BaseModel):
     """Decision log settings.
 
@@ -245,21 +221,6 @@ class LoggingConfig(BaseModel):
     def log_response(self, agent_type: str | None) -> bool:
         """Whether a (non-sensitive) request of ``agent_type`` has its answer text logged."""
         return agent_type is not None and agent_type in self.text_for_agent_types
-
-
-class FeaturesConfig(BaseModel):
-    """Features logged with every decision.
-
-    Attributes:
-        encoder_path: A saved :class:`~router_rl.features.FeatureEncoder` (``encoder.json``) used
-            to encode every request whose decision did not already carry features (rule
-            decisions, a remote learned policy). Default: the in-process learned policy's own
-            encoder, when there is one.
-    """
-
-    model_config = _forbid()
-
-    encoder_path: Path | None = None
 
 
 class AuthConfig(BaseModel):

@@ -15,12 +15,28 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from router_rl.core.errors import ConfigError
 from router_rl.router.policy_client import InProcessPolicyClient, PolicyClient, PolicyClientError, task_record
 from router_rl.router.request import RequestContext, RoutingDecision
 from router_rl.router.telemetry import RouterMetrics
 
 log = logging.getLogger("router_rl.router")
+
+class FeaturesConfig(BaseModel):
+    """Features logged with every decision (``features`` in ``router.yaml``).
+
+    Attributes:
+        encoder_path: A saved :class:`~router_rl.features.FeatureEncoder` (``encoder.json``) that
+            encodes every routed request for the log. Default: the in-process learned policy's
+            own encoder, when there is one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder_path: Path | None = None
+
 
 #: Prompts longer than this are encoded in a worker thread (the event loop stays free).
 OFFLOAD_CHARS = 16_384

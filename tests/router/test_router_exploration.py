@@ -26,10 +26,9 @@ from _router_helpers import (
     SIMPLE_PROMPT,
     by_model,
     router_config,
+    save_random_policy,
 )
 
-from router_rl.features import FeatureEncoder
-from router_rl.policies.baselines import RandomPolicy
 from router_rl.policies.exploration import ExplorationConfig, explore
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
@@ -50,11 +49,7 @@ EXPLORATION = {
 
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
-    tasks = pl.DataFrame({"task_id": ["a", "b"], "prompt": ["x", "find the race"], "agent_type": ["gen", "explorer"],
-                          "category": ["unit", "bug"]})
-    d = tmp_path / "policy"
-    RandomPolicy(MODELS, weights=list(WEIGHTS)).attach_encoder(FeatureEncoder().fit(tasks)).save(d)
-    return d
+    return save_random_policy(tmp_path / "policy", MODELS, list(WEIGHTS))
 
 
 def _router(backends: Backends, log: Path, **overrides: Any) -> HybridRouter:

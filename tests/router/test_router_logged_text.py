@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pytest
-from _router_helpers import COMPLEX_PROMPT, SENSITIVE_PROMPT, SIMPLE_PROMPT, router_config
+from _router_helpers import COMPLEX_PROMPT, SENSITIVE_PROMPT, SIMPLE_PROMPT, router_config, save_random_policy
 
 from router_rl.core.errors import ConfigError
 from router_rl.features import FeatureEncoder
-from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
 from router_rl.router.engine import HybridRouter
@@ -29,11 +27,7 @@ MODELS = ("small-local", "big-local", "cloud-large")
 
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
-    tasks = pl.DataFrame({"task_id": ["a", "b"], "prompt": ["x", "find the race"], "agent_type": ["gen", "flaky"],
-                          "category": ["unit", "bug"]})
-    d = tmp_path / "policy"
-    RandomPolicy(MODELS, weights=[0.5, 0.3, 0.2]).attach_encoder(FeatureEncoder().fit(tasks)).save(d)
-    return d
+    return save_random_policy(tmp_path / "policy", MODELS, [0.5, 0.3, 0.2])
 
 
 def _router(backends: Backends, log: Path, **overrides: Any) -> HybridRouter:
