@@ -161,6 +161,7 @@ class Accounting:
         latency_s: float | None = None,
         error: str | None = None,
         refine: RefineRun | None = None,
+        response: str | None = None,
     ) -> float:
         """Settle, count, log and end the span of one request; returns the request's cost (USD).
 
@@ -175,6 +176,8 @@ class Accounting:
             refine: What refinement added (its calls are already settled on the budget): the row
                 then has the total cost and tokens, the refined answer's model as
                 ``outcome_model`` and the ``refine_*`` columns.
+            response: The answer text (logged only when opted in for the agent type, see
+                :meth:`row`).
         """
         cost = self._cost(ctx, served, usage, latency_s) if served is not None and usage is not None else 0.0
         if ctx.reservation is not None:
@@ -190,6 +193,10 @@ class Accounting:
         outcome = "error" if error else ("fallback" if served != (d.chosen if d else None) else "ok")
         strategy = d.strategy if d else "rejected"
         self.metrics.requests.labels(model=served or "none", strategy=strategy, outcome=outcome).inc()
+        if d is not None and d.exploration is not None:
+            self.metrics.exploring.labels(strategy=strategy).inc()
+        if d is not None and d.explored:
+            self.metrics.explored.labels(strategy=strategy).inc()
         if served is not None:
             self.metrics.latency.labels(model=served).observe(total)
         self.metrics.overhead.observe(max(0.0, total - ctx.backend_s))
@@ -198,7 +205,7 @@ class Accounting:
         if self.decision_log is not None:
             self.decision_log.append(
                 self.row(ctx, d, served=served, fallback_reason=fallback_reason, cost=cost if served else None,
-                         usage=usage, error=error, refine=refine)
+                         usage=usage, error=error, refine=refine, response=response)
             )
         if ctx.span is not None:
             span = ctx.span
@@ -220,8 +227,18 @@ class Accounting:
         usage: Usage | None,
         error: str | None,
         refine: RefineRun | None = None,
+        response: str | None = None,
     ) -> dict[str, Any]:
-        """The decision-log row of one request (:data:`~router_rl.traces.schema.DECISION_LOG_SCHEMA`)."""
+        """The decision-log row of one request (:data:`~router_rl.traces.schema.DECISION_LOG_SCHEMA`).
+
+        ``prompt`` is filled when ``logging.log_prompts`` is on or the agent type is opted in
+        (``logging.text_for_agent_types``), ``response`` only in the latter case; neither ever
+        for a request the screening flagged sensitive.
+        """
+        lc = self.config.logging
+        agent_type = ctx.inp.agent_type
+        log_prompt = not ctx.sensitive and lc.log_prompt(agent_type)
+        log_response = not ctx.sensitive and lc.log_response(agent_type)
         # a request rejected before any decision (unknown model, ...) is logged as never executed:
         # strategy "rejected", one-hot on the first model, served_model null, error set
         models = d.models if d else self.table.models
@@ -237,8 +254,9 @@ class Accounting:
             "complexity": COMPLEXITY_LEVELS[ctx.level],
             "prompt_chars": len(ctx.prompt),
             "prompt_sha256": hashlib.sha256(ctx.prompt.encode()).hexdigest(),
-            "prompt": ctx.prompt if self.config.logging.log_prompts else None,
+            "prompt": ctx.prompt if log_prompt else None,
             "features": list(d.features) if d and d.features is not None else None,
+            "encoder_fingerprint": d.encoder_fingerprint if d and d.features is not None else None,
             "strategy": d.strategy if d else "rejected",
             "decided_by": d.decided_by if d else "rejected",
             "policy_version": d.policy_version if d else f"{self.version_prefix}:none",
@@ -246,6 +264,8 @@ class Accounting:
             "action_probs": list(probs),
             "chosen_model": chosen,
             "propensity": d.propensity if d else probs[0],
+            "explored": d.explored if d else None,
+            "exploration": d.exploration if d else None,
             "shadow_model": d.shadow_model if d else None,
             "breaker_states": json.dumps(self._breaker_states(), sort_keys=True),
             "policy_state": d.policy_state if d else None,
@@ -262,6 +282,7 @@ class Accounting:
             "output_tokens": usage.output_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,
             "error": error,
+            "response": response if log_response else None,
         }
         if refine is not None:
             row.update(refine.log_fields())

@@ -6,18 +6,24 @@ budget masks, and runs the rule strategies or the learned policy. It also owns t
 state: the kill switch, the A/B share of the candidate strategy and the shadow policy.
 
 The logged ``probs`` is the distribution the executed decision was drawn from, after the masks,
-so ``propensity`` is valid for off-policy evaluation.
+so ``propensity`` is valid for off-policy evaluation. With exploration configured
+(``exploration`` in the config), :func:`router_rl.policies.exploration.explore` is applied to the
+policy's distribution after every mask (privacy-forced local, budget ``local_only``, open
+breakers) and the action is drawn from the result with the same seeded per-request uniform, so
+``probs`` / ``propensity`` are exactly the sampled distribution.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from router_rl.core.errors import ConfigError
+from router_rl.policies.exploration import ExplorationConfig, explore, explored
 from router_rl.router.budget import BudgetTracker, ExhaustedBehaviour
 from router_rl.router.config import RouterConfig, Strategy
 from router_rl.router.errors import NoProviderAvailableError, UnknownModelError
@@ -85,6 +91,7 @@ class Decider:
         budget: The budget tracker (its ``local_only`` behaviour masks cloud models).
         policy_state: The router state a stateful learned policy sees.
         metrics: Metrics holder.
+        open_models: Models whose provider's breaker is open now (masked before exploration).
         policy_client: The LEARNED strategy's policy (built from ``config.learned`` when ``None``).
         shadow_policy_client: The shadow's candidate policy (built from ``rollout.shadow`` when
             ``None`` and a candidate policy is configured there).
@@ -98,6 +105,7 @@ class Decider:
         budget: BudgetTracker,
         policy_state: PolicyStateTracker,
         metrics: RouterMetrics,
+        open_models: Callable[[], frozenset[str]] = frozenset,
         *,
         policy_client: PolicyClient | None = None,
         shadow_policy_client: PolicyClient | None = None,
@@ -108,6 +116,7 @@ class Decider:
         self._budget = budget
         self._policy_state = policy_state
         self._metrics = metrics
+        self._open_models = open_models
         self.version_prefix = f"rules@{config.fingerprint()}"
         lc = config.learned
         self.policy_client = policy_client if policy_client is not None else build_policy_client(
@@ -244,10 +253,9 @@ class Decider:
                 total = sum(masked)
                 if total > 0:
                     probs = tuple(p / total for p in masked)
-                    if self.config.learned.sample:
-                        idx = sample_index(probs, uniform(self.config.seed, salt, ctx.request_id))
-                    else:
-                        idx = max(range(len(probs)), key=lambda i: probs[i])
+                    top = max(range(len(probs)), key=lambda i: probs[i])
+                    idx = sample_index(probs, uniform(self.config.seed, salt, ctx.request_id)) \
+                        if self.config.learned.sample else top
                     return RoutingDecision(
                         strategy=Strategy.LEARNED.value,
                         policy_version=ans.version,
@@ -259,6 +267,7 @@ class Decider:
                         allowed=allowed,
                         features=ans.features,
                         policy_state=state_json,
+                        explored=idx != top,
                     )
                 note = "policy_masked"
         chosen = rule_choice(Strategy.BALANCED, self.table, ctx.level, allowed)
@@ -268,12 +277,40 @@ class Decider:
         return d
 
     async def decide(self, ctx: RequestContext) -> RoutingDecision:
-        """The decision of one request (masks, kill switch, A/B assignment, shadow).
+        """The decision of one request (masks, kill switch, A/B assignment, shadow, exploration).
 
         Raises:
             UnknownModelError: see :meth:`resolve_requested`.
             NoProviderAvailableError: a local-only request and no local model configured.
         """
+        d = await self._decide(ctx)
+        if d.strategy != "explicit" and d.note != "kill_switch":
+            cfg = self.config.exploration.for_request(d.strategy, ctx.inp.agent_type)
+            if cfg is not None and cfg.active:
+                self._explore(ctx, d, cfg)
+        return d
+
+    def _explore(self, ctx: RequestContext, d: RoutingDecision, cfg: ExplorationConfig) -> None:
+        """Replace ``d``'s distribution by the explored one and draw ``chosen`` from it."""
+        import numpy as np
+
+        models = self.table.models
+        base = np.asarray(d.probs, dtype=np.float64)
+        if d.decided_by == Strategy.LEARNED.value and not self.config.learned.sample:
+            base = np.asarray([1.0 if m == d.chosen else 0.0 for m in models])  # the argmax policy
+        broken = self._open_models()
+        mask = np.asarray([m in d.allowed and m not in broken for m in models])
+        if not mask.any():  # every allowed model's breaker is open: the chain's probes decide
+            mask = np.asarray([m in d.allowed for m in models])
+        q = explore(base, cfg, mask)
+        idx = sample_index(q.tolist(), uniform(self.config.seed, "act", ctx.request_id))
+        d.probs = tuple(float(v) for v in q)
+        d.chosen = models[idx]
+        d.propensity = d.probs[idx]
+        d.explored = bool(explored(base, idx))
+        d.exploration = json.dumps(cfg.to_log(), sort_keys=True)
+
+    async def _decide(self, ctx: RequestContext) -> RoutingDecision:
         strategy, concrete, is_auto = self.resolve_requested(ctx.inp.model)
         allowed = tuple(self.table.models)
         if ctx.sensitive or (ctx.budget.exhausted and self._budget.behaviour == ExhaustedBehaviour.LOCAL_ONLY):

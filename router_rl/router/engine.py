@@ -9,7 +9,8 @@ tracker, and wires the parts together:
 * execution (:mod:`router_rl.router.chain`): the local-first fallback chain, breakers, budget
   reservations, hedged attempts, emergency cloud; streams after their first token
   (:mod:`router_rl.router.stream`);
-* accounting (:mod:`router_rl.router.accounting`): spans, metrics, cost, the decision-log row.
+* accounting (:mod:`router_rl.router.accounting`): spans, metrics, cost, the decision-log row,
+  with the request's features (:mod:`router_rl.router.encoding`).
 
 :meth:`HybridRouter.route` serves a non-streaming request; :meth:`HybridRouter.route_stream` a
 streaming one.
@@ -40,6 +41,7 @@ from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehavi
 from router_rl.router.chain import ChainWalker
 from router_rl.router.config import RouterConfig, Strategy
 from router_rl.router.decider import Decider
+from router_rl.router.encoding import RequestEncoder
 from router_rl.router.errors import BudgetExhaustedError, RouterRequestError
 from router_rl.router.policy_client import PolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
@@ -118,13 +120,17 @@ class HybridRouter:
         self.budget = BudgetTracker(config.budgets, clock=wall_clock)
         self.policy_state = PolicyStateTracker(self.budget, self.breakers, self.table.local, wall_clock)
         self.decider = Decider(config, self.table, frozenset(self.model_provider), self.budget, self.policy_state,
-                               self.metrics, policy_client=policy_client, shadow_policy_client=shadow_policy_client)
-        if decision_log is None and config.logging.decision_log_dir is not None:
-            decision_log = DecisionLogWriter(
-                config.logging.decision_log_dir,
-                batch_size=config.logging.batch_size,
-                flush_interval_s=config.logging.flush_interval_s,
-                log_prompts=config.logging.log_prompts,
+                               self.metrics, self._open_models, policy_client=policy_client,
+                               shadow_policy_client=shadow_policy_client)
+        self.encoding = RequestEncoder.build(config.features.encoder_path, self.decider.policy_client, self.metrics)
+        lc = config.logging
+        if decision_log is None and lc.decision_log_dir is not None:
+            decision_log = DecisionLogWriter(  # which rows carry text is decided per row (accounting)
+                lc.decision_log_dir,
+                batch_size=lc.batch_size,
+                flush_interval_s=lc.flush_interval_s,
+                log_prompts=lc.log_prompts or bool(lc.text_for_agent_types),
+                log_responses=bool(lc.text_for_agent_types),
             )
         self.decision_log = decision_log
         self.accounting = Accounting(
@@ -220,6 +226,9 @@ class HybridRouter:
         """Provider -> breaker state."""
         return {n: b.state.value for n, b in self.breakers.items()}
 
+    def _open_models(self) -> frozenset[str]:
+        return frozenset(m for m, p in self.model_provider.items() if self.breakers[p].state == BreakerState.OPEN)
+
     def _on_breaker_change(self, name: str, old: BreakerState, new: BreakerState) -> None:
         self.metrics.set_breaker(name, new.value)
         log.warning("circuit breaker %s: %s -> %s", name, old.value, new.value)
@@ -288,6 +297,7 @@ class HybridRouter:
         d: RoutingDecision | None = None
         try:
             d = await self.decider.decide(ctx)
+            await self.encoding.attach(ctx, d)
             self._apply_budget(ctx)
             return ctx, d, await execute(ctx, d)
         except RouterRequestError as e:
@@ -334,7 +344,7 @@ class HybridRouter:
             res = dataclasses.replace(res, content=run.text, model=run.model, usage=total_usage)
         # the first call's usage: ``finish`` prices it and adds what refinement spent
         cost = self.accounting.finish(ctx, d, served=served, fallback_reason=reason, usage=first_usage,
-                                      latency_s=res.latency_s, refine=run)
+                                      latency_s=res.latency_s, refine=run, response=res.content)
         total = self._clock() - ctx.t0
         return RouteResult(ctx.request_id, d, res, served, reason, cost, max(0.0, total - ctx.backend_s), total,
                            refine=run)
@@ -350,6 +360,8 @@ class HybridRouter:
         return session
 
     async def _open_stream(self, ctx: RequestContext, d: RoutingDecision) -> StreamSession:
+        keep_text = not ctx.sensitive and self.config.logging.log_response(ctx.inp.agent_type)
+
         async def attempt(model: str, breaker: CircuitBreaker, span: Span, t: float) -> StreamSession:
             agen = self.chain.provider_for(model).stream(self.chain.request_for(ctx, model))
             head: list[StreamChunk] = []
@@ -379,7 +391,7 @@ class HybridRouter:
                         breaker.release()
                     end_span(span, error=end.error)
                 self.accounting.finish(ctx, d, served=model, fallback_reason=session.fallback_reason, usage=usage,
-                                       latency_s=end.duration_s, error=end.error)
+                                       latency_s=end.duration_s, error=end.error, response=end.text)
                 return usage
 
             def on_discard() -> None:
@@ -387,7 +399,8 @@ class HybridRouter:
                 span.end()
 
             return StreamSession(request_id=ctx.request_id, decision=d, model=model, agen=agen, head=head,
-                                 clock=self._clock, t_start=t, on_end=on_end, on_discard=on_discard)
+                                 clock=self._clock, t_start=t, on_end=on_end, on_discard=on_discard,
+                                 keep_text=keep_text)
 
         async def discard(session: StreamSession) -> None:
             await session.discard()

@@ -74,6 +74,9 @@ class RoutingDecision:
         note: Why the decider differs from the request (``policy_timeout``, ``kill_switch``...).
         policy_state: JSON RouterState sent to the learned policy (``None``: none sent).
         decided_by: The policy that produced ``probs``: ``learned``, a rule strategy or ``explicit``.
+        explored: ``chosen`` is not the top choice of the policy before exploration.
+        exploration: JSON of the exploration settings applied (``None``: none).
+        encoder_fingerprint: Fingerprint of the encoder of ``features`` (``None``: no features).
     """
 
     strategy: str
@@ -89,6 +92,9 @@ class RoutingDecision:
     note: str | None = None
     policy_state: str | None = None
     decided_by: str = ""
+    explored: bool = False
+    exploration: str | None = None
+    encoder_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if not self.decided_by:

@@ -48,8 +48,9 @@ def test_a_judgement_becomes_the_label_of_the_routed_request(tmp_path: Path, mon
         })
         with RouterServer(build_server_app(HybridRouter.from_config(cfg))) as srv:
             auth = {"authorization": f"Bearer {TOKEN}"}
-            r = httpx.post(srv.base_url + "/v1/chat/completions", headers=auth, timeout=20, json={
-                "model": "router-rl/auto", "messages": [{"role": "user", "content": "Write pytest tests for bsearch.py"}]})
+            prompt = "Write pytest tests for bsearch.py"
+            chat = {"model": "router-rl/auto", "messages": [{"role": "user", "content": prompt}]}
+            r = httpx.post(srv.base_url + "/v1/chat/completions", headers=auth, timeout=20, json=chat)
             assert r.status_code == 200, r.text
             rid = r.headers["x-request-id"]
             url = srv.base_url + "/v1/feedback"
