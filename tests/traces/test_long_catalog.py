@@ -64,7 +64,7 @@ def test_catalog_column_must_be_constant_per_model(tmp_path: Path) -> None:
                                                    r"model.*'gpt-4o': \[1.0, 2.0\].*--cell-column usd_per_m_input"):
         import_long(src)
     _frame(2, location=["cloud", "moon", "cloud", "moon"]).write_csv(src)
-    with pytest.raises(ValueError, match=r"model 'my-local-7b', field 'location': expected one of \['local', 'cloud'\]"):
+    with pytest.raises(ValueError, match=r"'my-local-7b', field 'location': expected one of \['local', 'cloud'\]"):
         import_long(src)
 
 
