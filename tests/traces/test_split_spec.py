@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -89,3 +91,35 @@ def test_require_splits_carves_val_or_names_the_fix() -> None:
     no_col = type(m)(**{**m.__dict__, "tasks": m.tasks.drop("split")})
     with pytest.raises(MissingSplitError, match="no 'split' column"):
         require_splits(no_col, ("train",), seed=0, source="f")
+
+
+def _mini_routerbench(folder: Path, n_train: int = 100, n_test: int = 40) -> Path:
+    """Two tiny CSVs in the routerbench wide format (synthetic values, real column layout)."""
+    from router_rl.traces.importers.routerbench import MODELS
+
+    folder.mkdir()
+    for name, n, off in (("mbpp_train.csv", n_train, 0), ("mbpp_test.csv", n_test, n_train)):
+        cols: dict[str, list[object]] = {"sample_id": [f"s{off + i}" for i in range(n)],
+                                         "prompt": [str([f"q{off + i}"]) for i in range(n)],
+                                         "eval_name": ["mbpp"] * n}
+        for j, m in enumerate(MODELS):
+            cols[m] = [float((i + j) % 2) for i in range(n)]
+            cols[f"{m}|total_cost"] = [0.001 * (j + 1)] * n
+        pl.DataFrame(cols).write_csv(folder / name)
+    return folder
+
+
+def test_dataset_importers_take_the_same_split_spec(tmp_path: Path) -> None:
+    from router_rl.traces.importers import import_traces
+
+    src = _mini_routerbench(tmp_path / "rb")
+    default = import_traces("routerbench", src, seed=0).matrix().tasks
+    assert _counts(default) == {"train": 90, "val": 10, "test": 40}  # documented default: 10% of train
+    same = import_traces("routerbench", src, seed=0, split=SplitSpec()).matrix().tasks
+    assert same["split"].to_list() == default["split"].to_list()  # the uniform rule gives the same split
+    wider = import_traces("routerbench", src, seed=0, split=SplitSpec.parse("train=0.7,val=0.2,test=0.1"))
+    assert _counts(wider.matrix().tasks) == {"train": 80, "val": 20, "test": 40}
+    assert any("carved 20 of 100 train tasks (20%, seed 0)" in n for n in wider.report.notes)
+    resplit = import_traces("routerbench", src, seed=0, split=SplitSpec.parse("train=0.5,val=0.25,test=0.25",
+                                                                              column="none"))
+    assert _counts(resplit.matrix().tasks) == {"train": 70, "val": 35, "test": 35}
