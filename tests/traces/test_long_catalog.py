@@ -102,3 +102,28 @@ def test_string_per_call_column_needs_cell_columns(tmp_path: Path) -> None:
     assert ts.meta["cell_columns"] == ["judge"] and ts.outcomes["judge"].to_list()[:2] == ["a", "b"]
     with pytest.raises(TraceValidationError, match=r"--cell-column \['nope'\] not in the file"):
         import_long(src, cell_columns=("nope",))
+
+
+def test_cost_derived_from_tokens_and_catalog_prices(tmp_path: Path) -> None:
+    n = 5
+    df = _frame(n).drop("cost_usd").with_columns(
+        input_tokens=pl.Series(_per_model({"gpt-4o": 1000, "my-local-7b": 2000}, n)),
+        output_tokens=pl.Series(_per_model({"gpt-4o": 100, "my-local-7b": 400}, n)),
+    )
+    src = tmp_path / "o.csv"
+    df.write_csv(src)
+    cat = tmp_path / "c.yaml"
+    cat.write_text("- {model: gpt-4o, usd_per_m_input: 2.5, usd_per_m_output: 10}\n"
+                   "- {model: my-local-7b, location: local, gpu_usd_per_hour: 3.6, tokens_per_s: 40}\n")
+    ts = import_long(src, catalog=cat)
+    cost = dict(ts.outcomes.filter(pl.col("task_id") == "t0").select("model", "cost_usd").iter_rows())
+    assert cost["gpt-4o"] == pytest.approx((1000 * 2.5 + 100 * 10) / 1e6)
+    assert cost["my-local-7b"] == pytest.approx((400 / 40 + 2000 / 400) * 3.6 / 3600)  # GPU-seconds x USD/h
+    assert any("cost_usd derived" in n for n in ts.report.notes)
+    cat.write_text("- {model: gpt-4o, usd_per_m_input: 2.5}\n")
+    with pytest.raises(TraceValidationError, match=r"no price for models \['my-local-7b'\]"):
+        import_long(src, catalog=cat)
+    df.drop("output_tokens").write_csv(src)
+    with pytest.raises(TraceValidationError, match=r"missing required column 'cost_usd' and token column\(s\) "
+                                                   r"\['output_tokens'\]"):
+        import_long(src, catalog=cat)

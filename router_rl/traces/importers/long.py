@@ -103,6 +103,9 @@ def import_long(
         given = read_catalog_table(catalog)
         notes.extend(_merge_catalog(fields, given, models, src, str(catalog)))
     cat = _build_catalog(models, fields)
+    if "cost_usd" not in df.columns:
+        df = _derive_cost(df, cat, fields, src)
+        notes.append("cost_usd derived per call from input/output tokens x catalog prices (no cost_usd column)")
     cells = (*cell_columns, *_varying_numeric(df, exclude=cell_columns))
     if cells:
         notes.append(f"per-call outcome columns (not task features): {list(cells)}")
@@ -173,6 +176,42 @@ def _build_catalog(models: list[str], fields: dict[str, dict[str, Any]]) -> Mode
         except ValueError as e:
             raise TraceValidationError(str(e), column="model") from e
     return ModelCatalog(specs)
+
+
+def _derive_cost(df: pl.DataFrame, cat: ModelCatalog, fields: dict[str, dict[str, Any]], src: str) -> pl.DataFrame:
+    """``cost_usd`` from tokens x the catalog (:meth:`ModelSpec.cost`) when the file has no cost column.
+
+    Every model needs an explicit price (a token price, or ``gpu_usd_per_hour`` with
+    ``tokens_per_s`` for a local model) and every row its token counts: nothing is assumed free.
+    """
+    need = "give cost_usd, or input_tokens/output_tokens plus per-model prices (usd_per_m_input/usd_per_m_output, " \
+           "or gpu_usd_per_hour and tokens_per_s for local models) as columns or in --catalog"
+    lacking = [c for c in ("input_tokens", "output_tokens") if c not in df.columns]
+    if lacking:
+        raise TraceValidationError(f"missing required column 'cost_usd' and token column(s) {lacking}; {need}",
+                                   source=src, column="cost_usd")
+    def priced(m: str) -> bool:
+        given = fields.get(m, {})
+        token_price = "usd_per_m_input" in given or "usd_per_m_output" in given
+        gpu_price = cat[m].is_local and "gpu_usd_per_hour" in given and cat[m].tokens_per_s is not None
+        return token_price or gpu_price
+
+    unpriced = [m for m in cat.models if not priced(m)]
+    if unpriced:
+        raise TraceValidationError(f"missing required column 'cost_usd' and no price for models {unpriced[:10]}; "
+                                   f"{need}", source=src, column="cost_usd")
+    toks = df.select(pl.col("input_tokens").cast(pl.Float64, strict=False),
+                     pl.col("output_tokens").cast(pl.Float64, strict=False))
+    bad = toks.select((pl.col("input_tokens").is_null() | pl.col("output_tokens").is_null()).arg_true())
+    if bad.height:
+        rows = bad.to_series().head(6).to_list()
+        raise TraceValidationError(f"cost_usd is derived from tokens, but token counts are missing or not numbers; "
+                                   f"{need}", source=src, column="input_tokens", rows=rows, n_rows=bad.height)
+    specs = {s.model: s for s in cat}
+    cost = [specs[m].cost(i, o) if m in specs else None
+            for m, i, o in zip(df["model"].to_list(), toks["input_tokens"].to_list(),
+                               toks["output_tokens"].to_list(), strict=True)]
+    return df.with_columns(pl.Series("cost_usd", cost, dtype=pl.Float64))
 
 
 def _varying_numeric(df: pl.DataFrame, *, exclude: Sequence[str]) -> list[str]:
