@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         traces: Annotated[
-            Path | None, typer.Option("--traces", "-t", help="Trace parquet; default: simulate a QE fleet.")
+            Path | None, typer.Option("--traces", "-t", help="Trace parquet or long CSV; default: simulate a QE fleet.")
         ] = None,
         n_tasks: Annotated[int, typer.Option("--n-tasks", min=200, help="Tasks of the simulated fleet.")] = 4000,
         target: Annotated[

@@ -43,9 +43,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        policy: str = typer.Option(..., "--policy", help="Policy name: lgbm, knn, mlp, mf, rules, cascade, ..."),
+        policy: str = typer.Option(
+            ..., "--policy", help="Policy name: lgbm (alias lightgbm), knn, mlp, mf, rules, cascade, ..."
+        ),
         out: Path = typer.Option(..., "-o", "--out", help="Artifact folder to write"),
-        traces: str = typer.Option("sim", "--traces", help="Parquet written by router_rl.traces, or 'sim'"),
+        traces: str = typer.Option("sim", "--traces", help="Trace parquet, a long CSV, or 'sim'"),
         target: str | None = typer.Option(
             None, "--target", help="Calibrate λ on validation: quality=0.95 | budget=USD | local=0.8"
         ),
@@ -188,7 +190,15 @@ def register(app: typer.Typer) -> None:
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
                 raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--feature")
-            record[key.strip()] = val
+            known = (*pol.encoder.config.categorical_columns, *pol.encoder.config.numeric_columns)
+            if key.strip() not in known:
+                raise typer.BadParameter(f"{key.strip()!r} is not a feature of this policy (its task columns: "
+                                         f"{list(known)})", param_hint="--feature")
+            try:
+                record[key.strip()] = float(val) if key.strip() in pol.encoder.config.numeric_columns else val
+            except ValueError:
+                raise typer.BadParameter(f"{item!r}: {key.strip()!r} is numeric, expected a number",
+                                         param_hint="--feature") from None
         X = pol.encoder.transform_records([record])
         sensitive = is_sensitive(prompt)
         table = Table(title=f"{pol.version}")

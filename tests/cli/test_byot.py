@@ -88,6 +88,9 @@ def test_whole_path_on_a_users_long_csv(
     out = _ok(runner.invoke(app, ["route", "--policy", str(pol_dir), "--prompt", "fix the test",
                                   "--feature", "repo=org/repo3"]))
     assert "chosen:" in out
+    line = _fails(runner.invoke(app, ["route", "--policy", str(pol_dir), "--prompt", "x", "--feature", "team=qa"]),
+                  "--feature")
+    assert "'team' is not a feature of this policy" in line and "'repo'" in line
 
     _ok(runner.invoke(app, ["evaluate", "-t", str(traces), "-p", str(pol_dir), "-p", "knn", "-p", "random",
                             "--n-bootstrap", "20", "--json", str(tmp_path / "e.json")]))
