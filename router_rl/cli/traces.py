@@ -110,7 +110,11 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {ts.outcomes.height} rows ({n_tasks} tasks x {len(ts.catalog)} models) to {out}")
 
     @traces_app.command("info")
-    def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
+    def info_cmd(
+        file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")],
+        drop_invalid: Annotated[bool, typer.Option("--drop-invalid", help="CSV: drop invalid rows, report counts.")]
+        = False,
+    ) -> None:
         """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
         from rich.markup import escape
 
@@ -120,11 +124,14 @@ def register(app: typer.Typer) -> None:
 
         console = make_console()
         try:
-            ts = load_traces(file)
+            ts = load_traces(file, drop_invalid=drop_invalid)
         except (TraceValidationError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(code=1) from e
         print_traces_info(ts, str(file), console)
+        if file.suffix in (".csv", ".tsv"):  # imported on the fly: say what the import did
+            for note in ts.report.notes:
+                console.print(f"note: {escape(note)}")
 
 
 def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:

@@ -274,3 +274,17 @@ def test_import_help_lists_the_kinds() -> None:
     assert "KIND is one of: long" in out
     for kind in ("routerbench", "llmrouter", "routerdc", "bfcl", "llmperf", "--split", "--split-column", "--catalog"):
         assert kind in out
+
+
+def test_info_of_a_csv_says_what_the_import_did(long_csv: Callable[..., Path], tmp_path: Path) -> None:
+    src = long_csv("i.csv", prices=True, split=True)
+    out = _ok(runner.invoke(app, ["traces", "info", str(src)]))
+    assert "note: per-call outcome columns (not task features): ['api_calls']" in out
+    assert "note: no task in 'val': carved 16 of 160 train tasks (10%, seed 0) as val" in out
+    df = pl.read_csv(src).with_columns(pl.when(pl.int_range(pl.len()) == 0).then(-1.0).otherwise(pl.col("cost_usd"))
+                                       .alias("cost_usd"))
+    df.write_csv(src)
+    res = runner.invoke(app, ["traces", "info", str(src)])
+    assert res.exit_code == 1 and "[cost_negative]" in res.output and "--drop-invalid" in res.output
+    out = _ok(runner.invoke(app, ["traces", "info", str(src), "--drop-invalid"]))
+    assert "199 tasks" in out and "cost_negative=1" in out
