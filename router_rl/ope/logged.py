@@ -14,9 +14,7 @@ metric. Output is a :class:`LoggedEvaluation`:
 * *exact* metrics (a per-action constant such as "is the model local"): the value of a target is
   known from its distribution alone, ``mean_i sum_a pi(a|x_i) v_a``, no estimator needed; the
   interval only reflects which contexts the log happened to contain;
-* a :class:`SupportCheck` per target: its probability mass on actions whose logging propensity is
-  below a threshold (where IPS / DR are biased, whatever the sample size), and its mass on models
-  the logger never chose for similar tasks (same group, when groups are given).
+* a :class:`~router_rl.ope.support.SupportCheck` per target (:mod:`router_rl.ope.support`).
 
 Rows whose reward is NaN (no label yet) are excluded from that metric and counted
 (``n_excluded``); the reward model is held fixed across bootstrap resamples (it is cross-fitted
@@ -26,7 +24,7 @@ once, :mod:`router_rl.ope.reward_model`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +39,7 @@ from router_rl.ope.estimators import (
     weight_diagnostics,
 )
 from router_rl.ope.reward_model import RewardModelFit, cross_fit_reward_model
+from router_rl.ope.support import DEFAULT_SUPPORT_THRESHOLD, SupportCheck, support_check
 from router_rl.ope.validation import (
     OPEInputError,
     check_actions,
@@ -56,10 +55,6 @@ LOGGED = "logged"
 ON_POLICY = "on_policy"
 #: Label of an exact metric's value (computed from the distribution, no estimator).
 EXACT = "exact"
-#: Default propensity under which an action counts as unsupported by the logger.
-DEFAULT_SUPPORT_THRESHOLD = 1e-3
-#: How many of the worst contexts a support check lists.
-WORST_CONTEXTS = 5
 
 
 @dataclass(frozen=True)
@@ -118,141 +113,6 @@ def fit_metric(
     q = np.full((r.shape[0], n_actions), np.nan)
     q[keep] = fit.predictions
     return MetricData(name=name, rewards=r, reward_hat=q, reward_model=fit.describe())
-
-
-@dataclass(frozen=True)
-class SupportContext:
-    """One context (group of similar tasks, or one row) of a support check.
-
-    Attributes:
-        context: Group key (``category=...,complexity=...``) or ``row <i>``.
-        n_rows: Logged rows in it.
-        unsupported_mass: Mean target mass on actions with logging propensity below the threshold.
-        never_tried_mass: Mean target mass on models the logger never chose in this context.
-        never_tried: Those models (with target mass > 0).
-    """
-
-    context: str
-    n_rows: int
-    unsupported_mass: float
-    never_tried_mass: float
-    never_tried: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SupportCheck:
-    """Where a target policy leaves the logging policy's support.
-
-    Attributes:
-        threshold: Propensity under which an action counts as unsupported.
-        unsupported_mass: ``mean_i sum_a pi(a|x_i) [pi_0(a|x_i) < threshold]``: the share of the
-            target's decisions the log cannot speak for; > 0 biases IPS / SNIPS / DR.
-        rows_unsupported: Rows where that mass is > 0.
-        never_tried_mass: Mean target mass on models never chosen for similar tasks (the row's
-            group, or the row itself when no groups are given).
-        group_by: The grouping used (empty: per row).
-        worst: Up to :data:`WORST_CONTEXTS` contexts with the largest mass, largest first.
-        violated: ``unsupported_mass > 0``.
-    """
-
-    threshold: float
-    unsupported_mass: float
-    rows_unsupported: int
-    never_tried_mass: float
-    group_by: tuple[str, ...]
-    worst: list[SupportContext]
-    violated: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        d = asdict(self)
-        d["group_by"] = list(self.group_by)
-        for w in d["worst"]:
-            w["never_tried"] = list(w["never_tried"])
-        return d
-
-
-def support_check(
-    target: object,
-    logging_probs: object,
-    actions: object,
-    models: Sequence[str],
-    *,
-    groups: Sequence[str] | np.ndarray | None = None,
-    group_by: Sequence[str] = (),
-    threshold: float = DEFAULT_SUPPORT_THRESHOLD,
-    row_labels: Sequence[str] | None = None,
-) -> SupportCheck:
-    """Target mass outside the logger's support, overall and in the worst contexts.
-
-    Args:
-        target: ``(n, k)`` target distribution.
-        logging_probs: ``(n, k)`` logging distribution of every row.
-        actions: ``(n,)`` logged actions.
-        models: ``k`` model names (for the report).
-        groups: ``(n,)`` group key per row ("similar tasks"); None = each row is its own context.
-        group_by: Names of the columns the keys were built from (for the report).
-        threshold: Propensity under which an action counts as unsupported (>= 0; an exact 0 is
-            always unsupported).
-        row_labels: ``(n,)`` labels of rows in per-row contexts (request ids); default ``row i``.
-    """
-    tgt = check_distribution(target, name="target")
-    n, k = tgt.shape
-    p0 = check_distribution(logging_probs, n=n, n_actions=k, name="logging_probs")
-    a = check_actions(actions, k, n=n)
-    if len(models) != k:
-        raise OPEInputError("models", f"expected {k} names, got {len(models)}")
-    if not (isinstance(threshold, int | float) and 0 <= threshold < 1):
-        raise OPEInputError("threshold", f"expected a number in [0, 1), got {threshold!r}")
-    unsupported = (p0 < threshold) | (p0 <= 0)
-    row_mass = np.where(unsupported, tgt, 0.0).sum(axis=1)
-    if groups is None:
-        tried = ~unsupported  # per row, the logger's own distribution is what it "tried"
-        keys = np.arange(n)
-        labels = [f"row {i}" for i in range(n)] if row_labels is None else [str(s) for s in row_labels]
-        never_mass_rows = row_mass
-        group_tried = tried
-        inverse = keys
-        uniq_labels = labels
-    else:
-        g = np.asarray(groups).astype(str)
-        if g.shape != (n,):
-            raise OPEInputError("groups", f"expected {n} group keys, got shape {g.shape}")
-        uniq, inverse = np.unique(g, return_inverse=True)
-        group_tried = np.zeros((uniq.size, k), dtype=bool)
-        group_tried[inverse, a] = True
-        never_mass_rows = np.where(group_tried[inverse], 0.0, tgt).sum(axis=1)
-        uniq_labels = [str(u) for u in uniq]
-    n_ctx = len(uniq_labels)
-    cnt = np.bincount(inverse, minlength=n_ctx)
-    ctx_unsup = np.bincount(inverse, weights=row_mass, minlength=n_ctx) / np.maximum(cnt, 1)
-    ctx_never = np.bincount(inverse, weights=never_mass_rows, minlength=n_ctx) / np.maximum(cnt, 1)
-    score = np.maximum(ctx_unsup, ctx_never)
-    order = [int(i) for i in np.lexsort((np.arange(n_ctx), -score)) if score[i] > 0][:WORST_CONTEXTS]
-    worst = []
-    for i in order:
-        rows = np.flatnonzero(inverse == i)
-        mass_per_model = tgt[rows].sum(axis=0)
-        never = tuple(models[j] for j in range(k) if not group_tried[i, j] and mass_per_model[j] > 0)
-        worst.append(
-            SupportContext(
-                context=uniq_labels[i],
-                n_rows=int(cnt[i]),
-                unsupported_mass=float(ctx_unsup[i]),
-                never_tried_mass=float(ctx_never[i]),
-                never_tried=never,
-            )
-        )
-    mass = float(row_mass.mean())
-    return SupportCheck(
-        threshold=float(threshold),
-        unsupported_mass=mass,
-        rows_unsupported=int((row_mass > 0).sum()),
-        never_tried_mass=float(never_mass_rows.mean()),
-        group_by=tuple(group_by) if groups is not None else (),
-        worst=worst,
-        violated=mass > 0,
-    )
 
 
 @dataclass(frozen=True)
@@ -343,12 +203,25 @@ class LoggedEvaluation:
     warnings: list[str] = field(default_factory=list)
 
 
-def _interval(e_label: str, value: float, boot: np.ndarray, alpha: float, n_bootstrap: int, n: int,
-              diag: WeightDiagnostics | None = None) -> Estimate:
+def _interval(
+    e_label: str,
+    value: float,
+    boot: np.ndarray,
+    alpha: float,
+    n_bootstrap: int,
+    n: int,
+    diag: WeightDiagnostics | None = None,
+) -> Estimate:
     lo, hi = percentile_interval(boot, alpha)
     return Estimate(
-        estimator=e_label, value=float(value), lower=float(lo), upper=float(hi), alpha=alpha,
-        n_bootstrap=n_bootstrap, n=n, diagnostics=diag,
+        estimator=e_label,
+        value=float(value),
+        lower=float(lo),
+        upper=float(hi),
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        n=n,
+        diagnostics=diag,
     )
 
 
@@ -403,8 +276,10 @@ def evaluate_logged(
     if off.any():
         i = int(np.flatnonzero(off)[0])
         raise OPEInputError(
-            "propensities", f"differs from logging_probs at the logged action ({p[i]} vs {p0[i, a[i]]})",
-            index=i, n_bad=int(off.sum()),
+            "propensities",
+            f"differs from logging_probs at the logged action ({p[i]} vs {p0[i, a[i]]})",
+            index=i,
+            n_bad=int(off.sum()),
         )
     if len(models) != k:
         raise OPEInputError("models", f"expected {k} names, got {len(models)}")
@@ -439,9 +314,7 @@ def evaluate_logged(
             q = np.asarray(md.reward_hat, dtype=np.float64)[keep]
         ests = base if q is not None else [e for e in base if not _needs_reward_model(e)]
         if len(ests) < len(base):
-            warnings.append(
-                f"{md.name}: no reward model, so only {[e.label for e in ests]} are reported"
-            )
+            warnings.append(f"{md.name}: no reward model, so only {[e.label for e in ests]} are reported")
         reward_models[md.name] = md.reward_model
         blocks: list[np.ndarray] = [r_all[keep][:, None]]  # column 0: the on-policy mean
         spans: dict[tuple[str, str], tuple[int, int]] = {}
@@ -468,8 +341,14 @@ def evaluate_logged(
         for name, data in datas.items():
             diag = weight_diagnostics(data.weights())
             estimates = {
-                lab: _interval(lab, *values[(name, lab)], alpha, n_bootstrap, m,
-                               diag if next(x for x in ests if x.label == lab).uses_weights else None)
+                lab: _interval(
+                    lab,
+                    *values[(name, lab)],
+                    alpha,
+                    n_bootstrap,
+                    m,
+                    diag if next(x for x in ests if x.label == lab).uses_weights else None,
+                )
                 for lab in (e.label for e in ests)
             }
             diff = None
@@ -477,6 +356,7 @@ def evaluate_logged(
                 diff = {}
                 for lab in (e.label for e in ests):
                     v, bs = values[(name, lab)]
+                    iv: float
                     if incumbent == LOGGED:
                         iv, ib = float(on_val), on_boot
                     else:
@@ -487,8 +367,8 @@ def evaluate_logged(
             md.name, m, n - m, False, {ON_POLICY: _interval(ON_POLICY, float(on_val), on_boot, alpha, n_bootstrap, m)}
         )
 
-    for mname, v in (exact_metrics or {}).items():
-        vec = np.asarray(v, dtype=np.float64)
+    for mname, per_action in (exact_metrics or {}).items():
+        vec = np.asarray(per_action, dtype=np.float64)
         if vec.shape != (k,) or not np.isfinite(vec).all():
             raise OPEInputError(f"exact_metrics[{mname!r}]", f"expected {k} finite per-action values, got {vec.shape}")
         reward_models[mname] = None
@@ -499,11 +379,14 @@ def evaluate_logged(
         inc_idx = 0 if incumbent == LOGGED else 1 + names.index(incumbent)
         for j, nm in enumerate(names, start=1):
             est = {EXACT: _interval(EXACT, sums[j], boot[:, j], alpha, n_bootstrap, n)}
-            diff = None
+            diff_exact = None
             if nm != incumbent:
-                diff = {EXACT: _interval(EXACT, sums[j] - sums[inc_idx], boot[:, j] - boot[:, inc_idx], alpha,
-                                         n_bootstrap, n)}
-            per[nm][mname] = MetricResult(mname, n, 0, True, est, diff)
+                diff_exact = {
+                    EXACT: _interval(
+                        EXACT, sums[j] - sums[inc_idx], boot[:, j] - boot[:, inc_idx], alpha, n_bootstrap, n
+                    )
+                }
+            per[nm][mname] = MetricResult(mname, n, 0, True, est, diff_exact)
         inc_metrics[mname] = MetricResult(
             mname, n, 0, True, {EXACT: _interval(EXACT, sums[0], boot[:, 0], alpha, n_bootstrap, n)}
         )

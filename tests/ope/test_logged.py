@@ -14,9 +14,9 @@ from router_rl.ope.logged import (
     MetricData,
     evaluate_logged,
     fit_metric,
-    support_check,
 )
 from router_rl.ope.reward_model import assign_folds, cross_fit_reward_model
+from router_rl.ope.support import support_check
 from router_rl.ope.synthetic import make_bandit
 
 
