@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from router_rl.core.config import NonNegativeFloat, PositiveFloat, StrictConfig
+from router_rl.core.config import NonNegativeFloat, PositiveFloat, StrictConfig, as_tuple
 from router_rl.ope.estimators import default_estimators
 from router_rl.ope.logged import LOGGED, LoggedEvaluation, MetricData, evaluate_logged, fit_metric
 
@@ -64,6 +64,8 @@ class LogOPEConfig(StrictConfig):
         support_threshold: Logging propensity under which an action counts as unsupported.
         tau: Weight threshold of switch-DR.
         incumbent: ``logged`` (the logging policy) or the name of one evaluated policy.
+        metrics: Estimated metrics to report (subset of ``quality``, ``cost_usd``, ``utility``;
+            ``local_share`` is always reported, exactly). Fewer metrics, fewer reward models.
     """
 
     n_bootstrap: Annotated[int, Field(ge=10)] = 1000
@@ -76,6 +78,11 @@ class LogOPEConfig(StrictConfig):
     support_threshold: Annotated[float, Field(ge=0, lt=1)] = 1e-3
     tau: NonNegativeFloat = 10.0
     incumbent: str = LOGGED
+    metrics: Annotated[tuple[Literal["quality", "cost_usd", "utility"], ...], BeforeValidator(as_tuple)] = (
+        "quality",
+        "cost_usd",
+        "utility",
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ class LogOPEReport:
                 "cost_ref_usd": self.cost_ref_usd,
                 "cost_ref_source": self.cost_ref_source,
             },
-            "metrics": list(METRICS),
+            "metrics": [m for m in METRICS if m in self.config.metrics or m == "local_share"],
             "estimators": list(ev.estimators),
             "reward_models": dict(ev.reward_models),
             "incumbent": {
@@ -324,7 +331,11 @@ def evaluate_log(
     X = np.asarray(data.X, dtype=np.float64)
     k = len(data.models)
     metrics: list[MetricData] = []
-    for i, (mname, r) in enumerate((("quality", quality), ("cost_usd", cost), ("utility", utility))):
+    rewards = {"quality": quality, "cost_usd": cost, "utility": utility}
+    for i, mname in enumerate(("quality", "cost_usd", "utility")):
+        if mname not in cfg.metrics:
+            continue
+        r = rewards[mname]
         if not np.isfinite(r).any():
             raise LogOPEError(f"{mname}: no logged row has a known value (no labels joined yet?)")
         metrics.append(
