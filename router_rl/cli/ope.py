@@ -124,6 +124,13 @@ def register(app: typer.Typer) -> None:
         reward_model: Annotated[
             str, typer.Option("--reward-model", help="Reward model of DM/DR: lightgbm or ridge.")
         ] = "lightgbm",
+        reward_model_param: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--reward-model-param",
+                help="Reward-model parameter KEY=VALUE (JSON value), repeatable, e.g. pca_components=16.",
+            ),
+        ] = None,
         lam: Annotated[
             float, typer.Option("--lam", help="Utility cost weight: quality - lam * cost / cost-ref-usd.")
         ] = 1.0,
@@ -138,6 +145,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the folds, reward models and bootstrap.")] = 0,
     ) -> None:
         """Off-policy evaluation on the router's logs: DM, IPS, SNIPS, DR, switch-DR with intervals."""
+        import json
+
         import polars as pl
 
         from router_rl.cli.evaluate import _specs
@@ -162,6 +171,15 @@ def register(app: typer.Typer) -> None:
             "support_threshold": "--support-threshold",
             "tau": "--tau",
         }
+        rm_params: dict[str, object] = {}
+        for item in reward_model_param or []:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--reward-model-param")
+            try:
+                rm_params[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                rm_params[key] = raw
         try:
             cfg = LogOPEConfig(
                 n_bootstrap=n_bootstrap,
@@ -169,6 +187,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 folds=folds,
                 reward_model=reward_model,
+                reward_model_params=rm_params,
                 lam=lam,
                 cost_ref_usd=cost_ref_usd,
                 support_threshold=support_threshold,
@@ -224,7 +243,8 @@ def register(app: typer.Typer) -> None:
             hint = "--cost-ref-usd" if msg.startswith("cost_ref_usd") else "--policies"
             raise typer.BadParameter(msg, param_hint=hint) from None
         except OPEInputError as e:
-            raise typer.BadParameter(str(e), param_hint="--log") from None
+            hint = "--reward-model-param" if e.argument == "params" else "--log"
+            raise typer.BadParameter(str(e), param_hint=hint) from None
         print_report(rep)
         if json_out is not None:
             rep.write_json(json_out)

@@ -59,6 +59,8 @@ class LogOPEConfig(StrictConfig):
         seed: Seed of the folds, the reward models and the bootstrap.
         folds: Cross-fitting folds of the reward models.
         reward_model: ``lightgbm`` (default) or ``ridge`` (only when chosen).
+        reward_model_params: Overrides of the reward model's parameters
+            (:data:`router_rl.ope.reward_model.DEFAULT_LGBM_PARAMS`, e.g. ``pca_components``).
         lam: Cost weight of the utility, in units of ``cost_ref_usd``.
         cost_ref_usd: USD scale of the utility's cost term (None: auto, see the module docstring).
         support_threshold: Logging propensity under which an action counts as unsupported.
@@ -73,6 +75,7 @@ class LogOPEConfig(StrictConfig):
     seed: int = 0
     folds: Annotated[int, Field(ge=2)] = 5
     reward_model: Literal["lightgbm", "ridge"] = "lightgbm"
+    reward_model_params: dict[str, Any] = Field(default_factory=dict)
     lam: NonNegativeFloat = 1.0
     cost_ref_usd: PositiveFloat | None = None
     support_threshold: Annotated[float, Field(ge=0, lt=1)] = 1e-3
@@ -339,7 +342,17 @@ def evaluate_log(
         if not np.isfinite(r).any():
             raise LogOPEError(f"{mname}: no logged row has a known value (no labels joined yet?)")
         metrics.append(
-            fit_metric(mname, X, data.actions, r, k, folds=cfg.folds, kind=cfg.reward_model, seed=cfg.seed + 7919 * i)
+            fit_metric(
+                mname,
+                X,
+                data.actions,
+                r,
+                k,
+                folds=cfg.folds,
+                kind=cfg.reward_model,
+                params=cfg.reward_model_params,
+                seed=cfg.seed + 7919 * i,
+            )
         )
     local = np.asarray([loc == "local" for loc in data.locations], dtype=np.float64)
     ev = evaluate_logged(

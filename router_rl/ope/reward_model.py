@@ -15,6 +15,10 @@ Kinds (recorded in :class:`RewardModelFit` and in every report that uses it):
 * ``ridge``: ridge regression on ``[1, x, one-hot(a), x * one-hot(a)]``; only when chosen
   explicitly (there is no silent fallback from one kind to the other).
 
+Either kind takes ``params={"pca_components": c}``: the features are standardised and projected
+onto their first ``c`` principal components, computed on each fold's *training* rows, before
+the model sees them (a compact input for wide encoders: several times faster on 500+ features).
+
 Arrays in, dataclasses out: nothing here knows about policies or log files.
 """
 
@@ -41,10 +45,11 @@ DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "lambda_l2": 1.0,
     "num_boost_round": 60,
     "max_cat_to_onehot": 64,
+    "pca_components": None,
 }
 _LGBM_RESERVED = frozenset({"seed", "deterministic", "verbose", "verbosity"})
 #: Ridge penalty of the ``ridge`` kind (overridable with ``params={"alpha": ...}``).
-DEFAULT_RIDGE_PARAMS: dict[str, Any] = {"alpha": 1.0}
+DEFAULT_RIDGE_PARAMS: dict[str, Any] = {"alpha": 1.0, "pca_components": None}
 
 
 @dataclass(frozen=True)
@@ -128,21 +133,36 @@ def cross_fit_reward_model(
     defaults = DEFAULT_LGBM_PARAMS if kind == "lightgbm" else DEFAULT_RIDGE_PARAMS
     given = set(params or {})
     if kind == "ridge" and given - set(defaults):
-        raise OPEInputError("params", f"unknown ridge parameters {sorted(given - set(defaults))}; known: ['alpha']")
+        bad = sorted(given - set(defaults))
+        raise OPEInputError("params", f"unknown ridge parameters {bad}; known: {sorted(defaults)}")
     if kind == "lightgbm" and given & _LGBM_RESERVED:
         raise OPEInputError("params", f"{sorted(given & _LGBM_RESERVED)} are set from `seed` (reproducibility)")
     merged = {**defaults, **dict(params or {})}
+    pca = merged["pca_components"]
+    if pca is not None and (isinstance(pca, bool) or not isinstance(pca, int | np.integer) or pca < 1):
+        raise OPEInputError("params", f"pca_components: expected an integer >= 1 or None, got {pca!r}")
     fold_of_row = assign_folds(n, int(folds), np.random.default_rng([seed, 101]))
     pred = np.empty((n, int(n_actions)), dtype=np.float64)
     for f in range(int(folds)):
         tr, te = fold_of_row != f, fold_of_row == f
+        x_tr, x_te = (x[tr], x[te]) if pca is None else _pca(x[tr], x[te], int(pca))
         if kind == "lightgbm":
-            pred[te] = _lgbm_fold(x[tr], a[tr], r[tr], x[te], int(n_actions), merged, seed + f)
+            pred[te] = _lgbm_fold(x_tr, a[tr], r[tr], x_te, int(n_actions), merged, seed + f)
         else:
-            pred[te] = _ridge_fold(x[tr], a[tr], r[tr], x[te], int(n_actions), float(merged["alpha"]))
+            pred[te] = _ridge_fold(x_tr, a[tr], r[tr], x_te, int(n_actions), float(merged["alpha"]))
     return RewardModelFit(
         predictions=pred, kind=kind, folds=int(folds), params=merged, seed=seed, fold_of_row=fold_of_row
     )
+
+
+def _pca(x_tr: np.ndarray, x_te: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both blocks projected on the first ``c`` principal components of the standardised ``x_tr``."""
+    mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z_tr, z_te = (x_tr - mu) / sd, (x_te - mu) / sd
+    vals, vecs = np.linalg.eigh(z_tr.T @ z_tr)
+    top = vecs[:, np.argsort(vals)[::-1][: min(c, vecs.shape[1])]]
+    return z_tr @ top, z_te @ top
 
 
 def _all_actions(x: np.ndarray, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +184,7 @@ def _lgbm_fold(
 
     p = dict(params)
     rounds = int(p.pop("num_boost_round"))
+    p.pop("pca_components", None)
     p.update(
         {
             "seed": int(seed),

@@ -52,7 +52,7 @@ def test_cross_fit_never_predicts_a_row_from_its_own_reward():
 def test_ridge_recovers_a_linear_reward_for_every_action():
     X, a, r, truth = _linear_problem(n=900)
     fit = cross_fit_reward_model(X, a, r, 3, folds=3, kind="ridge", params={"alpha": 1e-6})
-    assert fit.describe() == {"kind": "ridge", "folds": 3, "params": {"alpha": 1e-6}, "seed": 0}
+    assert fit.describe() == {"kind": "ridge", "folds": 3, "params": {"alpha": 1e-6, "pca_components": None}, "seed": 0}
     np.testing.assert_allclose(fit.predictions, truth, atol=1e-3)
 
 
@@ -70,6 +70,18 @@ def test_lightgbm_is_reproducible_and_learns_action_effects():
     assert f1.describe()["kind"] == "lightgbm" and f1.describe()["params"]["num_boost_round"] == 60
 
 
+def test_pca_components_project_each_fold_on_its_own_training_rows():
+    X, a, r, truth = _linear_problem(n=900)
+    wide = np.column_stack([X, np.zeros((900, 3))])  # constant columns add nothing
+    fit = cross_fit_reward_model(wide, a, r, 3, folds=3, kind="ridge", params={"alpha": 1e-6, "pca_components": 4})
+    # 4 components span the 4 informative (standardised) columns: the linear reward is recovered
+    np.testing.assert_allclose(fit.predictions, truth, atol=1e-3)
+    few = cross_fit_reward_model(wide, a, r, 3, folds=3, kind="ridge", params={"alpha": 1e-6, "pca_components": 1})
+    assert np.abs(few.predictions - truth).max() > 0.1
+    lg = cross_fit_reward_model(wide, a, r, 3, folds=3, params={"pca_components": 4})
+    assert lg.params["pca_components"] == 4 and lg.predictions.shape == (900, 3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -77,6 +89,7 @@ def test_lightgbm_is_reproducible_and_learns_action_effects():
         ({"kind": "forest"}, "unknown reward model 'forest'"),
         ({"params": {"seed": 3}}, "set from `seed`"),
         ({"kind": "ridge", "params": {"num_leaves": 3}}, "unknown ridge parameters"),
+        ({"params": {"pca_components": 0}}, "pca_components: expected an integer >= 1"),
     ],
 )
 def test_reward_model_errors_name_the_argument(kwargs, match):
