@@ -51,9 +51,10 @@ class Args:
     sources: list[str] = field(default_factory=lambda: list(SOURCES))
     epsilons: list[float] = field(default_factory=lambda: [0.05, 0.10, 0.20])
     repeats: int = 50
-    n_rows: int = 3000
+    n_rows: int = 2000
     n_bootstrap: int = 200
-    folds: int = 3
+    folds: int = 2
+    pca_components: int = 16
     alpha: float = 0.05
     logger_lam: float = 0.5
     fleet_tasks: int = 3000
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--sources", nargs="+", default=d.sources, choices=list(SOURCES))
     p.add_argument("--epsilons", nargs="+", type=float, default=d.epsilons)
-    for name in ("repeats", "n_rows", "n_bootstrap", "folds", "fleet_tasks", "seed"):
+    for name in ("repeats", "n_rows", "n_bootstrap", "folds", "pca_components", "fleet_tasks", "seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("alpha", "logger_lam"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
@@ -159,8 +160,14 @@ def one_repeat(src: Source, eps: float, rep: int, args: Args) -> dict[str, Any]:
                        split="test", seed=seed)
     data = log.logged()
     pis = {nm: target_distribution(t, data, name=nm) for nm, t in src.targets.items()}
-    cfg = LogOPEConfig(n_bootstrap=args.n_bootstrap, alpha=args.alpha, seed=seed % 2**31, folds=args.folds,
-                       metrics=("quality",))
+    cfg = LogOPEConfig(
+        n_bootstrap=args.n_bootstrap,
+        alpha=args.alpha,
+        seed=seed % 2**31,
+        folds=args.folds,
+        reward_model_params={"pca_components": args.pca_components},
+        metrics=("quality",),
+    )
     rep_ = evaluate_log(data, pis, config=cfg)
     out: dict[str, Any] = {"seed": seed, "policies": {}}
     for nm, pr in rep_.evaluation.policies.items():
@@ -205,7 +212,8 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     eps_cols = [f"{e:g}" for e in args.epsilons]
     lines = [
         f"OPE on simulated router logs: {args.repeats} repeats of {args.n_rows} rows, 95% percentile-bootstrap "
-        f"intervals ({args.n_bootstrap} resamples), LightGBM reward model cross-fitted on {args.folds} folds; "
+        f"intervals ({args.n_bootstrap} resamples), LightGBM reward model on the first {args.pca_components} "
+        f"principal components of the features, cross-fitted on {args.folds} folds; "
         f"metric: quality. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
         "",
     ]

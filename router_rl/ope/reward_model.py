@@ -17,7 +17,8 @@ Kinds (recorded in :class:`RewardModelFit` and in every report that uses it):
 
 Either kind takes ``params={"pca_components": c}``: the features are standardised and projected
 onto their first ``c`` principal components, computed on each fold's *training* rows, before
-the model sees them (a compact input for wide encoders: several times faster on 500+ features).
+the model sees them (seeded randomised PCA; a compact input for wide encoders, several times
+faster on 500+ features).
 
 Arrays in, dataclasses out: nothing here knows about policies or log files.
 """
@@ -145,7 +146,7 @@ def cross_fit_reward_model(
     pred = np.empty((n, int(n_actions)), dtype=np.float64)
     for f in range(int(folds)):
         tr, te = fold_of_row != f, fold_of_row == f
-        x_tr, x_te = (x[tr], x[te]) if pca is None else _pca(x[tr], x[te], int(pca))
+        x_tr, x_te = (x[tr], x[te]) if pca is None else _pca(x[tr], x[te], int(pca), seed + f)
         if kind == "lightgbm":
             pred[te] = _lgbm_fold(x_tr, a[tr], r[tr], x_te, int(n_actions), merged, seed + f)
         else:
@@ -155,13 +156,24 @@ def cross_fit_reward_model(
     )
 
 
-def _pca(x_tr: np.ndarray, x_te: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both blocks projected on the first ``c`` principal components of the standardised ``x_tr``."""
+def _pca(x_tr: np.ndarray, x_te: np.ndarray, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both blocks projected on the first ``c`` principal components of the standardised ``x_tr``.
+
+    Randomised range finder (Halko, Martinsson & Tropp 2011: 10 extra directions, 2 power
+    iterations), seeded: a few matrix products instead of a full eigendecomposition.
+    """
     mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     z_tr, z_te = (x_tr - mu) / sd, (x_te - mu) / sd
-    vals, vecs = np.linalg.eigh(z_tr.T @ z_tr)
-    top = vecs[:, np.argsort(vals)[::-1][: min(c, vecs.shape[1])]]
+    c = min(c, *z_tr.shape)
+    width = min(c + 10, z_tr.shape[1])
+    y = z_tr @ np.random.default_rng([seed, 211]).standard_normal((z_tr.shape[1], width))
+    for _ in range(2):
+        y, _r = np.linalg.qr(y)
+        y = z_tr @ (z_tr.T @ y)
+    q, _r = np.linalg.qr(y)
+    _u, _s, vt = np.linalg.svd(q.T @ z_tr, full_matrices=False)
+    top = vt[:c].T
     return z_tr @ top, z_te @ top
 
 
