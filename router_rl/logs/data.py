@@ -366,7 +366,9 @@ class LoggedData:
         mlen = df["action_models"].list.len().to_numpy() if n else np.array([], dtype=np.int64)
         badlen = plen != mlen
         if badlen.any():
-            raise err(f"{where}column 'action_probs': {_rows(badlen)}: expected one probability per action_models entry")
+            raise err(
+                f"{where}column 'action_probs': {_rows(badlen)}: expected one probability per action_models entry"
+            )
         for key in np.unique(keys.astype(str)) if n else []:
             mask = keys == key
             row_models = tuple(key.split("\x1f")) if key else ()

@@ -47,10 +47,11 @@ def validate_feedback_row(row: Mapping[str, Any], *, index: int | None = None) -
     if isinstance(out["details"], dict):
         out["details"] = json.dumps(out["details"], sort_keys=True)
     for k in ("ts", "received_ts"):
-        if isinstance(out[k], int | float):
-            out[k] = datetime.fromtimestamp(float(out[k]), tz=UTC)
-        elif not isinstance(out[k], datetime):
-            raise FeedbackError(f"{where}, field {k!r}: expected a datetime or POSIX seconds, got {out[k]!r}")
+        v = out[k]
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = datetime.fromtimestamp(float(v), tz=UTC)
+        elif not isinstance(v, datetime):
+            raise FeedbackError(f"{where}, field {k!r}: expected a datetime or POSIX seconds, got {v!r}")
     for k in ("feedback_id", "request_id", "source"):
         if not isinstance(out[k], str) or not out[k]:
             raise FeedbackError(f"{where}, field {k!r}: expected a non-empty string, got {out[k]!r}")

@@ -262,7 +262,8 @@ def simulate_log(
     enc = encoder if encoder is not None else policy.encoder
     if enc is None:
         raise ValueError(
-            f"simulate_log: policy {policy.version} carries no feature encoder; pass encoder= (the router logs features)"
+            f"simulate_log: policy {policy.version} carries no feature encoder; "
+            "pass encoder= (the router logs features)"
         )
     fingerprint = str(enc.fingerprint)
     policy.check_encoder(fingerprint)
@@ -339,8 +340,9 @@ def simulate_log(
     start = _parse_start(cfg.start)
     ts = start + np.round(np.cumsum(gaps) * 1e6).astype("timedelta64[us]")
     model_arr = np.asarray(models, dtype=object)
-    served_model = np.where(answered, model_arr[served], None)
-    fb_reason = np.where(chosen_failed, SIMULATED_FAILURE, None)
+    served_model: list[str | None] = [m if ok else None for m, ok in
+                                      zip(model_arr[served].tolist(), answered.tolist(), strict=True)]
+    fb_reason = [SIMULATED_FAILURE if f else None for f in chosen_failed.tolist()]
     first_try = pl.Series(model_arr[a].tolist(), dtype=pl.Utf8) + f":{SIMULATED_FAILURE}"
     attempts = pl.select(
         pl.when(pl.Series(chosen_none))
@@ -363,7 +365,7 @@ def simulate_log(
     def nullable(x: np.ndarray, ok: np.ndarray) -> pl.Series:
         return pl.Series(np.where(ok, x, np.nan)).fill_nan(None)
 
-    cols: dict[str, Any] = {
+    columns: dict[str, Any] = {
         "request_id": ids.tolist(),
         "ts": pl.Series(ts).dt.replace_time_zone("UTC"),
         "agent_id": by_task("agent_id"),
@@ -387,24 +389,24 @@ def simulate_log(
         "shadow_model": None,
         "breaker_states": None,
         "policy_state": None,
-        "served_model": served_model.tolist(),
+        "served_model": served_model,
         "served_propensity": nullable(served_prop, answered),
-        "outcome_model": served_model.tolist(),
+        "outcome_model": served_model,
         "attempts": attempts,
         "fallback_used": answered & (served != a),
-        "fallback_reason": fb_reason.tolist(),
+        "fallback_reason": fb_reason,
         "quality": None,
         "cost_usd": nullable(tc[ar, a], answered),
         "latency_s": tl[ar, a],
         "input_tokens": nullable(in_tok, tok_ok).cast(pl.Int64),
         "output_tokens": nullable(out_tok, tok_ok).cast(pl.Int64),
-        "usage_estimated": np.where(answered, False, None).tolist(),
-        "error": np.where(answered, None, NO_ANSWER_ERROR).tolist(),
+        "usage_estimated": [False if ok else None for ok in answered.tolist()],
+        "error": [None if ok else NO_ANSWER_ERROR for ok in answered.tolist()],
         "response": None,
     }
     decisions = pl.DataFrame(
         {c: (pl.Series(c, v) if not (v is None or isinstance(v, str)) else pl.repeat(v, n, eager=True).alias(c))
-         for c, v in cols.items()}
+         for c, v in columns.items()}
     ).cast(DECISION_LOG_SCHEMA)  # type: ignore[arg-type]
     decisions = decisions.select(list(DECISION_LOG_SCHEMA))
 
