@@ -115,8 +115,9 @@ def build_source(name: str, args: Args) -> Source:
         from router_rl.core.paths import require_datasets_dir
         from router_rl.traces.importers import DATASET_FOLDERS, import_traces
 
-        ts = import_traces("routerbench", require_datasets_dir(DATASET_FOLDERS["routerbench"]), drop_invalid=True,
-                           seed=args.seed)
+        ts = import_traces(
+            "routerbench", require_datasets_dir(DATASET_FOLDERS["routerbench"]), drop_invalid=True, seed=args.seed
+        )
         desc = f"import_traces('routerbench', drop_invalid=True, seed={args.seed})"
     matrix = ts.matrix()
     train, test = matrix.split("train"), matrix.split("test")
@@ -156,8 +157,9 @@ def one_repeat(src: Source, eps: float, rep: int, args: Args) -> dict[str, Any]:
     from router_rl.policies.exploration import ExplorationConfig
 
     seed = int(np.random.SeedSequence([args.seed, SOURCES.index(src.name), int(eps * 1000), rep]).generate_state(1)[0])
-    log = simulate_log(src.matrix, src.logger, n=args.n_rows, exploration=ExplorationConfig(epsilon=eps),
-                       split="test", seed=seed)
+    log = simulate_log(
+        src.matrix, src.logger, n=args.n_rows, exploration=ExplorationConfig(epsilon=eps), split="test", seed=seed
+    )
     data = log.logged()
     pis = {nm: target_distribution(t, data, name=nm) for nm, t in src.targets.items()}
     cfg = LogOPEConfig(
@@ -230,6 +232,22 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
                     cells.append(f"{c['bias']:+.3f} / {100 * c['coverage']:.0f}% / {c['width']:.3f}")
                 label = f"{pol} ({row['truth']:.3f})" if est == ESTIMATORS[0] else ""
                 lines.append(f"| {label} | {est} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Coverage of the paired difference vs the logging policy ({sname}; per ε: "
+            + ", ".join(f"{e}: {s['logger_truth'][e]:.3f}" for e in eps_cols)
+            + " true logger value)",
+            "",
+        ]
+        lines += ["| policy | " + " | ".join(ESTIMATORS) + " |", "|" + "---|" * (1 + len(ESTIMATORS))]
+        for pol in first_eps:
+            cells = [
+                "/".join(
+                    f"{100 * s['by_epsilon'][e][pol]['estimators'][est]['difference_coverage']:.0f}" for e in eps_cols
+                )
+                for est in ESTIMATORS
+            ]
+            lines.append(f"| {pol} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
