@@ -7,7 +7,7 @@ stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,6 +36,7 @@ def _ci(metric: str, e: Estimate | None, *, diff: bool = False) -> str:
 
 def print_report(rep: LogOPEReport) -> None:
     """Tables of a report: per metric (policy x estimator), then weights and support, then warnings."""
+    from rich.markup import escape
     from rich.table import Table
 
     from router_rl.cli.console import make_console, print_table
@@ -43,28 +44,29 @@ def print_report(rep: LogOPEReport) -> None:
     con = make_console()
     ev = rep.evaluation
     d = rep.to_dict()
-    rm = d["reward_models"].get("quality") or {}
-    con.print(
+    rm: dict[str, Any] = next((v for v in d["reward_models"].values() if v), {})
+    head = (
         f"log: {ev.n_rows} decisions ({rep.n_labeled} labeled), {len(ev.models)} models; reward model "
         f"{rm.get('kind')} cross-fitted on {rm.get('folds')} folds; {ev.n_bootstrap} bootstrap resamples, "
         f"{100 * (1 - ev.alpha):.0f}% intervals; utility = quality - {rep.config.lam:g} * cost_usd / "
         f"{rep.cost_ref_usd:.4g} ({rep.cost_ref_source})"
     )
+    con.print(escape(head))
     inc = ev.incumbent
     level = f"{100 * (1 - ev.alpha):.0f}%"
     for metric in d["metrics"]:
-        t = Table(title=f"{metric} (value and difference vs {inc}, {level} intervals)")
+        t = Table(title=escape(f"{metric} (value and difference vs {inc}, {level} intervals)"))
         for col in ("policy", "estimator", "value", f"vs {inc}"):
             t.add_column(col)
         if ev.incumbent_result is not None and metric in ev.incumbent_result.metrics:
             mr = ev.incumbent_result.metrics[metric]
             for lab, e in mr.estimates.items():
-                t.add_row(inc, lab, _ci(metric, e), "")
+                t.add_row(escape(inc), lab, _ci(metric, e), "")
         for name, pr in ev.policies.items():
             mr = pr.metrics[metric]
             for lab, e in mr.estimates.items():
                 diff = None if mr.difference is None else mr.difference.get(lab)
-                t.add_row(name, lab, _ci(metric, e), _ci(metric, diff, diff=True))
+                t.add_row(escape(name), lab, _ci(metric, e), _ci(metric, diff, diff=True))
         print_table(con, t)
     t = Table(title=f"importance weights and support (propensity < {rep.config.support_threshold:g})")
     for col in ("policy", "ESS", "ESS ratio", "max weight", "unsupported mass", "never-tried mass", "worst context"):
@@ -74,17 +76,19 @@ def print_report(rep: LogOPEReport) -> None:
         assert w is not None and s is not None
         worst = s.worst[0] if s.worst else None
         t.add_row(
-            name,
+            escape(name),
             f"{w.ess:.0f}",
             f"{w.ess_ratio:.3f}",
             f"{w.max_weight:.3g}",
             f"{100 * s.unsupported_mass:.2f}%",
             f"{100 * s.never_tried_mass:.2f}%",
-            "none" if worst is None else f"{worst.context} ({worst.n_rows} rows; {', '.join(worst.never_tried)})",
+            "none"
+            if worst is None
+            else escape(f"{worst.context} ({worst.n_rows} rows; never tried: {', '.join(worst.never_tried) or '-'})"),
         )
     print_table(con, t)
-    for w in ev.warnings:
-        con.print(f"warning: {w}")
+    for msg in ev.warnings:
+        con.print(escape(f"warning: {msg}"))
 
 
 def register(app: typer.Typer) -> None:
@@ -186,7 +190,7 @@ def register(app: typer.Typer) -> None:
                 alpha=alpha,
                 seed=seed,
                 folds=folds,
-                reward_model=reward_model,
+                reward_model=reward_model,  # type: ignore[arg-type]  # validated by LogOPEConfig
                 reward_model_params=rm_params,
                 lam=lam,
                 cost_ref_usd=cost_ref_usd,
