@@ -156,6 +156,7 @@ def register(app: typer.Typer) -> None:
         from router_rl.cli.evaluate import _specs
         from router_rl.core.errors import ConfigError
         from router_rl.eval.logged import (
+            GROUP_COLUMNS,
             LogOPEConfig,
             LogOPEError,
             evaluate_log,
@@ -214,7 +215,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"{catalog}: {e}", param_hint="--catalog") from None
         try:
             data = load_logged(log, catalog=cat)
-            table = pl.read_parquet(log, columns=None)
+            have = pl.read_parquet_schema(log)
+            table = pl.read_parquet(log, columns=[c for c in ("request_id", *GROUP_COLUMNS) if c in have])
         except (FileNotFoundError, LoggedDataError, ValueError) as e:
             raise typer.BadParameter(str(e), param_hint="--log") from None
         if data.n_labeled == 0:
