@@ -209,6 +209,17 @@ def summarise(src: Source, eps: float, reps: list[dict[str, Any]]) -> dict[str, 
     return rows
 
 
+def compact(o: Any) -> Any:
+    """Floats rounded to 6 significant digits (the per-repeat records are most of the JSON)."""
+    if isinstance(o, dict):
+        return {k: compact(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [compact(v) for v in o]
+    if isinstance(o, float):
+        return float(f"{o:.6g}")
+    return o
+
+
 def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     """The table: per source, policy x estimator rows, bias / coverage / width per exploration."""
     eps_cols = [f"{e:g}" for e in args.epsilons]
@@ -282,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["seconds"] = seconds
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ope_log_coverage.json").write_text(json.dumps(results, indent=1))
+    (out / "ope_log_coverage.json").write_text(json.dumps(compact(results), separators=(",", ":")))
     md = markdown(results, args, seconds)
     (out / "ope_log_coverage.md").write_text(md + "\n")
     print(md)
