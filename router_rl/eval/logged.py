@@ -98,6 +98,7 @@ class LogOPEReport:
         cost_ref_usd: The utility's cost scale actually used.
         cost_ref_source: ``"flag"`` or ``"auto:<model>"``.
         n_labeled: Rows with a quality label.
+        n_fallback: Rows another model answered (credited to the chosen model all the same).
         locations: ``local`` / ``cloud`` per model.
         encoder_fingerprint: The log's encoder fingerprint.
         sources: ``policy name -> {spec, kind, version}``.
@@ -109,6 +110,7 @@ class LogOPEReport:
     cost_ref_usd: float
     cost_ref_source: str
     n_labeled: int
+    n_fallback: int
     locations: tuple[str, ...]
     encoder_fingerprint: str | None
     sources: dict[str, dict[str, Any]]
@@ -123,6 +125,7 @@ class LogOPEReport:
                 "path": self.log_path,
                 "n_rows": ev.n_rows,
                 "n_labeled": self.n_labeled,
+                "n_fallback": self.n_fallback,
                 "models": list(ev.models),
                 "locations": list(self.locations),
                 "encoder_fingerprint": self.encoder_fingerprint,
@@ -384,6 +387,7 @@ def evaluate_log(
         cost_ref_usd=cref,
         cost_ref_source=csrc,
         n_labeled=int(np.isfinite(quality).sum()),
+        n_fallback=int(np.asarray(data.fallback, dtype=bool).sum()),
         locations=tuple(data.locations),
         encoder_fingerprint=data.encoder_fingerprint,
         sources=info,

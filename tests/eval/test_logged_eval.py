@@ -153,6 +153,7 @@ def test_report_records_reward_models_utility_and_schema(sim: dict[str, Any]) ->
     assert d["schema_version"] == LOG_OPE_SCHEMA_VERSION == 1
     assert d["metrics"] == ["quality", "cost_usd", "local_share", "utility"]
     assert d["log"]["n_rows"] == data.n and d["log"]["n_labeled"] == data.n_labeled
+    assert d["log"]["n_fallback"] == int(data.fallback.sum()) == 0
     for m in ("quality", "cost_usd", "utility"):
         assert d["reward_models"][m]["kind"] == "lightgbm" and d["reward_models"][m]["folds"] == 3
         assert d["reward_models"][m]["params"]["pca_components"] == 16
