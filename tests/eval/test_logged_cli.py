@@ -17,7 +17,7 @@ FAST = ["--n-bootstrap", "50", "--folds", "2", "--reward-model-param", "pca_comp
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A LightGBM logger (saved) exploring 10% on a 300-task fleet: 800 joined decisions."""
+    """A LightGBM logger (saved) exploring 10% on a 300-task fleet: 800 joined decisions, 10% failing over."""
     from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.join import join_logs
     from router_rl.logs.simulate import LogSimulationConfig, simulate_log
@@ -39,7 +39,7 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         exploration=ExplorationConfig(epsilon=0.1),
         split="test",
         seed=2,
-        config=LogSimulationConfig(feedback_rate=0.9),
+        config=LogSimulationConfig(feedback_rate=0.9, fallback_rate=0.1),
     )
     d = tmp_path_factory.mktemp("ope_cli")
     log.write(d / "sim")
@@ -91,6 +91,25 @@ def test_ope_prints_every_estimator_and_writes_json(logdir: dict[str, Any]) -> N
     assert rep["policies"]["random"]["weights"]["max_weight"] > 1
     assert rep["policies"]["random"]["support"]["group_by"] == ["category", "complexity"]
     assert rep["warnings"] == []
+
+
+def test_fallback_rows_are_credited_to_the_chosen_model(logdir: dict[str, Any]) -> None:
+    import numpy as np
+    import polars as pl
+
+    d, model = logdir["dir"], logdir["models"][1]
+    out = d / "fb.json"
+    res = runner.invoke(app, ["ope", "--log", logdir["log"], "-p", f"single:model={model}", "--json", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    t = pl.read_parquet(logdir["log"])
+    assert rep["log"]["n_fallback"] == int(t["fallback_used"].sum()) > 0
+    lab = t.filter(pl.col("quality").is_not_null())
+    chosen = (lab["chosen_model"] == model).to_numpy()
+    w = np.where(chosen, 1.0 / lab["propensity"].to_numpy(), 0.0)
+    ips = rep["policies"][f"single:model={model}"]["metrics"]["quality"]["estimates"]["ips"]["value"]
+    assert ips == pytest.approx(float((w * lab["quality"].to_numpy()).mean()))
+    assert (t["chosen_model"] != t["outcome_model"]).sum() > 0  # the fallbacks really answered with another model
 
 
 def test_ope_against_another_incumbent_and_support_warning(logdir: dict[str, Any]) -> None:
