@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -75,6 +75,83 @@ def register(app: typer.Typer) -> None:
             ts.save(out)
         console.print(f"wrote {ts.outcomes.height} rows ({n_tasks} tasks x {len(ts.catalog)} models) to {out}")
 
+    @traces_app.command("simulate-log")
+    def simulate_log_cmd(
+        out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: decisions/, feedback/, truth.parquet.")],
+        policy: Annotated[str, typer.Option("--policy", help="Policy artifact folder, or a kind (lgbm, rules, ...) "
+                                            "trained here on the train split.")],
+        traces: Annotated[Path | None, typer.Option("--traces", help="Outcome-matrix parquet (router-rl traces).")]
+        = None,
+        simulate_fleet_n: Annotated[
+            int | None, typer.Option("--simulate-fleet", help="Simulate a fleet of this many tasks instead.")
+        ] = None,
+        n: Annotated[int, typer.Option("-n", "--n", help="Number of logged decisions.")] = 10000,
+        epsilon: Annotated[float, typer.Option("--epsilon", help="Exploration: uniform share in [0, 1).")] = 0.0,
+        temperature: Annotated[float | None, typer.Option("--temperature", help="Exploration tempering (> 0).")]
+        = None,
+        split: Annotated[str, typer.Option("--split", help="Tasks from this split (train/val/test, or all).")]
+        = "test",
+        feedback_rate: Annotated[float, typer.Option("--feedback-rate", help="Share of requests with feedback.")]
+        = 1.0,
+        label_delay: Annotated[float, typer.Option("--label-delay", help="Mean feedback delay, seconds.")] = 60.0,
+        fallback_rate: Annotated[float, typer.Option("--fallback-rate", help="Share of calls that fail over.")]
+        = 0.0,
+        fallback_model: Annotated[str | None, typer.Option("--fallback-model", help="Model serving failed calls.")]
+        = None,
+        no_answer_rate: Annotated[
+            float, typer.Option("--no-answer-rate", help="Share of fallbacks that fail too.")
+        ] = 0.0,
+        privacy_local: Annotated[
+            bool, typer.Option("--privacy-local", help="Privacy-sensitive tasks only to local models.")
+        ] = False,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the log (and of the fleet / training).")] = 0,
+    ) -> None:
+        """Simulate the router's decision log + feedback for a logging policy, with the full truth."""
+        from rich.markup import escape
+
+        from router_rl.cli.console import make_console
+        from router_rl.core.errors import ConfigError
+        from router_rl.logs.simulate import LogSimulationConfig, simulate_log
+        from router_rl.policies.exploration import ExplorationConfig
+
+        console = make_console()
+        if (traces is None) == (simulate_fleet_n is None):
+            raise typer.BadParameter("give exactly one of --traces FILE or --simulate-fleet N", param_hint="--traces")
+        if n < 1:
+            raise typer.BadParameter(f"expected >= 1, got {n}", param_hint="-n")
+        try:
+            expl = ExplorationConfig(epsilon=epsilon, temperature=temperature)
+        except ConfigError as e:
+            flag = "--temperature" if "temperature" in str(e) else "--epsilon"
+            raise typer.BadParameter(str(e), param_hint=flag) from e
+        flags = {"feedback_rate": "--feedback-rate", "label_delay_s": "--label-delay",
+                 "fallback_rate": "--fallback-rate", "no_answer_rate": "--no-answer-rate"}
+        try:
+            cfg = LogSimulationConfig(feedback_rate=feedback_rate, label_delay_s=label_delay,
+                                      fallback_rate=fallback_rate, fallback_model=fallback_model,
+                                      no_answer_rate=no_answer_rate, privacy_local=privacy_local)
+        except ConfigError as e:
+            flag = next((f for k, f in flags.items() if k in str(e)), "--fallback-rate")
+            raise typer.BadParameter(str(e), param_hint=flag) from e
+        ts = _traces_for_log(traces, simulate_fleet_n, seed)
+        pol = _logging_policy(policy, ts, seed)
+        try:
+            with console.status(f"simulating {n} decisions"):
+                log = simulate_log(ts, pol, n=n, exploration=expl, split=None if split == "all" else split,
+                                   seed=seed, config=cfg)
+        except ValueError as e:
+            msg = str(e)
+            flag = "--split" if "split" in msg else "--fallback-model" if "fallback_model" in msg else "--policy"
+            raise typer.BadParameter(msg, param_hint=flag) from e
+        with console.status(f"writing {out}"):
+            log.write(out)
+        c = log.meta["counts"]
+        console.print(f"wrote {c['decisions']} decisions ({c['feedback']} with feedback, {c['fallbacks']} fallbacks, "
+                      f"{c['no_answer']} unanswered, {c['explored']} explored) of {escape(pol.version)} to "
+                      f"{escape(str(out))}")
+        console.print(f"logging policy local share {log.meta['local_share']:.1%}; encoder "
+                      f"{log.meta['encoder_fingerprint']}; truth in {escape(str(out / 'truth.parquet'))}")
+
     @traces_app.command("info")
     def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
         """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
@@ -128,3 +205,54 @@ def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
                   f"USD, local share {local[oracle].mean():.1%}")
     if ts.report.dropped_rows:
         console.print(escape(ts.report.summary()))
+
+
+def _traces_for_log(traces: Path | None, n_tasks: int | None, seed: int) -> TraceSet:
+    """The outcome matrix of ``simulate-log``: a trace file or a simulated fleet (flag errors on one line)."""
+    from router_rl.traces.errors import TraceValidationError
+
+    if n_tasks is not None:
+        from router_rl.traces.simulate import simulate_fleet
+
+        if n_tasks < 1:
+            raise typer.BadParameter(f"expected >= 1 tasks, got {n_tasks}", param_hint="--simulate-fleet")
+        return simulate_fleet(n_tasks, seed=seed)
+    assert traces is not None
+    from router_rl.traces.load import load_traces
+
+    if not traces.exists():
+        raise typer.BadParameter(f"{traces}: no such file", param_hint="--traces")
+    try:
+        return load_traces(traces, seed=seed)
+    except (TraceValidationError, ValueError) as e:
+        raise typer.BadParameter(f"{traces}: {e}", param_hint="--traces") from e
+
+
+def _logging_policy(spec: str, ts: TraceSet, seed: int) -> Any:
+    """``--policy``: an artifact folder, or a policy kind trained on the train split with a fresh encoder."""
+    from router_rl.policies.base import PolicyLoadError, RoutingPolicy
+
+    path = Path(spec)
+    matrix = ts.matrix()
+    if path.exists():
+        try:
+            return RoutingPolicy.load(path)
+        except PolicyLoadError as e:
+            raise typer.BadParameter(str(e), param_hint="--policy") from e
+    from router_rl.features import EncoderConfig, FeatureEncoder
+    from router_rl.policies.base import policy_factory
+
+    try:
+        factory = policy_factory(spec)
+    except KeyError as e:
+        raise typer.BadParameter(f"{spec!r} is neither a policy artifact folder nor a policy kind ({e.args[0]})",
+                                 param_hint="--policy") from e
+    tr = matrix.split("train") if "split" in matrix.tasks.columns else matrix
+    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
+    try:
+        pol = factory(matrix.models)
+        pol.attach_encoder(enc)
+        pol.fit(enc.transform(tr.tasks), tr, seed=seed)
+    except (ValueError, NotImplementedError) as e:
+        raise typer.BadParameter(f"cannot train {spec!r} as a logging policy: {e}", param_hint="--policy") from e
+    return pol

@@ -141,6 +141,7 @@ LOGGED_SCHEMA: Final[dict[str, pl.DataType]] = {
     "policy_version": pl.Utf8(),
     "action_models": pl.List(pl.Utf8()),
     "action_probs": pl.List(pl.Float64()),
+    "action_locations": pl.List(pl.Utf8()),  # "local"/"cloud" per action_models entry (null: no catalog given)
     "chosen_model": pl.Utf8(),
     "propensity": pl.Float64(),
     "explored": pl.Boolean(),
