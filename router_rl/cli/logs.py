@@ -24,6 +24,7 @@ _REPORT_LINES: tuple[tuple[str, str], ...] = (
     ("fallbacks", "fallbacks (outcome model != chosen model)"),
     ("no_features", "rows without features"),
     ("fingerprint_mismatches", "rows with another encoder fingerprint"),
+    ("no_fingerprint", "rows with features but no encoder fingerprint"),
     ("feedback_rows", "feedback rows read"),
     ("duplicate_feedback_ids", "duplicate feedback ids (stored once)"),
     ("orphan_feedback", "feedback for unknown request ids"),

@@ -135,10 +135,14 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(e), param_hint=flag) from e
         ts = _traces_for_log(traces, simulate_fleet_n, seed)
         pol = _logging_policy(policy, ts, seed)
+        from router_rl.policies.base import PolicyCapabilityError
+
         try:
             with console.status(f"simulating {n} decisions"):
                 log = simulate_log(ts, pol, n=n, exploration=expl, split=None if split == "all" else split,
                                    seed=seed, config=cfg)
+        except PolicyCapabilityError as e:
+            raise typer.BadParameter(f"cannot log with this policy: {e}", param_hint="--policy") from e
         except ValueError as e:
             msg = str(e)
             flag = "--split" if "split" in msg else "--fallback-model" if "fallback_model" in msg else "--policy"

@@ -14,7 +14,7 @@ effective sample size ``(sum w)^2 / sum w^2``.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +23,9 @@ from gymnasium import spaces
 
 from router_rl.envs.spec import RewardSpec
 from router_rl.envs.tables import cell_rewards
+
+if TYPE_CHECKING:
+    from router_rl.logs.data import LoggedData  # type only: envs never imports the logs layer at run time
 
 
 class ReplayResult(NamedTuple):
@@ -164,6 +167,8 @@ class LoggedReplay(gym.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(int(n_actions))
         self._t = 0
         self._actions = np.full(n, -1, dtype=np.int64)
+        #: Rows left out because they had no label yet (:meth:`from_logged` with ``unlabeled="drop"``).
+        self.n_dropped_unlabeled = 0
 
     @classmethod
     def from_log(
@@ -235,6 +240,62 @@ class LoggedReplay(gym.Env[np.ndarray, np.int64]):
         )
         prop = log["propensity"].cast(pl.Float64).to_numpy()
         return cls(features, a, r, len(models), propensities=prop, obs_clip=obs_clip)
+
+    @classmethod
+    def from_logged(
+        cls,
+        data: LoggedData,
+        reward: RewardSpec,
+        *,
+        unlabeled: Literal["refuse", "drop"] = "refuse",
+        obs_clip: float = 10.0,
+    ) -> LoggedReplay:
+        """Build from joined logged data (:class:`router_rl.logs.data.LoggedData`, ``router-rl logs join``).
+
+        The action of a row is its chosen model with its propensity; the reward is the
+        :class:`RewardSpec` value of the row's label, cost and latency, which describe what
+        choosing that model produced: after a fallback, the fallback's answer (the fallback is
+        part of the environment), for a request no model answered quality 0 and cost 0.
+
+        Args:
+            data: The logged data.
+            reward: Reward spec with a numeric ``cost_ref_usd``.
+            unlabeled: ``"refuse"`` (default) raises when some rows have no label yet;
+                ``"drop"`` replays only the labeled rows (the count is in
+                :attr:`n_dropped_unlabeled`).
+            obs_clip: Box bound.
+
+        Raises:
+            ValueError: unlabeled rows (with ``"refuse"``, naming the count), unknown costs with
+                ``cost_weight > 0``, or nothing left to replay.
+        """
+        if unlabeled not in ("refuse", "drop"):
+            raise ValueError(f"LoggedReplay.from_logged: unlabeled must be 'refuse' or 'drop', got {unlabeled!r}")
+        lab = ~np.isnan(np.asarray(data.quality, dtype=np.float64))
+        n_unl = int((~lab).sum())
+        if n_unl and unlabeled == "refuse":
+            raise ValueError(
+                f"LoggedReplay.from_logged: {n_unl} of {lab.size} rows have no label yet (quality null); "
+                "pass unlabeled='drop' to replay the labeled rows only"
+            )
+        rows = np.flatnonzero(lab)
+        if rows.size == 0:
+            raise ValueError(f"LoggedReplay.from_logged: no labeled row to replay ({n_unl} unlabeled)")
+        cost = np.asarray(data.cost_usd, dtype=np.float64)[rows]
+        unknown = np.isnan(cost)
+        if unknown.any():
+            if reward.cost_weight != 0:
+                raise ValueError(
+                    f"LoggedReplay.from_logged: {int(unknown.sum())} labeled rows have an unknown cost_usd "
+                    "and reward.cost_weight > 0"
+                )
+            cost = np.where(unknown, 0.0, cost)  # weight 0: the cost does not enter the reward
+        r = cell_rewards(reward, np.asarray(data.quality, dtype=np.float64)[rows], cost,
+                         np.asarray(data.latency_s, dtype=np.float64)[rows])
+        env = cls(np.asarray(data.X)[rows], np.asarray(data.actions)[rows], r, len(data.models),
+                  propensities=np.asarray(data.propensities)[rows], obs_clip=obs_clip)
+        env.n_dropped_unlabeled = n_unl
+        return env
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Rewind to the first logged event (the log order is fixed; ``seed`` only seeds np_random)."""

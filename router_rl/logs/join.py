@@ -53,7 +53,8 @@ class JoinReport:
         rejected: Rejected requests excluded (never executed).
         duplicate_decisions: Decision rows repeating a request id (the first by ``ts`` is kept).
         excluded_no_features: Rows excluded by ``drop_unusable`` for lack of a feature vector.
-        excluded_fingerprint: Rows excluded by ``drop_unusable`` for another encoder fingerprint.
+        excluded_fingerprint: Rows excluded by ``drop_unusable`` for another encoder fingerprint, or
+            for none while the other rows have one (their encoder cannot be checked).
         rows: Rows of the joined table (= labeled + no_answer + unlabeled).
         labeled: Rows labeled from feedback.
         no_answer: Rows no model answered (quality 0).
@@ -68,10 +69,13 @@ class JoinReport:
         superseded_feedback: Older feedback of the same (request, source), replaced by a newer one.
         unused_source_feedback: Feedback of sources outside ``source_priority`` (rule ``priority``).
         sources: Feedback rows per source (after duplicate ids).
-        fingerprints: Joined rows per encoder fingerprint (``"null"``: no features).
-        reference_fingerprint: ``expect_fingerprint``, else the majority fingerprint.
-        fingerprint_mismatches: Rows (with features) whose fingerprint is not the reference.
+        fingerprints: Joined rows per encoder fingerprint (``"null"``: no features, ``"unknown"``:
+            features without a fingerprint).
+        reference_fingerprint: ``expect_fingerprint``, else the majority non-null fingerprint
+            (None: no row has one).
+        fingerprint_mismatches: Rows (with features) whose fingerprint is another than the reference.
         no_features: Rows without a feature vector.
+        no_fingerprint: Rows with features but no ``encoder_fingerprint`` (unverifiable encoder).
         label_rule: The rule applied (``"priority:a,b"`` lists the priority).
     """
 
@@ -98,6 +102,7 @@ class JoinReport:
     reference_fingerprint: str | None = None
     fingerprint_mismatches: int = 0
     no_features: int = 0
+    no_fingerprint: int = 0
     label_rule: str = "mean"
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,8 +133,9 @@ def join_logs(
         source_priority: Sources in priority order (rule ``"priority"`` only, required there).
         catalog: Fills ``action_locations`` (null without it); must cover every logged model.
         expect_fingerprint: The encoder fingerprint the rows should carry (default: the majority).
-        drop_unusable: Exclude (and count) rows without features or with another fingerprint
-            than the reference, so that :meth:`LoggedData.from_table` accepts the table.
+        drop_unusable: Exclude (and count) rows without features, with another fingerprint than
+            the reference, or with none while a reference exists, so that
+            :meth:`LoggedData.from_table` accepts the table.
 
     Returns:
         ``(table, report)``: the table in :data:`LOGGED_SCHEMA` (decision-log order) and the counts.
@@ -165,23 +171,28 @@ def join_logs(
 
     # --- encoder fingerprints
     has_feat = pl.col("features").is_not_null()
+    fp = pl.col("encoder_fingerprint")
     rep.no_features = dec.filter(~has_feat).height
-    fp_counts = dec.filter(has_feat).group_by("encoder_fingerprint").len().sort(["len", "encoder_fingerprint"],
-                                                                               descending=[True, False])
+    rep.no_fingerprint = dec.filter(has_feat & fp.is_null()).height
+    fp_counts = dec.filter(has_feat & fp.is_not_null()).group_by("encoder_fingerprint").len().sort(
+        ["len", "encoder_fingerprint"], descending=[True, False]
+    )
     ref = expect_fingerprint
     if ref is None and fp_counts.height:
         ref = fp_counts["encoder_fingerprint"][0]
     rep.reference_fingerprint = ref
-    other_fp = has_feat & (pl.col("encoder_fingerprint").is_null() | (pl.col("encoder_fingerprint") != pl.lit(ref)))
-    rep.fingerprint_mismatches = dec.filter(other_fp).height
+    mismatch = has_feat & fp.is_not_null() & (fp != pl.lit(ref)) if ref is not None else pl.lit(False)
+    rep.fingerprint_mismatches = dec.filter(mismatch).height
+    # features without a fingerprint cannot be checked against a reference: unusable when there is one
+    other_fp = mismatch | (has_feat & fp.is_null()) if ref is not None else pl.lit(False)
     excluded_ids: set[str] = set()
     if drop_unusable:
         rep.excluded_no_features = rep.no_features
-        rep.excluded_fingerprint = rep.fingerprint_mismatches
+        rep.excluded_fingerprint = dec.filter(other_fp).height
         excluded_ids = set(dec.filter(~has_feat | other_fp)["request_id"].to_list())
         dec = dec.filter(has_feat & ~other_fp)
     fp_all = dec.with_columns(
-        pl.when(has_feat).then(pl.col("encoder_fingerprint").fill_null("null")).otherwise(pl.lit("null")).alias("fp")
+        pl.when(has_feat).then(fp.fill_null("unknown")).otherwise(pl.lit("null")).alias("fp")
     ).group_by("fp").len().sort("fp")
     rep.fingerprints = {str(r["fp"]): int(r["len"]) for r in fp_all.iter_rows(named=True)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -126,3 +127,68 @@ def test_replay_evaluate_input_errors() -> None:
         replay_evaluate(np.array([1.0, np.nan]), np.zeros(2), np.zeros(2))
     none = replay_evaluate(np.ones(3), np.zeros(3), np.ones(3))
     assert none.n_matched == 0 and np.isnan(none.value)
+
+
+def _logged_data(quality: list[float], *, fallback_row: int | None = None) -> Any:
+    from router_rl.logs.data import LoggedData
+
+    n = len(quality)
+    probs = np.tile([0.5, 0.3, 0.2], (n, 1))
+    actions = np.arange(n) % 3
+    outcome = actions.copy()
+    fb = np.zeros(n, dtype=bool)
+    if fallback_row is not None:
+        outcome[fallback_row] = (actions[fallback_row] + 1) % 3
+        fb[fallback_row] = True
+    return LoggedData(
+        models=("a", "b", "c"), locations=("local", "local", "cloud"),
+        X=np.arange(2 * n, dtype=np.float32).reshape(n, 2) / n, actions=actions,
+        propensities=probs[np.arange(n), actions], logging_probs=probs, quality=np.array(quality),
+        cost_usd=np.full(n, 0.01), latency_s=np.full(n, np.nan), outcome_actions=outcome, fallback=fb,
+        request_ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+    )
+
+
+def test_from_logged_credits_the_chosen_action_and_refuses_unlabeled_rows() -> None:
+    spec = RewardSpec(cost_ref_usd=0.01, cost_weight=0.5)
+    data = _logged_data([1.0, 0.0, 0.5, 1.0, 0.25, 0.75], fallback_row=2)
+    env = LoggedReplay.from_logged(data, spec)
+    np.testing.assert_allclose(env.rewards, np.array([1.0, 0.0, 0.5, 1.0, 0.25, 0.75]) - 0.5)
+    np.testing.assert_array_equal(env.logged_actions, [0, 1, 2, 0, 1, 2])  # row 2: chosen, not the fallback
+    np.testing.assert_allclose(env.propensities, [0.5, 0.3, 0.2] * 2)
+    unl = _logged_data([1.0, np.nan, 0.5, np.nan, 0.25, 0.75])
+    with pytest.raises(ValueError, match="2 of 6 rows have no label yet"):
+        LoggedReplay.from_logged(unl, spec)
+    env = LoggedReplay.from_logged(unl, spec, unlabeled="drop")
+    assert env.n_dropped_unlabeled == 2 and env.X.shape[0] == 4
+    np.testing.assert_array_equal(env.logged_actions, [0, 2, 1, 2])
+    env.reset()
+    for a in (0, 1, 1, 2):
+        env.step(a)
+    res = env.result()
+    exp = replay_evaluate(env.rewards, env.logged_actions, np.array([0, 1, 1, 2]), env.propensities)
+    assert res == exp
+    with pytest.raises(ValueError, match="no labeled row"):
+        LoggedReplay.from_logged(_logged_data([np.nan, np.nan]), spec, unlabeled="drop")
+
+
+def test_from_logged_on_a_simulated_log_recovers_the_true_value() -> None:
+    from router_rl.features import EncoderConfig, FeatureEncoder
+    from router_rl.logs.simulate import LogSimulationConfig, simulate_log
+    from router_rl.policies import make_policy
+    from router_rl.traces import simulate_fleet
+
+    ts = simulate_fleet(300, seed=1)
+    m = ts.matrix()
+    enc = FeatureEncoder(EncoderConfig().restricted_to(m.tasks.columns)).fit(m.tasks)
+    logging = make_policy("random", m.models).attach_encoder(enc)
+    log = simulate_log(ts, logging, n=20_000, seed=3, config=LogSimulationConfig(fallback_rate=0.1))
+    data = log.logged()
+    env = LoggedReplay.from_logged(data, RewardSpec(cost_ref_usd=1.0))
+    target = np.full(data.n, data.model_index("claude-sonnet-4.5"))
+    res = replay_evaluate(env.rewards, env.logged_actions, target, env.propensities)
+    pi = np.zeros((data.n, data.k))
+    pi[:, target[0]] = 1.0
+    true = log.truth.value(pi)["quality"]  # fallbacks included, as the replay credits them
+    lo, hi = res.ci
+    assert lo <= true <= hi and hi - lo < 0.05

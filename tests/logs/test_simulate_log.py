@@ -179,3 +179,46 @@ def test_feedback_row_validation() -> None:
         validate_feedback_row({**ok, "quality": 1.5}, index=3)
     with pytest.raises(ValueError, match="field 'source': required"):
         validate_feedback_row({**ok, "source": None})
+
+
+@pytest.mark.data
+def test_simulate_log_on_an_imported_matrix(datasets_root: Any, tmp_path: Any) -> None:
+    from router_rl.features import EncoderConfig, FeatureEncoder
+    from router_rl.logs.join import join_logs
+    from router_rl.policies import make_policy
+    from router_rl.traces.importers import IMPORTERS
+
+    ts = IMPORTERS["routerbench"](datasets_root / "routerbench-subset-via-routerdc", drop_invalid=True, seed=0)
+    m = ts.matrix()
+    tr = m.split("train")
+    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
+    pol = make_policy("cheapest", m.models).attach_encoder(enc).fit(enc.transform(tr.tasks), tr)
+    log = simulate_log(ts, pol, n=4000, exploration=ExplorationConfig(epsilon=0.25), split="test", seed=0,
+                       config=LogSimulationConfig(fallback_rate=0.05, feedback_rate=0.9))
+    assert log.truth.k == 11 and log.truth.expected_quality is None  # no ground truth for real data
+    assert np.isnan(log.truth.latency_s).all()  # routerbench has no latency
+    d = log.logged()
+    assert d.n == 4000 and 0.85 < d.n_labeled / d.n < 0.95
+    cheapest = int(np.argmax(d.logging_probs[0]))
+    assert d.logging_probs[0, cheapest] == pytest.approx(0.75 + 0.25 / 11)
+    log.write(tmp_path)
+    _, rep = join_logs(tmp_path / "decisions", tmp_path / "feedback", catalog=log.catalog)
+    assert rep.rows == 4000 and rep.labeled == log.feedback.height and rep.fallbacks == int(d.fallback.sum())
+
+
+def test_the_policy_model_order_is_the_logged_order(fleet: TraceSet) -> None:
+    from router_rl.features import EncoderConfig, FeatureEncoder
+    from router_rl.policies import make_policy
+
+    m = fleet.matrix()
+    order = tuple(reversed(m.models))
+    enc = FeatureEncoder(EncoderConfig().restricted_to(m.tasks.columns)).fit(m.tasks)
+    pol = make_policy("random", order, weights=[0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]).attach_encoder(enc)
+    log = simulate_log(fleet, pol, n=400, seed=1)
+    assert log.truth.models == order and log.decisions["action_models"][0].to_list() == list(order)
+    assert log.decisions["action_probs"][0].to_list() == pytest.approx([0.4] + [0.1] * 6)
+    rows = [m.tasks["task_id"].to_list().index(t) for t in log.truth.task_ids[:20]]
+    np.testing.assert_array_equal(log.truth.model_quality[:20], m.quality[rows][:, ::-1])
+    assert log.truth.locations == tuple(m.catalog[x].location for x in order)
+    exp = fleet.ground_truth_matrix()[rows][:, ::-1]
+    np.testing.assert_array_equal(log.truth.expected_quality[:20], exp)
