@@ -7,7 +7,8 @@
 # train the LightGBM router and the baselines on the train split, evaluate them on the test split
 # with bootstrap intervals, plot the cost-quality frontier and check the fleet's independence gates.
 #
-# **How long it runs.** About 30 s on 2 cores (3,000 simulated tasks, 200 bootstrap resamples).
+# **How long it runs.** About 30 s on 2 cores (3,000 simulated tasks, 200 bootstrap resamples;
+# up to 3x longer on a busy machine).
 #
 # Public API used: `router_rl.traces.simulate_fleet`, `router_rl.eval`, `router_rl.policies`.
 

@@ -10,7 +10,8 @@
 # quickstart runs on it. Set `ROUTER_RL_MY_TRACES=/path/to/file.csv` before starting Jupyter to
 # run it on your file; otherwise it writes a small demonstration CSV with three deliberate defects.
 #
-# **How long it runs.** About 20 s on 2 cores with the demonstration file (800 tasks x 7 models).
+# **How long it runs.** About 30 s on 2 cores with the demonstration file (800 tasks x 7 models;
+# up to 3x longer on a busy machine).
 #
 # Public API used: `router_rl.traces` (`load_traces`, `assign_splits`, `TraceValidationError`),
 # `router_rl.eval`, `router_rl.policies`. Format reference: `docs/traces.md`.

@@ -14,8 +14,8 @@
 # candidate's true value on the logged requests is exact. A real router log goes through the same
 # `join_logs` -> `LoggedData` path; only the truth is missing there.
 #
-# **How long it runs.** About 40 s on 2 cores (3,000 simulated tasks, 4,000 logged requests,
-# 500 bootstrap resamples).
+# **How long it runs.** About 25 s on 2 cores (3,000 simulated tasks, 4,000 logged requests,
+# 500 bootstrap resamples; up to 3x longer on a busy machine).
 #
 # Public API used: `router_rl.logs` (`simulate_log`, `join_logs`, `LoggedData`), `router_rl.ope`
 # (estimators, `LoggedFeedback`, `estimate_all`, `ope.synthetic`), `router_rl.policies.exploration`.

@@ -10,8 +10,8 @@
 # random-init model, follow the train and held-out losses per client, and count the bytes that
 # crossed the wire against what sending the whole model would cost.
 #
-# **How long it runs.** About 40 s on 2 cores (most of it importing torch / transformers and
-# building the tiny model; 3 rounds x 3 clients of at most 64 prompts each).
+# **How long it runs.** About 15 s on 2 cores, up to 3x longer on a busy machine (most of it
+# importing torch / transformers and building the tiny model; 3 rounds x 3 clients of at most 64 prompts each).
 #
 # Public API used: `router_rl.federated` (`FederatedConfig`, `tiny.build_tiny_base_model`,
 # `runner.run_inprocess`, `lora.build_lora_model`, `lora.count_parameters`,

@@ -7,7 +7,7 @@
 # models, USD per call), train LightGBM and kNN per task, evaluate on each task's test split and
 # plot the three cost-quality frontiers against the targets.
 #
-# **How long it runs.** About 1 min on 2 cores. **Needs the datasets folder**:
+# **How long it runs.** About 25 s on 2 cores (up to 3x longer on a busy machine). **Needs the datasets folder**:
 # `$ROUTER_RL_DATASETS`, or `../shared/datasets` next to the repository
 # (`router_rl.core.paths.datasets_dir()`); the data is never copied into the repository.
 #
