@@ -302,6 +302,7 @@ class HybridRouter:
             return ctx, d, await execute(ctx, d)
         except RouterRequestError as e:
             self.accounting.finish(ctx, d, error=e.code or type(e).__name__)
+            e.request_id = ctx.request_id  # the error answer names the logged request
             raise
         except BaseException as e:  # a bug or a cancelled request still gets its decision-log row
             self.accounting.finish(ctx, d, error=f"internal:{type(e).__name__}")

@@ -17,6 +17,8 @@ class RouterRequestError(RouterRLError):
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
+        #: The logged request this error answers (set by the router once the row is written).
+        self.request_id: str | None = None
         super().__init__(message)
 
 

@@ -170,7 +170,7 @@ def create_app(
             try:
                 res = await router.route(inp)
             except RouterRequestError as e:  # the engine may name the logged id of a refused request
-                return _json_error(e, getattr(e, "request_id", None))
+                return _json_error(e, e.request_id)
             r = res.result
             payload = {
                 "id": f"chatcmpl-{res.request_id}",
@@ -197,7 +197,7 @@ def create_app(
         try:
             session = await router.route_stream(inp)
         except RouterRequestError as e:
-            return _json_error(e, getattr(e, "request_id", None))
+            return _json_error(e, e.request_id)
         headers = {
             **decision_headers(session.request_id, session.decision, session.served_model, session.fallback_reason),
             "cache-control": "no-cache",

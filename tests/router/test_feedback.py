@@ -388,3 +388,11 @@ def test_an_unreadable_part_fails_start_up_naming_the_setting(backends: Backends
     (tmp_path / "feedback" / "part-x.parquet").write_bytes(b"not parquet")
     with pytest.raises(ConfigError, match=r"feedback\.dir: .*part-x\.parquet"):
         _start(backends, tmp_path)
+
+
+def test_an_error_answer_names_its_logged_request(s: Srv) -> None:
+    r = s.http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"})
+    assert r.status_code == 404
+    rid = r.headers["x-request-id"]
+    fb = s.fb({"request_id": rid, "quality": 0.5, "source": "agent"})
+    assert fb.status_code == 409, fb.text  # logged, but refused before routing: never served
