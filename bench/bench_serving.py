@@ -43,8 +43,8 @@ def main() -> None:
 
     from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
     from router_rl.envs.state import state_vector
-    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
     from router_rl.policies.ppo import PPOConfig, PPORouter
+    from router_rl.policies.ppo.train import fit_lgbm_base
     from router_rl.router.breaker import BreakerConfig, CircuitBreaker
     from router_rl.router.budget import BudgetConfig, BudgetTracker
     from router_rl.router.policy_client import InProcessPolicyClient, task_record
@@ -53,9 +53,7 @@ def main() -> None:
     th.set_num_threads(1)
     spec = load_spec("sim-budgeted").with_overrides(data={"n_tasks": 600, "seed": 3}, horizon=40)
     data = load_env_data(spec)
-    lgbm = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=20, cv_folds=2))
-    lgbm.fit(data.features("train"), data.train, seed=0)
-    lgbm.attach_encoder(data.encoder)
+    lgbm = fit_lgbm_base(data, rounds=20, seed=0)
     env = make_from_spec(spec, encoder=data.encoder, split="train")
     assert isinstance(env, BudgetedRouting)
     ppo = PPORouter.from_base(lgbm, config=PPOConfig(n_steps=128, batch_size=64, net_arch=(64, 64)))

@@ -19,6 +19,11 @@ Datasets (``--datasets``; real ones read from ``router_rl.core.paths.datasets_di
   dataset has no fixed split, and always the val carve).
 * ``simulated``: :func:`router_rl.traces.simulate_fleet` (seed = data seed), which also carries the
   independence gates.
+* any trace file by path (``.parquet`` written by ``router-rl traces``, or a long ``.csv``/``.tsv``
+  /``.parquet`` read by the ``long`` importer, ``--drop-invalid`` for dirty CSVs): its own splits
+  (seed = split seed for unlabelled tasks and for the val carve when it has none); its task columns
+  (e.g. ``repo``) are features, as in ``router-rl evaluate``. Keyed by the absolute path (a Ray
+  cluster's workers must see the same path).
 
 The seed also drives every model fit and the bootstrap. A policy that crashes is skipped for that
 job and listed under ``failures`` in the JSON and the Markdown (nothing is hidden).
@@ -28,6 +33,7 @@ Usage::
     .venv/bin/python experiments/benchmark.py                       # full default (~20-30 min, 2 cores)
     .venv/bin/python experiments/benchmark.py --quick               # smoke run (< 60 s)
     .venv/bin/python experiments/benchmark.py --datasets simulated routerbench_mbpp --policies lgbm knn
+    .venv/bin/python experiments/benchmark.py --datasets my_outcomes.csv --preset quick --seeds 0 1
     .venv/bin/python experiments/benchmark.py --address local      # fan (dataset, seed) jobs out on Ray
     .venv/bin/python experiments/benchmark.py --address auto       # ... on an existing Ray cluster
 
@@ -66,7 +72,9 @@ POLICIES = (
 )
 #: Routers that learn from the training split (the rest are baselines / bounds).
 LEARNED = ("lgbm", "knn", "mlp", "mf", "linucb", "thompson", "cascade", "ppo")
-ALIASES = {"rule": "rules", "reference": "single"}
+ALIASES = {"rule": "rules", "reference": "single", "lightgbm": "lgbm", "lgb": "lgbm"}
+#: Suffixes of trace files accepted by path in ``--datasets``.
+TRACE_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 #: The issue's targets: cost share at 95% of the best single model per RouterBench task, and the
 #: TF-IDF logistic-regression reference numbers.
@@ -91,7 +99,7 @@ class Args:
     """Benchmark settings (every field is a ``--flag``)."""
 
     datasets: list[str] = field(default_factory=lambda: list(DATASETS))
-    """datasets to run (see module docstring)"""
+    """datasets to run: names (see module docstring) or trace files by path"""
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     """registered policy names (``ppo`` works too but is slow; see experiments/ppo_vs_greedy.py)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
@@ -120,6 +128,8 @@ class Args:
     """smoke run: 2 seeds, simulated fleet of 1,500 tasks, quick preset (< 60 s)"""
     render: str = ""
     """only re-write this existing JSON (rounded, compact) and its Markdown (no training)"""
+    drop_invalid: bool = False
+    """trace files given by path: drop invalid rows/tasks (counted in the notes) instead of failing"""
 
     def apply_quick(self, given: set[str]) -> Args:
         """The ``--quick`` settings (flags given explicitly win)."""
@@ -134,9 +144,11 @@ class Args:
     def validate(self) -> Args:
         """Normalise aliases and reject unknown names (naming the flag)."""
         self.policies = [ALIASES.get(p, p) for p in self.policies]
-        bad = [d for d in self.datasets if d not in DATASETS]
+        self.datasets = [d if d in DATASETS else _trace_path(d) for d in self.datasets]
+        bad = [d for d in self.datasets if d not in DATASETS and not Path(d).is_file()]
         if bad:
-            raise SystemExit(f"--datasets: unknown {bad}; known: {list(DATASETS)}")
+            raise SystemExit(f"--datasets: unknown {bad}; expected names in {list(DATASETS)} or existing trace files "
+                             f"({'/'.join(TRACE_SUFFIXES)})")
         if self.preset not in PRESETS:
             raise SystemExit(f"--preset: expected one of {sorted(PRESETS)}, got {self.preset!r}")
         for flag, v in (("--policies", self.policies), ("--datasets", self.datasets), ("--seeds", self.seeds)):
@@ -157,6 +169,12 @@ class Args:
         if self.sim_tasks < 100 or self.max_train_tasks < 0 or self.n_bootstrap < 10:
             raise SystemExit("--sim-tasks >= 100, --max-train-tasks >= 0 and --n-bootstrap >= 10 are required")
         return self
+
+
+def _trace_path(d: str) -> str:
+    """A ``--datasets`` entry that is a trace file: its absolute path (kept as given otherwise)."""
+    p = Path(d)
+    return str(p.resolve()) if p.suffix in TRACE_SUFFIXES and p.is_file() else d
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -207,6 +225,9 @@ class Splits:
     val: Any
     test: Any
     notes: dict[str, Any]
+    user_file: bool = False
+    """a trace file given by path (its task columns are features, see ``eval.resolve.trace_features``)"""
+    simulated: bool = False
 
 
 def load_splits(dataset: str, seed: int, args: Args) -> Splits:
@@ -220,6 +241,8 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
     from router_rl.traces.importers import DATASET_FOLDERS, import_traces
 
     notes: dict[str, Any] = {}
+    if dataset not in DATASETS:  # a trace file by path (validated in Args.validate)
+        return _load_file(dataset, seed, args)
     if dataset == "simulated":
         ts = simulate_fleet(args.sim_tasks, seed=seed)
         notes["source"] = f"simulate_fleet({args.sim_tasks}, seed={seed})"
@@ -251,6 +274,31 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
     notes["n_tasks"] = {"train": train.n_tasks, "val": val.n_tasks, "test": test.n_tasks}
     notes["n_models"] = len(train.models)
     return Splits(train, val, test, notes)
+
+
+def _load_file(path: str, seed: int, args: Args) -> Splits:
+    """Splits of a trace file: its own labels; a missing val is carved from train (seeded, noted)."""
+    from router_rl.traces import load_traces
+    from router_rl.traces.split import require_splits
+
+    ts = load_traces(path, seed=seed, drop_invalid=args.drop_invalid)
+    parts, carve = require_splits(ts.matrix(), ("train", "val", "test"), seed=seed, source=Path(path).name)
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    notes: dict[str, Any] = {"source": f"load_traces({Path(path).name!r}, seed={seed}, "
+                                       f"drop_invalid={args.drop_invalid})"}
+    if ts.report.dropped_rows:
+        notes["dropped"] = dict(ts.report.dropped_rows)
+        notes["removed_tasks"] = ts.report.dropped_tasks
+    if carve:
+        notes["split_notes"] = carve
+    notes["n_tasks_full_train"] = train.n_tasks
+    if args.max_train_tasks and train.n_tasks > args.max_train_tasks:
+        rng = np.random.default_rng([seed, 11])
+        train = train.take(np.sort(rng.choice(train.n_tasks, args.max_train_tasks, replace=False)))
+        notes["train_subsampled_to"] = args.max_train_tasks
+    notes["n_tasks"] = {"train": train.n_tasks, "val": val.n_tasks, "test": test.n_tasks}
+    notes["n_models"] = len(train.models)
+    return Splits(train, val, test, notes, user_file=True, simulated=ts.ground_truth is not None)
 
 
 # --- one job -------------------------------------------------------------------------------------
@@ -306,6 +354,7 @@ def run_job(dataset: str, seed: int, args: Args, on_step: Callable[[str], None] 
         JSON-able dict: ``dataset, seed, notes, reference_model, weak_model, policies.<name>.<metric>,
         single_models.<model>.<metric>, oracle.<metric>, failures[], timings``.
     """
+    from router_rl.eval.resolve import trace_features
     from router_rl.eval.runner import EvalConfig, default_features, evaluate_policies
 
     step = on_step or (lambda _msg: None)
@@ -318,7 +367,10 @@ def run_job(dataset: str, seed: int, args: Args, on_step: Callable[[str], None] 
         return out
     out["notes"] = splits.notes
     out["timings"]["load_s"] = time.perf_counter() - t0
-    features = default_features(splits.train)
+    if splits.user_file:
+        features = trace_features(splits.train, simulated=splits.simulated)
+    else:
+        features = default_features(splits.train)
     fitted: dict[str, Any] = {}
     for name in args.policies:
         step(f"{dataset} seed {seed}: fit {name}")

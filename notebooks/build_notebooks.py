@@ -1,208 +1,98 @@
-"""Generate the researcher notebooks from reviewable Python source (no outputs stored).
+"""Generate the researcher notebooks from reviewable Python sources and store them executed.
 
 Usage::
 
-    .venv/bin/python notebooks/build_notebooks.py          # (re)writes notebooks/*.ipynb
-    .venv/bin/python notebooks/build_notebooks.py --check  # exit 1 when a notebook is out of date
+    .venv/bin/python notebooks/build_notebooks.py                  # (re)build + execute every notebook
+    .venv/bin/python notebooks/build_notebooks.py --only 03_budgeted_env
+    .venv/bin/python notebooks/build_notebooks.py --check          # exit 1 when a committed copy is stale
 
-Each notebook is a list of ``("md" | "code", source)`` cells below; edit them here, not in Jupyter.
+Each notebook's source is ``notebooks/src/<name>.py`` in the "percent" format (valid Python, linted
+with the rest of the tree): ``# %%`` starts a code cell, ``# %% [markdown]`` a Markdown cell whose
+lines are comments (``# text``); in code cells a commented magic (``# %matplotlib inline``) becomes
+the magic, as jupytext does. Edit the source, then run this script: it writes
+``notebooks/<name>.ipynb`` with every cell executed (nbclient, kernel ``python3``, run in a temporary
+folder), outputs and small PNG figures kept, so GitHub shows the plots. ``--check`` compares the
+committed copies' cells (type, id, source) with the sources and requires them executed without error;
+``tests/experiments/test_notebooks.py`` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SRC = HERE / "src"
 
 Cell = tuple[str, str]
 
-QUICKSTART: list[Cell] = [
-    ("md", """# Quickstart: learn a router on a simulated QE fleet
+_MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+_MAGIC = re.compile(r"^# (?P<magic>%[A-Za-z]\w*.*)$")  # jupytext's commented magic: "# %matplotlib inline"
 
-Simulate a fleet of quality-engineering agents (7 models: 5 local, 2 cloud), train the LightGBM
-router on the train split, compare it with the baselines on the test split, plot the
-cost-quality frontier and check the independence gates. Runs in well under a minute on a laptop."""),
-    ("code", """import polars as pl
-
-from router_rl.eval import EvalConfig, default_features, evaluate_policies
-from router_rl.eval.resolve import resolve_policy
-from router_rl.policies.base import make_policy
-from router_rl.traces import simulate_fleet
-
-SEED = 0
-traces = simulate_fleet(3000, seed=SEED)
-matrix = traces.matrix()
-train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
-print(f"{matrix.n_tasks} tasks x {matrix.n_models} models")
-print(f"train/val/test = {train.n_tasks}/{val.n_tasks}/{test.n_tasks}")
-print("local models:", [m for m, loc in zip(matrix.models, matrix.is_local(), strict=True) if loc])"""),
-    ("md", """## The data: one row per task, one column per model
-Mean quality and cost of always calling each model on the training split; the reference model is
-the best single model (highest mean quality) — every ratio below is relative to it."""),
-    ("code", """pl.DataFrame({
-    "model": list(train.models),
-    "local": train.is_local().tolist(),
-    "mean_quality": train.quality.mean(axis=0).round(3),
-    "mean_cost_usd": train.cost.mean(axis=0).round(5),
-}).sort("mean_cost_usd")"""),
-    ("md", """## Train the routers
-`default_features(train)` fits one `FeatureEncoder` on the training tasks; every policy is fitted
-with the same seed. LightGBM uses a lighter configuration than the library default to keep this
-notebook fast."""),
-    ("code", """features = default_features(train)
-policies = {}
-for name in ("random", "cheapest", "single", "rules", "knn"):
-    policies[name] = resolve_policy(name, train, features, seed=SEED)
-
-lgbm = make_policy("lgbm", train.models, config={"num_boost_round": 100, "cv_folds": 2})
-lgbm.attach_encoder(features.shared_encoder())
-policies["lgbm"] = lgbm.fit(features(lgbm, train), train, seed=SEED)
-list(policies)"""),
-    ("md", """## Evaluate on the test split
-`evaluate_policies` replays each policy on the full-information test matrix, sweeps the utility
-routers over their cost weight λ (frontier, AIQ, APGR) and calibrates a λ on validation for 95% of
-the reference quality."""),
-    ("code", """config = EvalConfig(n_bootstrap=200, seed=SEED)
-res = evaluate_policies(train, val, test, policies, config=config, features=features)
-rows = []
-for name, pe in res.policies.items():
-    m, fm, op = pe.metrics, pe.frontier_metrics, pe.operating_point or {}
-    rows.append({
-        "policy": name,
-        "quality_ratio": m.quality_ratio,
-        "cost_share": m.cost_share,
-        "cost_share_at_95": fm.get("cost_share_at_quality"),
-        "calibrated_cost_share": op.get("test_cost_share"),
-        "aiq": fm.get("aiq"),
-        "local_share": m.local_share,
-        "oracle_gap": m.oracle_gap,
-    })
-table = pl.DataFrame(rows)
-print("reference model:", res.reference_model)
-table"""),
-    ("code", """# sanity: the learned router must beat random routing on the area under its frontier
-assert res.policies["lgbm"].frontier_metrics["aiq"] > res.policies["random"].frontier_metrics["aiq"]"""),
-    ("md", "## Cost-quality frontier"),
-    ("code", """%matplotlib inline
-import matplotlib.pyplot as plt
-
-fig, ax = plt.subplots(figsize=(7, 4.5))
-for name, m in res.single_models.items():
-    ax.scatter(m.mean_cost, m.mean_quality, marker="s", color="grey")
-    ax.annotate(name, (m.mean_cost, m.mean_quality), fontsize=7)
-oc = [p.mean_cost for p in res.oracle_frontier]
-oq = [p.mean_quality for p in res.oracle_frontier]
-ax.plot(oc, oq, "k--", label="oracle (hindsight)")
-for name, pe in res.policies.items():
-    pts = sorted((p.mean_cost, p.mean_quality) for p in pe.frontier)
-    ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) > 1 else "*", label=name)
-ax.set_xlabel("mean cost per request (USD)")
-ax.set_ylabel("mean quality")
-ax.legend(fontsize=7)
-fig.tight_layout()
-plt.show()"""),
-    ("md", """## Independence gates
-Phase 1: >= 40% local, >= 90% of the reference quality, >= 50% cost saving. Phase 2: >= 80% local,
->= 95% quality, >= 60% saving (and latency where known). Phase 4: >= 99% local. Shown for the
-deployed point (λ = 0) and for LightGBM at the λ calibrated on validation."""),
-    ("code", """gates = pl.DataFrame([
-    {"policy": name, **{p.phase: p.passed for p in pe.independence.phases},
-     "highest_passed": pe.independence.highest_passed}
-    for name, pe in res.policies.items()
-])
-gates"""),
-    ("code", """from router_rl.eval import independence_report
-
-op = res.policies["lgbm"].operating_point
-keys = ("lam", "test_quality_ratio", "test_cost_share", "test_local_share")
-print("lgbm calibrated operating point:", {k: op[k] for k in keys})
-rep = independence_report(
-    local_share=op["test_local_share"],
-    quality_ratio=op["test_quality_ratio"],
-    cost_saving=1 - op["test_cost_share"],
-    cloud_share=1 - op["test_local_share"],
-)
-rep.to_dict()["highest_passed"], [(p.phase, p.passed) for p in rep.phases]"""),
-    ("md", """Next: `experiments/benchmark.py` runs every router on every dataset over 5 seeds, and
-`02_real_data.ipynb` repeats this on RouterBench."""),
-]
-
-REAL_DATA: list[Cell] = [
-    ("md", """# Real data: RouterBench
-
-Import the RouterBench 0-shot subset (ARC-Challenge, MBPP, Winogrande x 11 models, USD per call),
-train LightGBM and kNN per task, and plot each task's cost-quality frontier. The data is read from
-`router_rl.core.paths.datasets_dir()` (`$ROUTER_RL_DATASETS` or `../shared/datasets`); it is never
-copied into the repository.
-
-RouterBench needs `drop_invalid=True`: 14 sample ids appear twice with different prompts and
-carry all 154 NaN score cells; those tasks are dropped and the import report says so."""),
-    ("code", """import polars as pl
-
-from router_rl.core.paths import require_datasets_dir
-from router_rl.eval import EvalConfig, default_features, evaluate_policies
-from router_rl.eval.resolve import resolve_policy
-from router_rl.policies.base import make_policy
-from router_rl.traces.importers import DATASET_FOLDERS, import_traces
-
-SEED = 0
-path = require_datasets_dir(DATASET_FOLDERS["routerbench"])
-traces = import_traces("routerbench", path, drop_invalid=True, seed=SEED)
-print("dropped rows per reason:", traces.report.dropped_rows, "| removed tasks:", traces.report.dropped_tasks)
-matrix = traces.matrix()
-matrix.tasks.group_by("category", "split").len().sort("category", "split")"""),
-    ("md", """## Per task: train, evaluate, frontier
-The issue's targets are per task: cost share at 95% of the best single model's quality
-(MBPP <= 20%, ARC <= 5%, Winogrande <= 35%; TF-IDF logistic regression reaches 29%, 7.7%, 51%)."""),
-    ("code", """results = {}
-for task in ("mbpp", "arc-challenge", "winogrande"):
-    sub = matrix.take((matrix.tasks["category"] == task).to_numpy())
-    train, val, test = (sub.split(s) for s in ("train", "val", "test"))
-    features = default_features(train)
-    pols = {name: resolve_policy(name, train, features, seed=SEED) for name in ("knn", "cheapest", "single", "random")}
-    lgbm = make_policy("lgbm", train.models, config={"num_boost_round": 100, "cv_folds": 2})
-    lgbm.attach_encoder(features.shared_encoder())
-    pols["lgbm"] = lgbm.fit(features(lgbm, train), train, seed=SEED)
-    config = EvalConfig(n_bootstrap=200, seed=SEED)
-    results[task] = evaluate_policies(train, val, test, pols, config=config, features=features)
-
-pl.DataFrame([
-    {"task": task, "policy": name, "reference": res.reference_model,
-     "quality_ratio": pe.metrics.quality_ratio, "cost_share": pe.metrics.cost_share,
-     "cost_share_at_95": pe.frontier_metrics.get("cost_share_at_quality"),
-     "calibrated_cost_share": (pe.operating_point or {}).get("test_cost_share"),
-     "aiq": pe.frontier_metrics.get("aiq")}
-    for task, res in results.items() for name, pe in res.policies.items()
-])"""),
-    ("code", """%matplotlib inline
-import matplotlib.pyplot as plt
-
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-for ax, (task, res) in zip(axes, results.items(), strict=True):
-    for m in res.single_models.values():
-        ax.scatter(m.mean_cost, m.mean_quality, marker="s", color="grey", alpha=0.6)
-    oracle = res.oracle_frontier
-    ax.plot([p.mean_cost for p in oracle], [p.mean_quality for p in oracle], "k--", label="oracle")
-    for name, pe in res.policies.items():
-        pts = sorted((p.mean_cost, p.mean_quality) for p in pe.frontier)
-        ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) > 1 else "*", label=name)
-    ax.axhline(0.95 * res.single_models[res.reference_model].mean_quality, color="red", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_title(f"{task} (reference {res.reference_model})")
-    ax.set_xlabel("mean cost per request (USD, log)")
-axes[0].set_ylabel("mean quality")
-axes[0].legend(fontsize=7)
-fig.tight_layout()
-plt.show()"""),
-]
-
-NOTEBOOKS: dict[str, list[Cell]] = {"01_quickstart.ipynb": QUICKSTART, "02_real_data.ipynb": REAL_DATA}
+#: Seconds one notebook may run when built or tested (each runs in a few minutes on 2 cores).
+TIMEOUT_S = 600
 
 
-def build(cells: list[Cell]) -> object:
-    """An nbformat v4 notebook (python3 kernel, no outputs) from ``cells``."""
+def sources(src_dir: Path = SRC) -> dict[str, Path]:
+    """``{"01_quickstart.ipynb": Path(".../src/01_quickstart.py"), ...}`` in name order."""
+    return {p.stem + ".ipynb": p for p in sorted(src_dir.glob("[0-9]*.py"))}
+
+
+def parse_cells(text: str, *, source: str = "<text>") -> list[Cell]:
+    """Split a percent-format source into ``("md" | "code", text)`` cells.
+
+    Raises:
+        ValueError: Text before the first marker, an unknown marker, an empty cell, or a Markdown
+            line that is not a comment (naming ``source`` and the line).
+    """
+    cells: list[Cell] = []
+    kind: str | None = None
+    body: list[str] = []
+    start = 0
+
+    def flush() -> None:
+        if kind is None:
+            return
+        src = "\n".join(body).strip("\n")
+        if not src.strip():
+            raise ValueError(f"{source}:{start}: empty {kind} cell")
+        cells.append((kind, src))
+
+    for no, line in enumerate(text.splitlines(), start=1):
+        m = _MARKER.match(line)
+        if m:
+            flush()
+            rest = m["rest"].strip()
+            if rest not in ("", "[markdown]"):
+                raise ValueError(f"{source}:{no}: unknown cell marker {line!r}; expected '# %%' or '# %% [markdown]'")
+            kind, body, start = ("md" if rest else "code"), [], no
+            continue
+        if kind is None:
+            if line.strip() and not line.startswith("#"):
+                raise ValueError(f"{source}:{no}: code before the first '# %%' marker")
+            continue  # a module header comment
+        if kind == "md":
+            if line and not line.startswith("#"):
+                raise ValueError(f"{source}:{no}: a Markdown cell line must be a comment ('# ...'), got {line!r}")
+            line = line[2:] if line.startswith("# ") else line[1:]
+        elif m := _MAGIC.match(line):
+            line = m["magic"]
+        body.append(line)
+    flush()
+    if not cells:
+        raise ValueError(f"{source}: no cells (expected '# %%' markers)")
+    return cells
+
+
+def build(cells: list[Cell]) -> Any:
+    """An nbformat v4 notebook (python3 kernel, no outputs) from ``cells``, with stable cell ids."""
     import nbformat
     from nbformat import v4
 
@@ -219,28 +109,143 @@ def build(cells: list[Cell]) -> object:
     return nb
 
 
+def build_source(path: Path) -> Any:
+    """The unexecuted notebook of one source file."""
+    source = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return build(parse_cells(path.read_text(), source=str(source)))
+
+
+def execute(nb: Any, *, workdir: Path, timeout: int = TIMEOUT_S) -> float:
+    """Execute ``nb`` in place with nbclient (cwd ``workdir``); returns the wall seconds.
+
+    The kernel sees ``PYTHONPATH`` with the repository root first, ``MPLBACKEND=Agg`` (figures are
+    shown with ``IPython.display.display``) and the Flower / Hugging Face offline settings.
+    """
+    from nbclient import NotebookClient
+
+    env_keep = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env_keep["PYTHONPATH"]) if p)
+    os.environ["MPLBACKEND"] = "Agg"
+    for k, v in {"HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0",
+                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}.items():
+        os.environ.setdefault(k, v)
+    try:
+        t0 = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+        return time.perf_counter() - t0
+    finally:
+        for k, old in env_keep.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+def output_text(nb: Any) -> str:
+    """All text a reader sees in the outputs (streams, plain-text results, errors)."""
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            parts.append(o.get("text", ""))
+            parts.append(str(o.get("data", {}).get("text/plain", "")))
+            parts.append(str(o.get("data", {}).get("text/html", "")))
+            if o.get("output_type") == "error":
+                parts.append(f"{o.get('ename')}: {o.get('evalue')}")
+    return "\n".join(parts)
+
+
+def check_outputs(name: str, nb: Any, *, forbidden: tuple[str, ...] = ()) -> list[str]:
+    """Problems of an executed notebook: unexecuted cells, errors, machine paths in the outputs."""
+    problems = []
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if any(c.get("execution_count") is None for c in code):
+        problems.append(f"{name}: not executed (run notebooks/build_notebooks.py)")
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        first = f"{errors[0].get('ename')}: {errors[0].get('evalue')}"
+        problems.append(f"{name}: {len(errors)} cell(s) raised, first: {first}")
+    text = output_text(nb)
+    problems += [f"{name}: outputs contain the machine path {p!r}" for p in forbidden if p and p in text]
+    return problems
+
+
+def cell_signature(nb: Any) -> list[tuple[str, str, str]]:
+    """``(cell_type, id, source)`` of every cell: what the staleness check compares."""
+    return [(c.cell_type, str(c.get("id")), c.source) for c in nb.cells]
+
+
+def stale(committed_dir: Path = HERE, src_dir: Path = SRC) -> list[str]:
+    """Committed notebooks whose cells differ from their source, that are missing or unexecuted."""
+    import nbformat
+
+    out = []
+    srcs = sources(src_dir)
+    for name, path in srcs.items():
+        target = committed_dir / name
+        if not target.is_file():
+            out.append(f"{name}: missing")
+            continue
+        nb = nbformat.read(target, as_version=4)
+        if cell_signature(nb) != cell_signature(build_source(path)):
+            out.append(f"{name}: cells differ from {path.name}")
+        else:
+            out += check_outputs(name, nb)
+    out += [f"{p.name}: no source in {src_dir.name}/" for p in sorted(committed_dir.glob("[0-9]*.ipynb"))
+            if p.name not in srcs]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write (or ``--check``) every notebook; returns the exit code."""
+    """Build + execute (default) or ``--check`` the notebooks; returns the exit code."""
     import nbformat
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    p.add_argument("--check", action="store_true", help="fail when a written notebook differs from its source")
-    p.add_argument("--out-dir", type=Path, default=HERE)
+    p.add_argument("--check", action="store_true", help="fail when a committed notebook is stale or unexecuted")
+    p.add_argument("--only", nargs="*", default=None, help="notebook names (with or without .ipynb) to build")
+    p.add_argument("--out-dir", type=Path, default=HERE, help="where the executed notebooks are written")
+    p.add_argument("--no-execute", action="store_true", help="write the notebooks without outputs (drafting only)")
     a = p.parse_args(argv)
-    stale = []
-    for name, cells in NOTEBOOKS.items():
-        text = nbformat.writes(build(cells))
-        target = a.out_dir / name
-        if a.check:
-            if not target.is_file() or target.read_text() != text:
-                stale.append(name)
-        else:
-            target.write_text(text)
-            print(f"wrote {target}")
-    if stale:
-        print(f"out of date (run notebooks/build_notebooks.py): {stale}", file=sys.stderr)
-        return 1
-    return 0
+    if a.check:
+        problems = stale(a.out_dir)
+        for line in problems:
+            print(f"stale: {line}", file=sys.stderr)
+        return 1 if problems else 0
+    srcs = sources()
+    if a.only is not None:
+        wanted = {n if n.endswith(".ipynb") else n + ".ipynb" for n in a.only}
+        unknown = sorted(wanted - set(srcs))
+        if unknown:
+            print(f"--only: unknown notebook(s) {unknown}; known: {sorted(srcs)}", file=sys.stderr)
+            return 2
+        srcs = {n: s for n, s in srcs.items() if n in wanted}
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name, path in srcs.items():
+        try:
+            nb = build_source(path)
+        except ValueError as exc:
+            print(f"FAILED {name}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not a.no_execute:
+            with tempfile.TemporaryDirectory(prefix="router-rl-nb-") as tmp:
+                try:
+                    seconds = execute(nb, workdir=Path(tmp))
+                except Exception as exc:  # the cell error is in the notebook; report it and go on
+                    print(f"FAILED {name}: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}",
+                          file=sys.stderr)
+                    failed += 1
+                    continue
+                problems = check_outputs(name, nb, forbidden=(str(ROOT), tmp, str(Path.home()), sys.prefix))
+            if problems:
+                print("\n".join(problems), file=sys.stderr)
+                failed += 1
+                continue
+            print(f"executed {name} in {seconds:.0f} s")
+        nbformat.write(nb, a.out_dir / name)
+        print(f"wrote {a.out_dir / name}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

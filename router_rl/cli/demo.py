@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         traces: Annotated[
-            Path | None, typer.Option("--traces", "-t", help="Trace parquet; default: simulate a QE fleet.")
+            Path | None, typer.Option("--traces", "-t", help="Trace parquet or long CSV; default: simulate a QE fleet.")
         ] = None,
         n_tasks: Annotated[int, typer.Option("--n-tasks", min=200, help="Tasks of the simulated fleet.")] = 4000,
         target: Annotated[
@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of simulation, training and bootstrap.")] = 0,
         n_bootstrap: Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = 200,
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/demo"),
+        drop_invalid: Annotated[
+            bool, typer.Option("--drop-invalid", help="CSV traces: drop invalid rows/tasks (counted).")
+        ] = False,
     ) -> None:
         """Simulate (or load) traces, train the LightGBM router, evaluate it offline, write a report."""
         import copy
@@ -49,14 +52,22 @@ def register(app: typer.Typer) -> None:
         from router_rl.cli.evaluate import _print
         from router_rl.cli.traces import print_traces_info
         from router_rl.eval.report import write_report
-        from router_rl.eval.runner import EvalConfig, default_features, evaluate_policies
+        from router_rl.eval.resolve import trace_features
+        from router_rl.eval.runner import EvalConfig, evaluate_policies
         from router_rl.policies import make_policy
         from router_rl.policies.calibration import Target
         from router_rl.traces import load_traces, simulate_fleet
+        from router_rl.traces.split import require_splits
 
         console = make_console()
-        out.mkdir(parents=True, exist_ok=True)
+        for flag, text in (("--target", target), ("--mission-target", mission_target)):
+            try:
+                if text or flag == "--target":
+                    Target.parse(text)
+            except ValueError as e:
+                raise typer.BadParameter(str(e), param_hint=flag) from e
         tgt = Target.parse(target)
+        out.mkdir(parents=True, exist_ok=True)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as prog:
             step = prog.add_task("loading traces", total=None)
@@ -66,11 +77,20 @@ def register(app: typer.Typer) -> None:
                 traces = out / "traces.parquet"
                 ts.save(traces)
             else:
-                ts = load_traces(traces)
+                try:
+                    ts = load_traces(traces, drop_invalid=drop_invalid, seed=seed)
+                except (FileNotFoundError, ValueError) as e:
+                    raise typer.BadParameter(str(e), param_hint="--traces") from e
         print_traces_info(ts, str(traces), console)
         matrix = ts.matrix()
-        train, val, test = matrix.split("train"), matrix.split("val"), matrix.split("test")
-        feats = default_features(train)
+        try:
+            parts, notes = require_splits(matrix, ("train", "val", "test"), seed=seed, source=str(traces))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--traces") from e
+        for note in notes:
+            console.print(f"note: {escape(note)}")
+        train, val, test = parts["train"], parts["val"], parts["test"]
+        feats = trace_features(train, simulated=ts.ground_truth is not None)
         encoder = feats.shared_encoder()  # type: ignore[attr-defined]
 
         policies = {}

@@ -89,9 +89,9 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from router_rl.cli.console import make_console
-        from router_rl.logs.feedback import FeedbackError
         from router_rl.logs.join import LABEL_RULES, JoinError, join_logs
         from router_rl.traces.decision_log import DecisionLogError
+        from router_rl.traces.feedback import FeedbackError
 
         console = make_console()
         if label_rule not in LABEL_RULES:

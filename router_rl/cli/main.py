@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import typer
 
-from router_rl.cli import demo, engines, envs, evaluate, federated, judge, logs, policies, ppo, router, serve, traces
+from router_rl.cli import (
+    demo,
+    engines,
+    envs,
+    evaluate,
+    federated,
+    judge,
+    logs,
+    ope,
+    policies,
+    ppo,
+    router,
+    serve,
+    traces,
+)
 
 app = typer.Typer(
     name="router-rl",
@@ -27,7 +41,7 @@ def _root() -> None:
     """router-rl: learned LLM routing for a fleet of QE agents."""
 
 
-for _module in (demo, traces, logs, envs, policies, ppo, evaluate, router, serve, federated, engines, judge):
+for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, router, serve, federated, engines, judge):
     _module.register(app)
 
 

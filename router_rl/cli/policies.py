@@ -8,15 +8,19 @@ from typing import Any
 import typer
 
 
-def _load_traceset(traces: str, n_tasks: int, seed: int) -> Any:
+def _load_traceset(traces: str, n_tasks: int, seed: int, drop_invalid: bool = False) -> Any:
     from router_rl.traces import load_traces, simulate_fleet
 
     if traces == "sim":
         return simulate_fleet(n_tasks, seed=seed)
     path = Path(traces)
     if not path.exists():
-        raise typer.BadParameter(f"{traces}: no such file (give a parquet written by router_rl.traces, or 'sim')")
-    return load_traces(path, seed=seed)
+        raise typer.BadParameter(f"{traces}: no such file (give a parquet written by router_rl.traces, or 'sim')",
+                                 param_hint="--traces")
+    try:
+        return load_traces(path, seed=seed, drop_invalid=drop_invalid)
+    except ValueError as e:  # TraceValidationError included: names the file, rows and column
+        raise typer.BadParameter(str(e), param_hint="--traces") from e
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -125,8 +129,14 @@ def _train_from_log(
     data, versions = load_log(log, enc, catalog)
     if catalog is not None:
         catalog = catalog.subset(list(data.models))
+    from router_rl.eval.resolve import policy_kind
+
     try:
-        pol = make_policy(policy, data.models, **_parse_options(opt))
+        kind = policy_kind(policy)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--policy'") from e
+    try:
+        pol = make_policy(kind, data.models, **_parse_options(opt))
     except KeyError as e:
         raise typer.BadParameter(str(e).strip("'\""), param_hint="'--policy'") from e
     except (ConfigError, TypeError, ValueError) as e:
@@ -168,9 +178,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        policy: str = typer.Option(..., "--policy", help="Policy name: lgbm, knn, mlp, mf, rules, cascade, ..."),
+        policy: str = typer.Option(
+            ..., "--policy", help="Policy name: lgbm (alias lightgbm), knn, mlp, mf, rules, cascade, ..."
+        ),
         out: Path = typer.Option(..., "-o", "--out", help="Artifact folder to write"),
-        traces: str = typer.Option("sim", "--traces", help="Parquet written by router_rl.traces, or 'sim'"),
+        traces: str = typer.Option("sim", "--traces", help="Trace parquet, a long CSV, or 'sim'"),
         target: str | None = typer.Option(
             None, "--target", help="Calibrate λ on validation: quality=0.95 | budget=USD | local=0.8"
         ),
@@ -185,6 +197,7 @@ def register(app: typer.Typer) -> None:
         encoder_dir: Path | None = typer.Option(
             None, "--encoder", help="--log: the encoder of the log's features (logging policy artifact or encoder.json)"
         ),
+        drop_invalid: bool = typer.Option(False, "--drop-invalid", help="CSV traces: drop invalid rows, report counts"),
     ) -> None:
         """Train a routing policy on the train split, calibrate on val, print validation metrics.
 
@@ -204,28 +217,52 @@ def register(app: typer.Typer) -> None:
                             clip=clip, seed=seed, opt=opt)
             return
         import numpy as np
+        from rich.markup import escape
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from router_rl.cli.console import make_console, print_table
+        from router_rl.eval.resolve import policy_kind, task_encoder_config
         from router_rl.features import EncoderConfig, FeatureEncoder
         from router_rl.policies import make_policy
         from router_rl.policies.calibration import Target
+        from router_rl.traces.split import MissingSplitError, require_splits
 
         console = make_console()
-        tgt = Target.parse(target) if target else None
+        try:
+            tgt = Target.parse(target) if target else None
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--target") from e
+        try:
+            kind = policy_kind(policy)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--policy") from e
+        options = _parse_options(opt)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
             step = prog.add_task("loading traces", total=None)
-            ts = _load_traceset(traces, n_tasks, seed)
+            ts = _load_traceset(traces, n_tasks, seed, drop_invalid)
             matrix = ts.matrix()
-            if "split" not in matrix.tasks.columns:
-                raise typer.BadParameter(f"{traces}: traces have no split column (see traces.assign_splits)")
-            tr, va = matrix.split("train"), matrix.split("val")
+            if Path(traces).suffix in (".csv", ".tsv"):  # imported on the fly: say what the import did
+                for note in ts.report.notes:
+                    prog.console.print(f"note: {escape(note)}")
+            try:
+                parts, split_notes = require_splits(matrix, ("train", "val"), seed=seed, source=traces)
+            except MissingSplitError as e:
+                raise typer.BadParameter(str(e), param_hint="--traces") from e
+            for note in split_notes:
+                prog.console.print(f"note: {escape(note)}")
+            tr, va = parts["train"], parts["val"]
             prog.update(step, description=f"encoding {tr.n_tasks} train / {va.n_tasks} val tasks")
-            enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
+            cfg = EncoderConfig().restricted_to(tr.tasks.columns)
+            if ts.ground_truth is None:  # a user's own columns (repo, ...) too; see eval.resolve.trace_features
+                cfg = task_encoder_config(tr.tasks)
+            enc = FeatureEncoder(cfg).fit(tr.tasks)
             X_tr, X_va = enc.transform(tr.tasks), enc.transform(va.tasks)
             prog.update(step, description=f"training {policy}")
-            pol = make_policy(policy, matrix.models, **_parse_options(opt))
+            try:
+                pol = make_policy(kind, matrix.models, **options)
+            except (TypeError, ValueError) as e:
+                raise typer.BadParameter(f"policy {kind!r}: {e}", param_hint="--opt") from e
             pol.attach_encoder(enc)
             pol.fit(X_tr, tr, seed=seed)
             if tgt is not None:
@@ -243,7 +280,7 @@ def register(app: typer.Typer) -> None:
             "reference_model": ref,
             "reference_quality": float(va.quality[:, j].mean()),
             "reference_cost_usd": float(va.cost[:, j].mean()),
-            "quality_share": float(res.quality.mean() / max(va.quality[:, j].mean(), 1e-12)),
+            "quality_ratio": float(res.quality.mean() / max(va.quality[:, j].mean(), 1e-12)),
             "cost_share": float(res.cost.mean() / max(va.cost[:, j].mean(), 1e-12)),
             "local_share": float(local),
             "mean_calls": float(res.n_calls.mean()),
@@ -280,6 +317,9 @@ def register(app: typer.Typer) -> None:
             1.0, "--budget-remaining", help="PPO policies: unspent fraction of the budget window"
         ),
         elapsed: float = typer.Option(0.0, "--elapsed", help="PPO policies: elapsed fraction of the budget window"),
+        feature: list[str] = typer.Option(
+            [], "--feature", help="Another task feature of your traces, KEY=VALUE (e.g. repo=org/app), repeatable"
+        ),
     ) -> None:
         """Route one request: print the choice, the distribution and the reasons.
 
@@ -292,15 +332,32 @@ def register(app: typer.Typer) -> None:
         from router_rl.cli.console import make_console, print_table
         from router_rl.features import is_sensitive
         from router_rl.policies import RoutingPolicy
+        from router_rl.policies.base import PolicyLoadError
         from router_rl.policies.utility import UtilityPolicy
 
         console = make_console()
-        pol = RoutingPolicy.load(policy_dir)
+        try:
+            pol = RoutingPolicy.load(policy_dir)
+        except PolicyLoadError as e:
+            raise typer.BadParameter(str(e), param_hint="--policy") from e
         if pol.encoder is None:
             raise typer.BadParameter(f"{policy_dir}: the artifact carries no feature encoder; cannot encode text")
         record: dict[str, Any] = {"prompt": prompt, "agent_type": agent_type, "category": category}
         if max_tokens is not None:
             record["max_tokens"] = max_tokens
+        for item in feature:
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--feature")
+            known = (*pol.encoder.config.categorical_columns, *pol.encoder.config.numeric_columns)
+            if key.strip() not in known:
+                raise typer.BadParameter(f"{key.strip()!r} is not a feature of this policy (its task columns: "
+                                         f"{list(known)})", param_hint="--feature")
+            try:
+                record[key.strip()] = float(val) if key.strip() in pol.encoder.config.numeric_columns else val
+            except ValueError:
+                raise typer.BadParameter(f"{item!r}: {key.strip()!r} is numeric, expected a number",
+                                         param_hint="--feature") from None
         X = pol.encoder.transform_records([record])
         sensitive = is_sensitive(prompt)
         table = Table(title=f"{pol.version}")

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
     from router_rl.traces.traceset import TraceSet
 
+#: ``router-rl traces import`` kinds (``llmperf`` is a latency table, not an outcome matrix).
+KINDS = ("long", "routerbench", "llmrouter", "routerdc", "bfcl", "llmperf")
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``traces`` command group to the root app."""
@@ -21,19 +24,35 @@ def register(app: typer.Typer) -> None:
 
     @traces_app.command("import")
     def import_cmd(
-        kind: Annotated[str, typer.Argument(help="routerbench | llmrouter | routerdc | bfcl | long | llmperf")],
+        kind: Annotated[str, typer.Argument(metavar="KIND", help=f"One of: {', '.join(KINDS)}.")],
         path: Annotated[Path, typer.Argument(help="Dataset folder or file.")],
         out: Annotated[Path, typer.Option("-o", "--out", help="Output .parquet.")],
         drop_invalid: Annotated[bool, typer.Option("--drop-invalid", help="Drop invalid rows/tasks, report counts.")]
         = False,
         seed: Annotated[int, typer.Option("--seed", help="Split seed.")] = 0,
+        split: Annotated[str | None, typer.Option(
+            "--split", help="Fractions of unlabelled tasks, e.g. train=0.7,val=0.1,test=0.2 (default); without "
+            "a val task, val = that fraction of train is carved from it.")] = None,
+        split_column: Annotated[str | None, typer.Option(
+            "--split-column", help="Column holding train/val/test labels (default: 'split' when present).")] = None,
+        catalog: Annotated[Path | None, typer.Option(
+            "--catalog", help="long: per-model catalog file (CSV/YAML/JSON/parquet: model, location, provider, "
+            "usd_per_m_input, usd_per_m_output, gpu_usd_per_hour, tokens_per_s, context_window).")] = None,
+        cell_column: Annotated[list[str] | None, typer.Option(
+            "--cell-column", help="long: a per-call outcome column (not a task feature), repeatable; numeric "
+            "columns that vary within a task are per-call anyway.")] = None,
     ) -> None:
-        """Import a dataset into one validated trace parquet (llmperf: a provider latency table)."""
+        """Import a dataset into one validated trace parquet (llmperf: a provider latency table).
+
+        KIND is one of: long (your own CSV/parquet, one row per task x model), routerbench,
+        llmrouter, routerdc, bfcl, llmperf. Every importer takes --split / --split-column.
+        """
         from rich.markup import escape
 
         from router_rl.cli.console import make_console
         from router_rl.traces.errors import TraceValidationError
         from router_rl.traces.importers import IMPORTERS
+        from router_rl.traces.split import SplitSpec
 
         console = make_console()
         if kind == "llmperf":
@@ -48,15 +67,30 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {df.height} requests to {out} and the per-provider fit to {summary}")
             return
         if kind not in IMPORTERS:
-            raise typer.BadParameter(f"unknown kind {kind!r}; choose from {[*IMPORTERS, 'llmperf']}")
+            raise typer.BadParameter(f"unknown kind {kind!r}; choose from {[*IMPORTERS, 'llmperf']}", param_hint="KIND")
+        kw: dict[str, object] = {"drop_invalid": drop_invalid, "seed": seed}
+        try:
+            if split is not None or split_column is not None or kind == "long":
+                kw["split"] = SplitSpec.parse(split, column=split_column)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--split") from e
+        for flag, given in (("--catalog", catalog), ("--cell-column", cell_column)):
+            if given and kind != "long":
+                raise typer.BadParameter(f"only the 'long' importer takes it, not {kind!r}", param_hint=flag)
+        if catalog is not None:
+            kw["catalog"] = catalog
+        if cell_column:
+            kw["cell_columns"] = tuple(c.strip() for v in cell_column for c in v.split(",") if c.strip())
         try:
             with console.status(f"importing {kind} from {path}"):
-                ts = IMPORTERS[kind](path, drop_invalid=drop_invalid, seed=seed)
+                ts = IMPORTERS[kind](path, **kw)
         except (TraceValidationError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(code=1) from e
         ts.save(out)
         console.print(escape(ts.report.summary()))
+        for note in ts.report.notes:
+            console.print(f"  {escape(note)}")
         console.print(f"wrote {ts.outcomes.height} rows ({ts.n_tasks} tasks x {len(ts.catalog)} models) to {out}")
 
     @traces_app.command("simulate")
@@ -135,10 +169,14 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(e), param_hint=flag) from e
         ts = _traces_for_log(traces, simulate_fleet_n, seed)
         pol = _logging_policy(policy, ts, seed)
+        from router_rl.policies.base import PolicyCapabilityError
+
         try:
             with console.status(f"simulating {n} decisions"):
                 log = simulate_log(ts, pol, n=n, exploration=expl, split=None if split == "all" else split,
                                    seed=seed, config=cfg)
+        except PolicyCapabilityError as e:
+            raise typer.BadParameter(f"cannot log with this policy: {e}", param_hint="--policy") from e
         except ValueError as e:
             msg = str(e)
             flag = "--split" if "split" in msg else "--fallback-model" if "fallback_model" in msg else "--policy"
@@ -153,7 +191,11 @@ def register(app: typer.Typer) -> None:
                       f"{log.meta['encoder_fingerprint']}; truth in {escape(str(out / 'truth.parquet'))}")
 
     @traces_app.command("info")
-    def info_cmd(file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")]) -> None:
+    def info_cmd(
+        file: Annotated[Path, typer.Argument(help="Trace parquet/CSV.")],
+        drop_invalid: Annotated[bool, typer.Option("--drop-invalid", help="CSV: drop invalid rows, report counts.")]
+        = False,
+    ) -> None:
         """Summarise a trace file: per-model quality/cost/latency, best single model, oracle."""
         from rich.markup import escape
 
@@ -163,16 +205,20 @@ def register(app: typer.Typer) -> None:
 
         console = make_console()
         try:
-            ts = load_traces(file)
+            ts = load_traces(file, drop_invalid=drop_invalid)
         except (TraceValidationError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(code=1) from e
         print_traces_info(ts, str(file), console)
+        if file.suffix in (".csv", ".tsv"):  # imported on the fly: say what the import did
+            for note in ts.report.notes:
+                console.print(f"note: {escape(note)}")
 
 
 def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
     """Print rows/tasks/models, splits, per-model means, the best single model and the oracle."""
     import numpy as np
+    import polars as pl
     from rich.markup import escape
     from rich.table import Table
 
@@ -185,14 +231,19 @@ def print_traces_info(ts: TraceSet, label: str, console: Console) -> None:
         counts = dict(m.tasks["split"].value_counts().iter_rows())
         console.print("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
     table = Table(title="per-model means")
-    for col in ("model", "where", "quality", "cost USD", "latency s", "errors"):
+    extra = [c for c in ts.meta.get("cell_columns") or () if c in ts.outcomes.columns
+             and ts.outcomes.schema[c].is_numeric()]  # per-call outcome columns, e.g. api_calls
+    for col in ("model", "where", "quality", "cost USD", "latency s", "errors", *extra):
         table.add_column(col, justify="left" if col in ("model", "where") else "right")
     local = m.is_local()
+    means = ts.outcomes.group_by("model").agg([pl.col(c).cast(pl.Float64).mean() for c in extra]) if extra else None
     for j, name in enumerate(m.models):
         lat = m.latency[:, j]
+        cells = [] if means is None else [f"{v:.4g}" if v is not None else "-"
+                                          for v in means.filter(pl.col("model") == name).select(extra).row(0)]
         table.add_row(
             name, "local" if local[j] else "cloud", f"{m.quality[:, j].mean():.4f}", f"{m.cost[:, j].mean():.6f}",
-            f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}",
+            f"{np.nanmean(lat):.2f}" if np.isfinite(lat).any() else "-", f"{m.error[:, j].mean():.2%}", *cells,
         )
     print_table(console, table)
     best = m.best_single_model()

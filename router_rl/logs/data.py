@@ -17,6 +17,9 @@ Semantics (``docs/traces.md``, *Logged feedback*):
   per-model quality model on ``outcome_actions`` (``fallback`` rows flagged), never on ``actions``;
 * ``quality`` is NaN where no feedback has arrived yet (:meth:`LoggedData.labeled` keeps the
   others); a row where no model answered carries quality 0 (an error).
+
+Why over 500 lines: one concept (the validated arrays and the one way to build them from a table);
+most lines are checks whose errors name the field, the rows and what was expected.
 """
 
 from __future__ import annotations

@@ -143,11 +143,11 @@ def join_logs(
     Raises:
         FileNotFoundError: a folder does not exist.
         JoinError: unknown rule, priority without sources, models missing from the catalog.
-        router_rl.traces.decision_log.DecisionLogError / router_rl.logs.feedback.FeedbackError:
+        router_rl.traces.decision_log.DecisionLogError / router_rl.traces.feedback.FeedbackError:
             a part file breaks its schema (names the file).
     """
-    from router_rl.logs.feedback import read_feedback
     from router_rl.traces.decision_log import read_decision_log
+    from router_rl.traces.feedback import read_feedback
 
     if label_rule not in LABEL_RULES:
         raise JoinError(f"label_rule: expected one of {list(LABEL_RULES)}, got {label_rule!r}")

@@ -107,10 +107,10 @@ class SimulatedLog:
 
         Decision rows go through :class:`~router_rl.traces.decision_log.DecisionLogWriter` (every
         row validated by ``validate_row``), feedback rows through
-        :class:`~router_rl.logs.feedback.FeedbackWriter`.
+        :class:`~router_rl.traces.feedback.FeedbackWriter`.
         """
-        from router_rl.logs.feedback import FeedbackWriter
         from router_rl.traces.decision_log import DecisionLogWriter
+        from router_rl.traces.feedback import FeedbackWriter
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -404,6 +404,8 @@ def simulate_log(
         "error": [None if ok else NO_ANSWER_ERROR for ok in answered.tolist()],
         "response": None,
     }
+    for c in DECISION_LOG_SCHEMA:  # columns the simulation has nothing for (refinement, ...) are null
+        columns.setdefault(c, None)
     decisions = pl.DataFrame(
         {c: (pl.Series(c, v) if not (v is None or isinstance(v, str)) else pl.repeat(v, n, eager=True).alias(c))
          for c, v in columns.items()}

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from router_rl.core.errors import ConfigError
-from router_rl.replay.backend import QUALITY_HEADER, TASK_HEADER, ReplayBackend, error_status, sha
+from router_rl.replay.backend import ITERATION_HEADER, QUALITY_HEADER, TASK_HEADER, ReplayBackend, error_status, sha
 from router_rl.replay.faults import FaultKind, FaultRule
 from router_rl.replay.wire import (
     chat_ollama,
@@ -90,15 +90,30 @@ class ReplayHandlers:
 
     @staticmethod
     def prompts_of(body: dict[str, Any]) -> tuple[list[str], int]:
-        """Prompt texts to match a task by (last user message, whole conversation) and the prompt size."""
+        """Prompt texts to match a task by and the prompt size.
+
+        The user messages from the last one back (a follow-up turn continues the task of an
+        earlier message), then the whole conversation.
+        """
         msgs = [m for m in body["messages"] if isinstance(m, dict)]
         texts = [_text(m.get("content")) for m in msgs]
         users = [_text(m.get("content")) for m in msgs if m.get("role") == "user"]
         system = _text(body.get("system")) if body.get("system") else None
-        cands = [users[-1]] if users else []
+        cands = users[::-1]
         cands.append("\n".join(texts))
         chars = sum(len(t) for t in texts) + (len(system) if system else 0)
         return cands, chars
+
+    def task_outcome(self, request: Request, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The recorded outcome of the request's task for its model, and how the task was matched.
+
+        Raises:
+            KeyError: the task header names an unknown task id.
+        """
+        cands, chars = self.prompts_of(body)
+        row, how = self.backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+        row = self.backend.iteration_row(row, request.headers.get(ITERATION_HEADER))
+        return self.backend.outcome(row, body["model"], chars), how
 
     async def completion(self, request: Request, api: str) -> Response:
         """``POST /v1/chat/completions`` (``api="openai"``) and ``/v1/messages`` (``"anthropic"``)."""
@@ -109,12 +124,10 @@ class ReplayHandlers:
         body = parsed
         model: str = body["model"]
         stream = bool(body.get("stream", False))
-        cands, chars = self.prompts_of(body)
         try:
-            row, how = backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+            out, how = self.task_outcome(request, body)
         except KeyError as e:
             return error_response(api, 400, f"unknown task id {e.args[0]!r} in header {TASK_HEADER}", "unknown_task")
-        out = backend.outcome(row, model, chars)
         rule = backend.faults.pick(model=model, provider=backend.provider_of(model), api=api, stream=stream)
         backend.record(
             {
@@ -169,12 +182,10 @@ class ReplayHandlers:
         body = parsed
         model: str = body["model"]
         stream = bool(body.get("stream", True))
-        cands, chars = self.prompts_of(body)
         try:
-            row, how = backend.resolve_task(request.headers.get(TASK_HEADER), cands)
+            out, how = self.task_outcome(request, body)
         except KeyError as e:
             return JSONResponse({"error": f"unknown task id {e.args[0]!r} in header {TASK_HEADER}"}, status_code=400)
-        out = backend.outcome(row, model, chars)
         backend.record({"api": "ollama", "model": model, "task_id": out["task_id"], "match": how, "stream": stream,
                         "fault": None, "keep_alive": body.get("keep_alive"), "include_usage": False})
         await self.wait(request, out["recorded_latency_s"] * backend.time_scale)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 TASK_HEADER = "x-router-rl-task-id"
 QUALITY_HEADER = "x-router-rl-quality"
+#: Refinement iteration of a call (sent by the router's refinement loop); with it, the record
+#: ``<task>#r<k>`` answers iteration ``k`` of ``<task>`` when the trace has one.
+ITERATION_HEADER = "x-router-refine-iteration"
 _MAX_LOG = 100_000
 
 
@@ -155,6 +158,21 @@ class ReplayBackend:
                 return i, "prompt"
         h = int(sha("\n".join(prompts))[:16], 16)
         return h % self.matrix.n_tasks, "hash"
+
+    def iteration_row(self, row: int, iteration: str | None) -> int:
+        """The row answering refinement ``iteration`` ``k`` of task ``row``.
+
+        The record ``<task>#r<j>`` of the highest recorded ``j <= k`` (an answer stays as good as
+        its last recorded refinement), else the task's own row.
+        """
+        if not iteration or not iteration.isdigit():
+            return row
+        task = self._task_ids[row]
+        for j in range(min(int(iteration), 64), 0, -1):
+            hit = self._task_index.get(f"{task}#r{j}")
+            if hit is not None:
+                return hit
+        return row
 
     def check_key(self, headers: Any) -> bool:
         """Whether the request carries the configured API key (always True without one)."""

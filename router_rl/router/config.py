@@ -3,6 +3,10 @@
 Every problem is reported as a :class:`~router_rl.core.errors.ConfigError` naming the exact
 setting, e.g. ``providers[1].api_key_env: environment variable ANTHROPIC_API_KEY is not set``.
 API keys and bearer tokens are read from environment variables or secret files only.
+
+Size: over 500 lines because the sections of ``router.yaml`` without a module of their own are
+validated here, next to the cross-checks and the loader; a section whose module exists keeps its
+model there (``breaker.py``, ``budget.py``, ``exploration.py``, ``encoding.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from router_rl.core.errors import ConfigError
 from router_rl.providers.base import ProviderConfig
 from router_rl.router.breaker import BreakerConfig
 from router_rl.router.budget import BudgetConfig
+from router_rl.router.encoding import FeaturesConfig
+from router_rl.router.exploration import ExplorationSettings
+from router_rl.router.refine import RefineConfig
 from router_rl.traces.catalog import ModelCatalog
 
 COMPLEXITY_LEVELS: tuple[str, ...] = ("simple", "moderate", "complex", "very_complex")
@@ -188,7 +195,17 @@ class RolloutConfig(BaseModel):
 
 
 class LoggingConfig(BaseModel):
-    """Decision log settings."""
+    """Decision log settings.
+
+    Attributes:
+        decision_log_dir: Folder of the decision log's part files (``None``: no log).
+        batch_size: Rows per part file flush.
+        flush_interval_s: Background flush period.
+        log_prompts: Log the prompt text of every request (the global switch).
+        text_for_agent_types: Agent types whose prompt *and* response text are logged (opt-in
+            per agent type). Whatever these say, a request flagged sensitive never has text
+            logged.
+    """
 
     model_config = _forbid()
 
@@ -196,6 +213,37 @@ class LoggingConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
     log_prompts: bool = False
+    text_for_agent_types: frozenset[str] = frozenset()
+
+    def log_prompt(self, agent_type: str | None) -> bool:
+        """Whether a (non-sensitive) request of ``agent_type`` has its prompt text logged."""
+        return self.log_prompts or (agent_type is not None and agent_type in self.text_for_agent_types)
+
+    def log_response(self, agent_type: str | None) -> bool:
+        """Whether a (non-sensitive) request of ``agent_type`` has its answer text logged."""
+        return agent_type is not None and agent_type in self.text_for_agent_types
+
+
+class FeedbackConfig(BaseModel):
+    """Outcome feedback (``POST /v1/feedback``, see *Outcome feedback* in ``docs/router.md``).
+
+    Attributes:
+        enabled: Serve the endpoint. It also needs ``logging.decision_log_dir`` (the known
+            request ids come from the decision log); without one it answers 501 naming that setting.
+        dir: Folder of the feedback part files; default: ``feedback/`` beside the decision-log
+            folder (``<decision_log_dir>/../feedback``). Must differ from the decision-log folder.
+        max_batch: Most items in one batch request.
+        max_details_bytes: Largest ``details`` object (its canonical JSON, UTF-8 bytes).
+        max_clock_skew_s: How far in the future a client ``ts`` may be (clock skew allowance).
+    """
+
+    model_config = _forbid()
+
+    enabled: bool = True
+    dir: Path | None = None
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    max_details_bytes: int = Field(default=16_384, ge=2, le=1_048_576)
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
 
 
 class AuthConfig(BaseModel):
@@ -285,7 +333,12 @@ class RouterConfig(BaseModel):
         budgets: USD budgets.
         rollout: Shadow / A/B settings.
         logging: Decision log.
+        feedback: Outcome feedback endpoint and store.
+        exploration: Exploration applied to the decisions.
+        features: The encoder of the features logged with every decision.
         server: HTTP server.
+        refine: Iterative refinement of local answers (:class:`~router_rl.router.refine.RefineConfig`;
+            absent: off; ``refine: {}``: on with the fleet plan's caps and thresholds).
         seed: Seed of every random choice the router makes.
     """
 
@@ -303,7 +356,11 @@ class RouterConfig(BaseModel):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    refine: RefineConfig = Field(default_factory=lambda: RefineConfig(enabled=False))
     seed: int = 0
 
     @model_validator(mode="after")
@@ -313,6 +370,12 @@ class RouterConfig(BaseModel):
             if names.index(n) != i:
                 raise ConfigError(f"providers[{i}].name", f"duplicate provider name {n!r}")
         models = self.model_ids()
+        for i, m in enumerate(self.refine.escalate_to):
+            if m not in models:
+                raise ConfigError(f"refine.escalate_to[{i}]", f"unknown model {m!r}; known: {sorted(models)}")
+        for m in self.refine.models:
+            if m not in models:
+                raise ConfigError(f"refine.models.{m}", f"unknown model {m!r}; known: {sorted(models)}")
         for i, p in enumerate(self.providers):
             if not p.models:
                 raise ConfigError(f"providers[{i}].models", "expected at least one model")
@@ -345,9 +408,20 @@ class RouterConfig(BaseModel):
         for m in self.budgets.agents:
             if not m:
                 raise ConfigError("budgets.agents", "empty agent id")
+        fb = self.feedback_dir()
+        dl = self.logging.decision_log_dir
+        if fb is not None and dl is not None and fb.resolve() == dl.resolve():
+            raise ConfigError("feedback.dir", f"{fb} is the decision-log folder; feedback needs its own folder")
         return self
 
     # --- derived ----------------------------------------------------------------------------
+    def feedback_dir(self) -> Path | None:
+        """Folder of the feedback store (``feedback.dir``, else ``feedback/`` beside the decision log)."""
+        if self.feedback.dir is not None:
+            return self.feedback.dir
+        dl = self.logging.decision_log_dir
+        return None if dl is None else dl.parent / "feedback"
+
     def model_ids(self) -> list[str]:
         """Every configured model id, in provider order."""
         return [m for p in self.providers for m in p.model_ids]
@@ -377,8 +451,8 @@ class RouterConfig(BaseModel):
         return order + [m for m in self.model_ids() if m not in order]
 
     def fingerprint(self) -> str:
-        """Short hash of the config (part of rule-policy versions)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+        """Short hash of the config (part of rule-policy versions; the feedback settings decide nothing)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"feedback"}), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def check_credentials(self) -> None:
@@ -420,6 +494,8 @@ def load_tokens(env: str | None, file: Path | None, *, setting: str, required: b
 def _loc(err: dict[str, Any]) -> str:
     out = ""
     for part in err.get("loc", ()):
+        if part == "[key]":  # pydantic's marker of a bad mapping key: the key is already named
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<root>"
 
@@ -451,7 +527,10 @@ def parse_config(data: Any, *, source: str | None = None) -> RouterConfig:
         err = e.errors(include_input=False)[0]
         ctx_err = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_err, ConfigError):
-            raise ConfigError(ctx_err.setting, ctx_err.problem, source=source) from None
+            setting = ctx_err.setting
+            if setting.startswith("ExplorationConfig."):  # a nested StrictConfig: name its place
+                setting = f"{_loc(dict(err))}.{setting.split('.', 1)[1]}"
+            raise ConfigError(setting, ctx_err.problem, source=source) from None
         msg = err.get("msg", "invalid")
         raise ConfigError(_loc(dict(err)), msg, source=source) from None
 
@@ -499,8 +578,12 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         upd["rollout"] = cfg.rollout.model_copy(
             update={"shadow": sh.model_copy(update={"policy_dir": fix(sh.policy_dir)})}
         )
+    if cfg.features.encoder_path is not None and not cfg.features.encoder_path.is_absolute():
+        upd["features"] = cfg.features.model_copy(update={"encoder_path": fix(cfg.features.encoder_path)})
     if cfg.logging.decision_log_dir is not None and not cfg.logging.decision_log_dir.is_absolute():
         upd["logging"] = cfg.logging.model_copy(update={"decision_log_dir": fix(cfg.logging.decision_log_dir)})
+    if cfg.feedback.dir is not None and not cfg.feedback.dir.is_absolute():
+        upd["feedback"] = cfg.feedback.model_copy(update={"dir": fix(cfg.feedback.dir)})
     if cfg.budgets.ledger_path is not None and not cfg.budgets.ledger_path.is_absolute():
         upd["budgets"] = cfg.budgets.model_copy(update={"ledger_path": fix(cfg.budgets.ledger_path)})
     return cfg.model_copy(update=upd) if upd else cfg

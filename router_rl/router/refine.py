@@ -18,8 +18,9 @@ models 3 iterations / 0.90, 16B-class 5 / 0.95, 32B-class 7 / 0.98. A model gets
 ``rnj-1:8b`` -> 7B class: up to 12B; up to 24B -> 16B class; up to 48B -> 32B class); a model
 with no tier is generated and checked once, never refined (``stop_reason="no_tier"``).
 
-This module is self-contained: the live router's engine calls :func:`refine` with its own
-``generate`` (a provider call) and ``check`` (the judge or :func:`self_check`).
+This module is self-contained: the live router (:mod:`router_rl.router.refining`) calls
+:func:`refine` with its own ``generate`` (a provider call through the fallback chain's gates)
+and ``check`` (a judge or :func:`self_check`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class RefineConfig(_Strict):
         escalate_to: Models tried in order after a model used its cap without passing.
         follow_up: Template of the follow-up turn; ``{score}``, ``{threshold}`` and ``{report}``
             are filled in.
+        agent_types: In the live router: refine only requests of these agent types (``None``:
+            every agent type).
+        timeout_s: In the live router: the whole loop's time limit (first answer included); no
+            attempt starts without time for it.
     """
 
     enabled: bool = True
@@ -88,6 +93,8 @@ class RefineConfig(_Strict):
         "Your previous answer scored {score:.2f}, below the required {threshold:.2f}. "
         "Failure report:\n{report}\nFix the problems and answer again in full."
     )
+    agent_types: list[str] | None = None
+    timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check(self) -> RefineConfig:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router_rl.router.engine import RouteInput
+    from router_rl.router.request import RouteInput
 
 #: Identifying fields that are replaced by a hash when they are flagged.
 REDACTABLE = ("agent_id", "agent_type", "category")
@@ -131,7 +131,7 @@ class RequestScreener:
         if flagged:
             upd: dict[str, Any] = {f: _redacted(str(getattr(inp, f))) for f in REDACTABLE if f in flagged}
             if "request_id" in flagged:
-                upd["request_id"] = None  # the engine generates a fresh id
+                upd["request_id"] = None  # the router generates a fresh id
             if any(p.startswith("metadata.") for p in flagged):
                 upd["metadata"] = {}
             out = replace(inp, **upd) if upd else inp

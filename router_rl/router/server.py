@@ -6,6 +6,10 @@ Endpoints:
   strategy (``router-rl/cost_optimized``, ...) or a concrete model id. The agent is identified
   by the ``x-agent-id`` / ``x-agent-type`` headers or the ``user`` field; ``x-task-category``
   (or ``metadata.category``) and ``x-request-id`` are honoured.
+* ``POST /v1/feedback`` (same bearer auth): outcome feedback on a routed request, single or batch
+  (:mod:`router_rl.router.feedback`). Every chat response carries its request id: the completion
+  ``id`` (``chatcmpl-<request id>``, also on every stream chunk) and the ``x-request-id`` header
+  (also on a body refused before routing).
 * ``GET /v1/models``; ``GET /health``; ``GET /metrics`` (Prometheus text).
 * Admin (admin bearer token): ``GET /admin/state``, ``POST /admin/kill-switch``
   ``{"active": true, "reason": "..."}``, ``POST /admin/rollout`` ``{"percentage": 25}``.
@@ -33,12 +37,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_rl.core.asgi import ThreadedASGIServer
 from router_rl.providers.base import Usage
-from router_rl.router.engine import (
-    Decision,
-    HybridRouter,
-    RouterRequestError,
-    StreamSession,
-)
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import RouterRequestError
+from router_rl.router.feedback import DisabledFeedback, FeedbackService, build_feedback
+from router_rl.router.refining import RefineRun
+from router_rl.router.request import RoutingDecision
+from router_rl.router.stream import StreamSession
 from router_rl.router.validation import (  # noqa: F401 (re-exported: the request schema lives there)
     ALLOWED_BODY_FIELDS,
     FORWARDED_FIELDS,
@@ -68,8 +72,10 @@ def error_body(message: str, *, type_: str, code: str | None = None, param: str 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _json_error(e: RouterRequestError) -> JSONResponse:
-    headers = {"www-authenticate": "Bearer"} if e.status == 401 else None
+def _json_error(e: RouterRequestError, request_id: str | None = None) -> JSONResponse:
+    headers = {"www-authenticate": "Bearer"} if e.status == 401 else {}
+    if request_id is not None:
+        headers["x-request-id"] = request_id
     return JSONResponse(error_body(str(e), type_=e.type, code=e.code, param=e.param), status_code=e.status,
                         headers=headers)
 
@@ -81,6 +87,7 @@ def create_app(
     admin_tokens: frozenset[str] | None = None,
     admin_auth: bool = True,
     close_router: bool = True,
+    feedback: FeedbackService | DisabledFeedback | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``router``.
 
@@ -92,19 +99,25 @@ def create_app(
         admin_auth: ``False`` opens the admin endpoints without a token (explicit opt-out only;
             disabling client auth never opens them).
         close_router: Close the router (providers, decision log) when the app shuts down.
+        feedback: The ``/v1/feedback`` service (built from ``router.config.feedback`` when
+            ``None``; closed when the app shuts down).
     """
     admin: frozenset[str] | None = admin_tokens if admin_tokens is not None else (api_tokens or frozenset())
     if not admin_auth:
         admin = None
 
+    fb = feedback if feedback is not None else build_feedback(router)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await fb.aclose()
         if close_router:
             await router.aclose()
 
     app = FastAPI(title="router-rl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.router = router
+    app.state.feedback = fb
     app.add_middleware(_CatchAll)
 
     def check(request: Request, tokens: frozenset[str] | None) -> None:
@@ -151,10 +164,13 @@ def create_app(
             param = e.param if e.param and _SAFE_PARAM.fullmatch(e.param) else None
             if param is not None and router.screener.text_is_sensitive(param):
                 param = None  # a field *name* can be a pasted secret too
-            router.record_rejected(f"{kind}:{param}" if param else kind, request_id=headers.get("x-request-id"))
-            raise
+            rid = router.record_rejected(f"{kind}:{param}" if param else kind, request_id=headers.get("x-request-id"))
+            return _json_error(e, rid)
         if not stream:
-            res = await router.route(inp)
+            try:
+                res = await router.route(inp)
+            except RouterRequestError as e:  # the engine may name the logged id of a refused request
+                return _json_error(e, e.request_id)
             r = res.result
             payload = {
                 "id": f"chatcmpl-{res.request_id}",
@@ -175,14 +191,26 @@ def create_app(
                 **decision_headers(res.request_id, res.decision, res.served_model, res.fallback_reason),
                 "x-router-overhead-ms": f"{res.overhead_s * 1000:.4f}",
                 "x-router-backend-ms": f"{(res.total_s - res.overhead_s) * 1000:.4f}",
+                **refine_headers(res.refine),
             }
             return JSONResponse(payload, headers=headers)
-        session = await router.route_stream(inp)
+        try:
+            session = await router.route_stream(inp)
+        except RouterRequestError as e:
+            return _json_error(e, e.request_id)
         headers = {
             **decision_headers(session.request_id, session.decision, session.served_model, session.fallback_reason),
             "cache-control": "no-cache",
         }
         return StreamingResponse(_sse(session, include_usage), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/feedback")
+    async def post_feedback(request: Request) -> JSONResponse:
+        check(request, api_tokens)
+        raw = await request.body()
+        body = parse_json_body(raw)
+        out = await fb.handle(body, header_key=request.headers.get("idempotency-key"), body_bytes=len(raw))
+        return JSONResponse(out)
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -254,7 +282,7 @@ def create_app(
     return app
 
 
-def decision_headers(request_id: str, d: Decision, served: str, fallback_reason: str | None) -> dict[str, str]:
+def decision_headers(request_id: str, d: RoutingDecision, served: str, fallback_reason: str | None) -> dict[str, str]:
     """Response headers that say what decided and what served (see ``docs/router.md``).
 
     ``x-router-strategy`` names the policy that actually produced the decision (``learned`` only
@@ -275,6 +303,18 @@ def decision_headers(request_id: str, d: Decision, served: str, fallback_reason:
         h["x-router-decision-note"] = d.note
     if fallback_reason:
         h["x-router-fallback-reason"] = fallback_reason
+    return h
+
+
+def refine_headers(run: RefineRun | None) -> dict[str, str]:
+    """``x-router-refine-*`` headers of a refined answer (none when the request was not refined)."""
+    if run is None:
+        return {}
+    f = run.log_fields()
+    h = {"x-router-refine-iterations": str(f["refine_iterations"]), "x-router-refine-stop": str(f["refine_stop"]),
+         "x-router-refine-model": run.model}
+    if f["refine_final_score"] is not None:
+        h["x-router-refine-score"] = f"{f['refine_final_score']:.4f}"
     return h
 
 

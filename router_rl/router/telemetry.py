@@ -21,7 +21,12 @@ class RouterMetrics:
     ``request_latency_seconds{model}``, ``router_overhead_seconds``, ``cost_usd_total{model}``,
     ``breaker_state{provider}`` (0 closed, 1 half-open, 2 open), ``fallbacks_total{reason}``,
     ``emergency_cloud_total{reason}``, ``budget_exhausted_total{scope,behaviour}``,
-    ``policy_errors_total{reason}``, ``shadow_decisions_total{agree}``, ``stream_errors_total{phase}``.
+    ``policy_errors_total{reason}``, ``shadow_decisions_total{agree}``, ``stream_errors_total{phase}``,
+    ``feedback_total{source,outcome}`` (outcome ``stored`` / ``duplicate`` / ``rejected``),
+    ``exploring_decisions_total{strategy}`` (decisions drawn under active exploration settings),
+    ``explored_decisions_total{strategy}`` (decisions whose chosen model is not the policy's top
+    choice; divided by ``requests_total`` of the strategy: the exploration share),
+    ``feature_errors_total{reason}`` (requests whose logged features could not be encoded).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -29,6 +34,14 @@ class RouterMetrics:
         r = self.registry
         self.requests = Counter(
             "router_rl_requests", "Routed requests", ["model", "strategy", "outcome"], registry=r
+        )
+        self.exploring = Counter(
+            "router_rl_exploring_decisions", "Decisions drawn under active exploration settings", ["strategy"],
+            registry=r,
+        )
+        self.explored = Counter(
+            "router_rl_explored_decisions", "Decisions whose chosen model is not the policy's top choice",
+            ["strategy"], registry=r,
         )
         self.latency = Histogram(
             "router_rl_request_latency_seconds", "End-to-end latency", ["model"], buckets=LATENCY_BUCKETS, registry=r
@@ -66,6 +79,15 @@ class RouterMetrics:
         )
         self.budget_reservations = Counter(
             "router_rl_budget_reservations", "Budget reservations by outcome", ["outcome"], registry=r
+        )
+        self.feedback = Counter(
+            "router_rl_feedback", "Outcome feedback events by source and outcome (stored/duplicate/rejected)",
+            ["source", "outcome"], registry=r,
+        )
+
+        self.feature_errors = Counter(
+            "router_rl_feature_errors", "Requests whose decision-log features could not be encoded", ["reason"],
+            registry=r,
         )
 
     def set_breaker(self, provider: str, state: str) -> None:

@@ -10,7 +10,8 @@ import json
 import math
 from typing import Any
 
-from router_rl.router.engine import RouteInput, RouterRequestError
+from router_rl.router.errors import RouterRequestError
+from router_rl.router.request import RouteInput
 
 #: Fields the router acts on itself.
 ROUTER_FIELDS = frozenset(

@@ -189,3 +189,100 @@ class ModelCatalog:
             return cls.from_dict(data)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from e
+
+
+# --- user-supplied catalog fields (long-format columns, ``--catalog FILE``) -----------------------
+#: Catalog fields a user may supply per model (everything but the id).
+CATALOG_FIELDS: tuple[str, ...] = tuple(c for c in CATALOG_SCHEMA if c != "model")
+_FLOAT_FIELDS = ("usd_per_m_input", "usd_per_m_output", "gpu_usd_per_hour", "tokens_per_s")
+_TRUE, _FALSE = ("true", "yes", "1", "y", "t"), ("false", "no", "0", "n", "f")
+
+
+def coerce_catalog_field(name: str, value: Any, *, model: str, source: str) -> Any:
+    """One user-given catalog value as its :class:`ModelSpec` type (``None`` = not given).
+
+    Raises:
+        ValueError: naming the source, the model, the field and what was expected.
+    """
+    blank = isinstance(value, str) and not value.strip()
+    if value is None or blank or (isinstance(value, float) and math.isnan(value)):
+        return None
+    where = f"{source}: model {model!r}, field {name!r}"
+    try:
+        if name in _FLOAT_FIELDS:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if name == "context_window":
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        if name == "open_weight":
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in _TRUE or s in _FALSE:
+                return s in _TRUE
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = {"context_window": "a whole number of tokens", "open_weight": "true/false"}.get(name, "a number")
+        raise ValueError(f"{where}: expected {kind}, got {value!r}") from None
+    if name == "location":
+        s = str(value).strip().lower()
+        if s not in LOCATIONS:
+            raise ValueError(f"{where}: expected one of {list(LOCATIONS)}, got {value!r}")
+        return s
+    return str(value).strip()
+
+
+def read_catalog_table(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Per-model catalog fields from a CSV/TSV/parquet table or a YAML/JSON list of model dicts.
+
+    Only ``model`` is required; any field of :data:`CATALOG_FIELDS` may be given or left out (the
+    importer infers or defaults the rest). Values are typed with :func:`coerce_catalog_field`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an unknown column/key, a missing or repeated model id, or a bad value (naming
+            the file, the model and the field).
+    """
+    path = Path(path)
+    src = str(path)
+    if not path.exists():
+        raise FileNotFoundError(f"catalog file not found: {path}")
+    rows: list[dict[str, Any]]
+    if path.suffix in (".csv", ".tsv"):
+        rows = pl.read_csv(path, separator="\t" if path.suffix == ".tsv" else ",", infer_schema_length=0).to_dicts()
+    elif path.suffix == ".parquet":
+        rows = pl.read_parquet(path).to_dicts()
+    elif path.suffix in (".yaml", ".yml", ".json"):
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+        if isinstance(data, dict) and "models" in data:
+            data = data["models"]
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise ValueError(f"{src}: expected a list of model mappings (or {{models: [...]}})")
+        rows = data
+    else:
+        raise ValueError(f"{src}: expected a .csv, .tsv, .parquet, .yaml/.yml or .json catalog file")
+    out: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - {"model", *CATALOG_FIELDS})
+        if unknown:
+            raise ValueError(f"{src}: unknown catalog field(s) {unknown}; "
+                             f"expected model plus any of {list(CATALOG_FIELDS)}")
+        model = row.get("model")
+        if model is None or not str(model).strip():
+            raise ValueError(f"{src}: entry {i}: missing 'model'")
+        model = str(model).strip()
+        if model in out:
+            raise ValueError(f"{src}: model {model!r} listed twice")
+        fields = {k: coerce_catalog_field(k, v, model=model, source=src) for k, v in row.items() if k != "model"}
+        out[model] = {k: v for k, v in fields.items() if v is not None}
+    return out

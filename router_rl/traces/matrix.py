@@ -85,6 +85,7 @@ class OutcomeMatrix:
         models: Sequence[str] | None = None,
         catalog: ModelCatalog | None = None,
         source: str | None = None,
+        cell_columns: Sequence[str] = (),
     ) -> OutcomeMatrix:
         """Pivot a validated long outcome table into dense arrays.
 
@@ -93,6 +94,8 @@ class OutcomeMatrix:
             models: Column order; defaults to the catalog order if given, else sorted model ids.
             catalog: Optional catalog; must cover every model.
             source: Name for error messages.
+            cell_columns: Extra per-call columns of ``df`` (e.g. ``api_calls``): not task features,
+                left out of :attr:`tasks` (they stay in the long table).
 
         Raises:
             TraceValidationError: when a task lacks some model or a (task, model) pair repeats.
@@ -108,7 +111,8 @@ class OutcomeMatrix:
             missing = [m for m in models if m not in catalog]
             if missing:
                 raise TraceValidationError(f"models absent from the catalog: {missing}", source=source, column="model")
-        cell_cols = ("model", "quality", "cost_usd", "latency_s", "input_tokens", "output_tokens", "error")
+        cell_cols = ("model", "quality", "cost_usd", "latency_s", "input_tokens", "output_tokens", "error",
+                     *cell_columns)
         task_cols = ["task_id"] + [c for c in df.columns if c not in cell_cols and c != "task_id"]
         tasks = df.select(task_cols).unique(subset="task_id", keep="first", maintain_order=True)
         n, m = tasks.height, len(models)

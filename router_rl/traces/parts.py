@@ -85,6 +85,7 @@ class PartWriter:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._observers: list[Callable[[Sequence[dict[str, Any]]], None]] = []
         if flush_interval_s is not None:
             if flush_interval_s <= 0:
                 raise ValueError(f"{type(self).__name__}.flush_interval_s: expected > 0, got {flush_interval_s}")
@@ -102,6 +103,14 @@ class PartWriter:
             except Exception:  # keep the flusher alive; the error is logged
                 log.exception("%s flush failed in %s", self.what, self.directory)
 
+    def add_observer(self, fn: Callable[[Sequence[dict[str, Any]]], None]) -> None:
+        """Call ``fn(rows)`` with every batch :meth:`extend` accepts (validated, before any flush).
+
+        Runs on the appending thread, after the rows are buffered; an observer that raises is
+        logged and does not affect the writer (e.g. the router's index of known request ids).
+        """
+        self._observers.append(fn)
+
     def prepare(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Validate one row (subclasses add redaction); returns the row to buffer."""
         return self._validate(row)
@@ -118,6 +127,11 @@ class PartWriter:
         with self._lock:
             self._buf.extend(ready)
             full = len(self._buf) >= self.batch_size
+        for fn in self._observers:
+            try:
+                fn(ready)
+            except Exception:  # an observer never breaks the writer; the error is logged
+                log.exception("%s observer %r failed", self.what, fn)
         if full:
             if self._thread is not None:
                 self._wake.set()
@@ -137,10 +151,13 @@ class PartWriter:
                 rows, self._buf = self._buf, []
             if not rows:
                 return None
-            self._seq += 1
-            name = f"part-{self._start}-{os.getpid()}-{self._seq:06d}.parquet"
-            final = self.directory / name
-            tmp = self.directory / f".tmp-{name}"
+            while True:  # never replace an existing part (a writer restarted in the same second and pid)
+                self._seq += 1
+                name = f"part-{self._start}-{os.getpid()}-{self._seq:06d}.parquet"
+                final = self.directory / name
+                tmp = self.directory / f".tmp-{name}"
+                if not final.exists() and not tmp.exists():
+                    break
             df = pl.DataFrame(rows, schema=self.schema, orient="row")
             with open(tmp, "wb") as fh:
                 df.write_parquet(fh)

@@ -92,9 +92,23 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "usage_estimated": pl.Boolean(),  # tokens estimated by the router (the backend reported no usage)
     "error": pl.Utf8(),
     "response": pl.Utf8(),  # answer text: null unless the operator opted in for this agent type
+    # iterative refinement (null: the request was not refined; docs/judge.md)
+    "refine_iterations": pl.Int64(),  # follow-up generations after the first answer
+    "refine_final_score": pl.Float64(),  # the check's score of the returned answer
+    "refine_passed": pl.Boolean(),
+    "refine_stop": pl.Utf8(),  # passed | cap | timeout | no_tier | error:<reason>
+    "refine_model": pl.Utf8(),  # the model whose answer was returned (also outcome_model)
+    "refine_escalations": pl.List(pl.Utf8()),
+    "refine_cost_usd": pl.Float64(),  # cost of the calls beyond the first answer (included in cost_usd)
+    "refine_latency_s": pl.Float64(),
+    "refine_scores": pl.List(pl.Float64()),
 }
 #: Columns added after the first decision-log layout: part files written before them read as null.
-DECISION_LOG_ADDED: Final = ("policy_state", "encoder_fingerprint", "explored", "exploration", "response")
+DECISION_LOG_ADDED: Final = (
+    "policy_state", "encoder_fingerprint", "explored", "exploration", "response",
+    "refine_iterations", "refine_final_score", "refine_passed", "refine_stop", "refine_model",
+    "refine_escalations", "refine_cost_usd", "refine_latency_s", "refine_scores",
+)
 DECISION_LOG_REQUIRED: Final = (
     "request_id",
     "ts",

@@ -26,7 +26,8 @@ class TraceSet:
         outcomes: Long outcome table (see ``docs/traces.md``), validated.
         catalog: Catalog covering every model in ``outcomes`` (location, prices).
         report: What validation kept and dropped.
-        meta: Free-form provenance (importer, split seed and fractions, dataset path, ...).
+        meta: Free-form provenance (importer, split seed and fractions, dataset path, ...);
+            ``meta["cell_columns"]`` lists extra per-call outcome columns (not task features).
         ground_truth: Optional ``(task_id, model, p_success, p_error, expected_quality)`` frame
             (simulated fleets only): the true per-cell probabilities behind ``outcomes``.
     """
@@ -42,7 +43,8 @@ class TraceSet:
         """Dense :class:`OutcomeMatrix` view (models in catalog order; cached)."""
         if self._matrix is None:
             self._matrix = OutcomeMatrix.from_frame(
-                self.outcomes, catalog=self.catalog, source=self.meta.get("source")
+                self.outcomes, catalog=self.catalog, source=self.meta.get("source"),
+                cell_columns=tuple(self.meta.get("cell_columns") or ()),
             )
         return self._matrix
 

@@ -45,6 +45,12 @@ CELL_COLUMNS: tuple[str, ...] = (
 )
 
 _FLOAT_COLS = ("quality", "cost_usd", "latency_s")
+#: How to drop offending rows, for the CLI and for Python callers.
+_DROP_HINT = "drop offending rows with --drop-invalid (Python: drop_invalid=True)"
+_INCONSISTENT_HINT = (
+    "a per-model column (price, location, ...) belongs in the catalog (see docs/traces.md), "
+    "a per-call one is an outcome column (--cell-column NAME)"
+)
 _INT_COLS = ("input_tokens", "output_tokens")
 _ROW = "__row"
 
@@ -85,6 +91,8 @@ class ValidationReport:
             removed entirely).
         dropped_tasks: Number of task ids that lost all their rows.
         notes: Free-text remarks from importers (e.g. how a missing cost was derived).
+        dropped_columns: Per reason, the columns that caused it when it is not implied by the
+            reason (``task_column_inconsistent``: the task-level columns that differed).
     """
 
     source: str | None = None
@@ -95,6 +103,7 @@ class ValidationReport:
     dropped_rows: dict[str, int] = field(default_factory=dict)
     dropped_tasks: int = 0
     notes: list[str] = field(default_factory=list)
+    dropped_columns: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n_dropped(self) -> int:
@@ -120,7 +129,10 @@ class ValidationReport:
         """One line, e.g. ``kept 3100/3178 rows; dropped quality_missing=154, incomplete_task=...``."""
         s = f"{self.source or 'traces'}: kept {self.n_rows_out}/{self.n_rows_in} rows, {self.n_tasks} tasks"
         if self.dropped_rows:
-            parts = ", ".join(f"{k}={v}" for k, v in self.dropped_rows.items())
+            parts = ", ".join(
+                f"{k}={v}" + (f" (columns {', '.join(self.dropped_columns[k])})" if self.dropped_columns.get(k) else "")
+                for k, v in self.dropped_rows.items()
+            )
             s += f"; dropped {parts} ({self.dropped_tasks} tasks removed)"
         return s
 
@@ -211,6 +223,7 @@ def validate_outcomes(
     source: str | None = None,
     drop_invalid: bool = False,
     models: list[str] | None = None,
+    cell_columns: tuple[str, ...] = (),
 ) -> tuple[pl.DataFrame, ValidationReport]:
     """Validate (and normalise dtypes of) a long outcome table.
 
@@ -219,6 +232,8 @@ def validate_outcomes(
         source: File/dataset name used in messages and the report.
         drop_invalid: Drop offending rows (and tasks left incomplete) instead of raising.
         models: The models every task must have; defaults to every model present.
+        cell_columns: Extra per-call columns (e.g. ``api_calls``) that may vary within a task;
+            kept as they are (not checked, not task-level).
 
     Returns:
         ``(clean_df, report)``; ``clean_df`` has schema dtypes for every known column, in the
@@ -265,6 +280,7 @@ def validate_outcomes(
     checks["duplicate"] = pl.col("duplicate")
     reasons = list(checks)
     dropped: dict[str, int] = {}
+    dropped_columns: dict[str, list[str]] = {}
     any_bad = pl.any_horizontal([pl.col(r) for r in reasons]) if reasons else pl.lit(False)
     flags = flags.with_columns(__bad=any_bad)
     n_bad_rows = int(flags["__bad"].sum())
@@ -285,7 +301,8 @@ def validate_outcomes(
         df = df.filter(keep)
 
     # 3) task-level columns constant within a task.
-    task_cols = [c for c in df.columns if c not in CELL_COLUMNS and c not in ("task_id", _ROW, *raw_bad)]
+    task_cols = [c for c in df.columns
+                 if c not in CELL_COLUMNS and c not in ("task_id", _ROW, *raw_bad, *cell_columns)]
     df = df.drop([c for c in raw_bad if c in df.columns])
     if task_cols:
         incons = (
@@ -301,7 +318,8 @@ def validate_outcomes(
                 rows = df.filter(mask)[_ROW].head(6).to_list()
                 raise TraceValidationError(
                     f"{REASONS['task_column_inconsistent'][1]} ({incons.height} task(s), e.g. "
-                    f"{bad_tasks.head(3).to_list()}); affected column(s) {bad_cols}",
+                    f"{bad_tasks.head(3).to_list()}); affected column(s) {bad_cols}; {_INCONSISTENT_HINT}; "
+                    f"{_DROP_HINT}",
                     source=source,
                     column=bad_cols[0],
                     rows=rows,
@@ -309,6 +327,7 @@ def validate_outcomes(
                 )
             n_drop = int(df.select(mask.sum()).item())
             dropped["task_column_inconsistent"] = n_drop
+            dropped_columns["task_column_inconsistent"] = bad_cols
             df = df.filter(~mask)
 
     # 4) completeness: every task has every model.
@@ -327,7 +346,7 @@ def validate_outcomes(
             rows = df.filter(mask)[_ROW].head(6).to_list()
             raise TraceValidationError(
                 f"{REASONS['incomplete_task'][1]} ({n_models} models); {short.height} task(s) are incomplete, "
-                f"e.g. {short['task_id'].head(3).to_list()} with {short['len'].head(3).to_list()} rows",
+                f"e.g. {short['task_id'].head(3).to_list()} with {short['len'].head(3).to_list()} rows; {_DROP_HINT}",
                 source=source,
                 column="task_id",
                 rows=rows,
@@ -346,6 +365,7 @@ def validate_outcomes(
         n_models=n_models if df.height else 0,
         dropped_rows=dropped,
         dropped_tasks=max(tasks_in - n_tasks, 0) if dropped else 0,
+        dropped_columns=dropped_columns,
     )
     return df, report
 
@@ -365,7 +385,7 @@ def _raise(problems: list[tuple[str, list[int], int]], df: pl.DataFrame, source:
     if len(problems) > 1:
         others = "; also: " + ", ".join(f"{r} ({c} rows)" for r, _, c in problems[1:])
     raise TraceValidationError(
-        f"{expectation}{detail} [{reason}]{others}; pass drop_invalid=True to drop offending rows",
+        f"{expectation}{detail} [{reason}]{others}; {_DROP_HINT}",
         source=source,
         column=column,
         rows=rows,

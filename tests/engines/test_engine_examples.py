@@ -20,7 +20,8 @@ from router_rl.engines.llamacpp import EngineModel, LlamaCppServer
 from router_rl.engines.tiny import TinyEngineModel
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.router.engine import HybridRouter, RouteInput
+from router_rl.router.engine import HybridRouter
+from router_rl.router.request import RouteInput
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "engines"

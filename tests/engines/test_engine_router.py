@@ -24,10 +24,10 @@ from router_rl.engines.llamacpp import LlamaCppServer
 from router_rl.engines.tiny import TinyEngineModel
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
+from router_rl.traces.decision_log import read_decision_log
 
 TOKEN = "tok-engine-test-7f3e"
 GPU_USD_PER_HOUR = 1.8

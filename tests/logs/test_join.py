@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from router_rl.logs.data import LoggedData, LoggedDataError, load_logged
-from router_rl.logs.feedback import FeedbackWriter
 from router_rl.logs.join import JoinError, join_logs
 from router_rl.logs.simulate import LogSimulationConfig, simulate_log
 from router_rl.policies.exploration import ExplorationConfig
 from router_rl.traces.decision_log import DecisionLogWriter
+from router_rl.traces.feedback import FeedbackWriter
 from router_rl.traces.schema import LOGGED_SCHEMA
 from router_rl.traces.traceset import TraceSet
 
@@ -175,3 +175,15 @@ def test_round_trip_matches_the_simulation_exactly(tmp_path: Path, sim: Any) -> 
     assert got.encoder_fingerprint == want.encoder_fingerprint
     with pytest.raises(JoinError, match="not in the catalog"):
         join_logs(tmp_path / "decisions", catalog=sim.catalog.subset(sim.catalog.models[:2]))
+
+
+def test_an_empty_log_joins_into_an_empty_table(tmp_path: Path) -> None:
+    (tmp_path / "decisions").mkdir()
+    table, rep = join_logs(tmp_path / "decisions")
+    assert table.height == 0 and dict(table.schema) == LOGGED_SCHEMA and rep.rows == rep.decisions == 0
+    with pytest.raises(LoggedDataError, match="no rows, and no models= given"):
+        LoggedData.from_table(table)
+    data = LoggedData.from_table(table, models=["a", "b"], locations=["local", "cloud"])
+    assert data.n == 0 and data.k == 2
+    with pytest.raises(FileNotFoundError):
+        join_logs(tmp_path / "none")

@@ -88,6 +88,8 @@ def test_flag_errors_are_one_line_naming_the_flag(tmp_path: Path) -> None:
           "-o", str(tmp_path / "x")], "--traces"),
         (["traces", "simulate-log", "--simulate-fleet", "50", "--policy", "nope", "-o", str(tmp_path / "x")],
          "--policy"),
+        (["traces", "simulate-log", "--simulate-fleet", "50", "--policy", "oracle", "-o", str(tmp_path / "x")],
+         "--policy"),
         (["traces", "simulate-log", "--simulate-fleet", "50", "--policy", "rules", "--epsilon", "1.5",
           "-o", str(tmp_path / "x")], "--epsilon"),
         (["traces", "simulate-log", "--simulate-fleet", "50", "--policy", "rules", "--fallback-rate", "2",

@@ -14,13 +14,15 @@ import pytest
 
 from router_rl.features import FeatureEncoder
 from router_rl.logs.data import LoggedData
-from router_rl.logs.feedback import FeedbackWriter
 from router_rl.logs.join import join_logs
 from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.router.engine import HybridRouter, RouteInput, UnknownModelError
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import UnknownModelError
+from router_rl.router.request import RouteInput
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
+from router_rl.traces.feedback import FeedbackWriter
 
 MODELS = ("small-local", "big-local", "cloud-large")
 CLOUD_KEY_ENV = "ROUTER_RL_TEST_LOGS_CLOUD_KEY"
@@ -107,14 +109,11 @@ def test_router_log_joins_into_logged_data(servers: Any, tmp_path: Path, monkeyp
                             ModelSpec("cloud-large", "cloud", "cloud")])
     table, rep = join_logs(log_dir, tmp_path / "feedback", catalog=catalog, drop_unusable=True)
     assert rep.decisions == 82 and rep.rejected == 1 and rep.orphan_feedback == 1
-    assert rep.excluded_no_features >= 1  # the rule request has no features
-    assert rep.rows == 82 - 1 - rep.excluded_no_features - rep.excluded_fingerprint
-    learned_rows = dec.filter(pl.col("decided_by") == "learned").height
-    if dec["encoder_fingerprint"].null_count() == dec.height:
-        # the router on main logs features without their encoder fingerprint: nothing to check, kept, counted
-        assert rep.reference_fingerprint is None and rep.no_fingerprint == learned_rows
-    else:
-        assert rep.reference_fingerprint == enc.fingerprint and rep.no_fingerprint == 0
+    # the router encodes every routed request (the rule-decided one too) with the policy's encoder
+    assert rep.excluded_no_features == 0 and rep.excluded_fingerprint == 0 and rep.rows == 82 - 1
+    rule = dec.filter(pl.col("request_id") == "rule").row(0, named=True)
+    assert rule["decided_by"] != "learned" and rule["encoder_fingerprint"] == enc.fingerprint
+    assert rep.reference_fingerprint == enc.fingerprint and rep.no_fingerprint == 0
     learned = dec.filter(pl.col("decided_by") == "learned")
     fallbacks = learned.filter(pl.col("fallback_used"))
     assert fallbacks.height > 0 and rep.fallbacks == fallbacks.height

@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from router_rl.logs.feedback import read_feedback, validate_feedback_row
 from router_rl.logs.simulate import NO_ANSWER_ERROR, SIMULATED_FAILURE, LogSimulationConfig, simulate_log
 from router_rl.logs.truth import load_truth
 from router_rl.policies.exploration import ExplorationConfig, explore
 from router_rl.traces.decision_log import read_decision_log, validate_row
+from router_rl.traces.feedback import read_feedback, validate_feedback_row
 from router_rl.traces.schema import DECISION_LOG_SCHEMA, FEEDBACK_SCHEMA
 from router_rl.traces.traceset import TraceSet
 
@@ -204,3 +204,21 @@ def test_simulate_log_on_an_imported_matrix(datasets_root: Any, tmp_path: Any) -
     log.write(tmp_path)
     _, rep = join_logs(tmp_path / "decisions", tmp_path / "feedback", catalog=log.catalog)
     assert rep.rows == 4000 and rep.labeled == log.feedback.height and rep.fallbacks == int(d.fallback.sum())
+
+
+def test_the_policy_model_order_is_the_logged_order(fleet: TraceSet) -> None:
+    from router_rl.features import EncoderConfig, FeatureEncoder
+    from router_rl.policies import make_policy
+
+    m = fleet.matrix()
+    order = tuple(reversed(m.models))
+    enc = FeatureEncoder(EncoderConfig().restricted_to(m.tasks.columns)).fit(m.tasks)
+    pol = make_policy("random", order, weights=[0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]).attach_encoder(enc)
+    log = simulate_log(fleet, pol, n=400, seed=1)
+    assert log.truth.models == order and log.decisions["action_models"][0].to_list() == list(order)
+    assert log.decisions["action_probs"][0].to_list() == pytest.approx([0.4] + [0.1] * 6)
+    rows = [m.tasks["task_id"].to_list().index(t) for t in log.truth.task_ids[:20]]
+    np.testing.assert_array_equal(log.truth.model_quality[:20], m.quality[rows][:, ::-1])
+    assert log.truth.locations == tuple(m.catalog[x].location for x in order)
+    exp = fleet.ground_truth_matrix()[rows][:, ::-1]
+    np.testing.assert_array_equal(log.truth.expected_quality[:20], exp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -45,6 +46,17 @@ def make_frame(models: tuple[str, ...], n_tasks: int = 20) -> pl.DataFrame:
                 }
             )
     return pl.DataFrame(rows)
+
+
+def save_random_policy(directory: Path, models: tuple[str, ...], weights: list[float]) -> Path:
+    """A RandomPolicy artifact with a FeatureEncoder fitted on two tiny tasks, saved to ``directory``."""
+    from router_rl.features import FeatureEncoder
+    from router_rl.policies.baselines import RandomPolicy
+
+    tasks = pl.DataFrame({"task_id": ["a", "b"], "prompt": ["x", "find the race"], "agent_type": ["gen", "explorer"],
+                          "category": ["unit", "bug"]})
+    RandomPolicy(models, weights=weights).attach_encoder(FeatureEncoder().fit(tasks)).save(directory)
+    return directory
 
 
 def make_catalog(models: tuple[str, ...], provider: str, location: str) -> ModelCatalog:

@@ -26,10 +26,10 @@ from router_rl.features import FeatureEncoder
 from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import InProcessPolicyClient, PolicyClient
 from router_rl.router.server import RouterServer, build_server_app
+from router_rl.traces.decision_log import read_decision_log
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 MODELS = ("small-local", "big-local", "cloud-large")

@@ -22,8 +22,10 @@ from _router_helpers import ADMIN_TOKEN, API_TOKEN, CLOUD_KEY, CLOUD_KEY_ENV, SI
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.budget import BudgetConfig, BudgetTracker, Reservation
 from router_rl.router.config import parse_config
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import BudgetExhaustedError
+from router_rl.router.request import RouteInput
 from router_rl.traces.decision_log import read_decision_log
-from router_rl.router.engine import BudgetExhaustedError, HybridRouter, RouteInput
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 CLOUD = "router-rl/quality_optimized"  # picks cloud-large on these backends

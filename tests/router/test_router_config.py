@@ -34,6 +34,13 @@ def _with(**kw: Any) -> dict[str, Any]:
         (_with(fallback={"latency_threshold_s": 0}), "fallback.latency_threshold_s", "greater than 0"),
         (_with(expected_latency_s={"ghost": 1.0}), "expected_latency_s.ghost", "unknown model"),
         (_with(unknown_key=1), "unknown_key", "Extra inputs are not permitted"),
+        (_with(exploration={"default": {"epsilon": 1.0}}), "exploration.default.epsilon", "expected < 1"),
+        (_with(exploration={"agent_types": {"qe": {"temperature": 0}}}), "exploration.agent_types.qe.temperature",
+         "greater than 0"),
+        (_with(exploration={"strategies": {"fastest": {"epsilon": 0.1}}}), "exploration.strategies",
+         "unknown strategy 'fastest'"),
+        (_with(exploration={"default": {"epsilon": 0.1, "eps": 1}}), "exploration.default.eps", "unknown setting"),
+        (_with(logging={"text_for_agent_types": "qe-gen"}), "logging.text_for_agent_types", "valid"),
     ],
 )
 def test_invalid_config_names_the_setting(cfg: dict[str, Any], setting: str, problem: str) -> None:
@@ -100,3 +107,21 @@ def test_rule_strategies_choose_as_documented() -> None:
     assert rule_choice(Strategy.LATENCY_OPTIMIZED, t, 2, local) == "big-local"
     with pytest.raises(ValueError, match="no allowed model"):
         rule_choice(Strategy.BALANCED, t, 0, [])
+
+
+def test_exploration_precedence_is_agent_type_then_strategy_then_default() -> None:
+    ex = parse_config(_with(exploration={
+        "default": {"epsilon": 0.05},
+        "strategies": {"learned": {"epsilon": 0.1, "temperature": 2.0}},
+        "agent_types": {"qe-flaky": {"epsilon": 0.3}},
+    })).exploration
+    assert ex.for_request("learned", "qe-flaky").to_log() == {"epsilon": 0.3}
+    assert ex.for_request("learned", "qe-gen").to_log() == {"epsilon": 0.1, "temperature": 2.0}
+    assert ex.for_request("balanced", None).to_log() == {"epsilon": 0.05}
+    assert parse_config(BASE).exploration.for_request("balanced", "qe-flaky") is None
+
+
+def test_features_encoder_path_is_resolved_against_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump(_with(features={"encoder_path": "enc/encoder.json"})))
+    cfg = load_config(tmp_path / "router.yaml", check_credentials=False)
+    assert cfg.features.encoder_path == tmp_path / "enc" / "encoder.json"

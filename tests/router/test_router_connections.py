@@ -20,9 +20,9 @@ from _router_helpers import API_TOKEN, SIMPLE_PROMPT, router_config
 
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import ServerConfig, parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
+from router_rl.traces.decision_log import read_decision_log
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 BODY = json.dumps({"model": "router-rl/auto", "messages": [{"role": "user", "content": SIMPLE_PROMPT}]}).encode()

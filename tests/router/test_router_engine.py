@@ -24,15 +24,10 @@ from _router_helpers import (
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.breaker import BreakerState
 from router_rl.router.config import parse_config
+from router_rl.router.engine import HybridRouter
+from router_rl.router.errors import BudgetExhaustedError, NoProviderAvailableError, UnknownModelError
+from router_rl.router.request import RouteInput, RouteResult
 from router_rl.traces.decision_log import read_decision_log
-from router_rl.router.engine import (
-    BudgetExhaustedError,
-    HybridRouter,
-    NoProviderAvailableError,
-    RouteInput,
-    RouteResult,
-    UnknownModelError,
-)
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 

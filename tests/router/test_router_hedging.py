@@ -12,8 +12,9 @@ from _router_helpers import LOCAL_MODELS, SIMPLE_PROMPT, by_model, make_catalog,
 
 from router_rl.replay.server import ReplayBackend, ReplayBackendServer
 from router_rl.router.config import parse_config
+from router_rl.router.engine import HybridRouter
+from router_rl.router.request import RouteInput
 from router_rl.traces.decision_log import read_decision_log
-from router_rl.router.engine import HybridRouter, RouteInput
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 
@@ -92,7 +93,7 @@ def test_a_slow_but_healthy_hedge_loser_is_not_counted_as_a_failure(backends: Ba
             try:
                 served = [(await r.route(_inp(i))).served_model for i in range(5)]
                 for _ in range(200):  # wait for the background losers
-                    if not r._losers:
+                    if not r.chain.losers:
                         break
                     await asyncio.sleep(0.02)
                 b = r.breakers["local-a"]

@@ -19,10 +19,12 @@ from router_rl.features import FeatureEncoder
 from router_rl.policies.baselines import RandomPolicy
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
-from router_rl.router.engine import HybridRouter, RouteInput, StreamEvent
+from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import HTTPPolicyClient, InProcessPolicyClient
+from router_rl.router.request import RouteInput
 from router_rl.router.server import RouterServer
+from router_rl.router.stream import StreamEvent
+from router_rl.traces.decision_log import read_decision_log
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 MODELS = ("small-local", "big-local", "cloud-large")

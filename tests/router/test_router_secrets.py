@@ -16,9 +16,9 @@ from _router_helpers import API_TOKEN, by_model, router_config
 
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
+from router_rl.traces.decision_log import read_decision_log
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
@@ -133,3 +133,41 @@ def test_unsupported_message_fields_are_refused_not_dropped(served: RouterServer
             r = h.post(served.base_url + "/v1/chat/completions", json=body, headers=AUTH)
             key = next(iter(extra))
             assert r.status_code == 400 and r.json()["error"]["param"] == f"messages[0].{key}", r.text
+
+
+def test_privacy_guard_refuses_a_cloud_attempt_for_a_sensitive_request(backends: Backends, tmp_path: Path) -> None:
+    """Defence in depth: were a decision ever to pick a cloud model for a sensitive request (a decider
+    bug, injected here), the chain refuses the call with PrivacyGuardError; nothing reaches the cloud."""
+    import dataclasses
+
+    from router_rl.router.errors import PrivacyGuardError, RouterRequestError
+    from router_rl.router.request import RouteInput
+
+    local, cloud = backends
+    cfg = parse_config(router_config(local.base_url, cloud.base_url,
+                                     logging={"decision_log_dir": str(tmp_path / "log"), "flush_interval_s": 60}))
+    router = HybridRouter(cfg)
+    real_decide = router.decider.decide
+
+    async def buggy_decide(ctx: Any) -> Any:
+        d = await real_decide(ctx)
+        assert ctx.sensitive and "cloud-large" not in d.allowed  # the real decision masks the cloud
+        probs = tuple(1.0 if m == "cloud-large" else 0.0 for m in d.models)
+        return dataclasses.replace(d, chosen="cloud-large", probs=probs, allowed=d.models)
+
+    router.decider.decide = buggy_decide  # type: ignore[method-assign]
+    inp = RouteInput(messages=[{"role": "user", "content": "my key is AKIAIOSFODNN7EXAMPLE, why 403?"}],
+                     request_id="guard-1")
+
+    async def go() -> None:
+        try:
+            await router.route(inp)
+        finally:
+            await router.aclose()
+
+    with pytest.raises(PrivacyGuardError, match="refusing to send sensitive request guard-1 to cloud model"):
+        asyncio.run(go())
+    assert issubclass(PrivacyGuardError, RouterRequestError) and PrivacyGuardError.status == 500
+    assert by_model(cloud) == {}
+    row = read_decision_log(tmp_path / "log").row(0, named=True)
+    assert (row["request_id"], row["served_model"], row["error"]) == ("guard-1", None, "privacy_guard")

@@ -25,9 +25,9 @@ from _router_helpers import (
 from router_rl.core.errors import ConfigError
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import load_config, parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
+from router_rl.traces.decision_log import read_decision_log
 
 Backends = tuple[ReplayBackendServer, ReplayBackendServer]
 
@@ -204,7 +204,7 @@ def test_sampling_fields_are_forwarded_to_the_chosen_model(backends: Backends) -
     local, cloud = backends
     router = HybridRouter(parse_config(router_config(local.base_url, cloud.base_url)))
     ctx = asyncio.run(router._context(inp))
-    req = router._request_for(ctx, "small-local")
+    req = router.chain.request_for(ctx, "small-local")
     asyncio.run(router.aclose())
     assert req.extra == {"top_p": 0.5, "seed": 7, "headers": {"x-request-id": "rid-1"}}
     assert req.timeout_s == 2.0  # local attempts are bounded by fallback.latency_threshold_s

@@ -38,13 +38,11 @@ def train_tiny_ppo(out: Path) -> Path:
 
     from router_rl.envs import BudgetedRouting, load_env_data, load_spec, make_from_spec
     from router_rl.envs.state import state_vector
-    from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
+    from router_rl.policies.ppo.train import fit_lgbm_base
 
     spec = load_spec("sim-budgeted").with_overrides(**OVERRIDES)
     data = load_env_data(spec)
-    lgbm = LGBMPolicy(data.train.models, config=LGBMConfig(num_boost_round=20, cv_folds=2))
-    lgbm.fit(data.features("train"), data.train, seed=0)
-    lgbm.attach_encoder(data.encoder)
+    lgbm = fit_lgbm_base(data, rounds=20, seed=0)
     env = make_from_spec(spec, encoder=data.encoder, split="train")
     assert isinstance(env, BudgetedRouting)
     router = PPORouter.from_base(lgbm, config=TINY).fit_env(env, seed=0)
@@ -120,7 +118,7 @@ AGENT_TYPE = "test-generator"
 
 
 def inp(prompt: str, rid: str, model: str = "router-rl/auto") -> Any:
-    from router_rl.router.engine import RouteInput
+    from router_rl.router.request import RouteInput
 
     return RouteInput(messages=[{"role": "user", "content": prompt}], request_id=rid, model=model,
                       agent_type=AGENT_TYPE)

@@ -32,10 +32,10 @@ from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.breaker import BreakerConfig, CircuitBreaker
 from router_rl.router.budget import BudgetConfig, BudgetTracker
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import InProcessPolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
+from router_rl.traces.decision_log import read_decision_log
 
 pytestmark = pytest.mark.slow  # the session PPO artifact trains for ~10 s
 

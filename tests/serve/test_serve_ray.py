@@ -19,13 +19,13 @@ from router_rl.features import FeatureEncoder
 from router_rl.policies import RoutingPolicy, make_policy
 from router_rl.replay.server import ReplayBackendServer
 from router_rl.router.config import parse_config
-from router_rl.traces.decision_log import read_decision_log
 from router_rl.router.engine import HybridRouter
 from router_rl.router.policy_client import HTTPPolicyClient
 from router_rl.serve.client import RemotePolicyClient, RemotePolicyError
 from router_rl.serve.engine import PolicyEngine
 from router_rl.serve.protocol import RouteRequest, RouterState, TaskRecord
 from router_rl.traces import simulate_fleet
+from router_rl.traces.decision_log import read_decision_log
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

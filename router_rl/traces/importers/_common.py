@@ -10,7 +10,7 @@ import polars as pl
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.schema import CLOUD, LOCAL
-from router_rl.traces.split import assign_splits
+from router_rl.traces.split import SplitSpec, apply_split_spec, assign_splits
 from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import validate_outcomes
 
@@ -93,9 +93,18 @@ def finish(
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     meta: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    split: SplitSpec | None = None,
+    cell_columns: tuple[str, ...] = (),
 ) -> TraceSet:
-    """Validate, add splits (respecting existing ones), order rows and wrap in a TraceSet."""
-    df, report = validate_outcomes(df, source=source, drop_invalid=drop_invalid, models=None)
+    """Validate, add splits (respecting existing ones), order rows and wrap in a TraceSet.
+
+    ``split=None`` keeps labels and assigns ``fractions`` to unlabelled tasks (each importer's
+    documented default); a :class:`SplitSpec` applies its rule instead (see
+    :func:`router_rl.traces.split.apply_split_spec`), its notes land in the report.
+    ``cell_columns`` are extra per-call outcome columns (recorded in ``meta["cell_columns"]``).
+    """
+    df, report = validate_outcomes(df, source=source, drop_invalid=drop_invalid, models=None,
+                                   cell_columns=cell_columns)
     if df.height == 0:
         raise TraceValidationError(f"no valid rows left ({report.summary()})", source=source)
     present = set(df["model"].unique().to_list())
@@ -103,15 +112,24 @@ def finish(
     missing = sorted(present - set(catalog.models))
     if missing:
         raise ValueError(f"{source}: importer catalog lacks models {missing}")
-    df = assign_splits(df, seed=seed, fractions=fractions)
+    split_notes: list[str] = []
+    if split is None:
+        df = assign_splits(df, seed=seed, fractions=fractions)
+    else:
+        df, split_notes = apply_split_spec(df, split, seed=seed, source=source)
+        fractions = split.fractions
     order = {m: i for i, m in enumerate(catalog.models)}
     df = (
         df.with_columns(pl.col("model").replace_strict(order, return_dtype=pl.Int32).alias("__m"))
         .sort(["task_id", "__m"], maintain_order=True)
         .drop("__m")
     )
-    report.notes.extend(notes or [])
+    report.notes.extend([*(notes or []), *split_notes])
     m: dict[str, Any] = {"source": source, "split_seed": seed, "split_fractions": list(fractions)}
+    if split is not None:
+        m["split_spec"] = {"fractions": list(split.fractions), "column": split.column}
+    if cell_columns:
+        m["cell_columns"] = list(cell_columns)
     m.update(meta or {})
     return TraceSet(outcomes=df, catalog=catalog, report=report, meta=m)
 

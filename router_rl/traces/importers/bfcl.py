@@ -37,6 +37,7 @@ from router_rl.traces.importers._common import (
     estimate_tokens,
     finish,
 )
+from router_rl.traces.split import SplitSpec
 from router_rl.traces.traceset import TraceSet
 
 DATASET = "bfcl-v2-2024-08-11"
@@ -45,7 +46,9 @@ N_PROMPTS = 1700
 EST_OUTPUT_TOKENS = 64
 
 
-def import_bfcl(path: str | Path, *, drop_invalid: bool = False, seed: int = 0) -> TraceSet:
+def import_bfcl(
+    path: str | Path, *, drop_invalid: bool = False, seed: int = 0, split: SplitSpec | None = None
+) -> TraceSet:
     """Import the ``bfcl-v2-2024-08-11`` folder."""
     root = Path(path)
     if root.is_file():
@@ -120,7 +123,7 @@ def import_bfcl(path: str | Path, *, drop_invalid: bool = False, seed: int = 0) 
         pl.col("id").alias("task_id"), "model", pl.col("correct").alias("quality"), "cost_usd", "latency_s",
         "input_tokens", "output_tokens", "prompt", "category", pl.lit(DATASET).alias("source"),
     )
-    return finish(out, catalog, source=str(root), drop_invalid=drop_invalid, seed=seed,
+    return finish(out, catalog, source=str(root), drop_invalid=drop_invalid, seed=seed, split=split,
                   meta={"importer": "bfcl", "dataset": DATASET, "cost_basis": basis,
                         "unpriced_models": unpriced},
                   notes=["cost basis per model in meta['cost_basis'] (see docs/traces.md)"])

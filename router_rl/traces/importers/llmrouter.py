@@ -23,7 +23,7 @@ import polars as pl
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.importers._common import estimate_tokens, finish, infer_location, infer_provider
-from router_rl.traces.split import carve_split
+from router_rl.traces.split import SplitSpec, carve_split
 from router_rl.traces.traceset import TraceSet
 
 DATASET = "llmrouter-dcrouter-9model"
@@ -43,7 +43,9 @@ DEFAULT_OUTPUT_TOKENS = 16  # multiple-choice answers (mmlu, gpqa, arc, openbook
 VAL_FRACTION = 0.1
 
 
-def import_llmrouter(path: str | Path, *, drop_invalid: bool = False, seed: int = 0) -> TraceSet:
+def import_llmrouter(
+    path: str | Path, *, drop_invalid: bool = False, seed: int = 0, split: SplitSpec | None = None
+) -> TraceSet:
     """Import the ``llmrouter-dcrouter-9model`` folder."""
     root = Path(path)
     if root.is_file():
@@ -60,12 +62,12 @@ def import_llmrouter(path: str | Path, *, drop_invalid: bool = False, seed: int 
     if missing:
         raise TraceValidationError(f"missing column(s) {missing}", source=src, column=missing[0])
     questions = []
-    for split in ("train", "test"):
-        qf = root / "dcrouter_preprocessed" / f"{split}.json"
+    for part in ("train", "test"):
+        qf = root / "dcrouter_preprocessed" / f"{part}.json"
         if qf.exists():
             items = json.loads(qf.read_text())
             questions.append(pl.DataFrame({
-                "split": [split] * len(items),
+                "split": [part] * len(items),
                 "question_idx": list(range(len(items))),
                 "prompt": [str(it.get("question", "")) for it in items],
             }))
@@ -99,8 +101,9 @@ def import_llmrouter(path: str | Path, *, drop_invalid: bool = False, seed: int 
                   usd_per_m_output=p_out[m], open_weight=infer_location(m) == "local")
         for m in models
     ])
-    ts = finish(out, catalog, source=str(root), drop_invalid=drop_invalid, seed=seed,
+    ts = finish(out, catalog, source=str(root), drop_invalid=drop_invalid, seed=seed, split=split,
                 meta={"importer": "llmrouter", "dataset": DATASET, "val_fraction_of_train": VAL_FRACTION},
                 notes=["cost = list price x estimated tokens (input ceil(chars/4), output fixed per task kind)"])
-    ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
+    if split is None:  # the documented default; a SplitSpec carves val itself, only when missing
+        ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
     return ts

@@ -25,7 +25,7 @@ import polars as pl
 
 from router_rl.traces.errors import TraceValidationError
 from router_rl.traces.importers._common import catalog_from_models, finish
-from router_rl.traces.split import carve_split
+from router_rl.traces.split import SplitSpec, carve_split
 from router_rl.traces.traceset import TraceSet
 
 DATASET = "routerbench-subset-via-routerdc"
@@ -101,7 +101,9 @@ def read_wide(file: Path) -> pl.DataFrame:
     )
 
 
-def import_routerbench(path: str | Path, *, drop_invalid: bool = False, seed: int = 0) -> TraceSet:
+def import_routerbench(
+    path: str | Path, *, drop_invalid: bool = False, seed: int = 0, split: SplitSpec | None = None
+) -> TraceSet:
     """Import the folder (or one CSV) of ``routerbench-subset-via-routerdc``."""
     path = Path(path)
     files = _files(path)
@@ -113,9 +115,11 @@ def import_routerbench(path: str | Path, *, drop_invalid: bool = False, seed: in
         source=str(path),
         drop_invalid=drop_invalid,
         seed=seed,
+        split=split,
         meta={"importer": "routerbench", "dataset": DATASET, "files": [f.name for f in files],
               "val_fraction_of_train": VAL_FRACTION},
         notes=["split train/test from file names; val carved from train"],
     )
-    ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
+    if split is None:  # the documented default; a SplitSpec carves val itself, only when missing
+        ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
     return ts

@@ -29,7 +29,7 @@ from router_rl.traces.importers._common import (
     estimate_tokens,
     finish,
 )
-from router_rl.traces.split import carve_split
+from router_rl.traces.split import SplitSpec, carve_split
 from router_rl.traces.traceset import TraceSet
 
 DATASET = "routerdc-7model-oss"
@@ -50,7 +50,9 @@ def _files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: no routerdc '*.json' files found")
 
 
-def import_routerdc(path: str | Path, *, drop_invalid: bool = False, seed: int = 0) -> TraceSet:
+def import_routerdc(
+    path: str | Path, *, drop_invalid: bool = False, seed: int = 0, split: SplitSpec | None = None
+) -> TraceSet:
     """Import the ``routerdc-7model-oss`` folder (or one of its JSON files)."""
     path = Path(path)
     frames = []
@@ -60,7 +62,7 @@ def import_routerdc(path: str | Path, *, drop_invalid: bool = False, seed: int =
         if not isinstance(items, list):
             raise TraceValidationError("expected a JSON list of {question, scores}", source=str(f))
         m = _SPLIT_RE.match(f.stem)
-        cat, split = (m["cat"], m["split"]) if m else (f.stem, None)
+        cat, label = (m["cat"], m["split"]) if m else (f.stem, None)
         rows_q, rows_m, rows_s, rows_i = [], [], [], []
         for i, it in enumerate(items):
             if not isinstance(it, dict) or "question" not in it or not isinstance(it.get("scores"), dict):
@@ -80,7 +82,7 @@ def import_routerdc(path: str | Path, *, drop_invalid: bool = False, seed: int =
             "prompt": rows_q,
             "category": [cat] * len(rows_i),
             "source": [DATASET] * len(rows_i),
-            "split": pl.Series([split] * len(rows_i), dtype=pl.Utf8),
+            "split": pl.Series([label] * len(rows_i), dtype=pl.Utf8),
         }))
     df = pl.concat(frames)
     catalog = ModelCatalog([
@@ -96,8 +98,9 @@ def import_routerdc(path: str | Path, *, drop_invalid: bool = False, seed: int =
         cost_usd=(pl.col("output_tokens") / DEFAULT_TOKENS_PER_S
                   + pl.col("input_tokens") / (DEFAULT_TOKENS_PER_S * 10.0)) * DEFAULT_GPU_USD_PER_HOUR / 3600.0
     )
-    ts = finish(df, catalog, source=str(path), drop_invalid=drop_invalid, seed=seed,
+    ts = finish(df, catalog, source=str(path), drop_invalid=drop_invalid, seed=seed, split=split,
                 meta={"importer": "routerdc", "dataset": DATASET, "val_fraction_of_train": VAL_FRACTION},
                 notes=[f"cost = estimated GPU-seconds x ${DEFAULT_GPU_USD_PER_HOUR}/h (no cost in the data)"])
-    ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
+    if split is None:  # the documented default; a SplitSpec carves val itself, only when missing
+        ts.outcomes = carve_split(ts.outcomes, seed=seed, fraction=VAL_FRACTION)
     return ts

@@ -1,0 +1,422 @@
+"""Evaluate target policies on a router's own log: every estimator, paired differences, support.
+
+Input is the log as arrays (``actions``, ``propensities``, the full ``logging_probs`` the router
+sampled from), one ``(n, k)`` action distribution per target policy and one reward vector per
+metric. Output is a :class:`LoggedEvaluation`:
+
+* per target and metric, every estimator's value with a seeded percentile-bootstrap interval
+  (the estimators of :mod:`router_rl.ope.estimators`, not re-implemented here);
+* the **paired** difference to an incumbent per estimator: target and incumbent terms are
+  columns of one matrix resampled by one :func:`~router_rl.ope.bootstrap.bootstrap_column_sums`
+  call, so both sides of every resample use the same rows. The incumbent is either the logging
+  policy (``"logged"``: its value is the on-policy mean of the logged rewards, which is exact
+  for it, with its own interval) or one of the targets;
+* *exact* metrics (a per-action constant such as "is the model local"): the value of a target is
+  known from its distribution alone, ``mean_i sum_a pi(a|x_i) v_a``, no estimator needed; the
+  interval only reflects which contexts the log happened to contain;
+* a :class:`~router_rl.ope.support.SupportCheck` per target (:mod:`router_rl.ope.support`).
+
+Rows whose reward is NaN (no label yet) are excluded from that metric and counted
+(``n_excluded``); the reward model is held fixed across bootstrap resamples (it is cross-fitted
+once, :mod:`router_rl.ope.reward_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from router_rl.ope.bootstrap import bootstrap_column_sums, percentile_interval
+from router_rl.ope.estimators import (
+    Estimate,
+    LoggedFeedback,
+    OffPolicyEstimator,
+    WeightDiagnostics,
+    default_estimators,
+    weight_diagnostics,
+)
+from router_rl.ope.reward_model import RewardModelFit, cross_fit_reward_model
+from router_rl.ope.support import DEFAULT_SUPPORT_THRESHOLD, SupportCheck, support_check
+from router_rl.ope.validation import (
+    OPEInputError,
+    check_actions,
+    check_alpha,
+    check_distribution,
+    check_n_bootstrap,
+    check_propensities,
+)
+
+#: Name of the incumbent that is the logging policy itself.
+LOGGED = "logged"
+#: Label of the logging policy's on-policy estimate (mean of the logged rewards).
+ON_POLICY = "on_policy"
+#: Label of an exact metric's value (computed from the distribution, no estimator).
+EXACT = "exact"
+
+
+@dataclass(frozen=True)
+class MetricData:
+    """One metric as a reward vector, with its reward model.
+
+    Attributes:
+        name: Metric name (``quality``, ``cost_usd``, ``utility``...).
+        rewards: ``(n,)`` reward of the logged action; NaN = unknown (row excluded, counted).
+        reward_hat: ``(n, k)`` out-of-fold reward-model predictions (finite on the included rows),
+            or None (then only IPS / SNIPS can run).
+        reward_model: Provenance of ``reward_hat`` (:meth:`RewardModelFit.describe`), or None.
+    """
+
+    name: str
+    rewards: np.ndarray
+    reward_hat: np.ndarray | None = None
+    reward_model: dict[str, Any] | None = None
+
+    @property
+    def included(self) -> np.ndarray:
+        """``(n,)`` bool: rows with a known reward."""
+        return np.isfinite(self.rewards)
+
+
+def fit_metric(
+    name: str,
+    X: object,
+    actions: object,
+    rewards: object,
+    n_actions: int,
+    *,
+    folds: int = 5,
+    kind: str = "lightgbm",
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> MetricData:
+    """:class:`MetricData` with a reward model cross-fitted on the rows whose reward is known.
+
+    Args:
+        name: Metric name.
+        X: ``(n, d)`` context features.
+        actions: ``(n,)`` logged actions.
+        rewards: ``(n,)`` rewards, NaN where unknown (not used for fitting, excluded later).
+        n_actions: Number of actions.
+        folds, kind, params, seed: See :func:`~router_rl.ope.reward_model.cross_fit_reward_model`.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    x = np.asarray(X)
+    if r.ndim != 1 or x.ndim != 2 or x.shape[0] != r.shape[0]:
+        raise OPEInputError(name, f"expected X (n, d) and rewards (n,), got {x.shape} and {r.shape}")
+    keep = np.isfinite(r)
+    fit: RewardModelFit = cross_fit_reward_model(
+        x[keep], np.asarray(actions)[keep], r[keep], n_actions, folds=folds, kind=kind, params=params, seed=seed
+    )
+    q = np.full((r.shape[0], n_actions), np.nan)
+    q[keep] = fit.predictions
+    return MetricData(name=name, rewards=r, reward_hat=q, reward_model=fit.describe())
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric of one policy.
+
+    Attributes:
+        metric: Metric name.
+        n: Rows used.
+        n_excluded: Rows without a known reward (excluded).
+        exact: True when the value is computed from the distribution (no estimator).
+        estimates: ``estimator -> Estimate`` (``{"exact": ...}`` for exact metrics).
+        difference: ``estimator -> Estimate`` of ``policy - incumbent`` on the same resamples
+            (None for the incumbent itself).
+    """
+
+    metric: str
+    n: int
+    n_excluded: int
+    exact: bool
+    estimates: dict[str, Estimate]
+    difference: dict[str, Estimate] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "metric": self.metric,
+            "n": self.n,
+            "n_excluded": self.n_excluded,
+            "exact": self.exact,
+            "estimates": {k: v.to_dict() for k, v in self.estimates.items()},
+            "difference": None if self.difference is None else {k: v.to_dict() for k, v in self.difference.items()},
+        }
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """Everything measured for one target policy (or the logging incumbent).
+
+    Attributes:
+        name: Display name.
+        metrics: ``metric -> MetricResult``.
+        weights: Importance-weight diagnostics on every row (ESS, max weight); None for the
+            logging policy (its weights are 1).
+        support: Support check; None for the logging policy.
+    """
+
+    name: str
+    metrics: dict[str, MetricResult]
+    weights: WeightDiagnostics | None
+    support: SupportCheck | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "name": self.name,
+            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "weights": None if self.weights is None else self.weights.to_dict(),
+            "support": None if self.support is None else self.support.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class LoggedEvaluation:
+    """Result of :func:`evaluate_logged`.
+
+    Attributes:
+        n_rows: Logged rows.
+        models: Action names (column order).
+        incumbent: ``"logged"`` or the name of the target used as incumbent.
+        incumbent_result: The logging policy's own values when ``incumbent == "logged"``.
+        policies: ``name -> PolicyResult`` in the order given.
+        estimators: Estimator labels used.
+        reward_models: ``metric -> reward-model provenance`` (None: no model; exact metrics).
+        alpha, n_bootstrap, seed: Interval settings.
+    """
+
+    n_rows: int
+    models: tuple[str, ...]
+    incumbent: str
+    incumbent_result: PolicyResult | None
+    policies: dict[str, PolicyResult]
+    estimators: tuple[str, ...]
+    reward_models: dict[str, dict[str, Any] | None]
+    alpha: float
+    n_bootstrap: int
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _interval(
+    e_label: str,
+    value: float,
+    boot: np.ndarray,
+    alpha: float,
+    n_bootstrap: int,
+    n: int,
+    diag: WeightDiagnostics | None = None,
+) -> Estimate:
+    lo, hi = percentile_interval(boot, alpha)
+    return Estimate(
+        estimator=e_label,
+        value=float(value),
+        lower=float(lo),
+        upper=float(hi),
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        n=n,
+        diagnostics=diag,
+    )
+
+
+def evaluate_logged(
+    *,
+    actions: object,
+    propensities: object,
+    logging_probs: object,
+    targets: Mapping[str, np.ndarray],
+    metrics: Sequence[MetricData],
+    models: Sequence[str],
+    exact_metrics: Mapping[str, object] | None = None,
+    incumbent: str = LOGGED,
+    estimators: Sequence[OffPolicyEstimator] | None = None,
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    groups: Sequence[str] | np.ndarray | None = None,
+    group_by: Sequence[str] = (),
+    support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
+    row_labels: Sequence[str] | None = None,
+) -> LoggedEvaluation:
+    """Every estimator for every target and metric, paired differences vs the incumbent, support.
+
+    Args:
+        actions: ``(n,)`` logged actions.
+        propensities: ``(n,)`` logging probability of each logged action.
+        logging_probs: ``(n, k)`` full logging distribution (the support check and exact metrics
+            of the logging policy need it).
+        targets: ``name -> (n, k)`` target distributions.
+        metrics: Estimated metrics (:class:`MetricData`; :func:`fit_metric` builds them).
+        models: ``k`` action names.
+        exact_metrics: ``name -> (k,)`` per-action value (e.g. ``is local``), computed exactly.
+        incumbent: ``"logged"`` (the logging policy) or a key of ``targets``.
+        estimators: Default: DM, IPS, SNIPS, DR, switch-DR (IPS / SNIPS only for a metric without
+            a reward model).
+        n_bootstrap: Resamples (shared by every target of a metric: paired).
+        alpha: Interval level.
+        seed: Bootstrap seed.
+        groups, group_by, support_threshold, row_labels: See :func:`support_check`.
+
+    Raises:
+        OPEInputError: malformed arrays, an unknown incumbent, or a propensity that disagrees
+            with ``logging_probs``.
+    """
+    p0 = check_distribution(logging_probs, name="logging_probs")
+    n, k = p0.shape
+    a = check_actions(actions, k, n=n)
+    p = check_propensities(propensities, n=n)
+    rows = np.arange(n)
+    off = np.abs(p0[rows, a] - p) > 1e-6
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        raise OPEInputError(
+            "propensities",
+            f"differs from logging_probs at the logged action ({p[i]} vs {p0[i, a[i]]})",
+            index=i,
+            n_bad=int(off.sum()),
+        )
+    if len(models) != k:
+        raise OPEInputError("models", f"expected {k} names, got {len(models)}")
+    alpha = check_alpha(alpha)
+    n_bootstrap = check_n_bootstrap(n_bootstrap)
+    tg = {name: check_distribution(t, n=n, n_actions=k, name=f"targets[{name!r}]") for name, t in targets.items()}
+    if not tg:
+        raise OPEInputError("targets", "expected at least one target policy")
+    if incumbent != LOGGED and incumbent not in tg:
+        raise OPEInputError("incumbent", f"expected {LOGGED!r} or one of {list(tg)}, got {incumbent!r}")
+    names_seen = [m.name for m in metrics] + list(exact_metrics or {})
+    if len(set(names_seen)) != len(names_seen):
+        raise OPEInputError("metrics", f"duplicate metric names {names_seen}")
+    base = list(estimators) if estimators is not None else default_estimators()
+    labels = tuple(e.label for e in base)
+
+    per: dict[str, dict[str, MetricResult]] = {name: {} for name in tg}
+    inc_metrics: dict[str, MetricResult] = {}
+    reward_models: dict[str, dict[str, Any] | None] = {}
+    warnings: list[str] = []
+
+    for md in metrics:
+        r_all = np.asarray(md.rewards, dtype=np.float64)
+        if r_all.shape != (n,):
+            raise OPEInputError(f"metrics[{md.name!r}].rewards", f"expected shape ({n},), got {r_all.shape}")
+        keep = md.included
+        m = int(keep.sum())
+        if m == 0:
+            raise OPEInputError(f"metrics[{md.name!r}].rewards", "no row has a known reward")
+        q = None
+        if md.reward_hat is not None:
+            q = np.asarray(md.reward_hat, dtype=np.float64)[keep]
+        ests = base if q is not None else [e for e in base if not _needs_reward_model(e)]
+        if len(ests) < len(base):
+            warnings.append(f"{md.name}: no reward model, so only {[e.label for e in ests]} are reported")
+        reward_models[md.name] = md.reward_model
+        blocks: list[np.ndarray] = [r_all[keep][:, None]]  # column 0: the on-policy mean
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        col = 1
+        datas: dict[str, LoggedFeedback] = {}
+        for name, t in tg.items():
+            data = LoggedFeedback.from_arrays(
+                rewards=r_all[keep], actions=a[keep], propensities=p[keep], target=t[keep], reward_hat=q
+            )
+            datas[name] = data
+            for e in ests:
+                b = np.asarray(e.columns(data), dtype=np.float64)
+                blocks.append(b)
+                spans[(name, e.label)] = (col, col + b.shape[1])
+                col += b.shape[1]
+        cols = np.concatenate(blocks, axis=1)
+        sums = cols.sum(axis=0)
+        boot = bootstrap_column_sums(cols, n_bootstrap, np.random.default_rng([seed, 17]))
+        on_val, on_boot = sums[0] / m, boot[:, 0] / m
+        values: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
+        for (name, lab), (lo, hi) in spans.items():
+            e = next(x for x in ests if x.label == lab)
+            values[(name, lab)] = (float(e.combine(sums[lo:hi], m)), np.asarray(e.combine(boot[:, lo:hi], m)))
+        for name, data in datas.items():
+            diag = weight_diagnostics(data.weights())
+            estimates = {
+                lab: _interval(
+                    lab,
+                    *values[(name, lab)],
+                    alpha,
+                    n_bootstrap,
+                    m,
+                    diag if next(x for x in ests if x.label == lab).uses_weights else None,
+                )
+                for lab in (e.label for e in ests)
+            }
+            diff = None
+            if name != incumbent:
+                diff = {}
+                for lab in (e.label for e in ests):
+                    v, bs = values[(name, lab)]
+                    iv: float
+                    if incumbent == LOGGED:
+                        iv, ib = float(on_val), on_boot
+                    else:
+                        iv, ib = values[(incumbent, lab)]
+                    diff[lab] = _interval(lab, v - iv, bs - ib, alpha, n_bootstrap, m)
+            per[name][md.name] = MetricResult(md.name, m, n - m, False, estimates, diff)
+        inc_metrics[md.name] = MetricResult(
+            md.name, m, n - m, False, {ON_POLICY: _interval(ON_POLICY, float(on_val), on_boot, alpha, n_bootstrap, m)}
+        )
+
+    for mname, per_action in (exact_metrics or {}).items():
+        vec = np.asarray(per_action, dtype=np.float64)
+        if vec.shape != (k,) or not np.isfinite(vec).all():
+            raise OPEInputError(f"exact_metrics[{mname!r}]", f"expected {k} finite per-action values, got {vec.shape}")
+        reward_models[mname] = None
+        names = list(tg)
+        cols = np.column_stack([p0 @ vec, *[tg[nm] @ vec for nm in names]])
+        sums = cols.sum(axis=0) / n
+        boot = bootstrap_column_sums(cols, n_bootstrap, np.random.default_rng([seed, 17])) / n
+        inc_idx = 0 if incumbent == LOGGED else 1 + names.index(incumbent)
+        for j, nm in enumerate(names, start=1):
+            est = {EXACT: _interval(EXACT, sums[j], boot[:, j], alpha, n_bootstrap, n)}
+            diff_exact = None
+            if nm != incumbent:
+                diff_exact = {
+                    EXACT: _interval(
+                        EXACT, sums[j] - sums[inc_idx], boot[:, j] - boot[:, inc_idx], alpha, n_bootstrap, n
+                    )
+                }
+            per[nm][mname] = MetricResult(mname, n, 0, True, est, diff_exact)
+        inc_metrics[mname] = MetricResult(
+            mname, n, 0, True, {EXACT: _interval(EXACT, sums[0], boot[:, 0], alpha, n_bootstrap, n)}
+        )
+
+    policies: dict[str, PolicyResult] = {}
+    for name, t in tg.items():
+        sc = support_check(
+            t, p0, a, models, groups=groups, group_by=group_by, threshold=support_threshold, row_labels=row_labels
+        )
+        if sc.violated:
+            warnings.append(
+                f"{name}: {100 * sc.unsupported_mass:.2f}% of its probability mass is on models the logger gives "
+                f"propensity < {support_threshold:g} ({sc.rows_unsupported} rows): IPS/SNIPS/DR are biased there"
+            )
+        policies[name] = PolicyResult(name, per[name], weight_diagnostics(t[rows, a] / p), sc)
+    inc = PolicyResult(LOGGED, inc_metrics, None, None) if incumbent == LOGGED else None
+    return LoggedEvaluation(
+        n_rows=n,
+        models=tuple(models),
+        incumbent=incumbent,
+        incumbent_result=inc,
+        policies=policies,
+        estimators=labels,
+        reward_models=reward_models,
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        seed=int(seed),
+        warnings=warnings,
+    )
+
+
+def _needs_reward_model(e: OffPolicyEstimator) -> bool:
+    return e.name in ("dm", "dr", "switch_dr")
