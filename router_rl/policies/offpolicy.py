@@ -1,5 +1,8 @@
 """Learning a routing policy from the router's own log: partial feedback, selection bias corrected.
 
+(Over 500 lines on purpose: the corrections, their cross-fitted reward models and the metadata
+they record are one method; the docstring explains the choices at length.)
+
 A decision log holds, per request, the features ``x``, the model the logging policy chose ``A``
 (sampled with probability ``p = π₀(A | x)``, its *propensity*) and the outcome of that one model
 (quality label, cost, latency). Every learner of :mod:`router_rl.policies` is fitted on a

@@ -3,6 +3,8 @@
 Everything the live router needs from a backend lives here: request/result dataclasses, a
 typed error with a machine-readable :class:`ProviderErrorKind`, the :class:`Provider` ABC, the
 validated :class:`ProviderConfig` and the provider registry (:func:`build_provider`).
+(Over 500 lines on purpose: it is the one contract every provider module implements; split, a
+provider author would need five files open to write one provider.)
 
 Secrets: API keys come from an environment variable (``api_key_env``) or a file
 (``api_key_file``), never inline. They are held in a :class:`Secret` whose ``repr``/``str`` is
