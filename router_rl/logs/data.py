@@ -3,7 +3,8 @@
 One row per routed decision (the ``router-rl logs join`` output, :data:`LOGGED_SCHEMA`), in the
 style of Open Bandit Pipeline's ``bandit_feedback`` dict, but as a frozen dataclass whose
 constructor checks every array (over 500 lines on purpose: the validation of every field with
-error messages naming the column and rows is most of it, and it belongs with the fields). Off-policy evaluation (:mod:`router_rl.ope`) and off-policy
+error messages naming the column and rows is most of it, and it belongs with the fields).
+Off-policy evaluation (:mod:`router_rl.ope`) and off-policy
 learning read these arrays; nothing here knows about policy objects.
 
 Semantics (``docs/traces.md``, *Logged feedback*):
