@@ -26,7 +26,8 @@ from typing import Any
 import polars as pl
 
 from router_rl.router.refine import RefineConfig
-from router_rl.traces.simulate import COMPLEXITIES, RefinementModel, simulate_fleet, simulate_refinement
+from router_rl.traces.refinement import RefinementModel, simulate_refinement
+from router_rl.traces.simulate import COMPLEXITIES, simulate_fleet
 
 
 @dataclass

@@ -17,7 +17,8 @@ import polars as pl
 from router_rl.providers import CompletionRequest, build_provider
 from router_rl.replay.server import TASK_HEADER, ReplayBackend, ReplayBackendServer
 from router_rl.router.refine import Check, Generation, RefineConfig, parse_score, refine
-from router_rl.traces.simulate import simulate_fleet, simulate_refinement
+from router_rl.traces.refinement import simulate_refinement
+from router_rl.traces.simulate import simulate_fleet
 
 MODEL = "qwen2.5-coder:7b"
 

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from router_rl.traces.simulate import RefinementModel, simulate_fleet, simulate_refinement
+from router_rl.traces.refinement import RefinementModel, simulate_refinement
+from router_rl.traces.simulate import simulate_fleet
 
 POLICY = {"qwen2.5-coder:7b": (3, 0.90), "devstral-small-2:24b": (5, 0.95), "qwen2.5-coder:32b": (7, 0.98)}
 
