@@ -266,6 +266,12 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
         notes["routerbench_train"] = args.routerbench_train
     else:
         train, val, test = (matrix.split(s) for s in ("train", "val", "test"))
+    train = _cap_train(train, val, test, notes, seed, args)
+    return Splits(train, val, test, notes)
+
+
+def _cap_train(train: Any, val: Any, test: Any, notes: dict[str, Any], seed: int, args: Args) -> Any:
+    """``train`` subsampled to ``--max-train-tasks`` (seeded), with the split sizes noted in ``notes``."""
     notes["n_tasks_full_train"] = train.n_tasks
     if args.max_train_tasks and train.n_tasks > args.max_train_tasks:
         rng = np.random.default_rng([seed, 11])
@@ -273,7 +279,7 @@ def load_splits(dataset: str, seed: int, args: Args) -> Splits:
         notes["train_subsampled_to"] = args.max_train_tasks
     notes["n_tasks"] = {"train": train.n_tasks, "val": val.n_tasks, "test": test.n_tasks}
     notes["n_models"] = len(train.models)
-    return Splits(train, val, test, notes)
+    return train
 
 
 def _load_file(path: str, seed: int, args: Args) -> Splits:
@@ -291,13 +297,7 @@ def _load_file(path: str, seed: int, args: Args) -> Splits:
         notes["removed_tasks"] = ts.report.dropped_tasks
     if carve:
         notes["split_notes"] = carve
-    notes["n_tasks_full_train"] = train.n_tasks
-    if args.max_train_tasks and train.n_tasks > args.max_train_tasks:
-        rng = np.random.default_rng([seed, 11])
-        train = train.take(np.sort(rng.choice(train.n_tasks, args.max_train_tasks, replace=False)))
-        notes["train_subsampled_to"] = args.max_train_tasks
-    notes["n_tasks"] = {"train": train.n_tasks, "val": val.n_tasks, "test": test.n_tasks}
-    notes["n_models"] = len(train.models)
+    train = _cap_train(train, val, test, notes, seed, args)
     return Splits(train, val, test, notes, user_file=True, simulated=ts.ground_truth is not None)
 
 

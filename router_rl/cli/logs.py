@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from router_rl.cli.console import make_console
+        from router_rl.cli.options import load_catalog_option
         from router_rl.logs.join import LABEL_RULES, JoinError, join_logs
         from router_rl.traces.decision_log import DecisionLogError
         from router_rl.traces.feedback import FeedbackError
@@ -105,14 +106,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{decision_dir}: no such folder", param_hint="DECISION_DIR")
         if feedback is not None and not feedback.is_dir():
             raise typer.BadParameter(f"{feedback}: no such folder", param_hint="--feedback")
-        cat = None
-        if catalog is not None:
-            from router_rl.traces.catalog import ModelCatalog
-
-            try:
-                cat = ModelCatalog.load(catalog)
-            except (OSError, ValueError) as e:
-                raise typer.BadParameter(f"{catalog}: {e}", param_hint="--catalog") from e
+        cat = load_catalog_option(catalog)
         try:
             table, rep = join_logs(decision_dir, feedback, label_rule=label_rule, source_priority=source_priority,
                                    catalog=cat, expect_fingerprint=expect_fingerprint, drop_unusable=drop_unusable)
@@ -143,17 +137,11 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from router_rl.cli.console import make_console
+        from router_rl.cli.options import load_catalog_option
         from router_rl.logs.data import LoggedDataError, load_logged
 
         console = make_console()
-        cat = None
-        if catalog is not None:
-            from router_rl.traces.catalog import ModelCatalog
-
-            try:
-                cat = ModelCatalog.load(catalog)
-            except (OSError, ValueError) as e:
-                raise typer.BadParameter(f"{catalog}: {e}", param_hint="--catalog") from e
+        cat = load_catalog_option(catalog)
         try:
             data = load_logged(file, catalog=cat)
         except (LoggedDataError, FileNotFoundError) as e:

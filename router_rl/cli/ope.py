@@ -154,6 +154,7 @@ def register(app: typer.Typer) -> None:
         import polars as pl
 
         from router_rl.cli.evaluate import _specs
+        from router_rl.cli.options import load_catalog_option
         from router_rl.core.errors import ConfigError
         from router_rl.eval.logged import (
             GROUP_COLUMNS,
@@ -205,14 +206,7 @@ def register(app: typer.Typer) -> None:
         specs = _specs(policies, more)
         if not specs:
             raise typer.BadParameter("give at least one policy (-p DIR_OR_NAME)", param_hint="--policies")
-        cat = None
-        if catalog is not None:
-            from router_rl.traces.catalog import ModelCatalog
-
-            try:
-                cat = ModelCatalog.load(catalog)
-            except (OSError, ValueError) as e:
-                raise typer.BadParameter(f"{catalog}: {e}", param_hint="--catalog") from None
+        cat = load_catalog_option(catalog)
         try:
             data = load_logged(log, catalog=cat)
             have = pl.read_parquet_schema(log)

@@ -29,6 +29,15 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return str(v)
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> Path:
+    """Add the legend, write ``fig`` to ``path`` (PNG, 110 dpi), close it and return ``path``."""
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plots(res: EvaluationResult, out: Path) -> list[Path]:
     import matplotlib
 
@@ -54,12 +63,7 @@ def _plots(res: EvaluationResult, out: Path) -> list[Path]:
     ax.set_xlabel("mean cost per request (USD)")
     ax.set_ylabel("mean quality")
     ax.set_title(f"Cost-quality frontier ({res.split}, reference: {res.reference_model})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = out / "frontier.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    files.append(p)
+    files.append(_save(plt, fig, ax, out / "frontier.png"))
     # per-group bars
     cols = sorted({c for pe in res.policies.values() for c in pe.by_group})
     for col in cols:
@@ -74,12 +78,7 @@ def _plots(res: EvaluationResult, out: Path) -> list[Path]:
         ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("mean quality")
         ax.set_title(f"Quality by {col}")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out / f"by_{col}.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        files.append(p)
+        files.append(_save(plt, fig, ax, out / f"by_{col}.png"))
     # calibration
     cal = {n: pe.calibration for n, pe in res.policies.items() if pe.calibration is not None}
     if cal:
@@ -95,12 +94,7 @@ def _plots(res: EvaluationResult, out: Path) -> list[Path]:
         ax.set_xlabel("predicted success of the chosen model")
         ax.set_ylabel("observed quality")
         ax.set_title("Calibration")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out / "calibration.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        files.append(p)
+        files.append(_save(plt, fig, ax, out / "calibration.png"))
     return files
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -163,24 +163,9 @@ def trace_features(train: OutcomeMatrix, *, simulated: bool) -> FeatureFn:
         train: Training split the shared encoder is fitted on.
         simulated: The traces come from :func:`router_rl.traces.simulate_fleet` (have ground truth).
     """
-    import numpy as np
 
     from router_rl.eval.runner import default_features
 
     if simulated:
         return default_features(train)
-    cache: dict[str, Any] = {}
-
-    def shared_encoder() -> Any:
-        if "enc" not in cache:
-            from router_rl.features.encoder import FeatureEncoder
-
-            cache["enc"] = FeatureEncoder(task_encoder_config(train.tasks)).fit(train.tasks)
-        return cache["enc"]
-
-    def features(policy: RoutingPolicy, matrix: OutcomeMatrix) -> np.ndarray:
-        enc = getattr(policy, "encoder", None) or shared_encoder()
-        return np.asarray(enc.transform(matrix.tasks))
-
-    features.shared_encoder = shared_encoder  # type: ignore[attr-defined]
-    return features
+    return default_features(train, config=lambda: task_encoder_config(train.tasks))

@@ -289,15 +289,22 @@ def _oracle_frontier(matrix: OutcomeMatrix, ref: int, lambdas: Sequence[float], 
     return pts
 
 
-def default_features(train: OutcomeMatrix) -> FeatureFn:
-    """Feature function: the policy's own encoder when it has one, else one encoder fitted on ``train``."""
+def default_features(train: OutcomeMatrix, config: Callable[[], Any] | None = None) -> FeatureFn:
+    """Feature function: the policy's own encoder when it has one, else one encoder fitted on ``train``.
+
+    Args:
+        train: Training split the shared encoder is fitted on (when first needed).
+        config: Builds the shared encoder's :class:`~router_rl.features.encoder.EncoderConfig`
+            (called once, when first needed); default: the encoder's default config restricted
+            to ``train``'s task columns.
+    """
     cache: dict[str, Any] = {}
 
     def shared_encoder() -> Any:
         if "enc" not in cache:
             from router_rl.features.encoder import FeatureEncoder
 
-            cfg = FeatureEncoder().config.restricted_to(train.tasks.columns)
+            cfg = config() if config is not None else FeatureEncoder().config.restricted_to(train.tasks.columns)
             cache["enc"] = FeatureEncoder(cfg).fit(train.tasks)
         return cache["enc"]
 

@@ -333,6 +333,22 @@ class HTTPProvider(Provider):
             raise self._err(ProviderErrorKind.MALFORMED, "response JSON is not an object", req=req)
         return data, latency
 
+    @contextlib.asynccontextmanager
+    async def open_stream(self, url: str, body: dict[str, Any], headers: dict[str, str], req: CompletionRequest
+                          ) -> AsyncIterator[httpx.Response]:
+        """POST a streaming request; the open response, or its non-2xx status as :meth:`map_status`'s error.
+
+        Transport errors (``httpx.HTTPError``) propagate unmapped: the caller knows whether the
+        stream had started.
+        """
+        async with self.client().stream(
+            "POST", url, json=body, headers=headers, timeout=self._timeout(req.timeout_s)
+        ) as resp:
+            if resp.status_code >= 300:
+                text = (await resp.aread()).decode("utf-8", "replace")
+                raise self.map_status(resp, text, req)
+            yield resp
+
     @staticmethod
     def request_headers(req: CompletionRequest) -> dict[str, str]:
         """Extra per-request headers from ``req.extra['headers']``."""

@@ -131,12 +131,7 @@ class AnthropicProvider(HTTPProvider):
         out_tok: int | None = None
         finish: str | None = None
         try:
-            async with self.client().stream(
-                "POST", url, json=body, headers=headers, timeout=self._timeout(req.timeout_s)
-            ) as resp:
-                if resp.status_code >= 300:
-                    text = (await resp.aread()).decode("utf-8", "replace")
-                    raise self.map_status(resp, text, req)
+            async with self.open_stream(url, body, headers, req) as resp:
                 started = True
                 async for ev in iter_sse(resp.aiter_lines()):
                     try:

@@ -121,14 +121,8 @@ class OpenAICompatibleProvider(HTTPProvider):
         finished = False
         done = False
         parts: list[str] = []
-        client = self.client()
         try:
-            async with client.stream(
-                "POST", url, json=body, headers=headers, timeout=self._timeout(req.timeout_s)
-            ) as resp:
-                if resp.status_code >= 300:
-                    text = (await resp.aread()).decode("utf-8", "replace")
-                    raise self.map_status(resp, text, req)
+            async with self.open_stream(url, body, headers, req) as resp:
                 started = True
                 usage: Usage | None = None
                 finish: str | None = None

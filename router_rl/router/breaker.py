@@ -139,26 +139,25 @@ class CircuitBreaker:
     # --- protocol ---------------------------------------------------------------------------
     def allow(self) -> bool:
         """Whether a call may be made now (reserves a probe slot when half-open)."""
-        with self._lock:
-            self._maybe_half_open()
-            if self._state == BreakerState.CLOSED:
-                return True
-            if self._state == BreakerState.OPEN:
-                return False
-            if self._probes_in_flight < self.config.half_open_max_probes:
-                self._probes_in_flight += 1
-                return True
-            return False
+        return self._admit(reserve=True)
 
     def would_allow(self) -> bool:
         """Like :meth:`allow` but reserves nothing (for planning fallback chains)."""
+        return self._admit(reserve=False)
+
+    def _admit(self, *, reserve: bool) -> bool:
+        """Whether a call may be made now; with ``reserve``, a half-open breaker takes a probe slot."""
         with self._lock:
             self._maybe_half_open()
             if self._state == BreakerState.CLOSED:
                 return True
             if self._state == BreakerState.OPEN:
                 return False
-            return self._probes_in_flight < self.config.half_open_max_probes
+            if self._probes_in_flight >= self.config.half_open_max_probes:
+                return False
+            if reserve:
+                self._probes_in_flight += 1
+            return True
 
     def release(self) -> None:
         """Give back a probe slot reserved by :meth:`allow` for a call that was not made."""

@@ -186,6 +186,34 @@ class ChainWalker:
         if ctx.sensitive and not self.table.local[model]:
             raise PrivacyGuardError(f"refusing to send sensitive request {ctx.request_id} to cloud model {model}")
 
+    def gate(self, ctx: RequestContext, model: str) -> tuple[CircuitBreaker, Reservation | None] | str:
+        """Take ``model``'s breaker slot and budget reservation, or say why the attempt is skipped.
+
+        A refused attempt is recorded in ``ctx.attempts``; a breaker slot taken for a refused
+        reservation is released.
+
+        Returns:
+            ``(breaker, reservation)`` (``reservation`` is ``None`` when the budget holds nothing),
+            or the skip reason: ``"breaker_open"`` or ``"budget_exhausted"``.
+
+        Raises:
+            BudgetExhaustedError: the budget refuses (behaviour ``reject``).
+        """
+        breaker = self.breakers[self.model_provider[model]]
+        if not breaker.allow():
+            ctx.attempts.append(f"{model}:breaker_open")
+            return "breaker_open"
+        try:
+            reservation = self.reserve(ctx, model)
+        except BaseException:
+            breaker.release()
+            raise
+        if reservation is False:
+            breaker.release()
+            ctx.attempts.append(f"{model}:budget_exhausted")
+            return "budget_exhausted"
+        return breaker, reservation if isinstance(reservation, Reservation) else None
+
     def record_failure(self, ctx: RequestContext, model: str, err: ProviderError, breaker: CircuitBreaker) -> None:
         """Count a failed attempt (its breaker, unless the failure is the client's; local failure streak)."""
         ctx.attempts.append(f"{model}:{err.kind.value}")
@@ -236,20 +264,10 @@ class ChainWalker:
             PrivacyGuardError: a sensitive request and a cloud model.
         """
         self.guard(ctx, model)
-        breaker = self.breakers[self.model_provider[model]]
-        if not breaker.allow():
-            ctx.attempts.append(f"{model}:breaker_open")
-            raise CallSkipped(model, "breaker_open")
-        try:
-            reservation = self.reserve(ctx, model)
-        except BaseException:
-            breaker.release()
-            raise
-        if reservation is False:
-            breaker.release()
-            ctx.attempts.append(f"{model}:budget_exhausted")
-            raise CallSkipped(model, "budget_exhausted")
-        held = reservation if isinstance(reservation, Reservation) else None
+        gated = self.gate(ctx, model)
+        if isinstance(gated, str):
+            raise CallSkipped(model, gated)
+        breaker, held = gated
         base = self.request_for(ctx, model)
         timeout = min(timeout_s, base.timeout_s) if base.timeout_s is not None else timeout_s
         extra = {**base.extra, "headers": {**base.extra.get("headers", {}), **(headers or {})}}
@@ -370,23 +388,12 @@ class ChainWalker:
         def admit(model: str) -> tuple[CircuitBreaker, Reservation | None] | None:
             """Synchronous gate of one attempt: breaker, budget reservation, privacy guard."""
             nonlocal first_reason
-            breaker = self.breakers[self.model_provider[model]]
-            if not breaker.allow():
-                ctx.attempts.append(f"{model}:breaker_open")
-                first_reason = first_reason or "breaker_open"
-                return None
-            try:
-                reservation = self.reserve(ctx, model)
-            except BaseException:
-                breaker.release()
-                raise
-            if reservation is False:
-                breaker.release()
-                ctx.attempts.append(f"{model}:budget_exhausted")
-                first_reason = first_reason or "budget_exhausted"
+            gated = self.gate(ctx, model)
+            if isinstance(gated, str):
+                first_reason = first_reason or gated
                 return None
             self.guard(ctx, model)
-            return breaker, reservation if isinstance(reservation, Reservation) else None
+            return gated
 
         async def try_model(model: str, breaker: CircuitBreaker, reservation: Reservation | None) -> _T | None:
             nonlocal first_reason, slow_failure

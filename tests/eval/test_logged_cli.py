@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _logged_helpers import joined_sim_log
 from typer.testing import CliRunner
 
 from router_rl.cli.main import app
@@ -19,34 +20,15 @@ FAST = ["--n-bootstrap", "50", "--folds", "2", "--reward-model-param", "pca_comp
 def logdir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A LightGBM logger (saved) exploring 10% on a 300-task fleet: 800 joined decisions, 10% failing over."""
     from router_rl.features import EncoderConfig, FeatureEncoder
-    from router_rl.logs.join import join_logs
-    from router_rl.logs.simulate import LogSimulationConfig, simulate_log
+    from router_rl.logs.simulate import LogSimulationConfig
     from router_rl.policies import make_policy
-    from router_rl.policies.exploration import ExplorationConfig
-    from router_rl.traces import simulate_fleet
 
-    fleet = simulate_fleet(300, seed=5)
-    m = fleet.matrix()
-    tr = m.split("train")
-    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
-    logger = make_policy("lgbm", m.models, config={"num_boost_round": 20, "early_stopping_rounds": 5, "cv_folds": 2})
-    logger.attach_encoder(enc)
-    logger.fit(enc.transform(tr.tasks), tr, seed=0)
-    log = simulate_log(
-        fleet,
-        logger,
-        n=800,
-        exploration=ExplorationConfig(epsilon=0.1),
-        split="test",
-        seed=2,
-        config=LogSimulationConfig(feedback_rate=0.9, fallback_rate=0.1),
-    )
     d = tmp_path_factory.mktemp("ope_cli")
-    log.write(d / "sim")
-    table, _ = join_logs(d / "sim" / "decisions", d / "sim" / "feedback", catalog=log.catalog)
-    table.write_parquet(d / "logged.parquet")
+    m, tr, _, table, _ = joined_sim_log(
+        d, n_tasks=300, fleet_seed=5, num_boost_round=20, early_stopping_rounds=5, n=800, epsilon=0.1, log_seed=2,
+        log_config=LogSimulationConfig(feedback_rate=0.9, fallback_rate=0.1),
+    )
     table.drop("action_locations").write_parquet(d / "no_locations.parquet")
-    logger.save(d / "logger")
     foreign = make_policy("random", m.models)
     foreign.attach_encoder(FeatureEncoder(EncoderConfig(n_word_hash=32).restricted_to(tr.tasks.columns)).fit(tr.tasks))
     foreign.save(d / "foreign")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _logged_helpers import joined_sim_log
 
 from router_rl.eval.logged import (
     LOG_OPE_SCHEMA_VERSION,
@@ -31,33 +32,14 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.data import load_logged
-    from router_rl.logs.join import join_logs
-    from router_rl.logs.simulate import LogSimulationConfig, simulate_log
+    from router_rl.logs.simulate import LogSimulationConfig
     from router_rl.policies import make_policy
-    from router_rl.policies.exploration import ExplorationConfig
-    from router_rl.traces import simulate_fleet
 
-    fleet = simulate_fleet(400, seed=3)
-    m = fleet.matrix()
-    tr = m.split("train")
-    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
-    logger = make_policy("lgbm", m.models, config={"num_boost_round": 30, "early_stopping_rounds": 10, "cv_folds": 2})
-    logger.attach_encoder(enc)
-    logger.fit(enc.transform(tr.tasks), tr, seed=0)
-    log = simulate_log(
-        fleet,
-        logger,
-        n=1500,
-        exploration=ExplorationConfig(epsilon=0.2),
-        split="test",
-        seed=1,
-        config=LogSimulationConfig(feedback_rate=0.8),
-    )
     d = tmp_path_factory.mktemp("ope_log")
-    log.write(d / "sim")
-    table, _ = join_logs(d / "sim" / "decisions", d / "sim" / "feedback", catalog=log.catalog)
-    table.write_parquet(d / "logged.parquet")
-    logger.save(d / "logger")
+    m, tr, log, _, logger = joined_sim_log(
+        d, n_tasks=400, fleet_seed=3, num_boost_round=30, early_stopping_rounds=10, n=1500, epsilon=0.2, log_seed=1,
+        log_config=LogSimulationConfig(feedback_rate=0.8),
+    )
     cheap = copy.copy(logger)
     cheap.decision = logger.decision.with_(lam=3.0)  # type: ignore[attr-defined]
     cheap.metadata = {**logger.metadata, "version": "lgbm(lam=3)"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -216,27 +218,23 @@ def test_unlabeled_rows_are_excluded_and_counted():
 
 def test_a_metric_without_reward_model_runs_only_ips_and_snips_and_says_so():
     b, logs = _bandit_log(4)
-    res = evaluate_logged(
-        actions=logs.actions,
-        propensities=logs.propensities,
-        logging_probs=b.logging,
-        targets={"t": b.target},
-        metrics=[MetricData("quality", logs.rewards)],
-        models=list("abcd"),
-        estimators=[IPS(), SNIPS()],
-        n_bootstrap=50,
-    )
+
+    def run(**estimators: Any) -> Any:
+        return evaluate_logged(
+            actions=logs.actions,
+            propensities=logs.propensities,
+            logging_probs=b.logging,
+            targets={"t": b.target},
+            metrics=[MetricData("quality", logs.rewards)],
+            models=list("abcd"),
+            n_bootstrap=50,
+            **estimators,
+        )
+
+    res = run(estimators=[IPS(), SNIPS()])
     assert set(res.policies["t"].metrics["quality"].estimates) == {"ips", "snips"}
     assert res.warnings == []
-    res2 = evaluate_logged(
-        actions=logs.actions,
-        propensities=logs.propensities,
-        logging_probs=b.logging,
-        targets={"t": b.target},
-        metrics=[MetricData("quality", logs.rewards)],
-        models=list("abcd"),
-        n_bootstrap=50,
-    )
+    res2 = run()
     assert "no reward model" in res2.warnings[0]
 
 

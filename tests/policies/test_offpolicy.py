@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _offpolicy_helpers import fit_logging_policy
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies.exploration import ExplorationConfig, explore
@@ -149,18 +150,9 @@ def test_bad_inputs_name_the_field() -> None:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A simulated fleet, a LightGBM logging policy and a 900-row log (80% labelled, 5% fallbacks)."""
-    from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.simulate import LogSimulationConfig, simulate_log
-    from router_rl.policies import make_policy
-    from router_rl.traces import simulate_fleet
 
-    fleet = simulate_fleet(500, seed=4)
-    m = fleet.matrix()
-    tr = m.split("train")
-    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
-    logging_policy = make_policy("lgbm", m.models, decision={"lam": 0.5})
-    logging_policy.attach_encoder(enc)
-    logging_policy.fit(enc.transform(tr.tasks), tr, seed=0)
+    fleet, _, enc, logging_policy = fit_logging_policy(500, seed=4)
     log = simulate_log(fleet, logging_policy, n=900, exploration=ExplorationConfig(epsilon=0.2), split="train",
                        seed=5, config=LogSimulationConfig(feedback_rate=0.8, fallback_rate=0.05))
     return {"fleet": fleet, "policy": logging_policy, "encoder": enc, "log": log, "data": log.logged()}

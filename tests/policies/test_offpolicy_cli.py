@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _offpolicy_helpers import fit_logging_policy
 from typer.testing import CliRunner
 
 from router_rl.cli.main import app
@@ -23,21 +24,12 @@ def _error_line(output: str) -> str:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A LightGBM logging policy artifact and its joined 700-row log (75% labelled, 5% fallbacks)."""
-    from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.join import join_logs
     from router_rl.logs.simulate import LogSimulationConfig, simulate_log
-    from router_rl.policies import make_policy
     from router_rl.policies.exploration import ExplorationConfig
-    from router_rl.traces import simulate_fleet
 
     root = tmp_path_factory.mktemp("offpolicy_cli")
-    fleet = simulate_fleet(400, seed=6)
-    m = fleet.matrix()
-    tr = m.split("train")
-    enc = FeatureEncoder(EncoderConfig().restricted_to(tr.tasks.columns)).fit(tr.tasks)
-    pol = make_policy("lgbm", m.models, decision={"lam": 0.5})
-    pol.attach_encoder(enc)
-    pol.fit(enc.transform(tr.tasks), tr, seed=0)
+    fleet, tr, _, pol = fit_logging_policy(400, seed=6)
     art = pol.save(root / "logging_policy")
     sim = simulate_log(fleet, pol, n=700, exploration=ExplorationConfig(epsilon=0.2), split="train", seed=2,
                        config=LogSimulationConfig(feedback_rate=0.75, fallback_rate=0.05))
