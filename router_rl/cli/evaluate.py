@@ -163,19 +163,54 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        traces: TracesOpt,
-        policies: PoliciesOpt,
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report.md/.html and plots.")],
+        traces: Annotated[Path | None, typer.Option(
+            "--traces", "-t", help="Trace file: offline evaluation of --policies on it.")] = None,
+        policies: Annotated[list[str] | None, typer.Option(
+            "--policies", "-p", help="Policies of the offline evaluation (with --traces).")] = None,
         more: MoreArg = None,
         split: SplitOpt = "test",
         n_bootstrap: BootOpt = 1000,
         seed: SeedOpt = 0,
         drop_invalid: DropOpt = False,
+        log: Annotated[Path | None, typer.Option(
+            "--log", help="Joined log (`router-rl logs join` parquet): the live operators' report.")] = None,
+        catalog: Annotated[Path | None, typer.Option(
+            "--catalog", help="--log: catalog.json (locations, prices for the counterfactual cost).")] = None,
+        decisions: Annotated[Path | None, typer.Option(
+            "--decisions", help="--log: the decision-log folder (tokens, breaker states, failed attempts).")] = None,
+        since: Annotated[str | None, typer.Option("--since", help="--log: from this ISO time (UTC).")] = None,
+        until: Annotated[str | None, typer.Option("--until", help="--log: before this ISO time (UTC).")] = None,
+        agent_type: Annotated[list[str] | None, typer.Option(
+            "--agent-type", help="--log: only these agent types (repeatable).")] = None,
+        reference: Annotated[str | None, typer.Option(
+            "--reference", help="--log: reference cloud model (default: the most expensive cloud model).")] = None,
+        ope: Annotated[bool, typer.Option("--ope/--no-ope", help="--log: estimate the reference's quality by OPE.")]
+        = True,
     ) -> None:
-        """Write a Markdown + HTML evaluation report with PNG plots."""
+        """Write a Markdown + HTML report with PNG plots: offline (--traces, --policies) or live (--log)."""
+        if log is not None and (traces is not None or policies or more):
+            raise typer.BadParameter("give --log (live report) or --traces with --policies (offline evaluation), "
+                                     "not both", param_hint="--log")
+        if log is None and traces is None:
+            raise typer.BadParameter("give --log (live report) or --traces with --policies (offline evaluation)",
+                                     param_hint="--log")
+        if log is not None:
+            from router_rl.cli.live import run_live_report
+
+            run_live_report(log, out, catalog=catalog, decisions=decisions, since=since, until=until,
+                            agent_types=agent_type, reference=reference, ope=ope, n_bootstrap=n_bootstrap, seed=seed)
+            return
+        if traces is None:  # pragma: no cover - checked above
+            raise typer.BadParameter("required", param_hint="--traces")
+        live_only = {"--catalog": catalog, "--decisions": decisions, "--since": since, "--until": until,
+                     "--agent-type": agent_type, "--reference": reference}
+        given = [k for k, v in live_only.items() if v]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)}: only with --log (the live report)", param_hint=given[0])
         from router_rl.eval.report import write_report
 
-        res = _run(traces, _specs(policies, more), split, n_bootstrap, seed, drop_invalid)
+        res = _run(traces, _specs(policies or [], more), split, n_bootstrap, seed, drop_invalid)
         _print(res)
         files = write_report(res, out)
         typer.echo(f"wrote {len(files)} files to {out}")

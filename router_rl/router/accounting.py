@@ -202,6 +202,13 @@ class Accounting:
         self.metrics.overhead.observe(max(0.0, total - ctx.backend_s))
         if fallback_reason:
             self.metrics.fallbacks.labels(reason=fallback_reason).inc()
+        answered = refine.model if refine is not None and served is not None else served
+        self.metrics.ops.observe_request(
+            request_id=ctx.request_id, model=served, outcome=outcome, latency_s=total,
+            location=(self.catalog[answered].location if answered in self.catalog else None) if answered else None,
+            complexity=COMPLEXITY_LEVELS[ctx.level], agent_type=ctx.inp.agent_type,
+            input_tokens=usage.input_tokens if usage else None, output_tokens=usage.output_tokens if usage else None,
+        )
         if self.decision_log is not None:
             self.decision_log.append(
                 self.row(ctx, d, served=served, fallback_reason=fallback_reason, cost=cost if served else None,

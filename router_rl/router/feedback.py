@@ -418,6 +418,8 @@ class FeedbackService:
         results = []
         for ev, pr, outcome, lb in zip(events, rows, outcomes, labels, strict=True):
             self._count(lb, outcome)
+            if outcome == "stored" and self._metrics is not None:
+                self._metrics.ops.observe_feedback(pr.row["request_id"], lb, ev.quality)
             results.append({"object": "feedback", "id": pr.key, "request_id": pr.row["request_id"],
                             "source": ev.source, "status": outcome, "redacted": list(ev.redacted)})
         log.debug("feedback: %d event(s) (%d stored)", len(results), outcomes.count("stored"))
