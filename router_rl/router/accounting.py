@@ -204,7 +204,7 @@ class Accounting:
             self.metrics.fallbacks.labels(reason=fallback_reason).inc()
         answered = refine.model if refine is not None and served is not None else served
         self.metrics.ops.observe_request(
-            request_id=ctx.request_id, model=served, outcome=outcome, latency_s=total,
+            request_id=ctx.request_id, model=served, outcome=outcome if d is not None else "rejected", latency_s=total,
             location=(self.catalog[answered].location if answered in self.catalog else None) if answered else None,
             complexity=COMPLEXITY_LEVELS[ctx.level], agent_type=ctx.inp.agent_type,
             input_tokens=usage.input_tokens if usage else None, output_tokens=usage.output_tokens if usage else None,

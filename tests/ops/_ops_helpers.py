@@ -23,6 +23,8 @@ from router_rl.router.engine import HybridRouter
 from router_rl.router.server import RouterServer, build_server_app
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 
+#: The repository's deploy/ folder (Prometheus rules, Grafana dashboards).
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MODELS = ("small-local", "big-local", "cloud-large")
 TOKEN = "tok-ops-0123456789abcdef"
 CLOUD_KEY_ENV = "ROUTER_RL_TEST_OPS_CLOUD_KEY"
