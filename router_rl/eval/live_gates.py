@@ -101,7 +101,8 @@ class LiveGates:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {"highest_passed": self.highest_passed, "inputs": self.inputs,
-                "phases": [{"phase": p.phase, "passed": p.passed, "binding": None if p.binding is None else asdict(p.binding),
+                "phases": [{"phase": p.phase, "passed": p.passed,
+                            "binding": None if p.binding is None else asdict(p.binding),
                             "checks": [asdict(c) for c in p.checks]} for p in self.phases]}
 
 
@@ -127,7 +128,8 @@ def live_inputs(rep: LiveReport) -> dict[str, Any]:
     ope = rep.quality.get("ope")
     fb = rep.quality.get("ratio_feedback")
     if ope is not None and ope.get("ratio") is not None:
-        qr, qsrc = ope["ratio"], f"OPE ({ope['estimator']}) of always-{rep.quality['reference_model']} on the labeled rows"
+        ref = rep.quality["reference_model"]
+        qr, qsrc = ope["ratio"], f"OPE ({ope['estimator']}) of always-{ref} on the labeled rows"
     elif fb is not None and fb.value is not None:
         qr, qsrc = fb.value, (f"feedback: mean quality / mean quality of the rows {rep.quality['reference_model']} "
                               "answered (not the same tasks)")

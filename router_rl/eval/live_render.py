@@ -102,7 +102,8 @@ def _sections(rep: LiveReport) -> list[tuple[str, list[str], list[Table]]]:
     ope = q.get("ope")
     opes: list[Table] = []
     if ope is not None:
-        qrows.append([f"ratio: logged / always-{q['reference_model']} (OPE, {ope['estimator']})", _f(ope["ratio"], True)])
+        qrows.append([f"ratio: logged / always-{q['reference_model']} (OPE, {ope['estimator']})",
+                      _f(ope["ratio"], True)])
         opes.append((["estimator", f"always-{q['reference_model']}", "difference logged policy - it", ],
                      [[k, f"{_f(e['value'])} [{_f(e['lower'])}, {_f(e['upper'])}]",
                        (lambda d: "n/a" if d is None else f"{_f(-d['value'])} [{_f(-d['upper'])}, {_f(-d['lower'])}]")(
@@ -112,8 +113,8 @@ def _sections(rep: LiveReport) -> list[tuple[str, list[str], list[Table]]]:
         "The reference's own feedback covers only the requests it answered; the OPE row estimates the reference "
         "on every labeled request (reward model + importance weights; the support it needs comes from exploration)."
         + ("" if ope is None else f" OPE on {ope['n']} labeled rows ({ope['n_excluded']} unlabeled excluded)"
-           + (f"; support violated: {_f(ope['unsupported_mass'], True)} of the mass unsupported" if ope["support_violated"]
-              else "") + ".")],
+           + (f"; support violated: {_f(ope['unsupported_mass'], True)} of the mass unsupported"
+              if ope["support_violated"] else "") + ".")],
         [(["", "quality"], qrows), *opes,
          (["agent type", "quality"], [[k, _iv(v)] for k, v in q["agent_type"].items()])]))
     fbrows = [["fallbacks", f"{fb['fallbacks']} ({_f(fb['fallback_share'], True)})"],
@@ -122,7 +123,8 @@ def _sections(rep: LiveReport) -> list[tuple[str, list[str], list[Table]]]:
     out.append(("Fallbacks and breakers", [], [
         (["", "count"], fbrows),
         (["fallback reason", "rows"], [[k, str(v)] for k, v in fb["by_reason"].items()] or [["none", "0"]]),
-        (["emergency trigger", "rows"], [[k, str(v)] for k, v in fb["emergency_by_trigger"].items()] or [["none", "0"]]),
+        (["emergency trigger", "rows"], [[k, str(v)] for k, v in fb["emergency_by_trigger"].items()]
+         or [["none", "0"]]),
         (["failed attempt kind", "attempts"], [[k, str(v)] for k, v in fb["failed_attempts_by_kind"].items()]
          or [["none", "0"]]),
         (["provider", "breaker trips", "uptime", "rows open", "observed s"],

@@ -23,6 +23,7 @@ Rendering (Markdown, HTML, PNG per view) lives in :mod:`router_rl.eval.live_rend
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -353,7 +354,7 @@ def _breakers(df: pl.DataFrame, t_end: float | None) -> tuple[dict[str, dict[str
     out: dict[str, dict[str, Any]] = {}
     for name in sorted({p for s in states for p in s}):
         seq = [s.get(name) for s in states]
-        trips = sum(1 for a, b in zip(seq, seq[1:], strict=False) if a == "closed" and b in ("open", "half_open"))
+        trips = sum(1 for a, b in itertools.pairwise(seq) if a == "closed" and b in ("open", "half_open"))
         opened_rows = sum(1 for s in seq if s == "open")
         held = np.diff(np.append(ts, end))  # each recorded state holds until the next decision
         known = np.asarray([s is not None for s in seq])
@@ -364,7 +365,8 @@ def _breakers(df: pl.DataFrame, t_end: float | None) -> tuple[dict[str, dict[str
             "rows_open": int(opened_rows),
             "rows": int(known.sum()),
             "observed_s": total,
-            "uptime": float(held[up].sum() / total) if total > 0 else (float(up[known].mean()) if known.any() else None),
+            "uptime": (float(held[up].sum() / total) if total > 0
+                       else (float(up[known].mean()) if known.any() else None)),
             "first_state": next((s for s in seq if s is not None), None),
             "last_state": next((s for s in reversed(seq) if s is not None), None),
         }
@@ -528,11 +530,12 @@ def live_report(
                 attempts[kind] = attempts.get(kind, 0) + 1
     else:
         notes.append("failed attempts: not available (the joined table has no attempts; pass --decisions)")
-    fallbacks = {"fallbacks": int(fb.sum()), "fallback_share": float(fb.mean()), "by_reason": dict(sorted(by_reason.items())),
+    fallbacks = {"fallbacks": int(fb.sum()), "fallback_share": float(fb.mean()),
+                 "by_reason": dict(sorted(by_reason.items())),
                  "emergency": int(sum(emergency.values())), "emergency_by_trigger": dict(sorted(emergency.items())),
                  "failed_attempts_by_kind": dict(sorted(attempts.items())),
                  "errors": int(df["error"].is_not_null().sum()),
-                 "error_share": float(df["error"].is_not_null().mean())}
+                 "error_share": float(df["error"].is_not_null().to_numpy().mean())}
     providers, bnotes = _breakers(df, None)
     notes.extend(bnotes)
 

@@ -76,7 +76,8 @@ class LiveFleet:
         os.environ[CLOUD_KEY_ENV] = CLOUD_KEY
         os.environ["ROUTER_RL_API_TOKENS"] = TOKEN
         cat = catalog()
-        self.local_backend = ReplayBackend.from_frame(_frame(MODELS[:2]), time_scale=0.0, catalog=cat.subset(MODELS[:2]))
+        self.local_backend = ReplayBackend.from_frame(_frame(MODELS[:2]), time_scale=0.0,
+                                                      catalog=cat.subset(MODELS[:2]))
         cloud = ReplayBackend.from_frame(_frame(MODELS[2:]), time_scale=0.0, api_key=CLOUD_KEY,
                                          catalog=cat.subset(MODELS[2:]))
         self.local = ReplayBackendServer(self.local_backend).__enter__()
@@ -139,8 +140,9 @@ class LiveFleet:
                                       "agent_type": AGENT_TYPES[i % 2]})
                     continue
                 resp = raw.parse()
-                self.sent.append({"request_id": request_id_of(resp), "task": task, "served": raw.headers["x-router-model"],
-                                  "status": 200, "agent_type": AGENT_TYPES[i % 2]})
+                self.sent.append({"request_id": request_id_of(resp), "task": task,
+                                  "served": raw.headers["x-router-model"], "status": 200,
+                                  "agent_type": AGENT_TYPES[i % 2]})
 
     def outage(self, count: int) -> None:
         """The local backend answers 503 to its next ``count`` calls."""
@@ -151,8 +153,9 @@ class LiveFleet:
         """Send each answered request's replayed quality as feedback (all but the last ``skip_last`` answered
         ones); returns how many were sent."""
         answered = [s for s in self.sent if s["served"] is not None]
-        items = [{"request_id": s["request_id"], "quality": quality_of(s["task"], s["served"]), "source": "judge:pytest",
-                  "idempotency_key": f"k-{s['request_id']}"} for s in answered[: len(answered) - skip_last]]
+        items = [{"request_id": s["request_id"], "quality": quality_of(s["task"], s["served"]),
+                  "source": "judge:pytest", "idempotency_key": f"k-{s['request_id']}"}
+                 for s in answered[: len(answered) - skip_last]]
         with FeedbackClient(self.base_url, api_key=TOKEN) as fb:
             for i in range(0, len(items), 50):
                 fb.send_batch(items[i:i + 50])
@@ -163,3 +166,51 @@ class LiveFleet:
         r = httpx.get(self.base_url + "/metrics")
         r.raise_for_status()
         return r.text
+
+
+# --- PromQL series names (dashboards and rules must only read series that exist) -------------------
+_PROMQL_WORDS = frozenset({
+    "sum", "avg", "min", "max", "count", "rate", "increase", "irate", "histogram_quantile", "by", "without", "on",
+    "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "avg_over_time", "vector",
+    "scalar", "abs", "clamp_min", "clamp_max", "topk", "bottomk", "time", "inf", "nan",
+})
+
+
+def promql_series(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (label matchers, ranges, grouping labels, functions removed)."""
+    import re
+
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\boffset\s+\d+[a-z]+", " ", e)
+    e = re.sub(r"(?<![A-Za-z0-9_:.])\d+(\.\d+)?([eE][+-]?\d+)?", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        tok = m.group(0)
+        if e[m.end():].lstrip().startswith("(") or tok.lower() in _PROMQL_WORDS:
+            continue
+        names.add(tok)
+    return names
+
+
+def exported_series(metrics_text: str) -> set[str]:
+    """Series names a ``/metrics`` text exposes, by family type (a labelled family without samples counts)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: set[str] = set()
+    for fam in text_string_to_metric_families(metrics_text):
+        suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                    "summary": ("_sum", "_count", "_created"), "gauge": ("",)}.get(fam.type, ("",))
+        out.update(fam.name + s for s in suffixes)
+        out.update(s.name for s in fam.samples)
+    return out
+
+
+def recorded_series() -> set[str]:
+    """Names the recording rules of ``deploy/prometheus/rules.yml`` define."""
+    import yaml
+
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())["groups"]
+    return {r["record"] for g in groups for r in g["rules"] if "record" in r}

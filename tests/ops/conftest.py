@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+
 import pytest
+
 
 def _binary(name: str) -> str:
     path = shutil.which(name)

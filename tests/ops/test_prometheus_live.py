@@ -98,7 +98,8 @@ def _send(fleet: LiveFleet, n: int, fault_every: int | None = None) -> None:
         if fault_every is not None and i % fault_every == 0:
             httpx.post(fleet.local.base_url + "/admin/faults",
                        json={"faults": [{"kind": "http_5xx", "count": 1, "model": "small-local"}]}).raise_for_status()
-        sdk.chat.completions.create(model="small-local", messages=[{"role": "user", "content": "Write unit tests for m1"}],
+        sdk.chat.completions.create(model="small-local",
+                                    messages=[{"role": "user", "content": "Write unit tests for m1"}],
                                     extra_headers={"x-agent-type": "test-generation"})
 
 

@@ -1,4 +1,5 @@
-"""The shipped Prometheus rules: valid (`promtool check`), unit-tested (`promtool test rules`), the plan's thresholds."""
+"""The shipped Prometheus rules: valid (`promtool check`), unit-tested (`promtool test rules`), the plan's
+thresholds."""
 
 from __future__ import annotations
 
