@@ -181,7 +181,8 @@ def _plots(rep: LiveReport, out: Path) -> list[Path]:
         axes[2].plot(t, nz(s["local"]) / req, marker="o", label="local share")
     axes[2].axhline(0.8, color="grey", ls=":", label="phase 2 target")
     axes[2].set_ylim(0, 1.05)
-    axes[2].set_title(f"local share (highest phase passed: {(rep.gates.highest_passed if rep.gates else None) or 'none'})")
+    passed = (rep.gates.highest_passed if rep.gates else None) or "none"
+    axes[2].set_title(f"local share (highest phase passed: {passed})")
     save(fig, "executive")
     # operations
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))

@@ -65,8 +65,8 @@ def test_requests_tokens_and_feedback_are_labelled_by_the_answering_location() -
                   {"location": "none", "complexity": "complex", "agent_type": "gen", "outcome": "error"}) == 1
     assert _value(reg, "router_rl_task_latency_seconds_count", {"complexity": "simple", "agent_type": "gen"}) == 1
     assert _value(reg, "router_rl_task_latency_seconds_count", {"complexity": "complex", "agent_type": "gen"}) is None
-    assert _value(reg, "router_rl_feedback_quality_sum", {"location": "local", "agent_type": "gen", "source": "judge"}) \
-        == 0.8
+    assert _value(reg, "router_rl_feedback_quality_sum",
+                  {"location": "local", "agent_type": "gen", "source": "judge"}) == 0.8
     assert _value(reg, "router_rl_feedback_quality_count",
                   {"location": "unknown", "agent_type": "unknown", "source": "judge"}) == 1
 
