@@ -35,14 +35,9 @@ def run_live_report(
     """Read, compute, render, print a short summary; every input error is one line naming its flag."""
     from router_rl.cli.options import load_catalog_option
     from router_rl.core.errors import ConfigError
+    from router_rl.eval.live_inputs import LiveReportError, agent_types_of, read_logged
     from router_rl.eval.live_render import write_live_report
-    from router_rl.eval.live_report import (
-        LiveReportConfig,
-        LiveReportError,
-        agent_types_of,
-        live_report,
-        read_logged,
-    )
+    from router_rl.eval.live_report import LiveReportConfig, live_report
     from router_rl.traces.decision_log import DecisionLogError, read_decision_log
 
     cat = load_catalog_option(catalog)

@@ -14,7 +14,8 @@ from _ops_helpers import CLOUD_PRICE, LiveFleet, catalog
 from typer.testing import CliRunner
 
 from router_rl.cli.main import app
-from router_rl.eval.live_report import LiveReportConfig, LiveReportError, live_report, read_logged
+from router_rl.eval.live_inputs import LiveReportError, read_logged
+from router_rl.eval.live_report import LiveReportConfig, live_report
 from router_rl.logs.join import join_logs
 from router_rl.traces.decision_log import read_decision_log
 
