@@ -235,7 +235,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(e), param_hint="--incumbent") from None
         except GateError as e:
             msg = str(e)
-            hint = "--gate" if msg.startswith("reference:") else "--log" if msg.startswith(str(log)) else "--candidate"
+            hint = ("--gate" if msg.startswith("reference:") else "--log" if msg.startswith(str(log))
+                    else "--incumbent" if "policy 'incumbent " in msg else "--candidate")
             raise typer.BadParameter(msg, param_hint=hint) from None
         except RegistryError as e:
             raise typer.BadParameter(str(e), param_hint="--candidate") from None

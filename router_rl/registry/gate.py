@@ -476,6 +476,8 @@ def evaluate_gates(
         policies["incumbent"] = incumbent
     try:
         dists = {name: target_distribution(pol, logged, name=name) for name, pol in candidates.items()}
+        if not isinstance(incumbent, str):  # a clear message naming the incumbent, before any fitting
+            target_distribution(incumbent, logged, name=f"incumbent {inc_name}")
         rep = evaluate_log(
             logged,
             policies,

@@ -171,6 +171,8 @@ def test_candidates_that_do_not_fit_the_log_raise(world: dict[str, Any]) -> None
     other.attach_encoder(FeatureEncoder(EncoderConfig(n_word_hash=32).restricted_to(tr.tasks.columns)).fit(tr.tasks))
     with pytest.raises(GateError, match="was trained with feature encoder"):
         evaluate_gate(other, "logged", world["data"], GateConfig(**FAST_GATE))
+    with pytest.raises(GateError, match="policy 'incumbent random@unsaved' was trained with feature encoder"):
+        evaluate_gate(world["policies"]["good"], other, world["data"], GateConfig(**FAST_GATE))
     with pytest.raises(GateError, match="reference: model 'gpt-9' is not in the log's action set"):
         evaluate_gate(world["policies"]["good"], "logged", world["data"], GateConfig(**FAST_GATE, reference="gpt-9"))
     with pytest.raises(GateError, match="incumbent: expected a RoutingPolicy or 'logged', got 'v0001'"):
