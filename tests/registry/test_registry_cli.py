@@ -70,6 +70,7 @@ def test_promote_refuse_show_list_rollback(world: dict[str, Any], tmp_path: Path
     assert PolicyRegistry(reg).records("rollback")[-1]["reason"] == "quality dropped"
 
 
+@pytest.mark.slow  # the shared `world` fixture trains LightGBM
 def test_usage_errors_are_one_line_naming_the_flag(world: dict[str, Any], tmp_path: Path, gate_file: Path) -> None:
     reg = tmp_path / "reg"
     good, log = str(world["paths"]["good"]), str(world["log"])
