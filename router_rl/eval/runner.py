@@ -224,6 +224,28 @@ def weak_model(matrix: OutcomeMatrix) -> str:
     return matrix.models[int(np.lexsort((-q, c))[0])]
 
 
+#: Complexity labels whose P95 latency the fleet plan gates ("P95 < 5 s for complex tasks").
+COMPLEX_LEVELS: tuple[str, ...] = ("COMPLEX", "VERY_COMPLEX")
+
+
+def latency_by_complexity(latency: np.ndarray | None, tasks: Any) -> dict[str, float | None]:
+    """``latency_p50_simple`` (SIMPLE tasks) and ``latency_p95_complex`` (COMPLEX / VERY_COMPLEX).
+
+    ``None`` for a figure when the tasks have no ``complexity`` column or no known latency in the
+    group (the gates then use the overall figures, labelled as such).
+    """
+    out: dict[str, float | None] = {"latency_p50_simple": None, "latency_p95_complex": None}
+    if latency is None or "complexity" not in getattr(tasks, "columns", ()):
+        return out
+    lat = np.asarray(latency, dtype=np.float64)
+    level = np.array([str(v).upper() if v is not None else "" for v in tasks["complexity"].to_list()])
+    for key, mask, q in (("latency_p50_simple", level == "SIMPLE", 50),
+                         ("latency_p95_complex", np.isin(level, COMPLEX_LEVELS), 95)):
+        vals = lat[mask & np.isfinite(lat)]
+        out[key] = float(np.percentile(vals, q)) if vals.size else None
+    return out
+
+
 def _outcome_metrics(out: RouteOutcome, matrix: OutcomeMatrix, ref: int, local: np.ndarray | None) -> RoutingMetrics:
     rows = np.arange(matrix.n_tasks)
     a = np.asarray(out.actions, dtype=np.int64)
@@ -479,6 +501,7 @@ def evaluate_policies(
                 cloud_share=m.cloud_share,
                 latency_p50=m.latency_p50,
                 latency_p95=m.latency_p95,
+                **latency_by_complexity(out.latency, test.tasks),
                 config=cfg.independence,
             )
             staged[name] = (policy, m, intervals, by_group, op, indep, calib)

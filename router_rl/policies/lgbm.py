@@ -218,11 +218,12 @@ class LGBMPolicy(UtilityPolicy):
         *,
         explain: bool = False,
         sensitive: np.ndarray | None = None,
+        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         s = self.shrinkage
         if s > 0:
             q = (1.0 - s) * q + s * self.prior
-        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive)
+        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive, cost_latency=cost_latency)
 
     # --- training ----------------------------------------------------------------------------
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
