@@ -127,10 +127,12 @@ class PolicyEvaluation:
     operating_point: dict[str, Any] | None
     independence: IndependenceReport
     calibration: CalibrationCurve | None = None
+    deployed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
+            "deployed": self.deployed,
             "name": self.name,
             "kind": self.kind,
             "version": self.version,
@@ -222,6 +224,24 @@ def weak_model(matrix: OutcomeMatrix) -> str:
     c = matrix.cost.mean(axis=0)
     q = matrix.quality.mean(axis=0)
     return matrix.models[int(np.lexsort((-q, c))[0])]
+
+
+def deployed_rule(policy: RoutingPolicy) -> dict[str, Any] | None:
+    """The policy's own decision rule as evaluated (its saved config), and what it was calibrated for.
+
+    The headline metrics are those of this rule: the artifact as it would be deployed. The
+    ``operating_point`` of a :class:`PolicyEvaluation` is a separate re-calibration on the
+    evaluation's validation split.
+    """
+    decision = getattr(policy, "decision", None)
+    if decision is None or not hasattr(decision, "to_dict"):
+        return None
+    cal = (getattr(policy, "metadata", None) or {}).get("calibration") or {}
+    return {
+        "decision": decision.to_dict(),
+        "calibrated_for": cal.get("target"),
+        "met_on_calibration_split": cal.get("met"),
+    }
 
 
 #: Complexity labels whose P95 latency the fleet plan gates ("P95 < 5 s for complex tasks").
@@ -483,8 +503,12 @@ def evaluate_policies(
                             None if tp.quality_ratio is None else tp.quality_ratio >= cfg.quality_target
                         ),
                     }
+            elif policy.kind == "oracle":
+                # the oracle's frontier is its λ sweep (as for the oracle row), not its one point:
+                # AIQ / APGR of every policy are computed from a frontier, never from a single point
+                sweep = list(oracle_front)
             else:
-                sweep = [_point(None, m)]
+                sweep = [_point(None, m)]  # a policy without a cost knob: its frontier is its point
             all_costs += [p.mean_cost for p in sweep]
             sweeps[name] = sweep
             calib = None
@@ -544,6 +568,7 @@ def evaluate_policies(
             operating_point=op,
             independence=indep,
             calibration=calib,
+            deployed=deployed_rule(policy),
         )
     return EvaluationResult(
         split=split,

@@ -60,7 +60,8 @@ def resolve_cell_columns(names: Sequence[str], columns: Sequence[str]) -> tuple[
             prefix = "cx:"
         if not idx:
             cats = sorted({n[4:].split("=", 1)[0] for n in names if n.startswith("cat:")})
-            raise ConfigError("cells.columns", f"{col!r}: the encoder has no such attribute (categorical columns: {cats})")
+            raise ConfigError("cells.columns",
+                              f"{col!r}: the encoder has no such attribute (categorical columns: {cats})")
         groups.append(idx)
         sources.append(prefix)
     return groups, sources
@@ -98,8 +99,8 @@ class CellsPolicy(UtilityPolicy):
         if feature_groups is not None:
             groups = [list(map(int, g)) for g in feature_groups]
             if len(groups) != len(self.columns) or not all(groups):
-                raise ConfigError("cells.feature_groups",
-                                  f"expected {len(self.columns)} non-empty index lists (one per column), got {feature_groups!r}")
+                raise ConfigError("cells.feature_groups", f"expected {len(self.columns)} non-empty index lists "
+                                                          f"(one per column), got {feature_groups!r}")
         self._explicit = None if feature_groups is None else groups
         self.groups: list[list[int]] = []
         self.keys = np.zeros(0, dtype=np.int64)

@@ -245,7 +245,7 @@ def search_joint(
         curve=curve,
         nu=chosen.nu,
         unmet=unmet,
-        binding=_binding(target, chosen, q_low[best]) if not unmet else unmet,
+        binding=unmet if unmet else _binding(target, chosen, q_low[best]),
     )
 
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, check_features
 from router_rl.policies.calibration import CalibrationResult, Target, parse_target, search_lambda
-from router_rl.policies.joint_target import JointTarget, search_joint
 from router_rl.policies.decision import Decision, DecisionConfig, decide
+from router_rl.policies.joint_target import JointTarget, search_joint
 from router_rl.policies.signals import privacy_column
 
 if TYPE_CHECKING:
@@ -261,7 +261,8 @@ class UtilityPolicy(RoutingPolicy):
     ) -> CalibrationResult:
         """Set λ (and ν for a joint target) so that the policy meets ``target`` on validation data.
 
-        A single target (``quality=0.95``) sets λ (:func:`search_lambda`); a joint target
+        A single target (``quality=0.95``) sets λ alone (:func:`search_lambda`; ν is reset to 0,
+        so the result does not depend on an earlier calibration); a joint target
         (``quality>=0.95,local>=0.8``) sets λ and the locality term ν together
         (:func:`~router_rl.policies.joint_target.search_joint`).
 
@@ -321,7 +322,7 @@ class UtilityPolicy(RoutingPolicy):
         else:
             res = search_lambda(
                 lambda lam: self._decide_from(
-                    X_val, q, self.decision.with_(lam=lam), sensitive=sens, cost_latency=cl
+                    X_val, q, self.decision.with_(lam=lam, nu=0.0), sensitive=sens, cost_latency=cl
                 ).probs,
                 quality,
                 cost,
@@ -332,7 +333,7 @@ class UtilityPolicy(RoutingPolicy):
                 margin_z=z,
                 also_on=also_on,
             )
-            self.decision = self.decision.with_(lam=res.lam)
+            self.decision = self.decision.with_(lam=res.lam, nu=0.0)  # a single target is λ alone
         self.metadata["calibration"] = res.to_dict() | {
             "n_val": val.n_tasks, "n_training_oof": n_oof, "margin_z": z,
         }

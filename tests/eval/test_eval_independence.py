@@ -61,7 +61,7 @@ def test_phase4_cloud_share() -> None:
     assert p4.passed is False and [c.metric for c in p4.checks if c.passed is False] == ["cloud_share"]
     d = rep.to_dict()
     assert d["phases"][2]["binding"] == "cloud_share"
-    assert d["phases"][2]["checks"][1] == {
+    assert d["phases"][2]["checks"][2] == {
         "metric": "cloud_share",
         "op": "<",
         "threshold": 0.01,

@@ -22,7 +22,8 @@ def test_locality_term_moves_choices_to_local_models_by_nu() -> None:
     d = decide(Q, C, None, DecisionConfig(nu=0.2), cost_scale=100.0, is_local=LOCAL)
     assert d.probs.argmax(axis=1).tolist() == [1, 2, 1]
     np.testing.assert_allclose(d.utility, Q + 0.2 * LOCAL)
-    assert decide(Q, C, None, DecisionConfig(nu=0.1), cost_scale=100.0, is_local=LOCAL).probs.argmax(axis=1).tolist() == [2, 2, 1]
+    small = decide(Q, C, None, DecisionConfig(nu=0.1), cost_scale=100.0, is_local=LOCAL)
+    assert small.probs.argmax(axis=1).tolist() == [2, 2, 1]
     # one-row fast path = general path
     for i in range(3):
         one = decide(Q[i:i + 1], C[i:i + 1], None, DecisionConfig(nu=0.2), cost_scale=100.0, is_local=LOCAL)
