@@ -7,7 +7,7 @@ commands so that ``router-rl --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -89,6 +89,61 @@ def _run(
 
         val_m = None if split == "val" else val
         return evaluate_policies(train, val_m, test, pols, config=cfg, features=feats, split=split, progress=progress)
+
+
+def print_operating_points(console: Any, res: EvaluationResult, policies: dict[str, Any]) -> None:
+    """The first screen: each calibrated operating point, its test numbers and the gate that binds.
+
+    Args:
+        console: A rich console.
+        res: The evaluation (test split).
+        policies: Name -> fitted policy (its ``metadata["calibration"]`` says how it was calibrated).
+    """
+    from rich.markup import escape
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3g}"
+
+    console.print(f"Operating points (calibrated on validation, measured on {res.split}):")
+    for name, pol in policies.items():
+        pe = res.policies.get(name)
+        if pe is None:
+            continue
+        cal = (getattr(pol, "metadata", {}) or {}).get("calibration") or {}
+        how = ""
+        if cal:
+            nu = cal.get("nu") or 0.0
+            how = (f"{cal.get('target')}: λ={cal.get('lam', float('nan')):.3g}" + (f" ν={nu:.3g}" if nu else "")
+                   + f", {'met' if cal.get('met') else 'NOT met'} on validation")
+            if cal.get("unmet"):
+                how += f" (misses {', '.join(cal['unmet'])})"
+        m = pe.metrics
+        rep = pe.independence
+        top = rep.highest_passed or "none"
+        nxt = next((p for p in rep.phases if not p.passed), None)
+        gate = f"highest gate passed: {top}"
+        if nxt is not None and nxt.binding is not None:
+            b = nxt.binding
+            gate += f"; {nxt.phase} binds at {b.metric} {num(b.value)} (needs {b.op} {b.threshold:g})"
+        console.print(escape(
+            f"  {name} ({how}): quality {pct(m.quality_ratio)} of the reference, local {pct(m.local_share)}, "
+            f"cost {pct(m.cost_share)} of the reference -> {gate}"
+        ))
+    for name in policies:
+        pe = res.policies.get(name)
+        if pe is None:
+            continue
+        for phase in pe.independence.phases:
+            status = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]n/a[/yellow]"}[phase.passed]
+            detail = "; ".join(
+                f"{c.metric} {num(c.value)} {c.op} {c.threshold:g}"
+                + ("" if c.passed is None else (" ok" if c.passed else " FAIL"))
+                for c in phase.checks
+            )
+            console.print(f"independence gates {phase.phase} ({escape(name)}): {status}  {escape(detail)}")
 
 
 def _print(res: EvaluationResult) -> None:

@@ -127,10 +127,12 @@ class PolicyEvaluation:
     operating_point: dict[str, Any] | None
     independence: IndependenceReport
     calibration: CalibrationCurve | None = None
+    deployed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
+            "deployed": self.deployed,
             "name": self.name,
             "kind": self.kind,
             "version": self.version,
@@ -222,6 +224,46 @@ def weak_model(matrix: OutcomeMatrix) -> str:
     c = matrix.cost.mean(axis=0)
     q = matrix.quality.mean(axis=0)
     return matrix.models[int(np.lexsort((-q, c))[0])]
+
+
+def deployed_rule(policy: RoutingPolicy) -> dict[str, Any] | None:
+    """The policy's own decision rule as evaluated (its saved config), and what it was calibrated for.
+
+    The headline metrics are those of this rule: the artifact as it would be deployed. The
+    ``operating_point`` of a :class:`PolicyEvaluation` is a separate re-calibration on the
+    evaluation's validation split.
+    """
+    decision = getattr(policy, "decision", None)
+    if decision is None or not hasattr(decision, "to_dict"):
+        return None
+    cal = (getattr(policy, "metadata", None) or {}).get("calibration") or {}
+    return {
+        "decision": decision.to_dict(),
+        "calibrated_for": cal.get("target"),
+        "met_on_calibration_split": cal.get("met"),
+    }
+
+
+#: Complexity labels whose P95 latency the fleet plan gates ("P95 < 5 s for complex tasks").
+COMPLEX_LEVELS: tuple[str, ...] = ("COMPLEX", "VERY_COMPLEX")
+
+
+def latency_by_complexity(latency: np.ndarray | None, tasks: Any) -> dict[str, float | None]:
+    """``latency_p50_simple`` (SIMPLE tasks) and ``latency_p95_complex`` (COMPLEX / VERY_COMPLEX).
+
+    ``None`` for a figure when the tasks have no ``complexity`` column or no known latency in the
+    group (the gates then use the overall figures, labelled as such).
+    """
+    out: dict[str, float | None] = {"latency_p50_simple": None, "latency_p95_complex": None}
+    if latency is None or "complexity" not in getattr(tasks, "columns", ()):
+        return out
+    lat = np.asarray(latency, dtype=np.float64)
+    level = np.array([str(v).upper() if v is not None else "" for v in tasks["complexity"].to_list()])
+    for key, mask, q in (("latency_p50_simple", level == "SIMPLE", 50),
+                         ("latency_p95_complex", np.isin(level, COMPLEX_LEVELS), 95)):
+        vals = lat[mask & np.isfinite(lat)]
+        out[key] = float(np.percentile(vals, q)) if vals.size else None
+    return out
 
 
 def _outcome_metrics(out: RouteOutcome, matrix: OutcomeMatrix, ref: int, local: np.ndarray | None) -> RoutingMetrics:
@@ -461,8 +503,12 @@ def evaluate_policies(
                             None if tp.quality_ratio is None else tp.quality_ratio >= cfg.quality_target
                         ),
                     }
+            elif policy.kind == "oracle":
+                # the oracle's frontier is its λ sweep (as for the oracle row), not its one point:
+                # AIQ / APGR of every policy are computed from a frontier, never from a single point
+                sweep = list(oracle_front)
             else:
-                sweep = [_point(None, m)]
+                sweep = [_point(None, m)]  # a policy without a cost knob: its frontier is its point
             all_costs += [p.mean_cost for p in sweep]
             sweeps[name] = sweep
             calib = None
@@ -479,6 +525,7 @@ def evaluate_policies(
                 cloud_share=m.cloud_share,
                 latency_p50=m.latency_p50,
                 latency_p95=m.latency_p95,
+                **latency_by_complexity(out.latency, test.tasks),
                 config=cfg.independence,
             )
             staged[name] = (policy, m, intervals, by_group, op, indep, calib)
@@ -521,6 +568,7 @@ def evaluate_policies(
             operating_point=op,
             independence=indep,
             calibration=calib,
+            deployed=deployed_rule(policy),
         )
     return EvaluationResult(
         split=split,

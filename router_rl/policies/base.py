@@ -50,6 +50,7 @@ BUILTIN_POLICY_MODULES: tuple[str, ...] = (
     "router_rl.policies.supervised",
     "router_rl.policies.bandits",
     "router_rl.policies.cascade",
+    "router_rl.policies.cells",
     "router_rl.policies.ppo",
 )
 

@@ -2,7 +2,9 @@
 
 A target is written ``quality=0.95`` (reach 95% of the reference model's validation quality at
 the lowest cost), ``budget=0.002`` (mean USD per request at most 0.002, best quality under it) or
-``local=0.8`` (at least 80% of requests on local models, best quality under it).
+``local=0.8`` (at least 80% of requests on local models, best quality under it). Joint targets
+(``quality>=0.95,local>=0.8[,budget<=X]``, λ and the locality term ν calibrated together) live in
+:mod:`router_rl.policies.joint_target`; :func:`parse_target` reads either syntax.
 """
 
 from __future__ import annotations
@@ -62,14 +64,27 @@ class Target:
         return f"{self.kind}={self.value:g}"
 
 
+def parse_target(text: str) -> Any:
+    """A :class:`Target` (``kind=value``) or a :class:`~router_rl.policies.joint_target.JointTarget`
+    (``quality>=0.95,local>=0.8``), by syntax.
+
+    Raises:
+        ConfigError: the text is neither.
+    """
+    from router_rl.policies.joint_target import JointTarget, is_joint_text
+
+    return JointTarget.parse(text) if is_joint_text(text) else Target.parse(text)
+
+
 @dataclass
 class OperatingPoint:
-    """Validation metrics of the policy at one λ."""
+    """Validation metrics of the policy at one λ (and ν, the locality term: 0 unless jointly calibrated)."""
 
     lam: float
     quality: float
     cost: float
     local_share: float
+    nu: float = 0.0
 
 
 @dataclass
@@ -85,6 +100,9 @@ class CalibrationResult:
         reference_quality: Its mean validation quality.
         reference_cost: Its mean validation cost per request.
         curve: All searched operating points.
+        nu: Chosen ν (the locality term; joint targets only, else 0).
+        unmet: Parts of a joint target the chosen point misses (empty when met).
+        binding: Parts of a joint target holding with no slack at the chosen point (what stops it).
     """
 
     target: str
@@ -95,6 +113,9 @@ class CalibrationResult:
     reference_quality: float
     reference_cost: float
     curve: list[OperatingPoint] = field(default_factory=list)
+    nu: float = 0.0
+    unmet: list[str] = field(default_factory=list)
+    binding: list[str] = field(default_factory=list)
 
     @property
     def cost_share(self) -> float:
@@ -118,6 +139,9 @@ class CalibrationResult:
             "reference_cost": self.reference_cost,
             "cost_share": self.cost_share,
             "quality_share": self.quality_share,
+            "nu": self.nu,
+            "unmet": list(self.unmet),
+            "binding": list(self.binding),
         }
         if with_curve:
             d["curve"] = [asdict(p) for p in self.curve]
@@ -243,6 +267,26 @@ def expected_calibration_error(prob: np.ndarray, label: np.ndarray, *, n_bins: i
         if sel.any():
             tot += sel.sum() / prob.size * abs(label[sel].mean() - prob[sel].mean())
     return float(tot)
+
+
+def crossfit_calibrated_ece(method: str, raw: np.ndarray, label: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
+    """ECE of ``method``-calibrated probabilities, the calibrator fitted on the other folds (rows of ``raw``).
+
+    Fitting a calibrator and scoring it on the same predictions reports ~0 for isotonic
+    regression whatever the model; this is the out-of-fold figure.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    label = np.asarray(label, dtype=np.float64)
+    n = raw.shape[0]
+    if n < 2 * folds:
+        return float("nan")
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    out = np.empty_like(raw)
+    for k in range(folds):
+        te = fold == k
+        cal = ProbabilityCalibrator.fit(method, raw[~te].ravel(), label[~te].ravel())
+        out[te] = cal(raw[te])
+    return expected_calibration_error(out, label)
 
 
 @dataclass

@@ -2,13 +2,16 @@
 
 Every quality-predicting router (LightGBM, kNN, MLP, matrix factorisation) shares this rule::
 
-    utility[i, j] = q̂[i, j] − λ · ĉ[i, j] / c_ref − μ · l̂[i, j] / l_ref
+    utility[i, j] = q̂[i, j] − λ · ĉ[i, j] / c_ref − μ · l̂[i, j] / l_ref + ν · local[j]
 
 maximised over the models *allowed* for task ``i`` (privacy-sensitive tasks: local models only;
 models whose predicted quality is under ``quality_floor`` are dropped unless none is left).
 ``c_ref`` / ``l_ref`` are the reference (best single) model's mean cost / latency on the
 training data, so λ and μ are dimensionless: λ = 1 means "paying the reference model's cost is
-worth one unit of quality".
+worth one unit of quality". ν (``nu``) is the locality term: a bonus, in units of quality, for
+answering on a local model (the mission's objective: the most traffic on local models at a quality
+floor, then the lowest cost); ν = 0.1 means "a local answer is worth 0.1 of success probability
+more than a cloud one". It needs the model locations (``is_local``).
 
 The deterministic default puts all mass on the best allowed model; ``temperature > 0`` gives a
 softmax over allowed models and ``epsilon > 0`` mixes in a uniform share over allowed models,
@@ -36,6 +39,7 @@ class DecisionConfig(StrictConfig):
     Attributes:
         lam: λ, weight of cost in units of the reference model's mean cost (>= 0).
         mu: μ, weight of latency in units of the reference model's mean latency (>= 0).
+        nu: ν, bonus for local models in units of quality (>= 0; needs the model locations).
         temperature: 0 = argmax (deterministic); > 0 = softmax(utility / temperature).
         epsilon: Uniform exploration share over allowed models, in [0, 1).
         quality_floor: Drop models whose predicted quality is below this (None = off).
@@ -45,6 +49,7 @@ class DecisionConfig(StrictConfig):
 
     lam: NonNegativeFloat = 0.0
     mu: NonNegativeFloat = 0.0
+    nu: NonNegativeFloat = 0.0
     temperature: NonNegativeFloat = 0.0
     epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.0
     quality_floor: UnitFloat | None = None
@@ -106,6 +111,8 @@ def decide(
     util = quality - cfg.lam * cost / max(cost_scale, 1e-12)
     if latency is not None and cfg.mu > 0:
         util = util - cfg.mu * np.nan_to_num(latency, nan=0.0) / max(latency_scale, 1e-12)
+    if cfg.nu > 0:
+        util = util + cfg.nu * _local_mask(is_local, m)
     allowed = np.ones((n, m), dtype=bool)
     privacy_rows = np.zeros(n, dtype=bool)
     if cfg.privacy_local_only and sensitive is not None and sensitive.any():
@@ -147,6 +154,16 @@ def decide(
     return Decision(probs=probs, utility=util, allowed=allowed, escalated=escalated, hits=hits)
 
 
+def _local_mask(is_local: np.ndarray | None, m: int) -> np.ndarray:
+    """``(m,)`` 0/1 float locality of the models, for the ν term."""
+    if is_local is None:
+        raise ValueError("decide: nu > 0 (the locality term) needs the model locations (a catalog)")
+    loc = np.asarray(is_local, dtype=np.float64)
+    if loc.shape != (m,):
+        raise ValueError(f"decide: is_local must have shape ({m},), got {loc.shape}")
+    return loc
+
+
 def _plain_argmax(cfg: DecisionConfig) -> bool:
     """The default rule: argmax, no exploration, no floor, no escalation."""
     return cfg.temperature == 0 and cfg.epsilon == 0 and cfg.quality_floor is None and cfg.escalate_below is None
@@ -167,6 +184,8 @@ def _decide_one_argmax(
     util = quality - cfg.lam * cost / max(cost_scale, 1e-12)
     if latency is not None and cfg.mu > 0:
         util = util - cfg.mu * np.nan_to_num(latency, nan=0.0) / max(latency_scale, 1e-12)
+    if cfg.nu > 0:
+        util = util + cfg.nu * _local_mask(is_local, m)
     if cfg.privacy_local_only and sensitive is not None and bool(sensitive[0]):
         if is_local is None:
             raise ValueError("decide: privacy-sensitive tasks need the model locations (a catalog)")

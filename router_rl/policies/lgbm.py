@@ -40,7 +40,7 @@ import numpy as np
 
 from router_rl.policies.base import PolicyLoadError, register_policy
 from router_rl.policies.boosting import NUMPY_MIN_ROWS, compile_ensemble, make_dataset, select_columns
-from router_rl.policies.calibration import ProbabilityCalibrator, expected_calibration_error
+from router_rl.policies.calibration import ProbabilityCalibrator, crossfit_calibrated_ece, expected_calibration_error
 from router_rl.policies.costmodel import CostLatencyModel, fit_cost_model
 from router_rl.policies.decision import Decision, DecisionConfig
 from router_rl.policies.lgbm_config import SHARED_AUTO_RANK, LGBMConfig
@@ -218,11 +218,12 @@ class LGBMPolicy(UtilityPolicy):
         *,
         explain: bool = False,
         sensitive: np.ndarray | None = None,
+        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         s = self.shrinkage
         if s > 0:
             q = (1.0 - s) * q + s * self.prior
-        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive)
+        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive, cost_latency=cost_latency)
 
     # --- training ----------------------------------------------------------------------------
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
@@ -301,7 +302,10 @@ class LGBMPolicy(UtilityPolicy):
         self._oof = (cal, np.asarray(X), matrix)
         self.metadata["metrics"] = {
             "oof_ece_raw": expected_calibration_error(oof, y),
-            "oof_ece_calibrated": expected_calibration_error(cal, y),
+            # the calibrator is fitted on these very predictions: its in-sample ECE is ~0 by
+            # construction; the cross-fitted figure (calibrator fitted on the other folds) is honest
+            "oof_ece_calibrated": crossfit_calibrated_ece(cfg.calibration, oof, y, seed=seed),
+            "oof_ece_calibrated_in_sample": expected_calibration_error(cal, y),
             "oof_brier": float(((cal - y) ** 2).mean()),
             "rounds": rounds,
             "fold_best_rounds": best_iters,

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, check_features
-from router_rl.policies.calibration import CalibrationResult, Target, search_lambda
+from router_rl.policies.calibration import CalibrationResult, Target, parse_target, search_lambda
 from router_rl.policies.decision import Decision, DecisionConfig, decide
+from router_rl.policies.joint_target import JointTarget, search_joint
 from router_rl.policies.signals import privacy_column
 
 if TYPE_CHECKING:
@@ -184,9 +185,10 @@ class UtilityPolicy(RoutingPolicy):
         *,
         explain: bool = False,
         sensitive: np.ndarray | None = None,
+        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         ref = self.reference_index
-        cost, latency = self._cost_latency(X)
+        cost, latency = self._cost_latency(X) if cost_latency is None else cost_latency
         return decide(
             q,
             cost,
@@ -251,18 +253,24 @@ class UtilityPolicy(RoutingPolicy):
         self,
         X_val: np.ndarray,
         val: OutcomeMatrix,
-        target: Target | str,
+        target: Target | JointTarget | str,
         *,
         margin_z: float | None = None,
         pool_training_oof: bool | None = None,
         val_must_meet: bool | None = None,
     ) -> CalibrationResult:
-        """Set λ so that the policy meets ``target`` on validation data (see :func:`search_lambda`).
+        """Set λ (and ν for a joint target) so that the policy meets ``target`` on validation data.
+
+        A single target (``quality=0.95``) sets λ alone (:func:`search_lambda`; ν is reset to 0,
+        so the result does not depend on an earlier calibration); a joint target
+        (``quality>=0.95,local>=0.8``) sets λ and the locality term ν together
+        (:func:`~router_rl.policies.joint_target.search_joint`).
 
         Args:
             X_val: Encoded validation features (row i = task i of ``val``).
             val: Validation outcome matrix (same models).
-            target: :class:`Target` or its text (``quality=0.95``, ``budget=0.001``, ``local=0.8``).
+            target: :class:`Target`, :class:`JointTarget` or their text (``quality=0.95``,
+                ``budget=0.001``, ``local=0.8``, ``quality>=0.95,local>=0.8,budget<=0.002``).
             margin_z: Safety margin of quality targets in standard errors of the calibration set
                 (default: the policy's :attr:`calibration_margin_z`).
             pool_training_oof: Also use the out-of-fold predictions on the training tasks kept by
@@ -273,7 +281,7 @@ class UtilityPolicy(RoutingPolicy):
                 (default: the policy's :attr:`calibration_val_must_meet`, True). False trusts the
                 pooled set only: cheaper, but the validation tasks may then miss the target.
         """
-        tgt = Target.parse(target) if isinstance(target, str) else target
+        tgt = parse_target(target) if isinstance(target, str) else target
         self.check_models(val.models, what="validation matrix")
         X_val = self._check_X(check_features(X_val, n_rows=val.n_tasks, what="calibrate"), "calibrate")
         q = np.clip(self._predict_quality(X_val), 0.0, 1.0)
@@ -297,18 +305,35 @@ class UtilityPolicy(RoutingPolicy):
             cost = np.vstack([cost, m_oof.cost])
         z = self.calibration_margin_z if margin_z is None else margin_z
         must = self.calibration_val_must_meet if val_must_meet is None else val_must_meet
-        res = search_lambda(
-            lambda lam: self._decide_from(X_val, q, self.decision.with_(lam=lam), sensitive=sens).probs,
-            quality,
-            cost,
-            tgt,
-            reference=self.reference_index,
-            reference_model=str(self.reference_model),
-            is_local=self.is_local(),
-            margin_z=z,
-            also_on=None if n_oof == 0 or not must else np.arange(val.n_tasks + n_oof) < val.n_tasks,
-        )
-        self.decision = self.decision.with_(lam=res.lam)
+        also_on = None if n_oof == 0 or not must else np.arange(val.n_tasks + n_oof) < val.n_tasks
+        cl = self._cost_latency(X_val)  # predicted once: only the decision rule changes across the grid
+        if isinstance(tgt, JointTarget):
+            is_local = self.is_local()
+            if is_local is None:
+                raise ValueError(f"calibrate {tgt}: a joint target needs the model locations (a catalog)")
+            res = search_joint(
+                lambda lam, nu: self._decide_from(
+                    X_val, q, self.decision.with_(lam=lam, nu=nu), sensitive=sens, cost_latency=cl
+                ).probs,
+                quality, cost, tgt, reference=self.reference_index, reference_model=str(self.reference_model),
+                is_local=is_local, margin_z=z, also_on=also_on,
+            )
+            self.decision = self.decision.with_(lam=res.lam, nu=res.nu)
+        else:
+            res = search_lambda(
+                lambda lam: self._decide_from(
+                    X_val, q, self.decision.with_(lam=lam, nu=0.0), sensitive=sens, cost_latency=cl
+                ).probs,
+                quality,
+                cost,
+                tgt,
+                reference=self.reference_index,
+                reference_model=str(self.reference_model),
+                is_local=self.is_local(),
+                margin_z=z,
+                also_on=also_on,
+            )
+            self.decision = self.decision.with_(lam=res.lam, nu=0.0)  # a single target is λ alone
         self.metadata["calibration"] = res.to_dict() | {
             "n_val": val.n_tasks, "n_training_oof": n_oof, "margin_z": z,
         }

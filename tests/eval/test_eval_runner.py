@@ -26,6 +26,7 @@ POLICY_FIELDS = {
     "operating_point",
     "independence",
     "calibration",
+    "deployed",
 }
 METRIC_FIELDS = {
     "n",

@@ -35,6 +35,7 @@ KWARGS: dict[str, dict[str, Any]] = {
     "cheapest": {},
     "rules": {"complexity_spec": {"rank": 0}},
     "oracle": {},
+    "cells": {"columns": ["a", "b"], "feature_groups": [[0], [1, 2]]},
 }
 #: Kinds that cannot be fitted on a matrix: built otherwise (a saved artifact) with their own X.
 BUILT_ELSEWHERE = ("ppo",)

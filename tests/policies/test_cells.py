@@ -1,0 +1,63 @@
+"""The ``cells`` baseline: smoothed training means per (agent type, complexity) cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from router_rl.core.errors import ConfigError
+from router_rl.features.encoder import EncoderConfig, FeatureEncoder
+from router_rl.policies import RoutingPolicy, make_policy
+from router_rl.traces import simulate_fleet
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    m = simulate_fleet(1200, seed=3).matrix()
+    return m.split("train"), m.split("test")
+
+
+def _encoder(train, declared: bool) -> FeatureEncoder:
+    cats = ("agent_type", "category", "complexity") if declared else ("agent_type", "category")
+    return FeatureEncoder(EncoderConfig(categorical_columns=cats)).fit(train.tasks)
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_cells_predict_the_smoothed_mean_of_the_cell(fleet, declared: bool, tmp_path) -> None:
+    train, test = fleet
+    enc = _encoder(train, declared)
+    pol = make_policy("cells", train.models, prior_strength=5.0).attach_encoder(enc)
+    X = enc.transform(train.tasks)
+    pol.fit(X, train, seed=0)
+    info = pol.metadata["cells"]
+    assert info["sources"] == ["cat:agent_type=", "cat:complexity=" if declared else "cx:"]
+    # hand-computed cell of the first training task
+    keys = pol._cell_keys(X)
+    same = keys == keys[0]
+    q = np.clip(train.quality, 0, 1)
+    expect = (q[same].sum(axis=0) + 5.0 * q.mean(axis=0)) / (same.sum() + 5.0)
+    np.testing.assert_allclose(pol.predict_quality(X[:1])[0], expect)
+    if declared:  # the declared level is the simulator's own label: cells = exact (agent, complexity) groups
+        ct = train.tasks["agent_type"] + "|" + train.tasks["complexity"]
+        assert info["n_cells"] == ct.n_unique()
+    pol.save(tmp_path / "cells")
+    back = RoutingPolicy.load(tmp_path / "cells")
+    Xt = enc.transform(test.tasks)
+    np.testing.assert_array_equal(back.action_distribution(Xt), pol.action_distribution(Xt))
+
+
+def test_cells_unknown_column_names_the_encoder_columns(fleet) -> None:
+    train, _ = fleet
+    enc = _encoder(train, False)
+    pol = make_policy("cells", train.models, columns=["agent_type", "repo"]).attach_encoder(enc)
+    with pytest.raises(ConfigError, match=r"'repo'.*categorical columns: \['agent_type', 'category'\]"):
+        pol.fit(enc.transform(train.tasks), train, seed=0)
+
+
+def test_cells_without_encoder_or_groups_is_a_clear_error(fleet) -> None:
+    train, _ = fleet
+    X = _encoder(train, False).transform(train.tasks)
+    with pytest.raises(ConfigError, match="attach_encoder"):
+        make_policy("cells", train.models).fit(X, train, seed=0)
+    with pytest.raises(ConfigError, match="feature_groups"):
+        make_policy("cells", train.models, feature_groups=[[0]])
