@@ -1,18 +1,16 @@
-"""The phase gates on live numbers, as the fleet plan states them, with the binding gate per phase.
+"""The phase gates on live numbers, with the binding gate per phase.
 
-The base checks of every phase come from :func:`router_rl.eval.independence.independence_report`
-(its thresholds, :class:`~router_rl.eval.independence.IndependenceConfig`); the plan adds
-(issue #17, item 5), here and labelled as such:
+Every check comes from :func:`router_rl.eval.independence.independence_report`, the same gates
+as offline (issue #17, item 5: Phase 2 latency per task class, P50 < 2 s on SIMPLE tasks and
+P95 < 5 s on COMPLEX / VERY_COMPLEX tasks; Phase 4 also requires >= 95% of the reference quality;
+a phase passes only if the earlier phases' quality and cost gates pass too). This module only
+reads the numbers off a :class:`~router_rl.eval.live_report.LiveReport`, says where each came
+from, and adds each check's relative margin and origin.
 
-* Phase 2 latency per task class: P50 < 2 s on SIMPLE tasks and P95 < 5 s on COMPLEX tasks
-  (``complex`` and ``very_complex``), next to the overall P50 / P95 (kept, labelled ``overall``);
-* Phase 4 also requires >= 95% of the reference quality;
-* a phase passes only if its own checks and the earlier phases' quality and cost gates pass
-  (cumulative); a check whose input is unknown is *skipped*, never passed.
-
-The *binding* gate of a phase is the check with the smallest relative margin
-(``(value - threshold) / threshold`` for ``>=``, ``(threshold - value) / threshold`` for ``<``):
-the failing check furthest from its threshold when the phase fails, else the closest to failing.
+The margin of a check is ``(value - threshold) / threshold`` for ``>=`` and
+``(threshold - value) / threshold`` for ``<``; the *binding* gate of a phase is the check with the
+smallest margin (the failing check furthest from its threshold when the phase fails, else the
+closest to failing).
 """
 
 from __future__ import annotations
@@ -21,38 +19,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from router_rl.core.config import PositiveFloat, StrictConfig
 from router_rl.eval.independence import GateCheck, IndependenceConfig, independence_report
+from router_rl.eval.runner import COMPLEX_LEVELS as _COMPLEX_UPPER
 
 if TYPE_CHECKING:
     from router_rl.eval.live_report import LiveReport
 
-#: Complexity levels counted as COMPLEX tasks by the plan's P95 gate.
-COMPLEX_LEVELS: tuple[str, ...] = ("complex", "very_complex")
-#: Checks carried from earlier phases into later ones (the plan's cumulative rule).
-CUMULATIVE_METRICS: tuple[str, ...] = ("quality_ratio", "cost_saving")
-
-
-class PlanGates(StrictConfig):
-    """The plan's gates beyond :class:`IndependenceConfig` (``None`` = not gated).
-
-    Attributes:
-        simple_p50_phase: Phase carrying the SIMPLE-task P50 gate.
-        max_simple_p50: Seconds (strict ``<``).
-        complex_p95_phase: Phase carrying the COMPLEX-task P95 gate.
-        max_complex_p95: Seconds (strict ``<``).
-        quality_phase: Phase that also needs ``min_quality_ratio``.
-        min_quality_ratio: Minimum quality ratio of ``quality_phase``.
-        cumulative: Earlier phases' quality and cost gates must pass too.
-    """
-
-    simple_p50_phase: str | None = "phase2"
-    max_simple_p50: PositiveFloat = 2.0
-    complex_p95_phase: str | None = "phase2"
-    max_complex_p95: PositiveFloat = 5.0
-    quality_phase: str | None = "phase4"
-    min_quality_ratio: PositiveFloat = 0.95
-    cumulative: bool = True
+#: Complexity levels counted as COMPLEX tasks (as the decision log writes them: lower case).
+COMPLEX_LEVELS: tuple[str, ...] = tuple(level.lower() for level in _COMPLEX_UPPER)
 
 
 @dataclass(frozen=True)
@@ -113,16 +87,6 @@ def _margin(c: GateCheck) -> float | None:
     return (c.value - c.threshold) / scale if c.op == ">=" else (c.threshold - c.value) / scale
 
 
-def _check(metric: str, op: str, threshold: float, value: float | None, origin: str) -> LiveCheck:
-    ok: bool | None
-    if value is None or not math.isfinite(value):
-        ok = None
-    else:
-        ok = value >= threshold - 1e-12 if op == ">=" else value < threshold
-    g = GateCheck(metric, op, threshold, value, ok)
-    return LiveCheck(metric, op, threshold, value, ok, _margin(g), origin)
-
-
 def live_inputs(rep: LiveReport) -> dict[str, Any]:
     """The numbers the gates read from a :class:`LiveReport`, with their sources."""
     ope = rep.quality.get("ope")
@@ -147,35 +111,24 @@ def live_inputs(rep: LiveReport) -> dict[str, Any]:
     }
 
 
-def live_gates(rep: LiveReport, config: IndependenceConfig | None = None, plan: PlanGates | None = None) -> LiveGates:
+def live_gates(rep: LiveReport, config: IndependenceConfig | None = None) -> LiveGates:
     """Every phase's gates on the live numbers of ``rep`` (module docstring)."""
-    cfg = config or IndependenceConfig()
-    pg = plan or PlanGates()
     x = live_inputs(rep)
     base = independence_report(local_share=x["local_share"], quality_ratio=x["quality_ratio"],
                                cost_saving=x["cost_saving"], cloud_share=x["cloud_share"],
-                               latency_p50=x["latency_p50"], latency_p95=x["latency_p95"], config=cfg)
+                               latency_p50=x["latency_p50"], latency_p95=x["latency_p95"],
+                               latency_p50_simple=x["latency_p50_simple"],
+                               latency_p95_complex=x["latency_p95_complex"], config=config)
     phases: list[LivePhase] = []
-    carried: list[LiveCheck] = []
     for ph in base.phases:
-        checks = []
-        for c in ph.checks:
-            name = f"{c.metric} (overall)" if c.metric.startswith("latency") else c.metric
-            checks.append(_check(name, c.op, c.threshold, c.value, "phase"))
-        if pg.simple_p50_phase == ph.phase:
-            checks.append(_check("latency_p50_simple", "<", pg.max_simple_p50, x["latency_p50_simple"], "plan"))
-        if pg.complex_p95_phase == ph.phase:
-            checks.append(_check("latency_p95_complex", "<", pg.max_complex_p95, x["latency_p95_complex"], "plan"))
-        if pg.quality_phase == ph.phase and not any(c.metric == "quality_ratio" for c in checks):
-            checks.append(_check("quality_ratio", ">=", pg.min_quality_ratio, x["quality_ratio"], "plan"))
-        own = {c.metric for c in checks}
-        if pg.cumulative:
-            checks += [c for c in carried if c.metric not in own]
-            carried = [c for c in carried if c.metric not in own]
-            carried += [LiveCheck(**{**asdict(c), "origin": f"from {ph.phase}"}) for c in checks
-                        if c.metric in CUMULATIVE_METRICS and c.origin in ("phase", "plan")]
-        ran = [c.passed for c in checks if c.passed is not None]
-        scored = [c for c in checks if c.margin is not None]
-        binding = min(scored, key=lambda c: c.margin if c.margin is not None else math.inf) if scored else None
-        phases.append(LivePhase(ph.phase, checks, all(ran) if ran else None, binding))
+        checks = [_live(c) for c in ph.checks]
+        b = ph.binding
+        binding = None if b is None else next(c for c, g in zip(checks, ph.checks, strict=True) if g is b)
+        phases.append(LivePhase(ph.phase, checks, ph.passed, binding))
     return LiveGates(phases, x)
+
+
+def _live(c: GateCheck) -> LiveCheck:
+    """A check with its margin and origin (``from <phase>`` for an inherited ``<phase>.<metric>`` check)."""
+    phase, dot, _ = c.metric.partition(".")
+    return LiveCheck(c.metric, c.op, c.threshold, c.value, c.passed, _margin(c), f"from {phase}" if dot else "phase")

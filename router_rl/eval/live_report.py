@@ -36,7 +36,6 @@ from pydantic import BeforeValidator, Field
 
 from router_rl.core.config import StrictConfig, as_tuple
 from router_rl.eval.independence import IndependenceConfig
-from router_rl.eval.live_gates import PlanGates
 from router_rl.eval.live_inputs import (
     CLASSES,
     EMERGENCY_PREFIX,
@@ -76,7 +75,6 @@ class LiveReportConfig(StrictConfig):
         ope_reward_model: ``lightgbm`` or ``ridge``.
         max_buckets: Most time buckets of the time series.
         gates: Phase thresholds (:class:`IndependenceConfig`).
-        plan: The plan's extra gates (:class:`~router_rl.eval.live_gates.PlanGates`).
     """
 
     since: datetime | None = None
@@ -91,7 +89,6 @@ class LiveReportConfig(StrictConfig):
     ope_reward_model: Literal["lightgbm", "ridge"] = "lightgbm"
     max_buckets: Annotated[int, Field(ge=2, le=500)] = 48
     gates: IndependenceConfig = Field(default_factory=IndependenceConfig)
-    plan: PlanGates = Field(default_factory=PlanGates)
 
 
 @dataclass(frozen=True)
@@ -438,7 +435,7 @@ def live_report(
         latency=latency, quality=quality, fallbacks=fallbacks, providers=providers, operations=operations,
         notes=notes,
     )
-    rep.gates = live_gates(rep, cfg.gates, cfg.plan)
+    rep.gates = live_gates(rep, cfg.gates)
     return rep
 
 
