@@ -1,0 +1,136 @@
+"""The mission's operating point on the built-in fleet: local share at >= 95% quality, per router (issue #17).
+
+For each seed, simulate the fleet (``simulate_fleet(n_tasks, seed)``, its train/val/test split),
+fit every router on train, calibrate it on validation to ``quality>=0.95`` (λ and the locality
+term ν together) and measure it on test (:func:`router_rl.eval.mission.mission_point`): the
+deployed point, and the test frontier's best local share at >= 95% quality. Two settings of the
+request attributes: the agent declares the task's complexity with the request (``complexity``
+is an encoder feature) or not (only the prompt heuristic ``cx:*``).
+
+Usage::
+
+    .venv/bin/python experiments/mission_point.py                    # 5 seeds, ~10 min on 2 cores
+    .venv/bin/python experiments/mission_point.py --seeds 0 --quick
+
+Writes ``<out-dir>/mission_point.json`` and ``.md`` (default ``experiments/results/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+POLICIES = ("lgbm", "cells", "knn", "mf", "rules", "cheapest")
+
+
+@dataclass
+class Args:
+    """Settings (every field is a ``--flag``)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    n_tasks: int = 4000
+    floor: float = 0.95
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    declared: list[int] = field(default_factory=lambda: [0, 1])
+    out_dir: str = "experiments/results"
+    quick: bool = False
+
+
+def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
+    """Every policy's mission point on one simulated fleet."""
+    from router_rl.eval.mission import mission_point
+    from router_rl.features.encoder import EncoderConfig, FeatureEncoder
+    from router_rl.policies import make_policy
+    from router_rl.traces import simulate_fleet
+
+    m = simulate_fleet(args.n_tasks, seed=seed).matrix()
+    train, val, test = m.split("train"), m.split("val"), m.split("test")
+    cats = ("agent_type", "category", "complexity") if declared else ("agent_type", "category")
+    enc = FeatureEncoder(EncoderConfig(categorical_columns=cats)).fit(train.tasks)
+    Xtr, Xva, Xte = enc.transform(train.tasks), enc.transform(val.tasks), enc.transform(test.tasks)
+    ref = train.best_single_model()
+    rows = []
+    for name in args.policies:
+        pol = make_policy(name, m.models)
+        pol.attach_encoder(enc)
+        pol.fit(Xtr, train, seed=seed)
+        pt = mission_point(name, pol, Xva, val, Xte, test, reference=ref, floor=args.floor)
+        rows.append({"seed": seed, "declared_complexity": declared, **pt.to_dict()})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], args: Args) -> str:
+    """Markdown: per setting and policy, mean ± sd over seeds, and lgbm − cells paired differences."""
+    out = [f"# Mission point on the built-in fleet ({time.strftime('%Y-%m-%d')})", "",
+           f"`experiments/mission_point.py` seeds {args.seeds}, {args.n_tasks} tasks, floor {args.floor:g} "
+           "of the reference quality; deployed = calibrated on validation, measured on test; frontier = "
+           "best test local share at test quality >= floor over (λ, ν).", ""]
+
+    def ms(v: list[float]) -> str:
+        a = np.asarray([x for x in v if x is not None], dtype=float)
+        if a.size == 0:
+            return "n/a"
+        return f"{100 * a.mean():.1f} ± {100 * a.std(ddof=1):.1f}" if a.size > 1 else f"{100 * a.mean():.1f}"
+
+    for declared in sorted({r["declared_complexity"] for r in rows}):
+        sub = [r for r in rows if r["declared_complexity"] == declared]
+        out += [f"## Declared complexity {'present' if declared else 'absent'}", "",
+                "| router | deployed quality % | deployed local % | deployed cost % | met on test | "
+                "frontier local % at the floor |", "|---|---|---|---|---|---|"]
+        for name in args.policies:
+            r = [x for x in sub if x["policy"] == name]
+            met = sum(bool(x["deployed_met"]) for x in r)
+            out.append(f"| {name} | {ms([x['deployed_quality_ratio'] for x in r])} | "
+                       f"{ms([x['deployed_local_share'] for x in r])} | {ms([x['deployed_cost_share'] for x in r])} | "
+                       f"{met}/{len(r)} | {ms([x['frontier_local_share'] for x in r])} |")
+        by = {(x["seed"], x["policy"]): x for x in sub}
+        diffs = [by[(s, "lgbm")]["frontier_local_share"] - by[(s, "cells")]["frontier_local_share"]
+                 for s in args.seeds if (s, "lgbm") in by and (s, "cells") in by
+                 and by[(s, "lgbm")]["frontier_local_share"] is not None
+                 and by[(s, "cells")]["frontier_local_share"] is not None]
+        if diffs:
+            d = np.asarray(diffs)
+            out += ["", f"lgbm − cells, frontier local share: {100 * d.mean():+.1f} points "
+                        f"(per seed: {', '.join(f'{100 * x:+.1f}' for x in d)})", ""]
+    return "\n".join(out) + "\n"
+
+
+def main(args: Args) -> None:
+    """Run every seed and setting, write JSON + Markdown."""
+    if args.quick:
+        args.seeds, args.n_tasks = args.seeds[:1], 1500
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for declared in args.declared:
+            t = time.time()
+            rows += run_one(seed, bool(declared), args)
+            print(f"seed {seed} declared={declared}: {time.time() - t:.0f} s", flush=True)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mission_point.json").write_text(json.dumps({"args": asdict(args), "rows": rows}, indent=1))
+    md = summarise(rows, args)
+    (out / "mission_point.md").write_text(md)
+    print(md)
+
+
+def _parse() -> Args:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    d = Args()
+    ap.add_argument("--seeds", type=int, nargs="+", default=d.seeds)
+    ap.add_argument("--n-tasks", type=int, default=d.n_tasks)
+    ap.add_argument("--floor", type=float, default=d.floor)
+    ap.add_argument("--policies", nargs="+", default=d.policies)
+    ap.add_argument("--declared", type=int, nargs="+", default=d.declared, choices=(0, 1))
+    ap.add_argument("--out-dir", default=d.out_dir)
+    ap.add_argument("--quick", action="store_true")
+    return Args(**{k.replace("-", "_"): v for k, v in vars(ap.parse_args()).items()})
+
+
+if __name__ == "__main__":
+    main(_parse())
