@@ -15,9 +15,11 @@ and compared with the logging policy itself on the **test split of the full matr
 quality, cost per task and local share of the served answers (argmax decisions).
 
     .venv/bin/python experiments/offpolicy_training.py                 # N 2k/10k/50k x eps 5/10/20%, 1 seed
+    .venv/bin/python experiments/offpolicy_training.py --sizes 2000 10000 --seeds 0 1 2 \
+        --name offpolicy_training_seeds                                 # 2k/10k over 3 seeds (mean ± sd)
     .venv/bin/python experiments/offpolicy_training.py --sizes 2000 --epsilons 0.1 --out-dir runs/offpolicy
 
-Writes ``<out-dir>/offpolicy_training.{json,md}`` (default ``experiments/results``).
+Writes ``<out-dir>/<name>.{json,md}`` (default ``experiments/results/offpolicy_training``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Args:
     rounds: int = 100
     """boosting rounds cap of every LightGBM router (early stopping picks fewer)"""
     out_dir: str = "experiments/results"
+    name: str = "offpolicy_training"
+    """basename of the JSON / Markdown outputs"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -78,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--hash-buckets", type=int, default=d.hash_buckets)
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--name", default=d.name)
     return Args(**vars(p.parse_args(argv)))
 
 
@@ -193,15 +198,21 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
 def _markdown(rows: list[dict[str, Any]], a: Args) -> str:
     keys = sorted({(r["epsilon"], r["n"], r["learner"]) for r in rows},
                   key=lambda k: (k[0] is not None, k[0] or 0, k[1], k[2]))
-    out = ["| exploration | N | learner | quality | cost (mUSD/task) | local share | quality at the logging cost |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| exploration | N | learner | seeds | quality | cost (mUSD/task) | local share "
+           "| quality at the logging cost |",
+           "|---|---|---|---|---|---|---|---|"]
+
+    def ms(sel: list[dict[str, Any]], f: str, scale: float = 1.0, digits: int = 4) -> str:
+        v = scale * np.array([r[f] for r in sel], dtype=float)
+        return f"{v.mean():.{digits}f}" if v.size == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
     for eps, n, lrn in keys:
         sel = [r for r in rows if (r["epsilon"], r["n"], r["learner"]) == (eps, n, lrn)]
-        q, c, loc, qb = (np.mean([r[f] for r in sel]) for f in ("quality", "cost_usd", "local_share",
-                                                                 "quality_at_budget"))
         e = "-" if eps is None else f"{eps:.0%}"
-        out.append(f"| {e} | {n:,} | {lrn} | {q:.4f} | {1000 * c:.3f} | {loc:.3f} | {qb:.4f} |")
+        out.append(f"| {e} | {n:,} | {lrn} | {len(sel)} | {ms(sel, 'quality')} | {ms(sel, 'cost_usd', 1000, 3)} "
+                   f"| {ms(sel, 'local_share', 1, 3)} | {ms(sel, 'quality_at_budget')} |")
     out.append("")
+    out.append("Cells: mean ± sample sd over the seeds (one seed: the value).")
     out.append(f"Seeds: {a.seeds}; λ = {a.lam}; clip = {a.clip}; test tasks: {rows[0]['test_tasks']}.")
     return "\n".join(out) + "\n"
 
@@ -216,10 +227,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter() - t0
-    (out / "offpolicy_training.json").write_text(json.dumps({"args": asdict(a), "wall_s": wall, "rows": rows},
+    (out / f"{a.name}.json").write_text(json.dumps({"args": asdict(a), "wall_s": wall, "rows": rows},
                                                             indent=2))
     md = _markdown(rows, a)
-    (out / "offpolicy_training.md").write_text(md)
+    (out / f"{a.name}.md").write_text(md)
     print(md)
     print(f"wall {wall:.0f} s")
     return rows

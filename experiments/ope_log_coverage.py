@@ -285,7 +285,9 @@ def _width(x: float, metric: str) -> str:
 
 def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     """The tables: per source and metric, policy x estimator rows, bias / coverage / width per ε."""
-    eps_cols = [f"{e:g}" for e in args.epsilons]
+    done = [e for e in (f"{x:g}" for x in args.epsilons)
+            if all(e in ms["by_epsilon"] for s in results["sources"].values() for ms in s["metrics"].values())]
+    eps_cols = done
     lines = [
         f"OPE on simulated router logs: {args.repeats} repeats of {args.n_rows} rows, 95% {args.interval} bootstrap "
         f"intervals ({args.n_bootstrap} resamples; bias allowance {'on' if args.bias_allowance else 'off'}), "
@@ -357,19 +359,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.time()
     results: dict[str, Any] = {"args": asdict(args), "sources": {}}
     metrics = [*args.metrics, "local_share"]
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write(partial: bool) -> str:
+        seconds = time.time() - t0
+        results["seconds"] = seconds
+        results["complete"] = not partial
+        (out / f"{args.name}.json").write_text(json.dumps(compact(results), separators=(",", ":")))
+        md = markdown(results, args, seconds)
+        (out / f"{args.name}.md").write_text(md + "\n")
+        return md
+
     for sname in args.sources:
         src = build_source(sname, args)
         by_metric: dict[str, Any] = {m: {"by_epsilon": {}} for m in metrics}
         raw: dict[str, Any] = {}
-        for eps in args.epsilons:
-            reps = [one_repeat(src, eps, r, args) for r in range(args.repeats)]
-            for m in metrics:
-                by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, reps, m)
-            raw[f"{eps:g}"] = reps
-            print(f"{sname} eps={eps:g}: {time.time() - t0:.0f} s", flush=True)
-        for m in metrics:
-            by_metric[m]["truth"] = src.truth[m]
-            by_metric[m]["logger_truth"] = {f"{k:g}": v for k, v in src.logger_truth[m].items()}
         results["sources"][sname] = {
             "description": src.description,
             "n_test_tasks": src.test.n_tasks,
@@ -379,13 +384,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "metrics": by_metric,
             "repeats": raw,
         }
-    seconds = time.time() - t0
-    results["seconds"] = seconds
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(compact(results), separators=(",", ":")))
-    md = markdown(results, args, seconds)
-    (out / f"{args.name}.md").write_text(md + "\n")
+        for m in metrics:
+            by_metric[m]["truth"] = src.truth[m]
+            by_metric[m]["logger_truth"] = {f"{k:g}": v for k, v in src.logger_truth[m].items()}
+        for eps in args.epsilons:
+            reps = [one_repeat(src, eps, r, args) for r in range(args.repeats)]
+            for m in metrics:
+                by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, reps, m)
+            raw[f"{eps:g}"] = reps
+            print(f"{sname} eps={eps:g}: {time.time() - t0:.0f} s", flush=True)
+            write(partial=True)  # a long run leaves its finished cells behind
+    md = write(partial=False)
     print(md)
     return results
 
