@@ -141,8 +141,8 @@ def _full_info_matrix(log: Any, rows: np.ndarray) -> Any:
     )
 
 
-def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
-    """Every (epsilon, N, learner) row of one seed."""
+def run_seed(a: Args, seed: int, rows: list[dict[str, Any]], on_row: Any = None) -> list[dict[str, Any]]:
+    """Every (epsilon, N, learner) row of one seed, appended to ``rows`` (``on_row()`` after each)."""
     from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.simulate import simulate_log
     from router_rl.policies.exploration import ExplorationConfig
@@ -167,8 +167,8 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
     base = {"seed": seed, "test_tasks": test.n_tasks}
     logged = _scores(logging_policy, X_test, test)
     budget = logged["cost_usd"]
-    rows: list[dict[str, Any]] = [base | {"epsilon": None, "n": a.seed_tasks, "learner": "logging policy (greedy)"}
-                                  | _scores(logging_policy, X_test, test, budget)]
+    rows.append(base | {"epsilon": None, "n": a.seed_tasks, "learner": "logging policy (greedy)"}
+                | _scores(logging_policy, X_test, test, budget))
     n_max = max(a.sizes)
     full_done: set[int] = set()
     for eps in a.epsilons:
@@ -185,6 +185,8 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
                 rows.append(base | {"epsilon": eps, "n": n, "learner": name,
                                     "fit_s": time.perf_counter() - t0} | _scores(pol, X_test, test, budget))
                 print(json.dumps(rows[-1]), flush=True)
+                if on_row is not None:
+                    on_row()
             if n not in full_done:  # the same N tasks (the log's draws), every model's outcome known
                 t0 = time.perf_counter()
                 full = learner().fit(part.X, _full_info_matrix(log, np.arange(n)), seed=seed)
@@ -192,6 +194,8 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
                                     "fit_s": time.perf_counter() - t0} | _scores(full, X_test, test, budget))
                 print(json.dumps(rows[-1]), flush=True)
                 full_done.add(n)
+                if on_row is not None:
+                    on_row()
     return rows
 
 
@@ -213,26 +217,34 @@ def _markdown(rows: list[dict[str, Any]], a: Args) -> str:
                    f"| {ms(sel, 'local_share', 1, 3)} | {ms(sel, 'quality_at_budget')} |")
     out.append("")
     out.append("Cells: mean ± sample sd over the seeds (one seed: the value).")
-    out.append(f"Seeds: {a.seeds}; λ = {a.lam}; clip = {a.clip}; test tasks: {rows[0]['test_tasks']}.")
+    done = sorted({r["seed"] for r in rows})
+    out.append(f"Seeds asked: {a.seeds}, with rows: {done}; λ = {a.lam}; clip = {a.clip}; "
+               f"test tasks: {rows[0]['test_tasks']}.")
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run every seed, write JSON and Markdown, return the rows."""
+    """Run every seed, write JSON and Markdown (after every fitted row: a stopped run keeps them)."""
     a = parse_args(argv)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for seed in a.seeds:
-        rows += run_seed(a, seed)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wall = time.perf_counter() - t0
-    (out / f"{a.name}.json").write_text(json.dumps({"args": asdict(a), "wall_s": wall, "rows": rows},
-                                                            indent=2))
-    md = _markdown(rows, a)
-    (out / f"{a.name}.md").write_text(md)
+
+    def write(complete: bool) -> str:
+        wall = time.perf_counter() - t0
+        (out / f"{a.name}.json").write_text(
+            json.dumps({"args": asdict(a), "wall_s": wall, "complete": complete, "rows": rows}, indent=2)
+        )
+        md = _markdown(rows, a)
+        (out / f"{a.name}.md").write_text(md)
+        return md
+
+    for seed in a.seeds:
+        run_seed(a, seed, rows, lambda: write(False))
+    md = write(True)
     print(md)
-    print(f"wall {wall:.0f} s")
+    print(f"wall {time.perf_counter() - t0:.0f} s")
     return rows
 
 

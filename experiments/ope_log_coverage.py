@@ -289,7 +289,9 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
             if all(e in ms["by_epsilon"] for s in results["sources"].values() for ms in s["metrics"].values())]
     eps_cols = done
     lines = [
-        f"OPE on simulated router logs: {args.repeats} repeats of {args.n_rows} rows, 95% {args.interval} bootstrap "
+        "OPE on simulated router logs: "
+        + ", ".join(f"{n}: {s['repeats_done']} repeats" for n, s in results["sources"].items())
+        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {args.interval} bootstrap "
         f"intervals ({args.n_bootstrap} resamples; bias allowance {'on' if args.bias_allowance else 'off'}), "
         f"LightGBM reward model on the first {args.pca_components} principal components of the features, "
         f"cross-fitted on {args.folds} folds. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
@@ -374,26 +376,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for sname in args.sources:
         src = build_source(sname, args)
         by_metric: dict[str, Any] = {m: {"by_epsilon": {}} for m in metrics}
-        raw: dict[str, Any] = {}
+        raw: dict[str, list[dict[str, Any]]] = {f"{eps:g}": [] for eps in args.epsilons}
         results["sources"][sname] = {
             "description": src.description,
             "n_test_tasks": src.test.n_tasks,
             "n_models": len(src.test.models),
             "models": list(src.test.models),
             "cost_ref_usd": src.cost_ref_usd,
+            "repeats_done": 0,
             "metrics": by_metric,
             "repeats": raw,
         }
         for m in metrics:
             by_metric[m]["truth"] = src.truth[m]
             by_metric[m]["logger_truth"] = {f"{k:g}": v for k, v in src.logger_truth[m].items()}
-        for eps in args.epsilons:
-            reps = [one_repeat(src, eps, r, args) for r in range(args.repeats)]
-            for m in metrics:
-                by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, reps, m)
-            raw[f"{eps:g}"] = reps
-            print(f"{sname} eps={eps:g}: {time.time() - t0:.0f} s", flush=True)
-            write(partial=True)  # a long run leaves its finished cells behind
+        # repeats outermost: a run stopped early still has every (policy, ε) cell, over fewer repeats
+        for rep in range(args.repeats):
+            for eps in args.epsilons:
+                raw[f"{eps:g}"].append(one_repeat(src, eps, rep, args))
+            if (rep + 1) % 5 == 0 or rep + 1 == args.repeats:
+                for eps in args.epsilons:
+                    for m in metrics:
+                        by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, raw[f"{eps:g}"], m)
+                results["sources"][sname]["repeats_done"] = rep + 1
+                print(f"{sname}: {rep + 1} repeats, {time.time() - t0:.0f} s", flush=True)
+                write(partial=True)
     md = write(partial=False)
     print(md)
     return results
