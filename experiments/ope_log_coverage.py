@@ -84,6 +84,7 @@ class Args:
     out_dir: str = "experiments/results"
     name: str = "ope_log_coverage"
     quick: bool = False
+    from_json: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -103,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--name", default=d.name, help="basename of the JSON / Markdown outputs")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--from-json", default=None, help="re-summarise the repeats of a written JSON (no new run)")
     a = Args(**vars(p.parse_args(argv)))
     if a.quick:
         a.sources, a.repeats, a.n_rows = ["fleet"], 3, 1500
@@ -236,12 +238,24 @@ def one_repeat(src: Source, eps: float, rep: int, args: Args) -> dict[str, Any]:
     return out
 
 
-def summarise(src: Source, eps: float, reps: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Bias, coverage and width per (policy, estimator) of one metric over the repeats."""
+#: Float tolerance of "the interval covers the truth": a degenerate interval [v, v] of an exact
+#: metric (e.g. local share 1 of an all-local policy) must count as covering a truth that differs
+#: from v by rounding (sum of 1/5 five times).
+COVER_TOL = 1e-9
+
+
+def summarise(
+    src: Source, eps: float, reps: list[dict[str, Any]], metric: str, *, truth_by: Any = None
+) -> dict[str, Any]:
+    """Bias, coverage and width per (policy, estimator) of one metric over the repeats.
+
+    ``truth_by``: ``(truth, logger_truth)`` dicts to use instead of ``src``'s (re-summarising a JSON).
+    """
     rows: dict[str, Any] = {}
     ests = ("exact",) if metric == "local_share" else ESTIMATORS
-    for nm, truth in src.truth[metric].items():
-        true_diff = truth - src.logger_truth[metric][eps]
+    truths, logger_truth = truth_by if truth_by is not None else (src.truth[metric], src.logger_truth[metric])
+    for nm, truth in truths.items():
+        true_diff = truth - logger_truth[eps]
         per: dict[str, Any] = {}
         for est in ests:
             recs = [r["policies"][nm]["metrics"][metric] for r in reps]
@@ -251,10 +265,12 @@ def summarise(src: Source, eps: float, reps: list[dict[str, Any]], metric: str) 
             per[est] = {
                 "bias": float((e[:, 0] - truth).mean()),
                 "rmse": float(np.sqrt(((e[:, 0] - truth) ** 2).mean())),
-                "coverage": float(((e[:, 1] <= truth) & (truth <= e[:, 2])).mean()),
+                "coverage": float(((e[:, 1] - COVER_TOL <= truth) & (truth <= e[:, 2] + COVER_TOL)).mean()),
                 "width": float((e[:, 2] - e[:, 1]).mean()),
-                "coverage_in_sample": float(((e[:, 1] <= ins) & (ins <= e[:, 2])).mean()),
-                "difference_coverage": float(((d[:, 1] <= true_diff) & (true_diff <= d[:, 2])).mean()),
+                "coverage_in_sample": float(((e[:, 1] - COVER_TOL <= ins) & (ins <= e[:, 2] + COVER_TOL)).mean()),
+                "difference_coverage": float(
+                    ((d[:, 1] - COVER_TOL <= true_diff) & (true_diff <= d[:, 2] + COVER_TOL)).mean()
+                ),
             }
         rows[nm] = {
             "truth": truth,
@@ -353,11 +369,37 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def resummarise(path: str) -> dict[str, Any]:
+    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown."""
+    from pathlib import Path
+
+    p = Path(path)
+    results = json.loads(p.read_text())
+    a = dict(results["args"])
+    a["from_json"] = None
+    args = Args(**a)
+    for s in results["sources"].values():
+        done = min(len(v) for v in s["repeats"].values())
+        s["repeats_done"] = done
+        for m, ms in s["metrics"].items():
+            lt = {float(k): v for k, v in ms["logger_truth"].items()}
+            for eps in args.epsilons:
+                reps = s["repeats"][f"{eps:g}"][:done]
+                ms["by_epsilon"][f"{eps:g}"] = summarise(None, eps, reps, m, truth_by=(ms["truth"], lt))  # type: ignore[arg-type]
+    p.write_text(json.dumps(compact(results), separators=(",", ":")))
+    md = markdown(results, args, float(results.get("seconds", 0.0)))
+    p.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every source x exploration x repeat; write the JSON and Markdown."""
     from pathlib import Path
 
     args = parse_args(argv)
+    if args.from_json:
+        return resummarise(args.from_json)
     t0 = time.time()
     results: dict[str, Any] = {"args": asdict(args), "sources": {}}
     metrics = [*args.metrics, "local_share"]
