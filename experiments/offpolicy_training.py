@@ -64,6 +64,8 @@ class Args:
     out_dir: str = "experiments/results"
     name: str = "offpolicy_training"
     """basename of the JSON / Markdown outputs"""
+    merge: list[str] = field(default_factory=list)
+    """JSONs of earlier runs (e.g. one per seed) to write as one table instead of running"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -83,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--name", default=d.name)
+    p.add_argument("--merge", nargs="+", default=[], help="JSONs of earlier runs to merge into one table")
     return Args(**vars(p.parse_args(argv)))
 
 
@@ -230,6 +233,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if a.merge:
+        runs = [json.loads(Path(f).read_text()) for f in a.merge]
+        rows = [r for run in runs for r in run["rows"]]
+        a.seeds = sorted({r["seed"] for r in rows})
+        a.sizes = sorted({int(r["n"]) for r in rows if r["epsilon"] is not None})
+        merged = {"args": asdict(a), "merged": a.merge, "wall_s": [run["wall_s"] for run in runs],
+                  "complete": [run.get("complete", True) for run in runs], "rows": rows}
+        (out / f"{a.name}.json").write_text(json.dumps(merged, indent=2))
+        md = _markdown(rows, a)
+        (out / f"{a.name}.md").write_text(md)
+        print(md)
+        return rows
 
     def write(complete: bool) -> str:
         wall = time.perf_counter() - t0
