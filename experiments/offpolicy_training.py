@@ -15,9 +15,11 @@ and compared with the logging policy itself on the **test split of the full matr
 quality, cost per task and local share of the served answers (argmax decisions).
 
     .venv/bin/python experiments/offpolicy_training.py                 # N 2k/10k/50k x eps 5/10/20%, 1 seed
+    .venv/bin/python experiments/offpolicy_training.py --sizes 2000 10000 --seeds 0 1 2 \
+        --name offpolicy_training_seeds                                 # 2k/10k over 3 seeds (mean ± sd)
     .venv/bin/python experiments/offpolicy_training.py --sizes 2000 --epsilons 0.1 --out-dir runs/offpolicy
 
-Writes ``<out-dir>/offpolicy_training.{json,md}`` (default ``experiments/results``).
+Writes ``<out-dir>/<name>.{json,md}`` (default ``experiments/results/offpolicy_training``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class Args:
     rounds: int = 100
     """boosting rounds cap of every LightGBM router (early stopping picks fewer)"""
     out_dir: str = "experiments/results"
+    name: str = "offpolicy_training"
+    """basename of the JSON / Markdown outputs"""
+    merge: list[str] = field(default_factory=list)
+    """JSONs of earlier runs (e.g. one per seed) to write as one table instead of running"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--hash-buckets", type=int, default=d.hash_buckets)
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--name", default=d.name)
+    p.add_argument("--merge", nargs="+", default=[], help="JSONs of earlier runs to merge into one table")
     return Args(**vars(p.parse_args(argv)))
 
 
@@ -136,8 +144,8 @@ def _full_info_matrix(log: Any, rows: np.ndarray) -> Any:
     )
 
 
-def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
-    """Every (epsilon, N, learner) row of one seed."""
+def run_seed(a: Args, seed: int, rows: list[dict[str, Any]], on_row: Any = None) -> list[dict[str, Any]]:
+    """Every (epsilon, N, learner) row of one seed, appended to ``rows`` (``on_row()`` after each)."""
     from router_rl.features import EncoderConfig, FeatureEncoder
     from router_rl.logs.simulate import simulate_log
     from router_rl.policies.exploration import ExplorationConfig
@@ -162,8 +170,8 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
     base = {"seed": seed, "test_tasks": test.n_tasks}
     logged = _scores(logging_policy, X_test, test)
     budget = logged["cost_usd"]
-    rows: list[dict[str, Any]] = [base | {"epsilon": None, "n": a.seed_tasks, "learner": "logging policy (greedy)"}
-                                  | _scores(logging_policy, X_test, test, budget)]
+    rows.append(base | {"epsilon": None, "n": a.seed_tasks, "learner": "logging policy (greedy)"}
+                | _scores(logging_policy, X_test, test, budget))
     n_max = max(a.sizes)
     full_done: set[int] = set()
     for eps in a.epsilons:
@@ -180,6 +188,8 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
                 rows.append(base | {"epsilon": eps, "n": n, "learner": name,
                                     "fit_s": time.perf_counter() - t0} | _scores(pol, X_test, test, budget))
                 print(json.dumps(rows[-1]), flush=True)
+                if on_row is not None:
+                    on_row()
             if n not in full_done:  # the same N tasks (the log's draws), every model's outcome known
                 t0 = time.perf_counter()
                 full = learner().fit(part.X, _full_info_matrix(log, np.arange(n)), seed=seed)
@@ -187,41 +197,69 @@ def run_seed(a: Args, seed: int) -> list[dict[str, Any]]:
                                     "fit_s": time.perf_counter() - t0} | _scores(full, X_test, test, budget))
                 print(json.dumps(rows[-1]), flush=True)
                 full_done.add(n)
+                if on_row is not None:
+                    on_row()
     return rows
 
 
 def _markdown(rows: list[dict[str, Any]], a: Args) -> str:
     keys = sorted({(r["epsilon"], r["n"], r["learner"]) for r in rows},
                   key=lambda k: (k[0] is not None, k[0] or 0, k[1], k[2]))
-    out = ["| exploration | N | learner | quality | cost (mUSD/task) | local share | quality at the logging cost |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| exploration | N | learner | seeds | quality | cost (mUSD/task) | local share "
+           "| quality at the logging cost |",
+           "|---|---|---|---|---|---|---|---|"]
+
+    def ms(sel: list[dict[str, Any]], f: str, scale: float = 1.0, digits: int = 4) -> str:
+        v = scale * np.array([r[f] for r in sel], dtype=float)
+        return f"{v.mean():.{digits}f}" if v.size == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
     for eps, n, lrn in keys:
         sel = [r for r in rows if (r["epsilon"], r["n"], r["learner"]) == (eps, n, lrn)]
-        q, c, loc, qb = (np.mean([r[f] for r in sel]) for f in ("quality", "cost_usd", "local_share",
-                                                                 "quality_at_budget"))
         e = "-" if eps is None else f"{eps:.0%}"
-        out.append(f"| {e} | {n:,} | {lrn} | {q:.4f} | {1000 * c:.3f} | {loc:.3f} | {qb:.4f} |")
+        out.append(f"| {e} | {n:,} | {lrn} | {len(sel)} | {ms(sel, 'quality')} | {ms(sel, 'cost_usd', 1000, 3)} "
+                   f"| {ms(sel, 'local_share', 1, 3)} | {ms(sel, 'quality_at_budget')} |")
     out.append("")
-    out.append(f"Seeds: {a.seeds}; λ = {a.lam}; clip = {a.clip}; test tasks: {rows[0]['test_tasks']}.")
+    out.append("Cells: mean ± sample sd over the seeds (one seed: the value).")
+    done = sorted({r["seed"] for r in rows})
+    out.append(f"Seeds asked: {a.seeds}, with rows: {done}; λ = {a.lam}; clip = {a.clip}; "
+               f"test tasks: {rows[0]['test_tasks']}.")
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run every seed, write JSON and Markdown, return the rows."""
+    """Run every seed, write JSON and Markdown (after every fitted row: a stopped run keeps them)."""
     a = parse_args(argv)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for seed in a.seeds:
-        rows += run_seed(a, seed)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wall = time.perf_counter() - t0
-    (out / "offpolicy_training.json").write_text(json.dumps({"args": asdict(a), "wall_s": wall, "rows": rows},
-                                                            indent=2))
-    md = _markdown(rows, a)
-    (out / "offpolicy_training.md").write_text(md)
+    if a.merge:
+        runs = [json.loads(Path(f).read_text()) for f in a.merge]
+        rows = [r for run in runs for r in run["rows"]]
+        a.seeds = sorted({r["seed"] for r in rows})
+        a.sizes = sorted({int(r["n"]) for r in rows if r["epsilon"] is not None})
+        merged = {"args": asdict(a), "merged": a.merge, "wall_s": [run["wall_s"] for run in runs],
+                  "complete": [run.get("complete", True) for run in runs], "rows": rows}
+        (out / f"{a.name}.json").write_text(json.dumps(merged, indent=2))
+        md = _markdown(rows, a)
+        (out / f"{a.name}.md").write_text(md)
+        print(md)
+        return rows
+
+    def write(complete: bool) -> str:
+        wall = time.perf_counter() - t0
+        (out / f"{a.name}.json").write_text(
+            json.dumps({"args": asdict(a), "wall_s": wall, "complete": complete, "rows": rows}, indent=2)
+        )
+        md = _markdown(rows, a)
+        (out / f"{a.name}.md").write_text(md)
+        return md
+
+    for seed in a.seeds:
+        run_seed(a, seed, rows, lambda: write(False))
+    md = write(True)
     print(md)
-    print(f"wall {wall:.0f} s")
+    print(f"wall {time.perf_counter() - t0:.0f} s")
     return rows
 
 

@@ -56,7 +56,9 @@ BFCL_MODELS = (
     "claude-3-haiku-20240307",
     "gemini-1.5-flash-preview-0514",
 )
-ESTIMATORS = ("dm", "ips", "snips", "dr", "switch_dr")
+ESTIMATORS = ("dm", "ips", "snips", "dr", "switch_dr", "switch_dr(tuned)")
+#: Estimated metrics the experiment can check (``local_share`` is exact: always checked).
+ESTIMATED_METRICS = ("quality", "cost_usd", "utility")
 LGBM_LOGGER = {"num_boost_round": 60, "early_stopping_rounds": 10, "cv_folds": 2}
 
 
@@ -73,11 +75,16 @@ class Args:
     pca_components: int = 16
     alpha: float = 0.05
     logger_lam: float = 0.5
+    metrics: list[str] = field(default_factory=lambda: ["quality"])
+    interval: str = "studentized"
+    bias_allowance: bool = True
+    lam: float = 1.0
     fleet_tasks: int = 3000
     seed: int = 0
     out_dir: str = "experiments/results"
     name: str = "ope_log_coverage"
     quick: bool = False
+    from_json: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -90,9 +97,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("alpha", "logger_lam"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--metrics", nargs="+", default=d.metrics, choices=list(ESTIMATED_METRICS))
+    p.add_argument("--interval", default=d.interval, choices=["studentized", "percentile"])
+    p.add_argument("--no-bias-allowance", dest="bias_allowance", action="store_false")
+    p.add_argument("--lam", type=float, default=d.lam, help="cost weight of the utility (units of cost_ref_usd)")
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--name", default=d.name, help="basename of the JSON / Markdown outputs")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--from-json", default=None, help="re-summarise the repeats of a written JSON (no new run)")
     a = Args(**vars(p.parse_args(argv)))
     if a.quick:
         a.sources, a.repeats, a.n_rows = ["fleet"], 3, 1500
@@ -114,8 +126,9 @@ class Source:
     test: Any
     logger: Any
     targets: dict[str, Any]
-    truth: dict[str, float]  # target -> true mean quality on the test tasks
-    logger_truth: dict[float, float]  # epsilon -> true mean quality of the exploring logger
+    truth: dict[str, dict[str, float]]  # metric -> target -> true value on the test tasks
+    logger_truth: dict[str, dict[float, float]]  # metric -> epsilon -> true value of the exploring logger
+    cost_ref_usd: float  # USD scale of the utility (train split: mean cost of the most expensive model)
 
 
 def build_source(name: str, args: Args) -> Source:
@@ -167,17 +180,25 @@ def build_source(name: str, args: Args) -> Source:
     targets["uniform_local"] = make_policy("random", train.models, weights=(w / w.sum()).tolist())
     targets["logger_argmax"] = logger  # the logger's own distribution has no exploration: that is the argmax
     X_test = np.asarray(enc.transform(test.tasks))
-    truth = {nm: float((t.action_distribution(X_test) * test.quality).sum(axis=1).mean()) for nm, t in targets.items()}
-    base = logger.action_distribution(X_test)
-    logger_truth = {
-        eps: float((explore(base, ExplorationConfig(epsilon=eps)) * test.quality).sum(axis=1).mean())
-        for eps in args.epsilons
+    cost_ref = float(cost.max())
+    per_action = {
+        "quality": test.quality,
+        "cost_usd": test.cost,
+        "utility": test.quality - args.lam * test.cost / cost_ref,
+        "local_share": np.broadcast_to(test.is_local().astype(float), test.quality.shape),
     }
-    return Source(name, desc, matrix, test, logger, targets, truth, logger_truth)
+    dists = {nm: t.action_distribution(X_test) for nm, t in targets.items()}
+    base = logger.action_distribution(X_test)
+    truth = {m: {nm: float((d * v).sum(axis=1).mean()) for nm, d in dists.items()} for m, v in per_action.items()}
+    logger_truth = {
+        m: {eps: float((explore(base, ExplorationConfig(epsilon=eps)) * v).sum(axis=1).mean()) for eps in args.epsilons}
+        for m, v in per_action.items()
+    }
+    return Source(name, desc, matrix, test, logger, targets, truth, logger_truth, cost_ref)
 
 
 def one_repeat(src: Source, eps: float, rep: int, args: Args) -> dict[str, Any]:
-    """Simulate one log and evaluate every target on it (quality only: one reward model per log)."""
+    """Simulate one log and evaluate every target on it (one reward model per estimated metric)."""
     from router_rl.eval.logged import LogOPEConfig, evaluate_log, target_distribution
     from router_rl.logs.simulate import simulate_log
     from router_rl.policies.exploration import ExplorationConfig
@@ -194,38 +215,62 @@ def one_repeat(src: Source, eps: float, rep: int, args: Args) -> dict[str, Any]:
         seed=seed % 2**31,
         folds=args.folds,
         reward_model_params={"pca_components": args.pca_components},
-        metrics=("quality",),
+        metrics=tuple(args.metrics),  # type: ignore[arg-type]
+        lam=args.lam,
+        cost_ref_usd=src.cost_ref_usd,
+        tuned_switch=True,
+        interval=args.interval,  # type: ignore[arg-type]
+        bias_allowance=args.bias_allowance,
     )
     rep_ = evaluate_log(data, pis, config=cfg)
     out: dict[str, Any] = {"seed": seed, "policies": {}}
     for nm, pr in rep_.evaluation.policies.items():
-        mr = pr.metrics["quality"]
-        out["policies"][nm] = {
-            "in_sample_truth": log.truth.value(pis[nm])["quality"],
-            "ess": pr.weights.ess if pr.weights else None,
-            "estimates": {k: [e.value, e.lower, e.upper] for k, e in mr.estimates.items()},
-            "difference": {k: [e.value, e.lower, e.upper] for k, e in (mr.difference or {}).items()},
-        }
+        tv = log.truth.value(pis[nm])
+        tv["utility"] = tv["quality"] - args.lam * tv["cost_usd"] / src.cost_ref_usd
+        out["policies"][nm] = {"ess": pr.weights.ess if pr.weights else None, "metrics": {}}
+        for metric in [*args.metrics, "local_share"]:
+            mr = pr.metrics[metric]
+            out["policies"][nm]["metrics"][metric] = {
+                "in_sample_truth": tv[metric],
+                "estimates": {k: [e.value, e.lower, e.upper] for k, e in mr.estimates.items()},
+                "difference": {k: [e.value, e.lower, e.upper] for k, e in (mr.difference or {}).items()},
+            }
     return out
 
 
-def summarise(src: Source, eps: float, reps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bias, coverage and width per (policy, estimator) over the repeats."""
+#: Float tolerance of "the interval covers the truth": a degenerate interval [v, v] of an exact
+#: metric (e.g. local share 1 of an all-local policy) must count as covering a truth that differs
+#: from v by rounding (sum of 1/5 five times).
+COVER_TOL = 1e-9
+
+
+def summarise(
+    src: Source, eps: float, reps: list[dict[str, Any]], metric: str, *, truth_by: Any = None
+) -> dict[str, Any]:
+    """Bias, coverage and width per (policy, estimator) of one metric over the repeats.
+
+    ``truth_by``: ``(truth, logger_truth)`` dicts to use instead of ``src``'s (re-summarising a JSON).
+    """
     rows: dict[str, Any] = {}
-    for nm, truth in src.truth.items():
-        true_diff = truth - src.logger_truth[eps]
+    ests = ("exact",) if metric == "local_share" else ESTIMATORS
+    truths, logger_truth = truth_by if truth_by is not None else (src.truth[metric], src.logger_truth[metric])
+    for nm, truth in truths.items():
+        true_diff = truth - logger_truth[eps]
         per: dict[str, Any] = {}
-        for est in ESTIMATORS:
-            e = np.array([r["policies"][nm]["estimates"][est] for r in reps])
-            d = np.array([r["policies"][nm]["difference"][est] for r in reps])
-            ins = np.array([r["policies"][nm]["in_sample_truth"] for r in reps])
+        for est in ests:
+            recs = [r["policies"][nm]["metrics"][metric] for r in reps]
+            e = np.array([x["estimates"][est] for x in recs])
+            d = np.array([x["difference"][est] for x in recs])
+            ins = np.array([x["in_sample_truth"] for x in recs])
             per[est] = {
                 "bias": float((e[:, 0] - truth).mean()),
                 "rmse": float(np.sqrt(((e[:, 0] - truth) ** 2).mean())),
-                "coverage": float(((e[:, 1] <= truth) & (truth <= e[:, 2])).mean()),
+                "coverage": float(((e[:, 1] - COVER_TOL <= truth) & (truth <= e[:, 2] + COVER_TOL)).mean()),
                 "width": float((e[:, 2] - e[:, 1]).mean()),
-                "coverage_in_sample": float(((e[:, 1] <= ins) & (ins <= e[:, 2])).mean()),
-                "difference_coverage": float(((d[:, 1] <= true_diff) & (true_diff <= d[:, 2])).mean()),
+                "coverage_in_sample": float(((e[:, 1] - COVER_TOL <= ins) & (ins <= e[:, 2] + COVER_TOL)).mean()),
+                "difference_coverage": float(
+                    ((d[:, 1] - COVER_TOL <= true_diff) & (true_diff <= d[:, 2] + COVER_TOL)).mean()
+                ),
             }
         rows[nm] = {
             "truth": truth,
@@ -246,47 +291,106 @@ def compact(o: Any) -> Any:
     return o
 
 
+def _num(x: float, metric: str) -> str:
+    return f"{x:+.2e}" if metric == "cost_usd" else f"{x:+.3f}"
+
+
+def _width(x: float, metric: str) -> str:
+    return f"{x:.2e}" if metric == "cost_usd" else f"{x:.3f}"
+
+
 def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
-    """The table: per source, policy x estimator rows, bias / coverage / width per exploration."""
-    eps_cols = [f"{e:g}" for e in args.epsilons]
+    """The tables: per source and metric, policy x estimator rows, bias / coverage / width per ε."""
+    done = [e for e in (f"{x:g}" for x in args.epsilons)
+            if all(e in ms["by_epsilon"] for s in results["sources"].values() for ms in s["metrics"].values())]
+    eps_cols = done
     lines = [
-        f"OPE on simulated router logs: {args.repeats} repeats of {args.n_rows} rows, 95% percentile-bootstrap "
-        f"intervals ({args.n_bootstrap} resamples), LightGBM reward model on the first {args.pca_components} "
-        f"principal components of the features, cross-fitted on {args.folds} folds; "
-        f"metric: quality. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
+        "OPE on simulated router logs: "
+        + ", ".join(f"{n}: {s['repeats_done']} repeats" for n, s in results["sources"].items())
+        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {args.interval} bootstrap "
+        f"intervals ({args.n_bootstrap} resamples; bias allowance {'on' if args.bias_allowance else 'off'}), "
+        f"LightGBM reward model on the first {args.pca_components} principal components of the features, "
+        f"cross-fitted on {args.folds} folds. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
         "",
     ]
     for sname, s in results["sources"].items():
-        lines += [f"**{sname}** ({s['description']}; {s['n_test_tasks']} test tasks, {s['n_models']} models)", ""]
-        head = "| policy (true value) | estimator | " + " | ".join(f"ε = {e}" for e in eps_cols) + " |"
-        lines += [head, "|" + "---|" * (2 + len(eps_cols))]
-        first_eps = next(iter(s["by_epsilon"].values()))
-        for pol, row in first_eps.items():
-            for est in ESTIMATORS:
-                cells = []
-                for e in eps_cols:
-                    c = s["by_epsilon"][e][pol]["estimators"][est]
-                    cells.append(f"{c['bias']:+.3f} / {100 * c['coverage']:.0f}% / {c['width']:.3f}")
-                label = f"{pol} ({row['truth']:.3f})" if est == ESTIMATORS[0] else ""
-                lines.append(f"| {label} | {est} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            f"Coverage of the paired difference vs the logging policy ({sname}; per ε: "
-            + ", ".join(f"{e}: {s['logger_truth'][e]:.3f}" for e in eps_cols)
-            + " true logger value)",
-            "",
-        ]
-        lines += ["| policy | " + " | ".join(ESTIMATORS) + " |", "|" + "---|" * (1 + len(ESTIMATORS))]
-        for pol in first_eps:
-            cells = [
-                "/".join(
-                    f"{100 * s['by_epsilon'][e][pol]['estimators'][est]['difference_coverage']:.0f}" for e in eps_cols
-                )
-                for est in ESTIMATORS
+        for metric, ms in s["metrics"].items():
+            ests = ["exact"] if metric == "local_share" else list(ESTIMATORS)
+            lines += [
+                f"**{sname}, {metric}** ({s['description']}; {s['n_test_tasks']} test tasks, {s['n_models']} models)",
+                "",
             ]
-            lines.append(f"| {pol} | " + " | ".join(cells) + " |")
-        lines.append("")
+            head = "| policy (true value) | estimator | " + " | ".join(f"ε = {e}" for e in eps_cols) + " |"
+            lines += [head, "|" + "---|" * (2 + len(eps_cols))]
+            first_eps = next(iter(ms["by_epsilon"].values()))
+            for pol, row in first_eps.items():
+                for est in ests:
+                    cells = []
+                    for e in eps_cols:
+                        c = ms["by_epsilon"][e][pol]["estimators"][est]
+                        cells.append(
+                            f"{_num(c['bias'], metric)} / {100 * c['coverage']:.0f}% / {_width(c['width'], metric)}"
+                        )
+                    tv = f"{row['truth']:.3g}" if metric == "cost_usd" else f"{row['truth']:.3f}"
+                    label = f"{pol} ({tv}, ESS {row['mean_ess']:.0f})" if est == ests[0] else ""
+                    lines.append(f"| {label} | {est} | " + " | ".join(cells) + " |")
+            lines += [
+                "",
+                f"Coverage (%) of the paired difference vs the logging policy ({sname}, {metric}; ε "
+                + "/".join(eps_cols)
+                + ")",
+                "",
+            ]
+            lines += ["| policy | " + " | ".join(ests) + " |", "|" + "---|" * (1 + len(ests))]
+            for pol in first_eps:
+                cells = [
+                    "/".join(
+                        f"{100 * ms['by_epsilon'][e][pol]['estimators'][est]['difference_coverage']:.0f}"
+                        for e in eps_cols
+                    )
+                    for est in ests
+                ]
+                lines.append(f"| {pol} | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["Cells (policy x ε) with coverage >= 90%, per source and metric:", ""]
+    for sname, s in results["sources"].items():
+        for metric, ms in s["metrics"].items():
+            ests = ["exact"] if metric == "local_share" else list(ESTIMATORS)
+            counts = []
+            for est in ests:
+                cells = [
+                    ms["by_epsilon"][e][pol]["estimators"][est]["coverage"]
+                    for e in eps_cols
+                    for pol in ms["by_epsilon"][e]
+                ]
+                counts.append(f"{est} {sum(c >= 0.9 for c in cells)}/{len(cells)} (min {100 * min(cells):.0f}%)")
+            lines.append(f"* {sname}, {metric}: " + ", ".join(counts))
+    lines.append("")
     return "\n".join(lines)
+
+
+def resummarise(path: str) -> dict[str, Any]:
+    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown."""
+    from pathlib import Path
+
+    p = Path(path)
+    results = json.loads(p.read_text())
+    a = dict(results["args"])
+    a["from_json"] = None
+    args = Args(**a)
+    for s in results["sources"].values():
+        done = min(len(v) for v in s["repeats"].values())
+        s["repeats_done"] = done
+        for m, ms in s["metrics"].items():
+            lt = {float(k): v for k, v in ms["logger_truth"].items()}
+            for eps in args.epsilons:
+                reps = s["repeats"][f"{eps:g}"][:done]
+                ms["by_epsilon"][f"{eps:g}"] = summarise(None, eps, reps, m, truth_by=(ms["truth"], lt))  # type: ignore[arg-type]
+    p.write_text(json.dumps(compact(results), separators=(",", ":")))
+    md = markdown(results, args, float(results.get("seconds", 0.0)))
+    p.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -294,34 +398,52 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pathlib import Path
 
     args = parse_args(argv)
+    if args.from_json:
+        return resummarise(args.from_json)
     t0 = time.time()
     results: dict[str, Any] = {"args": asdict(args), "sources": {}}
+    metrics = [*args.metrics, "local_share"]
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write(partial: bool) -> str:
+        seconds = time.time() - t0
+        results["seconds"] = seconds
+        results["complete"] = not partial
+        (out / f"{args.name}.json").write_text(json.dumps(compact(results), separators=(",", ":")))
+        md = markdown(results, args, seconds)
+        (out / f"{args.name}.md").write_text(md + "\n")
+        return md
+
     for sname in args.sources:
         src = build_source(sname, args)
-        by_eps: dict[str, Any] = {}
-        raw: dict[str, Any] = {}
-        for eps in args.epsilons:
-            reps = [one_repeat(src, eps, r, args) for r in range(args.repeats)]
-            by_eps[f"{eps:g}"] = summarise(src, eps, reps)
-            raw[f"{eps:g}"] = reps
-            print(f"{sname} eps={eps:g}: {time.time() - t0:.0f} s", flush=True)
+        by_metric: dict[str, Any] = {m: {"by_epsilon": {}} for m in metrics}
+        raw: dict[str, list[dict[str, Any]]] = {f"{eps:g}": [] for eps in args.epsilons}
         results["sources"][sname] = {
             "description": src.description,
             "n_test_tasks": src.test.n_tasks,
             "n_models": len(src.test.models),
             "models": list(src.test.models),
-            "truth": src.truth,
-            "logger_truth": {f"{k:g}": v for k, v in src.logger_truth.items()},
-            "by_epsilon": by_eps,
+            "cost_ref_usd": src.cost_ref_usd,
+            "repeats_done": 0,
+            "metrics": by_metric,
             "repeats": raw,
         }
-    seconds = time.time() - t0
-    results["seconds"] = seconds
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(compact(results), separators=(",", ":")))
-    md = markdown(results, args, seconds)
-    (out / f"{args.name}.md").write_text(md + "\n")
+        for m in metrics:
+            by_metric[m]["truth"] = src.truth[m]
+            by_metric[m]["logger_truth"] = {f"{k:g}": v for k, v in src.logger_truth[m].items()}
+        # repeats outermost: a run stopped early still has every (policy, ε) cell, over fewer repeats
+        for rep in range(args.repeats):
+            for eps in args.epsilons:
+                raw[f"{eps:g}"].append(one_repeat(src, eps, rep, args))
+            if (rep + 1) % 5 == 0 or rep + 1 == args.repeats:
+                for eps in args.epsilons:
+                    for m in metrics:
+                        by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, raw[f"{eps:g}"], m)
+                results["sources"][sname]["repeats_done"] = rep + 1
+                print(f"{sname}: {rep + 1} repeats, {time.time() - t0:.0f} s", flush=True)
+                write(partial=True)
+    md = write(partial=False)
     print(md)
     return results
 

@@ -65,6 +65,11 @@ class LogOPEConfig(StrictConfig):
         cost_ref_usd: USD scale of the utility's cost term (None: auto, see the module docstring).
         support_threshold: Logging propensity under which an action counts as unsupported.
         tau: Weight threshold of switch-DR.
+        tuned_switch: Also report switch-DR with a data-driven threshold (``switch_dr(tuned)``,
+            :class:`router_rl.ope.estimators.SwitchDR` ``tau_grid``).
+        interval: ``studentized`` (bootstrap-t, default) or ``percentile`` intervals.
+        bias_allowance: Widen DM's and switch-DR's intervals by their estimated bias (the
+            importance-weighted held-out residuals they drop; docs/evaluation.md).
         incumbent: ``logged`` (the logging policy) or the name of one evaluated policy.
         metrics: Estimated metrics to report (subset of ``quality``, ``cost_usd``, ``utility``;
             ``local_share`` is always reported, exactly). Fewer metrics, fewer reward models.
@@ -80,6 +85,9 @@ class LogOPEConfig(StrictConfig):
     cost_ref_usd: PositiveFloat | None = None
     support_threshold: Annotated[float, Field(ge=0, lt=1)] = 1e-3
     tau: NonNegativeFloat = 10.0
+    tuned_switch: bool = False
+    interval: Literal["studentized", "percentile"] = "studentized"
+    bias_allowance: bool = True
     incumbent: str = LOGGED
     metrics: Annotated[tuple[Literal["quality", "cost_usd", "utility"], ...], BeforeValidator(as_tuple)] = (
         "quality",
@@ -367,7 +375,7 @@ def evaluate_log(
         exact_metrics={"local_share": local},
         models=data.models,
         incumbent=cfg.incumbent,
-        estimators=default_estimators(tau=cfg.tau),
+        estimators=default_estimators(tau=cfg.tau, tuned_switch=cfg.tuned_switch),
         n_bootstrap=cfg.n_bootstrap,
         alpha=cfg.alpha,
         seed=cfg.seed,
@@ -375,6 +383,8 @@ def evaluate_log(
         group_by=group_by,
         support_threshold=cfg.support_threshold,
         row_labels=[str(r) for r in data.request_ids.tolist()],
+        interval=cfg.interval,
+        bias_allowance=cfg.bias_allowance,
     )
     order = {m: i for i, m in enumerate(METRICS)}
     for pr in [*ev.policies.values(), *([ev.incumbent_result] if ev.incumbent_result else [])]:

@@ -7,7 +7,9 @@
 """
 
 from router_rl.ope.estimators import (
+    DEFAULT_TAU_GRID,
     ESTIMATOR_REGISTRY,
+    INTERVAL_METHODS,
     IPS,
     SNIPS,
     DirectMethod,
@@ -43,7 +45,9 @@ from router_rl.ope.metrics import (
 from router_rl.ope.validation import OPEInputError, one_hot
 
 __all__ = [
+    "DEFAULT_TAU_GRID",
     "ESTIMATOR_REGISTRY",
+    "INTERVAL_METHODS",
     "IPS",
     "SNIPS",
     "CalibrationCurve",

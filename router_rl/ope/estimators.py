@@ -18,7 +18,21 @@ estimator      value
 =============  ===========================================================================
 
 Every estimator is a mean (or ratio of means) of per-row columns, so intervals come from the
-vectorised bootstrap in :mod:`router_rl.ope.bootstrap`.
+vectorised bootstrap in :mod:`router_rl.ope.bootstrap`. Two interval methods (``interval=``):
+
+* ``studentized`` (default): bootstrap-t on the estimator's influence values (``x_i - mean`` for
+  the means; the delta-method ``w_i (r_i - V) / mean(w)`` for SNIPS), which keeps its coverage
+  where a few large importance weights make the estimate skewed (low ESS);
+* ``percentile``: the plain percentile bootstrap (the method before 2026-12-01).
+
+and a **bias allowance** (``bias_allowance=True``, default) for the estimators that do not
+correct the reward model's error everywhere (DM; switch-DR on rows with ``w_i > tau``): their
+bias is estimated by the correction they drop, ``mean_i w_i (r_i - q_hat(x_i, a_i))`` (held-out
+residuals of the cross-fitted reward model on the logged actions, importance weighted), and the
+reported interval is the hull of the estimator's own interval and the interval of the
+estimator plus that bias estimate (which is DR). Without it the interval only reflects the
+resampling of rows and ignores the reward model's error (docs/evaluation.md, coverage table).
+The point estimates never depend on these options.
 """
 
 from __future__ import annotations
@@ -32,7 +46,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from router_rl.core.seeding import SeedLike
-from router_rl.ope.bootstrap import bootstrap_column_sums, percentile_interval
+from router_rl.ope.bootstrap import (
+    ColumnBook,
+    bootstrap_column_sums,
+    mean_se,
+    percentile_interval,
+    studentized_interval,
+)
 from router_rl.ope.validation import (
     OPEInputError,
     as_float_vector,
@@ -42,6 +62,19 @@ from router_rl.ope.validation import (
     check_matrix,
     check_propensities,
 )
+
+#: Interval methods of :func:`estimate_all` (see the module docstring).
+INTERVAL_METHODS: tuple[str, ...] = ("studentized", "percentile")
+DEFAULT_INTERVAL = "studentized"
+#: Candidate thresholds of the tuned switch-DR (``SwitchDR(tau_grid=...)``).
+DEFAULT_TAU_GRID: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, math.inf)
+
+
+def check_interval(interval: str) -> str:
+    """``interval`` if it is one of :data:`INTERVAL_METHODS`, else a clear error."""
+    if interval not in INTERVAL_METHODS:
+        raise OPEInputError("interval", f"expected one of {list(INTERVAL_METHODS)}, got {interval!r}")
+    return interval
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,8 @@ class Estimate:
         n_bootstrap: Number of resamples used.
         n: Number of rows.
         diagnostics: Importance-weight diagnostics (None for ``replay`` / ``dm``).
+        interval: How the interval was made: ``percentile``, ``studentized``, either with
+            ``+bias`` (bias allowance, see the module docstring); None without an interval.
     """
 
     estimator: str
@@ -105,6 +140,7 @@ class Estimate:
     n_bootstrap: int | None = None
     n: int = 0
     diagnostics: WeightDiagnostics | None = None
+    interval: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with stable field names (docs/evaluation.md)."""
@@ -205,6 +241,27 @@ class OffPolicyEstimator(ABC):
         """Estimate(s) from column sums (default: the mean of the single column)."""
         return np.asarray(sums)[..., 0] / n
 
+    def influence(self, data: LoggedFeedback, columns: np.ndarray) -> np.ndarray:
+        """``(n,)`` influence values at the full-sample estimate (default: ``x_i - mean(x)``).
+
+        Their standard deviation over ``sqrt(n)`` is the estimate's standard error (the
+        studentised interval's ``se``).
+        """
+        x = np.asarray(columns)[:, 0]
+        return x - x.mean()
+
+    def se_scale(self, boot_sums: np.ndarray, sums: np.ndarray) -> np.ndarray | None:
+        """Per-resample factor on the influence-based ``se*`` (None: 1; SNIPS: its normaliser)."""
+        return None
+
+    def bias_term(self, data: LoggedFeedback) -> np.ndarray | None:
+        """``(n,)`` per-row estimate of the estimator's bias (None: the estimator corrects it).
+
+        DM and switch-DR drop (part of) the importance-weighted residual ``w_i (r_i - q_hat)``;
+        that dropped part is their bias estimate (used by the bias allowance).
+        """
+        return None
+
     # --- public API --------------------------------------------------------------------------
     def estimate(
         self,
@@ -236,19 +293,25 @@ class OffPolicyEstimator(ABC):
         n_bootstrap: int = 1000,
         alpha: float = 0.05,
         rng: SeedLike = 0,
+        interval: str = DEFAULT_INTERVAL,
+        bias_allowance: bool = True,
     ) -> Estimate:
-        """Point estimate, seeded percentile-bootstrap interval and weight diagnostics.
+        """Point estimate, seeded bootstrap interval and weight diagnostics.
 
         Args:
             rewards, actions, propensities, target, reward_hat: As in :meth:`estimate`.
             n_bootstrap: Number of resamples of the rows.
             alpha: ``0.05`` gives a 95% interval.
             rng: Seed or generator; the same seed gives the same interval.
+            interval, bias_allowance: See :func:`estimate_all`.
         """
         data = LoggedFeedback.from_arrays(
             rewards=rewards, actions=actions, propensities=propensities, target=target, reward_hat=reward_hat
         )
-        return estimate_all([self], data, n_bootstrap=n_bootstrap, alpha=alpha, rng=rng)[self.label]
+        return estimate_all(
+            [self], data, n_bootstrap=n_bootstrap, alpha=alpha, rng=rng, interval=interval,
+            bias_allowance=bias_allowance,
+        )[self.label]
 
     def diagnostics(self, *, actions: object, propensities: object, target: object) -> WeightDiagnostics:
         """Importance-weight diagnostics (Kish ESS, max weight) of this target vs the log."""
@@ -274,6 +337,10 @@ class DirectMethod(OffPolicyEstimator):
     def columns(self, data: LoggedFeedback) -> np.ndarray:
         """``sum_a pi(a|x) q_hat(x, a)`` per row."""
         return data.dm_term(self.name)[:, None]
+
+    def bias_term(self, data: LoggedFeedback) -> np.ndarray:
+        """``w_i (r_i - q_hat(x_i, a_i))``: DM + this is DR."""
+        return data.weights() * (data.rewards - data.factual_hat(self.name))
 
 
 @dataclass(frozen=True)
@@ -304,6 +371,21 @@ class SNIPS(OffPolicyEstimator):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(s[..., 1] > 0, s[..., 0] / np.where(s[..., 1] > 0, s[..., 1], 1.0), np.nan)
 
+    def influence(self, data: LoggedFeedback, columns: np.ndarray) -> np.ndarray:
+        """Delta method: ``w_i (r_i - V) / mean(w)`` (0 when every weight is 0)."""
+        c = np.asarray(columns)
+        sw = c[:, 1].sum()
+        if not sw > 0:
+            return np.zeros(c.shape[0])
+        v = c[:, 0].sum() / sw
+        return (c[:, 0] - v * c[:, 1]) / (sw / c.shape[0])
+
+    def se_scale(self, boot_sums: np.ndarray, sums: np.ndarray) -> np.ndarray:
+        """``mean(w) / mean*(w)``: each resample's own normaliser."""
+        b = np.asarray(boot_sums)[..., 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(b > 0, float(np.asarray(sums)[1]) / np.where(b > 0, b, 1.0), np.nan)
+
 
 @dataclass(frozen=True)
 class DoublyRobust(OffPolicyEstimator):
@@ -322,25 +404,64 @@ class SwitchDR(OffPolicyEstimator):
 
     Attributes:
         tau: Weight threshold, ``>= 0`` (``inf`` gives DR, ``0`` gives DM).
+        tau_grid: When given, ``tau`` is ignored and chosen on the data from these candidates by
+            estimated MSE, the criterion of Open Bandit Pipeline's ``SwitchDoublyRobustTuning``
+            (Su et al. 2020): ``var(per-row terms) / n + B(tau)^2`` with the high-probability
+            bias bound ``B = |mean((w - w 1{w <= tau}) (r - q_hat))| + sqrt(2 mean(w^2)
+            log(2/delta) / n) + 2 max(w) log(2/delta) / (3 n)``, ``delta = 0.05``. Label
+            ``switch_dr(tuned)``; :meth:`chosen_tau` says which threshold was used.
     """
 
     tau: float = 10.0
+    tau_grid: tuple[float, ...] | None = None
     name: ClassVar[str] = "switch_dr"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.tau, int | float) and not math.isnan(self.tau) and self.tau >= 0):
             raise OPEInputError("tau", f"expected a number >= 0, got {self.tau!r}")
+        if self.tau_grid is not None:
+            g = tuple(self.tau_grid)
+            if not g or any(not isinstance(t, int | float) or math.isnan(t) or t < 0 for t in g):
+                raise OPEInputError("tau_grid", f"expected a non-empty sequence of numbers >= 0, got {g!r}")
+            object.__setattr__(self, "tau_grid", tuple(float(t) for t in g))
+
+    def chosen_tau(self, data: LoggedFeedback) -> float:
+        """``tau``, or the grid value of smallest estimated MSE on ``data`` (first on ties)."""
+        if self.tau_grid is None:
+            return float(self.tau)
+        w = data.weights()
+        resid = data.rewards - data.factual_hat(self.name)
+        dm = data.dm_term(self.name)
+        n = data.n
+        log_term = math.log(2 / 0.05)
+        slack = math.sqrt(2 * float(np.mean(w**2)) * log_term / n) + 2 * float(w.max()) * log_term / (3 * n)
+        best, best_mse = self.tau_grid[0], math.inf
+        for t in self.tau_grid:
+            keep = w <= t
+            terms = dm + np.where(keep, w * resid, 0.0)
+            bias = abs(float(np.mean(np.where(keep, 0.0, w * resid)))) + slack
+            mse = float(np.var(terms)) / n + bias**2
+            if mse < best_mse:
+                best, best_mse = t, mse
+        return float(best)
 
     def columns(self, data: LoggedFeedback) -> np.ndarray:
         """``dm_i + 1{w_i <= tau} w_i (r_i - q_hat(x_i, a_i))`` per row."""
         w = data.weights()
-        keep = w <= self.tau
+        keep = w <= self.chosen_tau(data)
         corr = np.where(keep, w * (data.rewards - data.factual_hat(self.name)), 0.0)
         return (data.dm_term(self.name) + corr)[:, None]
 
+    def bias_term(self, data: LoggedFeedback) -> np.ndarray:
+        """The dropped correction ``1{w_i > tau} w_i (r_i - q_hat(x_i, a_i))``."""
+        w = data.weights()
+        return np.where(w > self.chosen_tau(data), w * (data.rewards - data.factual_hat(self.name)), 0.0)
+
     @property
     def label(self) -> str:
-        """``switch_dr`` (the default tau) or ``switch_dr(tau=...)``."""
+        """``switch_dr`` (the default tau), ``switch_dr(tau=...)`` or ``switch_dr(tuned)``."""
+        if self.tau_grid is not None:
+            return f"{self.name}(tuned)"
         return self.name if self.tau == 10.0 else f"{self.name}(tau={self.tau:g})"
 
 
@@ -359,12 +480,93 @@ def make_estimator(name: str, **kwargs: Any) -> OffPolicyEstimator:
     return cls(**kwargs)
 
 
-def default_estimators(*, with_reward_model: bool = True, tau: float = 10.0) -> list[OffPolicyEstimator]:
-    """IPS and SNIPS, plus DM, DR and switch-DR when a reward model is available."""
+def default_estimators(
+    *, with_reward_model: bool = True, tau: float = 10.0, tuned_switch: bool = False
+) -> list[OffPolicyEstimator]:
+    """IPS and SNIPS, plus DM, DR and switch-DR when a reward model is available.
+
+    Args:
+        with_reward_model: Include the reward-model estimators.
+        tau: Threshold of the (fixed) switch-DR.
+        tuned_switch: Also add switch-DR with a data-driven threshold (``switch_dr(tuned)``,
+            :data:`DEFAULT_TAU_GRID`).
+    """
     ests: list[OffPolicyEstimator] = [IPS(), SNIPS()]
     if with_reward_model:
         ests = [DirectMethod(), *ests, DoublyRobust(), SwitchDR(tau=tau)]
+        if tuned_switch:
+            ests.append(SwitchDR(tau_grid=DEFAULT_TAU_GRID))
     return ests
+
+
+@dataclass(frozen=True)
+class RowTerms:
+    """The per-row arrays an estimator's value and interval are built from.
+
+    Attributes:
+        columns: ``(n, c)`` value columns (:meth:`OffPolicyEstimator.columns`).
+        psi: ``(n,)`` influence values at the full-sample estimate.
+        corrected: ``(n,)`` per-row terms of the estimator plus its bias estimate (DM, switch-DR
+            under the bias allowance), else None.
+    """
+
+    columns: np.ndarray
+    psi: np.ndarray
+    corrected: np.ndarray | None = None
+
+
+def row_terms(e: OffPolicyEstimator, data: LoggedFeedback, *, bias_allowance: bool = True) -> RowTerms:
+    """:class:`RowTerms` of estimator ``e`` on ``data``."""
+    cols = np.asarray(e.columns(data), dtype=np.float64)
+    psi = np.asarray(e.influence(data, cols), dtype=np.float64)
+    b = e.bias_term(data) if bias_allowance else None
+    corrected = None if b is None else cols[:, 0] + np.asarray(b, dtype=np.float64)
+    return RowTerms(cols, psi, corrected)
+
+
+def add_row_terms(book: ColumnBook, key: object, terms: RowTerms) -> None:
+    """Register ``terms`` in ``book`` under ``(key, ...)`` blocks (value, influence, corrected)."""
+    book.add((key, "cols"), terms.columns)
+    book.add((key, "psi"), np.column_stack([terms.psi, terms.psi**2]))
+    if terms.corrected is not None:
+        y = terms.corrected
+        py = y - y.mean()
+        book.add((key, "corr"), np.column_stack([y, py, py**2]))
+
+
+def _bounds(
+    value: float, boot_values: np.ndarray, se: float, boot_se: np.ndarray, alpha: float, interval: str
+) -> tuple[float, float]:
+    if interval == "percentile":
+        lo, hi = percentile_interval(boot_values, alpha)
+        return float(lo), float(hi)
+    return studentized_interval(value, se, boot_values, boot_se, alpha)
+
+
+def interval_from_book(
+    e: OffPolicyEstimator, book: ColumnBook, key: object, alpha: float, interval: str
+) -> tuple[float, float, float, str]:
+    """``(value, lower, upper, method)`` of estimator ``e`` from the blocks of ``key``."""
+    n = book.n
+    s, b = book.sum_of((key, "cols")), book.boot_of((key, "cols"))
+    value = float(e.combine(s, n))
+    bv = np.asarray(e.combine(b, n), dtype=np.float64)
+    sp, bp = book.sum_of((key, "psi")), book.boot_of((key, "psi"))
+    se = float(mean_se(sp[0], sp[1], n))
+    bse = mean_se(bp[:, 0], bp[:, 1], n)
+    scale = e.se_scale(b, s)
+    if scale is not None:
+        bse = bse * scale
+    lo, hi = _bounds(value, bv, se, bse, alpha, interval)
+    method = interval
+    if (key, "corr") in book:
+        sc, bc = book.sum_of((key, "corr")), book.boot_of((key, "corr"))
+        lo2, hi2 = _bounds(
+            float(sc[0] / n), bc[:, 0] / n, float(mean_se(sc[1], sc[2], n)), mean_se(bc[:, 1], bc[:, 2], n), alpha,
+            interval,
+        )
+        lo, hi, method = min(lo, lo2), max(hi, hi2), f"{interval}+bias"
+    return value, lo, hi, method
 
 
 def estimate_all(
@@ -374,6 +576,8 @@ def estimate_all(
     n_bootstrap: int | None = 1000,
     alpha: float = 0.05,
     rng: SeedLike = 0,
+    interval: str = DEFAULT_INTERVAL,
+    bias_allowance: bool = True,
 ) -> dict[str, Estimate]:
     """Run several estimators on the same data, sharing one set of bootstrap resamples.
 
@@ -383,6 +587,8 @@ def estimate_all(
         n_bootstrap: Resamples for the intervals; ``None`` skips them (point estimates only).
         alpha: Interval level.
         rng: Seed or generator.
+        interval: ``studentized`` (default) or ``percentile`` (module docstring).
+        bias_allowance: Widen DM / switch-DR intervals by their estimated bias (module docstring).
 
     Returns:
         ``label -> Estimate`` in the order given.
@@ -391,29 +597,30 @@ def estimate_all(
     if len(set(labels)) != len(labels):
         raise OPEInputError("estimators", f"duplicate labels {labels}")
     alpha = check_alpha(alpha)
-    blocks = [np.asarray(e.columns(data), dtype=np.float64) for e in estimators]
-    widths = [b.shape[1] for b in blocks]
-    cols = np.concatenate(blocks, axis=1)
-    offsets = np.cumsum([0, *widths])
-    sums = cols.sum(axis=0)
+    interval = check_interval(interval)
+    book = ColumnBook(data.n)
+    for e in estimators:
+        add_row_terms(book, e.label, row_terms(e, data, bias_allowance=bias_allowance))
+    book.run(n_bootstrap, rng)
     diag = weight_diagnostics(data.weights()) if any(e.uses_weights for e in estimators) else None
-    boot = bootstrap_column_sums(cols, n_bootstrap, rng) if n_bootstrap is not None else None
     out: dict[str, Estimate] = {}
-    for e, lo_i, hi_i in zip(estimators, offsets[:-1], offsets[1:], strict=True):
-        value = float(e.combine(sums[lo_i:hi_i], data.n))
+    for e in estimators:
         lower = upper = None
-        if boot is not None:
-            lo, hi = percentile_interval(e.combine(boot[:, lo_i:hi_i], data.n), alpha)
-            lower, upper = float(lo), float(hi)
+        method = None
+        if n_bootstrap is not None:
+            value, lower, upper, method = interval_from_book(e, book, e.label, alpha, interval)
+        else:
+            value = float(e.combine(book.sum_of((e.label, "cols")), data.n))
         out[e.label] = Estimate(
             estimator=e.label,
             value=value,
             lower=lower,
             upper=upper,
-            alpha=alpha if boot is not None else None,
+            alpha=alpha if n_bootstrap is not None else None,
             n_bootstrap=n_bootstrap,
             n=data.n,
             diagnostics=diag if e.uses_weights else None,
+            interval=method,
         )
     return out
 
@@ -465,5 +672,6 @@ class Replay:
             alpha=alpha,
             n_bootstrap=n_bootstrap,
             n=int(rows.size),
+            interval="percentile",
         )
 

@@ -4,11 +4,13 @@ Input is the log as arrays (``actions``, ``propensities``, the full ``logging_pr
 sampled from), one ``(n, k)`` action distribution per target policy and one reward vector per
 metric. Output is a :class:`LoggedEvaluation`:
 
-* per target and metric, every estimator's value with a seeded percentile-bootstrap interval
-  (the estimators of :mod:`router_rl.ope.estimators`, not re-implemented here);
+* per target and metric, every estimator's value with a seeded bootstrap interval (the
+  estimators and interval methods of :mod:`router_rl.ope.estimators`, not re-implemented here:
+  studentised bootstrap by default, DM / switch-DR with the bias allowance);
 * the **paired** difference to an incumbent per estimator: target and incumbent terms are
   columns of one matrix resampled by one :func:`~router_rl.ope.bootstrap.bootstrap_column_sums`
-  call, so both sides of every resample use the same rows. The incumbent is either the logging
+  call, so both sides of every resample use the same rows; a studentised difference uses the
+  per-row difference of the two sides' influence values as its ``se``. The incumbent is either the logging
   policy (``"logged"``: its value is the on-policy mean of the logged rewards, which is exact
   for it, with its own interval) or one of the targets;
 * *exact* metrics (a per-action constant such as "is the model local"): the value of a target is
@@ -18,7 +20,8 @@ metric. Output is a :class:`LoggedEvaluation`:
 
 Rows whose reward is NaN (no label yet) are excluded from that metric and counted
 (``n_excluded``); the reward model is held fixed across bootstrap resamples (it is cross-fitted
-once, :mod:`router_rl.ope.reward_model`).
+once, :mod:`router_rl.ope.reward_model`): its error enters DM's and switch-DR's intervals through
+the bias allowance, not through refitting.
 """
 
 from __future__ import annotations
@@ -29,13 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from router_rl.ope.bootstrap import bootstrap_column_sums, percentile_interval
+from router_rl.ope.bootstrap import (
+    ColumnBook,
+    bootstrap_column_sums,
+    mean_se,
+    percentile_interval,
+    studentized_interval,
+)
 from router_rl.ope.estimators import (
+    DEFAULT_INTERVAL,
     Estimate,
     LoggedFeedback,
     OffPolicyEstimator,
+    RowTerms,
     WeightDiagnostics,
+    add_row_terms,
+    check_interval,
     default_estimators,
+    interval_from_book,
+    row_terms,
     weight_diagnostics,
 )
 from router_rl.ope.reward_model import RewardModelFit, cross_fit_reward_model
@@ -222,7 +237,49 @@ def _interval(
         n_bootstrap=n_bootstrap,
         n=n,
         diagnostics=diag,
+        interval="percentile",
     )
+
+
+def _estimate(
+    label: str,
+    value: float,
+    lo: float,
+    hi: float,
+    method: str,
+    alpha: float,
+    n_bootstrap: int,
+    n: int,
+    diag: WeightDiagnostics | None = None,
+) -> Estimate:
+    return Estimate(
+        estimator=label,
+        value=float(value),
+        lower=float(lo),
+        upper=float(hi),
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        n=n,
+        diagnostics=diag,
+        interval=method,
+    )
+
+
+def _diff_bounds(
+    value: float,
+    boot: np.ndarray,
+    book: ColumnBook,
+    key: object,
+    alpha: float,
+    interval: str,
+) -> tuple[float, float]:
+    """Interval of a paired difference whose per-row influence ``psi`` is block ``key`` of ``book``."""
+    if interval == "percentile":
+        lo, hi = percentile_interval(boot, alpha)
+        return float(lo), float(hi)
+    s, b = book.sum_of(key), book.boot_of(key)
+    n = book.n
+    return studentized_interval(value, float(mean_se(s[0], s[1], n)), boot, mean_se(b[:, 0], b[:, 1], n), alpha)
 
 
 def evaluate_logged(
@@ -243,6 +300,8 @@ def evaluate_logged(
     group_by: Sequence[str] = (),
     support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
     row_labels: Sequence[str] | None = None,
+    interval: str = DEFAULT_INTERVAL,
+    bias_allowance: bool = True,
 ) -> LoggedEvaluation:
     """Every estimator for every target and metric, paired differences vs the incumbent, support.
 
@@ -262,6 +321,9 @@ def evaluate_logged(
         alpha: Interval level.
         seed: Bootstrap seed.
         groups, group_by, support_threshold, row_labels: See :func:`support_check`.
+        interval: ``studentized`` (default) or ``percentile`` intervals
+            (:func:`router_rl.ope.estimators.estimate_all`); exact metrics always use percentile.
+        bias_allowance: Widen DM / switch-DR intervals by their estimated bias.
 
     Raises:
         OPEInputError: malformed arrays, an unknown incumbent, or a propensity that disagrees
@@ -284,6 +346,7 @@ def evaluate_logged(
     if len(models) != k:
         raise OPEInputError("models", f"expected {k} names, got {len(models)}")
     alpha = check_alpha(alpha)
+    interval = check_interval(interval)
     n_bootstrap = check_n_bootstrap(n_bootstrap)
     tg = {name: check_distribution(t, n=n, n_actions=k, name=f"targets[{name!r}]") for name, t in targets.items()}
     if not tg:
@@ -316,55 +379,81 @@ def evaluate_logged(
         if len(ests) < len(base):
             warnings.append(f"{md.name}: no reward model, so only {[e.label for e in ests]} are reported")
         reward_models[md.name] = md.reward_model
-        blocks: list[np.ndarray] = [r_all[keep][:, None]]  # column 0: the on-policy mean
-        spans: dict[tuple[str, str], tuple[int, int]] = {}
-        col = 1
+        r_keep = r_all[keep]
+        on_terms = RowTerms(r_keep[:, None], r_keep - r_keep.mean())
+        book = ColumnBook(m)
+        add_row_terms(book, ON_POLICY, on_terms)
         datas: dict[str, LoggedFeedback] = {}
+        terms: dict[tuple[str, str], RowTerms] = {}
         for name, t in tg.items():
             data = LoggedFeedback.from_arrays(
-                rewards=r_all[keep], actions=a[keep], propensities=p[keep], target=t[keep], reward_hat=q
+                rewards=r_keep, actions=a[keep], propensities=p[keep], target=t[keep], reward_hat=q
             )
             datas[name] = data
             for e in ests:
-                b = np.asarray(e.columns(data), dtype=np.float64)
-                blocks.append(b)
-                spans[(name, e.label)] = (col, col + b.shape[1])
-                col += b.shape[1]
-        cols = np.concatenate(blocks, axis=1)
-        sums = cols.sum(axis=0)
-        boot = bootstrap_column_sums(cols, n_bootstrap, np.random.default_rng([seed, 17]))
-        on_val, on_boot = sums[0] / m, boot[:, 0] / m
+                terms[(name, e.label)] = tt = row_terms(e, data, bias_allowance=bias_allowance)
+                add_row_terms(book, (name, e.label), tt)
+        # paired differences: per-row influence of (policy - incumbent), and of the corrected terms
+        for name in tg:
+            if name == incumbent:
+                continue
+            for e in ests:
+                tt = terms[(name, e.label)]
+                it = on_terms if incumbent == LOGGED else terms[(incumbent, e.label)]
+                dpsi = tt.psi - it.psi
+                book.add((name, e.label, "dpsi"), np.column_stack([dpsi, dpsi**2]))
+                if tt.corrected is not None:
+                    ic = it.corrected if it.corrected is not None else it.columns[:, 0]
+                    dc = (tt.corrected - tt.corrected.mean()) - (ic - ic.mean())
+                    book.add((name, e.label, "dcorr"), np.column_stack([tt.corrected - ic, dc, dc**2]))
+        book.run(n_bootstrap, np.random.default_rng([seed, 17]))
+        on_val, on_lo, on_hi, on_method = interval_from_book(_OnPolicy(), book, ON_POLICY, alpha, interval)
+        on_boot = book.boot_of((ON_POLICY, "cols"))[:, 0] / m
         values: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
-        for (name, lab), (lo, hi) in spans.items():
-            e = next(x for x in ests if x.label == lab)
-            values[(name, lab)] = (float(e.combine(sums[lo:hi], m)), np.asarray(e.combine(boot[:, lo:hi], m)))
+        for name in tg:
+            for e in ests:
+                key = (name, e.label)
+                values[key] = (
+                    float(e.combine(book.sum_of((key, "cols")), m)),
+                    np.asarray(e.combine(book.boot_of((key, "cols")), m)),
+                )
         for name, data in datas.items():
             diag = weight_diagnostics(data.weights())
-            estimates = {
-                lab: _interval(
-                    lab,
-                    *values[(name, lab)],
-                    alpha,
-                    n_bootstrap,
-                    m,
-                    diag if next(x for x in ests if x.label == lab).uses_weights else None,
+            estimates = {}
+            for e in ests:
+                v, lo, hi, method = interval_from_book(e, book, (name, e.label), alpha, interval)
+                estimates[e.label] = _estimate(
+                    e.label, v, lo, hi, method, alpha, n_bootstrap, m, diag if e.uses_weights else None
                 )
-                for lab in (e.label for e in ests)
-            }
             diff = None
             if name != incumbent:
                 diff = {}
-                for lab in (e.label for e in ests):
+                for e in ests:
+                    lab = e.label
                     v, bs = values[(name, lab)]
                     iv: float
                     if incumbent == LOGGED:
                         iv, ib = float(on_val), on_boot
                     else:
                         iv, ib = values[(incumbent, lab)]
-                    diff[lab] = _interval(lab, v - iv, bs - ib, alpha, n_bootstrap, m)
+                    dv, db = v - iv, bs - ib
+                    lo, hi = _diff_bounds(dv, db, book, (name, lab, "dpsi"), alpha, interval)
+                    method = interval
+                    if (name, lab, "dcorr") in book:
+                        sdc, bdc = book.sum_of((name, lab, "dcorr")), book.boot_of((name, lab, "dcorr"))
+                        if interval == "percentile":
+                            lo2, hi2 = (float(x) for x in percentile_interval(bdc[:, 0] / m, alpha))
+                        else:
+                            lo2, hi2 = studentized_interval(
+                                float(sdc[0] / m), float(mean_se(sdc[1], sdc[2], m)), bdc[:, 0] / m,
+                                mean_se(bdc[:, 1], bdc[:, 2], m), alpha,
+                            )
+                        lo, hi, method = min(lo, lo2), max(hi, hi2), f"{interval}+bias"
+                    diff[lab] = _estimate(lab, dv, lo, hi, method, alpha, n_bootstrap, m)
             per[name][md.name] = MetricResult(md.name, m, n - m, False, estimates, diff)
         inc_metrics[md.name] = MetricResult(
-            md.name, m, n - m, False, {ON_POLICY: _interval(ON_POLICY, float(on_val), on_boot, alpha, n_bootstrap, m)}
+            md.name, m, n - m, False, {ON_POLICY: _estimate(ON_POLICY, on_val, on_lo, on_hi, on_method, alpha,
+                                                            n_bootstrap, m)}
         )
 
     for mname, per_action in (exact_metrics or {}).items():
@@ -416,6 +505,16 @@ def evaluate_logged(
         seed=int(seed),
         warnings=warnings,
     )
+
+
+class _OnPolicy(OffPolicyEstimator):
+    """The logging policy's on-policy mean of the logged rewards (its value, exactly unbiased)."""
+
+    name = ON_POLICY
+    uses_weights = False
+
+    def columns(self, data: LoggedFeedback) -> np.ndarray:  # pragma: no cover - built as RowTerms directly
+        return data.rewards[:, None]
 
 
 def _needs_reward_model(e: OffPolicyEstimator) -> bool:

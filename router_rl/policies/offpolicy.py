@@ -11,7 +11,9 @@ task), so the log is turned into a **pseudo full-information matrix**: one row p
 decision, one column per model, each cell an estimate of that model's outcome on that task. Any
 built-in learner then fits on it unchanged and its artifact serves like any other.
 
-The unobserved cells are imputed by a **cross-fitted reward model** ``r̂(x, a)`` (``folds`` folds,
+The unobserved cells are imputed by a **cross-fitted reward model** ``r̂(x, a)``
+(:func:`router_rl.ope.reward_model.cross_fit_reward`, the module of every cross-fitted reward
+model, the OPE one included; ``folds`` folds,
 so a row's own outcome never enters the ``r̂`` of that row). Quality: by default one pooled
 LightGBM cross-entropy booster over every logged row, the chosen model one-hot encoded, starting
 from each model's weighted success rate (``reward_model="pooled"``: the task difficulty learned
@@ -59,7 +61,7 @@ from pydantic import Field
 from router_rl.core.config import PositiveFloat, PositiveInt, StrictConfig
 from router_rl.core.errors import ConfigError, RouterRLError
 from router_rl.core.seeding import SeedLike, as_generator
-from router_rl.policies.boosting import FIXED_PARAMS, select_columns
+from router_rl.ope.reward_model import cross_fit_reward
 
 if TYPE_CHECKING:
     from router_rl.policies.base import RoutingPolicy
@@ -198,172 +200,6 @@ def _check_inputs(X: np.ndarray, actions: np.ndarray, n_models: int, outcomes: M
             raise OffPolicyError(
                 f"quality: expected values in [0, 1], got {float(q[out[0]])} at rows {out[:5].tolist()}"
             )
-
-
-def _fit_predict(
-    lgb: Any,
-    Xs: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    X_pred: np.ndarray,
-    *,
-    objective: str,
-    config: OffPolicyConfig,
-    seed: int,
-) -> np.ndarray:
-    params = dict(
-        FIXED_PARAMS,
-        objective=objective,
-        num_leaves=config.reward_leaves,
-        learning_rate=config.reward_learning_rate,
-        min_data_in_leaf=config.reward_min_leaf_rows,
-        lambda_l2=config.reward_l2,
-        num_threads=config.num_threads,
-        seed=seed,
-    )
-    params.pop("metric", None)
-    ds = lgb.Dataset(Xs, label=y, weight=w, params={"verbose": -1, "max_bin": 63, "feature_pre_filter": False})
-    booster = lgb.train(params, ds, num_boost_round=config.reward_rounds)
-    return np.asarray(booster.predict(X_pred, num_threads=config.num_threads), dtype=np.float64)
-
-
-def cross_fit_reward(
-    X: np.ndarray,
-    actions: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray,
-    n_models: int,
-    *,
-    target: str,
-    config: OffPolicyConfig,
-    rng: np.random.Generator,
-    fold_of: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Cross-fitted reward model ``r̂(x, a)`` of one quantity for every row and model.
-
-    For fold ``f``, the booster of model ``a`` is fitted on the rows outside ``f`` where ``a``
-    was chosen (and ``y`` is finite), weighted by ``weights``, and predicts every row of ``f``.
-    ``quality`` uses LightGBM's cross-entropy objective (labels in [0, 1], predictions in (0, 1));
-    cost and latency the squared loss.
-
-    Args:
-        X: ``(n, d)`` features.
-        actions: ``(n,)`` chosen model index.
-        y: ``(n,)`` observed outcome of the chosen model (NaN = not observed, latency only).
-        weights: ``(n,)`` sample weights (ones = no correction).
-        n_models: Number of models.
-        target: ``quality``, ``cost`` or ``latency`` (picks the objective; names the record).
-        config: Reward-model settings.
-        rng: Seeds the folds (unless ``fold_of`` is given) and LightGBM.
-        fold_of: ``(n,)`` fold of each row (shared by the targets of one log).
-
-    Returns:
-        ``(r_hat (n, k), info)``; ``info["mean_imputed"]`` counts (model -> folds) where a model had
-        fewer than ``min_model_rows`` rows and its weighted mean was used (``"none"`` where the
-        model had no row at all: NaN cells).
-    """
-    import lightgbm as lgb
-
-    n = X.shape[0]
-    folds = config.folds
-    if fold_of is None:
-        fold_of = np.empty(n, dtype=np.int64)
-        fold_of[rng.permutation(n)] = np.arange(n) % folds
-    columns = select_columns(X, config.min_feature_count)
-    Xs = np.ascontiguousarray(X[:, columns], dtype=np.float32)
-    r_hat = np.full((n, n_models), np.nan)
-    objective = "cross_entropy" if target == "quality" else "regression"
-    seen = np.isfinite(y)
-    if target == "quality" and config.reward_model == "pooled":
-        return _cross_fit_pooled(lgb, Xs, actions, y, weights, n_models, fold_of, config=config, rng=rng)
-    mean_imputed: dict[str, int] = {}
-    for f in range(folds):
-        pred_rows = fold_of == f
-        if not pred_rows.any():
-            continue
-        for a in range(n_models):
-            tr = (fold_of != f) & (actions == a) & seen
-            k = int(tr.sum())
-            seed = int(rng.integers(0, 2**31 - 1))
-            if k < config.min_model_rows:
-                mean_imputed[str(a)] = mean_imputed.get(str(a), 0) + 1
-                if k > 0:
-                    r_hat[pred_rows, a] = float(np.average(y[tr], weights=weights[tr]))
-                continue
-            ys = y[tr]
-            if target != "quality" and float(ys.std()) == 0.0:  # constant (e.g. a fixed price)
-                r_hat[pred_rows, a] = float(ys[0])
-                continue
-            r_hat[pred_rows, a] = _fit_predict(
-                lgb, Xs[tr], ys, weights[tr], Xs[pred_rows], objective=objective, config=config, seed=seed
-            )
-    return r_hat, {"target": target, "objective": objective, "model": "per_model", "mean_imputed": mean_imputed}
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
-def _cross_fit_pooled(
-    lgb: Any,
-    Xs: np.ndarray,
-    actions: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray,
-    n_models: int,
-    fold_of: np.ndarray,
-    *,
-    config: OffPolicyConfig,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Quality reward model pooled over models: ``σ(base_a + f(x, onehot(a)))``, cross-fitted.
-
-    ``base_a`` is the logit of model ``a``'s weighted success rate on the training folds (the
-    pooled rate where the model has fewer than ``min_model_rows`` rows, counted); the booster
-    learns the deviation from it over every logged row, so a rarely chosen model inherits the
-    task difficulty the other models' rows reveal.
-    """
-    n = Xs.shape[0]
-    onehot = np.eye(n_models, dtype=np.float32)
-    r_hat = np.full((n, n_models), np.nan)
-    mean_imputed: dict[str, int] = {}
-    params = dict(
-        FIXED_PARAMS,
-        objective="cross_entropy",
-        num_leaves=config.reward_leaves,
-        learning_rate=config.reward_learning_rate,
-        min_data_in_leaf=config.reward_min_leaf_rows,
-        lambda_l2=config.reward_l2,
-        num_threads=config.num_threads,
-    )
-    params.pop("metric", None)
-    for f in range(config.folds):
-        pred_rows = np.flatnonzero(fold_of == f)
-        tr = np.flatnonzero(fold_of != f)
-        seed = int(rng.integers(0, 2**31 - 1))
-        if pred_rows.size == 0:
-            continue
-        pooled = float(np.average(y[tr], weights=weights[tr])) if tr.size else 0.5
-        base = np.full(n_models, _logit(np.array(pooled)).item())
-        for a in range(n_models):
-            mine = tr[actions[tr] == a]
-            if mine.size < config.min_model_rows:
-                mean_imputed[str(a)] = mean_imputed.get(str(a), 0) + 1
-            else:
-                base[a] = _logit(np.array(np.average(y[mine], weights=weights[mine]))).item()
-        if tr.size < config.min_model_rows:
-            r_hat[pred_rows] = 1.0 / (1.0 + np.exp(-base))
-            continue
-        Xa = np.hstack([Xs[tr], onehot[actions[tr]]])
-        ds = lgb.Dataset(Xa, label=y[tr], weight=weights[tr], init_score=base[actions[tr]],
-                         params={"verbose": -1, "max_bin": 63, "feature_pre_filter": False})
-        booster = lgb.train(dict(params, seed=seed), ds, num_boost_round=config.reward_rounds)
-        for a in range(n_models):
-            Xp = np.hstack([Xs[pred_rows], np.broadcast_to(onehot[a], (pred_rows.size, n_models))])
-            raw = np.asarray(booster.predict(Xp, raw_score=True, num_threads=config.num_threads), dtype=np.float64)
-            r_hat[pred_rows, a] = 1.0 / (1.0 + np.exp(-(raw + base[a])))
-    return r_hat, {"target": "quality", "objective": "cross_entropy", "model": "pooled", "mean_imputed": mean_imputed}
 
 
 def pseudo_outcomes(
