@@ -57,20 +57,20 @@ class Registry(Protocol):
     """What the router uses of :class:`router_rl.registry.PolicyRegistry`."""
 
     @property
-    def live(self) -> str | None: ...  # noqa: D102
+    def live(self) -> str | None: ...
 
     @property
-    def canary(self) -> Any: ...  # noqa: D102
+    def canary(self) -> Any: ...
 
-    def path(self, version: str) -> Path: ...  # noqa: D102
+    def path(self, version: str) -> Path: ...
 
-    def set_live(self, version: str, *, reason: str, actor: str) -> Any: ...  # noqa: D102
+    def set_live(self, version: str, *, reason: str, actor: str) -> Any: ...
 
-    def rollback(self, *, reason: str, actor: str) -> str: ...  # noqa: D102
+    def rollback(self, *, reason: str, actor: str, details: dict[str, Any] | None = None) -> str: ...
 
-    def set_canary(self, version: str | None, share: float, *, reason: str, actor: str) -> Any: ...  # noqa: D102
+    def set_canary(self, version: str | None, share: float, *, reason: str, actor: str) -> Any: ...
 
-    def record(self, kind: str, payload: dict[str, Any]) -> Any: ...  # noqa: D102
+    def record(self, kind: str, payload: dict[str, Any]) -> Any: ...
 
 
 class PolicySlot(PolicyClient):
@@ -384,10 +384,12 @@ class LivePolicies:
             async with self._ops():
                 if self.registry is not None and slot.registry_version is not None:
                     reg = self.registry
-                    payload = {"role": "canary", "version": slot.registry_version, "reason": reason,
-                               "detail": detail, "actor": actor, "evidence": self.evidence(slot.label).to_dict()}
-                    await asyncio.to_thread(reg.set_canary, None, 0.0, reason=f"rollback ({reason}): {detail}",
-                                            actor=actor)
+                    payload = {"role": "canary", "from": slot.registry_version, "to": reg.live,
+                               "rollback_reason": reason, "detail": detail, "actor": actor,
+                               "evidence": self.evidence(slot.label).to_dict()}
+                    if getattr(reg.canary, "version", None) == slot.registry_version:
+                        await asyncio.to_thread(reg.set_canary, None, 0.0, reason=f"rollback ({reason}): {detail}",
+                                                actor=actor)
                     await asyncio.to_thread(reg.record, "rollback", payload)
         finally:
             self._pending.discard(slot.label)
@@ -400,29 +402,35 @@ class LivePolicies:
                 if live is None or live.label != label:  # replaced meanwhile: nothing to roll back
                     log.info("rollback of %s skipped: it is no longer live", label)
                     return None
-                payload = {"role": "live", "version": live.registry_version or label, "reason": reason,
-                           "detail": detail, "actor": actor, "evidence": self.evidence(label).to_dict()}
+                details = {"role": "live", "rollback_reason": reason, "detail": detail,
+                           "evidence": self.evidence(label).to_dict()}
                 if self.registry is not None and live.registry_version is not None:
                     reg = self.registry
-                    to = await asyncio.to_thread(reg.rollback, reason=f"{reason}: {detail}", actor=actor)
+                    try:
+                        to = await asyncio.to_thread(reg.rollback, reason=f"{reason}: {detail}", actor=actor,
+                                                     details=details)
+                    except ValueError as e:  # RegistryError: no previous version
+                        raise PolicySwapRefused(f"rollback: {e}", param="role") from None
                     slot = await asyncio.to_thread(self._load, to, None, "rollback")
                     while self._history and self._history[-1].label != to:
                         self._history.pop()
                     if self._history:
                         self._history.pop()
+                    if self.canary is not None:  # the registry ended it too
+                        c = self.canary
+                        self.canary, self.canary_share = None, 0.0
+                        self._spawn(c.retire())
                 else:
                     if not self._history or self._history[-1].source is None:
-                        raise PolicySwapRefused(f"no previous version to roll back to from {label}")
+                        raise PolicySwapRefused(f"rollback: no previous version to return to from {label}",
+                                                param="role")
                     prev = self._history.pop()
                     slot = await asyncio.to_thread(self._load, prev.registry_version, prev.source, "rollback")
-                old = self.live
                 self.live = slot
                 self.evidence(slot.label).rolled_back = False
                 self._publish()
                 self._alert(RollbackEvent("live", label, slot.label, reason, detail, actor))
-                if self.registry is not None and live.registry_version is not None:
-                    await asyncio.to_thread(self.registry.record, "rollback", {**payload, "to": slot.label})
-                self._spawn(old.retire())
+                self._spawn(live.retire())
                 return slot.label
         finally:
             self._pending.discard(label)
@@ -444,6 +452,9 @@ class LivePolicies:
             except Exception as e:
                 raise PolicySwapRefused(f"{setting}: unknown registry version {version!r}: {e}",
                                         param="version") from None
+        elif self.registry is not None:
+            raise PolicySwapRefused(f"{setting}: this router runs the registry {getattr(self.registry, 'root', '')}: "
+                                    "register the artifact and give its version", param="policy_dir")
         assert policy_dir is not None
         try:
             client = InProcessPolicyClient.from_dir(policy_dir)
@@ -627,7 +638,7 @@ def open_registry(root: Path) -> Registry:
     if not Path(root).is_dir():
         raise ConfigError("learned.registry", f"{root} is not a folder (create it with router-rl promote)")
     try:
-        return PolicyRegistry(root)  # type: ignore[no-any-return]
+        return PolicyRegistry(root)
     except (OSError, ValueError) as e:
         raise ConfigError("learned.registry", f"cannot open the policy registry {root}: {e}") from None
 
