@@ -89,11 +89,19 @@ class PolicySlot(PolicyClient):
         self.source = source
         self.in_flight = 0
         self._drained: asyncio.Event | None = None
+        self._label: str | None = None
 
     @property
     def label(self) -> str:
         """The version's key in the router's evidence and admin state (registry version, else engine version)."""
-        return self.registry_version or self.inner.name
+        return self._label or self.registry_version or self.inner.name
+
+    def disambiguate(self) -> None:
+        """Append a hash of the source folder to the label (two artifacts with one engine version)."""
+        import hashlib
+
+        tag = hashlib.sha256(str(self.source).encode()).hexdigest()[:8]
+        self._label = f"{self.registry_version or self.inner.name}~{tag}"
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -464,7 +472,11 @@ class LivePolicies:
             self._check(client, setting)
         except ConfigError as e:
             raise PolicySwapRefused(f"{setting}: {e.problem}", param="version" if version else "policy_dir") from None
-        return PolicySlot(client, registry_version=version, source=policy_dir)
+        slot = PolicySlot(client, registry_version=version, source=policy_dir)
+        known = [s for s in (self.live, self.canary, *self._history) if s is not None]
+        if version is None and any(s.label == slot.label and s.source != slot.source for s in known):
+            slot.disambiguate()
+        return slot
 
     def _make_live(self, slot: PolicySlot) -> None:
         old = self.live

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _live_helpers import Backends, admin, chat, engine_version, feedback, make_registry, policy_state, start_router, wait_for
+from _live_helpers import (
+    Backends,
+    admin,
+    chat,
+    engine_version,
+    feedback,
+    make_registry,
+    policy_state,
+    start_router,
+    wait_for,
+)
 
 from router_rl.core.errors import ConfigError
 from router_rl.router.canary import CanaryConfig, in_canary, ramp_verdict
@@ -22,7 +32,7 @@ RAMP = {"canary": {"steps": [0.2, 0.5, 1.0], "min_feedback": 10, "window": 50, "
 def test_split_is_the_seeded_hash_of_the_request_id(backends: Backends, tmp_path: Path) -> None:
     reg, (v1, v2) = make_registry(tmp_path, 2, live=["v0001"])
     names = {v1: f"{v1}/{engine_version(reg, v1)}", v2: f"{v2}/{engine_version(reg, v2)}"}
-    router, srv = start_router(backends, tmp_path, reg.root, canary={"auto_ramp": False, "seed": 7})
+    _, srv = start_router(backends, tmp_path, reg.root, canary={"auto_ramp": False, "seed": 7})
     with srv, httpx.Client(base_url=srv.base_url, timeout=30) as http:
         r = admin(http, "/admin/canary", {"version": v2, "share": 0.2})
         assert r.status_code == 200, r.text
@@ -56,7 +66,7 @@ def test_in_canary_share_and_determinism() -> None:
 def test_ramp_on_feedback_to_live(backends: Backends, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="router_rl.router")
     reg, (v1, v2) = make_registry(tmp_path, 2, live=["v0001"])
-    router, srv = start_router(backends, tmp_path, reg.root, **RAMP)
+    _, srv = start_router(backends, tmp_path, reg.root, **RAMP)
     shares: list[float] = []
     with srv, httpx.Client(base_url=srv.base_url, timeout=30) as http:
         assert admin(http, "/admin/canary", {"version": v2, "share": 0.2}).status_code == 200

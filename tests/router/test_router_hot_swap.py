@@ -33,7 +33,7 @@ from router_rl.traces.decision_log import read_decision_log
 def test_swaps_under_load_fail_no_request_and_every_row_names_its_version(backends: Backends, tmp_path: Path) -> None:
     reg, (v1, v2) = make_registry(tmp_path, 2, live=["v0001"])
     names = {v1: f"{v1}/{engine_version(reg, v1)}", v2: f"{v2}/{engine_version(reg, v2)}"}
-    router, srv = start_router(backends, tmp_path, reg.root)
+    _, srv = start_router(backends, tmp_path, reg.root)
     statuses: list[int] = []
     sent_after_last: list[str] = []
     last_done = threading.Event()
@@ -86,7 +86,7 @@ def test_swap_refusals_name_the_problem_and_keep_the_live_version(backends: Back
     reg, (v1,) = make_registry(tmp_path, 1, live=["v0001"])
     other = save_random_policy(tmp_path / "two-models", ("small-local", "gpt-unknown"), [0.5, 0.5])
     v_bad = reg.register(other)
-    router, srv = start_router(backends, tmp_path, reg.root)
+    _, srv = start_router(backends, tmp_path, reg.root)
     with srv, httpx.Client(base_url=srv.base_url, timeout=30) as http:
         r = admin(http, "/admin/policy", {"version": "v0099"})
         assert r.status_code == 409 and "unknown registry version 'v0099'" in r.json()["error"]["message"]
