@@ -27,7 +27,7 @@ from router_rl.router.budget import BudgetTracker, ExhaustedBehaviour
 from router_rl.router.config import RouterConfig, Strategy
 from router_rl.router.draws import sample_index, uniform
 from router_rl.router.errors import NoProviderAvailableError, UnknownModelError
-from router_rl.router.live_policy import LivePolicies, PolicySlot, load_registry_slot, open_registry
+from router_rl.router.live_policy import LivePolicies
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -35,6 +35,7 @@ from router_rl.router.policy_client import (
     PolicyClientError,
     task_record,
 )
+from router_rl.router.policy_slot import PolicySlot, load_registry_slot, open_registry
 from router_rl.router.policy_state import PolicyStateTracker
 from router_rl.router.request import AUTO, PREFIX, RequestContext, RoutingDecision
 from router_rl.router.strategies import ModelTable, rule_choice

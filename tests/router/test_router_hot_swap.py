@@ -23,8 +23,8 @@ from _router_helpers import router_config, save_random_policy
 from router_rl.core.errors import ConfigError
 from router_rl.router.config import parse_config
 from router_rl.router.engine import HybridRouter
-from router_rl.router.live_policy import PolicySlot
 from router_rl.router.policy_client import InProcessPolicyClient, PolicyAnswer, PolicyClient
+from router_rl.router.policy_slot import PolicySlot
 from router_rl.serve.protocol import TaskRecord
 from router_rl.traces.decision_log import read_decision_log
 

@@ -22,8 +22,9 @@ from _live_helpers import (
 from _router_helpers import save_random_policy
 
 from router_rl.router.canary import CanaryConfig
-from router_rl.router.live_policy import LivePolicies, PolicySlot
+from router_rl.router.live_policy import LivePolicies
 from router_rl.router.policy_client import InProcessPolicyClient
+from router_rl.router.policy_slot import PolicySlot
 from router_rl.router.rollback import RollbackConfig, labels_to_rollback, rollback_verdict
 from router_rl.router.telemetry import RouterMetrics
 from router_rl.router.windows import OutcomeWindow, QualityWindow, wilson_interval
