@@ -449,7 +449,9 @@ class LivePolicies:
             self._publish()
             if old is not None and old is not slot:
                 self._spawn(old.retire())
-            if self.registry is not None and version is not None:
+            cur = self.registry.canary if self.registry is not None else None
+            already = cur is not None and (cur.version, float(cur.share)) == (version, float(share))
+            if self.registry is not None and version is not None and not already:  # promote may have set it
                 await asyncio.to_thread(self.registry.set_canary, version, float(share), reason=reason, actor=actor)
             log.info("canary %s at share %.2f (by %s: %s)", slot.label, share, actor, reason)
             return self.state()
