@@ -133,9 +133,11 @@ class Decider:
         elif lc.registry is not None:
             registry = open_registry(lc.registry)
             version = registry.live
-            if version is None:
-                raise ConfigError("learned.registry", f"{lc.registry} has no live version (promote one first)")
-            live = load_registry_slot(registry, version, "learned.registry")
+            if version is None and self.config.strategy == Strategy.LEARNED:
+                raise ConfigError("learned.registry", f"{lc.registry} has no live version (promote one first, or "
+                                  "start on a rule strategy and POST /admin/policy once one is promoted)")
+            if version is not None:
+                live = load_registry_slot(registry, version, "learned.registry")
             cs = registry.canary
             if cs is not None and getattr(cs, "version", None) and 0 < float(cs.share) < 1:
                 canary = load_registry_slot(registry, cs.version, "learned.registry")
