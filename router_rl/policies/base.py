@@ -50,6 +50,9 @@ BUILTIN_POLICY_MODULES: tuple[str, ...] = (
     "router_rl.policies.supervised",
     "router_rl.policies.bandits",
     "router_rl.policies.cascade",
+    "router_rl.policies.textclf",
+    "router_rl.policies.sw_ranking",
+    "router_rl.policies.stacking",
     "router_rl.policies.ppo",
 )
 
