@@ -70,7 +70,9 @@ class StackConfig(StrictConfig):
         select_margin: AIQ lead another candidate needs over the stacked booster to replace it.
     """
 
-    base_learners: Annotated[tuple[BaseLearner, ...], BeforeValidator(as_tuple), Field(min_length=1)] = ("linear", "knn", "mf")
+    base_learners: Annotated[tuple[BaseLearner, ...], BeforeValidator(as_tuple), Field(min_length=1)] = (
+        "linear", "knn", "mf",
+    )
     folds: Annotated[int, Field(ge=2)] = 5
     linear_c: PositiveFloat = 1e-3
     knn_k: PositiveInt = 20

@@ -171,9 +171,9 @@ class SWRankingPolicy(_Standardised):
         self.train_X = self._unit(self._standardise_fit(X)).astype(np.float32)
         self.train_Q = np.clip(matrix.quality, 0.0, 1.0)
         self._wins = None
-        win = self._win_matrix()
         m = self.n_models
-        decisive = float((win + win.transpose(0, 2, 1) == 1.0)[:, ~np.eye(m, dtype=bool)].mean())
+        q = self.train_Q
+        decisive = float((q[:, :, None] != q[:, None, :])[:, ~np.eye(m, dtype=bool)].mean())
         self.metadata["sw_ranking"] = {"ties": self.config.ties, "n_battles": int(matrix.n_tasks * m * (m - 1) // 2),
                                        "decisive_share": decisive}
 
