@@ -6,9 +6,10 @@ model's mean) and lost to kNN and a TF-IDF logistic regression. This policy is r
 construction:
 
 1. **Cheap base learners, cross-fitted.** ``base_learners`` (default: ``linear`` = the multi-output
-   L2 logistic regression of :mod:`router_rl.policies.linear`, ``knn`` = RouterBench's kNN,
-   ``mf`` = RouteLLM's matrix factorisation; the latter two are the registered ``knn`` / ``mf``
-   policies) are fitted on ``folds`` task folds; each training task gets their out-of-fold
+   L2 logistic regression of :mod:`router_rl.policies.linear` and ``knn`` = RouterBench's kNN, the
+   registered ``knn`` policy; ``mf`` = RouteLLM's matrix factorisation, the ``mf`` policy, can be
+   added: on RouterBench carves of 150-300 tasks it was the weakest learner and the slowest) are
+   fitted on ``folds`` task folds; each training task gets their out-of-fold
    per-model logits, and the learners refitted on all tasks serve inference.
 2. **LightGBM over features + base logits.** An inner :class:`~router_rl.policies.lgbm.LGBMPolicy`
    is trained on ``[X, out-of-fold logits]`` (its own cross-fit picks rounds, calibration and the
@@ -18,7 +19,8 @@ construction:
    learner alone, and the per-model training means) are scored by the AIQ of their out-of-fold
    predictions on the training tasks (λ swept with the training mean costs; with a flat cost axis,
    the mean quality of the argmax). The stacked booster is kept unless another candidate is ahead
-   by more than ``select_margin``; the served predictor is the winner.
+   by more than ``select_margin`` and by more than ``select_z`` bootstrap standard errors of the
+   paired lead; the served predictor is the winner.
 
 What was chosen and why is in ``metadata["stack"]``: the candidates' out-of-fold criteria, the
 chosen candidate, the reason, the small-data changes to the booster config and its rounds.
@@ -68,10 +70,15 @@ class StackConfig(StrictConfig):
         select: ``cv_aiq`` (serve the candidate with the best out-of-fold utility) or ``stack``
             (always the stacked booster).
         select_margin: AIQ lead another candidate needs over the stacked booster to replace it.
+        select_z: ... and the lead must exceed this many standard errors of the paired lead
+            (task bootstrap of the training tasks, ``select_bootstrap`` resamples): with a few
+            hundred tasks the out-of-fold criterion is noisy, and switching on noise costs more
+            than it gains.
+        select_bootstrap: Resamples of that standard error (seeded by the fit).
     """
 
     base_learners: Annotated[tuple[BaseLearner, ...], BeforeValidator(as_tuple), Field(min_length=1)] = (
-        "linear", "knn", "mf",
+        "linear", "knn",
     )
     folds: Annotated[int, Field(ge=2)] = 5
     linear_c: PositiveFloat = 1e-3
@@ -81,6 +88,8 @@ class StackConfig(StrictConfig):
     scale_to_data: bool = True
     select: Literal["cv_aiq", "stack"] = "cv_aiq"
     select_margin: NonNegativeFloat = 0.0
+    select_z: NonNegativeFloat = 1.0
+    select_bootstrap: Annotated[int, Field(ge=10)] = 100
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -223,19 +232,30 @@ class StackedPolicy(UtilityPolicy):
         for name in cfg.base_learners:
             cands[name] = (1.0 / (1.0 + np.exp(-oof[name].astype(np.float64))), 0.0)
         cands["prior"] = (np.broadcast_to(self.prior, (n, m)).copy(), 0.0)
-        crit = {
-            c: oof_utility((1 - s) * q + s * self.prior, matrix.quality, matrix.cost) for c, (q, s) in cands.items()
-        }
+        scores = {c: (1 - s) * q + s * self.prior for c, (q, s) in cands.items()}
+        crit = {c: oof_utility(sc, matrix.quality, matrix.cost) for c, sc in scores.items()}
         best = max(crit, key=lambda c: crit[c])
+        lead = crit[best] - crit["stack"]
+        se = 0.0
         if cfg.select == "stack":
             chosen, reason = "stack", "select='stack' (selection off)"
-        elif best == "stack" or crit[best] <= crit["stack"] + cfg.select_margin:
-            chosen = "stack"
-            reason = "the stacked booster has the best out-of-fold utility" if best == "stack" else (
-                f"{best} leads by {crit[best] - crit['stack']:.4f} <= select_margin {cfg.select_margin}")
+        elif best == "stack":
+            chosen, reason = "stack", "the stacked booster has the best out-of-fold utility"
+        elif lead <= cfg.select_margin:
+            chosen, reason = "stack", f"{best} leads by {lead:.4f} <= select_margin {cfg.select_margin}"
         else:
-            chosen = best
-            reason = f"{best} leads the stacked booster by {crit[best] - crit['stack']:.4f} out-of-fold"
+            boot = np.random.default_rng(int(rng.integers(0, 2**31 - 1)))
+            diffs = []
+            for _ in range(cfg.select_bootstrap):
+                i = boot.integers(0, n, n)
+                qi, ci = matrix.quality[i], matrix.cost[i]
+                diffs.append(oof_utility(scores[best][i], qi, ci) - oof_utility(scores["stack"][i], qi, ci))
+            se = float(np.std(diffs, ddof=1))
+            if lead > cfg.select_z * se:
+                chosen = best
+                reason = f"{best} leads the stacked booster by {lead:.4f} out-of-fold (> {cfg.select_z} x SE {se:.4f})"
+            else:
+                chosen, reason = "stack", f"{best} leads by {lead:.4f}, within {cfg.select_z} x SE {se:.4f} (noise)"
         self.chosen = chosen
         self.shrinkage = cands[chosen][1]
         self._oof = (cands[chosen][0], np.asarray(X), matrix)
@@ -245,6 +265,7 @@ class StackedPolicy(UtilityPolicy):
             "reason": reason,
             "criterion": "oof_aiq" if np.ptp(matrix.cost.mean(axis=0)) > 0 else "oof_mean_quality_at_argmax",
             "oof_criterion": crit,
+            "lead_se": se,
             "base_learners": list(cfg.base_learners),
             "folds": cfg.folds,
             "n_tasks": n,

@@ -61,8 +61,11 @@ def test_stacking_beats_the_plain_booster_where_it_collapses_to_the_means() -> N
     assert plain.metadata["metrics"]["rounds"] <= 5  # the symptom: each model's mean, nearly
     a_plain, a_stack = _test_aiq(plain, X[te], test), _test_aiq(stack, X[te], test)
     assert a_stack > a_plain + 0.02, (a_stack, a_plain)
-    # the served predictor ranks tasks: its per-model spread is larger than the collapsed booster's
-    assert stack.predict_quality(X[te])[:, 0].std() > plain.predict_quality(X[te])[:, 0].std()
+    # the served predictor ranks the tasks of a model better than the collapsed booster
+    from sklearn.metrics import roc_auc_score
+
+    auc = [roc_auc_score(test.quality[:, 0], p.predict_quality(X[te])[:, 0]) for p in (plain, stack)]
+    assert auc[1] > auc[0] + 0.02, auc
 
 
 @pytest.mark.slow
@@ -71,9 +74,12 @@ def test_the_choice_and_the_reason_are_recorded_and_survive_save_load(tmp_path) 
     tr, te = np.arange(200), np.arange(200, 400)
     stack = StackedPolicy(MODELS, config={"folds": 3}).fit(X[tr], m.take(tr), seed=0)
     info = stack.metadata["stack"]
-    assert set(info["oof_criterion"]) == {"stack", "linear", "knn", "mf", "prior"}
-    assert info["chosen"] == max(info["oof_criterion"], key=info["oof_criterion"].get) or info["chosen"] == "stack"
-    assert info["chosen"] in info["reason"] or "stacked booster" in info["reason"]
+    assert set(info["oof_criterion"]) == {"stack", "linear", "knn", "prior"}
+    best = max(info["oof_criterion"], key=info["oof_criterion"].get)
+    assert info["chosen"] in (best, "stack")
+    assert best in info["reason"] or "stacked booster" in info["reason"]
+    if info["chosen"] == "stack" and best != "stack":  # kept: the lead was within the noise
+        assert "SE" in info["reason"] and info["lead_se"] > 0
     assert info["n_tasks"] == 200 and info["folds"] == 3
     # small-data tree shape applied to the inner booster and recorded
     assert info["lgbm_small_data_changes"]["learning_rate"] == 0.03
@@ -83,7 +89,7 @@ def test_the_choice_and_the_reason_are_recorded_and_survive_save_load(tmp_path) 
     back = RoutingPolicy.load(tmp_path / "s")
     assert isinstance(back, StackedPolicy) and back.chosen == stack.chosen
     assert back.metadata["stack"] == stack.metadata["stack"]
-    for chosen in ("stack", "linear", "knn", "mf", "prior"):  # every candidate serves identically after load
+    for chosen in ("stack", "linear", "knn", "prior"):  # every candidate serves identically after load
         stack.chosen = back.chosen = chosen
         np.testing.assert_array_equal(back.predict_quality(X[te]), stack.predict_quality(X[te]))
 
