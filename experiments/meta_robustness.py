@@ -73,6 +73,8 @@ class Args:
     name: str = "meta_robustness"
     quick: bool = False
     """smoke run: light policy settings (few rounds / epochs)"""
+    render: list[str] = field(default_factory=list)
+    """only merge these result JSONs (of runs with the same meta / baselines) into ``<name>.md``"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -244,7 +246,7 @@ def to_markdown(rows: list[dict[str, Any]], args: Args, command: str, wall_s: fl
     for r in rows:
         groups.setdefault((r["dataset"], r["carve"], r["embeddings"]), []).append(r)
     head = ["dataset", "train tasks", "emb", f"{args.meta}", *(f"vs {b}" for b in args.baselines)]
-    lines = [f"Command: `{command}` ({wall_s / 60:.0f} min)", "",
+    lines = [f"Command: `{command}`" + (f" ({wall_s / 60:.0f} min)" if wall_s else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     verdicts: dict[str, list[str]] = {b: [] for b in args.baselines}
     best_gap = []
@@ -274,6 +276,14 @@ def to_markdown(rows: list[dict[str, Any]], args: Args, command: str, wall_s: fl
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run every job, write JSON + Markdown, return the per-cell rows."""
     args = parse_args(argv)
+    if args.render:
+        rows = [r for f in args.render for r in json.loads(Path(f).read_text())["rows"]]
+        cmds = "; ".join(json.loads(Path(f).read_text()).get("command", "?") for f in args.render)
+        md = to_markdown(rows, args, cmds, 0.0)
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.out_dir) / f"{args.name}.md").write_text(md)
+        print(md)
+        return rows
     bm = _benchmark()
     rows: list[dict[str, Any]] = []
     embedder: dict[str, Any] = {}
@@ -284,7 +294,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for ds in args.datasets:
         for seed in args.seeds:
             rows += run_job(bm, ds, seed, args, embedder)
-            (out / f"{args.name}.json").write_text(json.dumps({"args": dataclasses.asdict(args), "rows": rows}))
+            (out / f"{args.name}.json").write_text(json.dumps({"args": dataclasses.asdict(args), "command": command,
+                                                               "wall_s": time.perf_counter() - t0, "rows": rows}))
     wall = time.perf_counter() - t0
     md = to_markdown(rows, args, command.strip(), wall)
     (out / f"{args.name}.md").write_text(md)
