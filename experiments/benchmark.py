@@ -68,10 +68,15 @@ DATASETS = (
     "simulated",
 )
 POLICIES = (
-    "lgbm", "knn", "mlp", "mf", "linucb", "thompson", "cascade", "rules", "random", "cheapest", "single", "oracle",
+    "lgbm", "lgbm-stack", "knn", "mlp", "mf", "tfidf-lr", "svm", "sw-ranking", "linucb", "thompson", "cascade",
+    "rules", "random", "cheapest", "single", "oracle",
 )
-#: Routers that learn from the training split (the rest are baselines / bounds).
-LEARNED = ("lgbm", "knn", "mlp", "mf", "linucb", "thompson", "cascade", "ppo")
+#: Routers that learn from the training split (the rest are baselines / bounds). ``tfidf-lr``
+#: (RouterBench's TF-IDF + logistic regression), ``svm`` (LLMRouter's SVM router) and
+#: ``sw-ranking`` (RouteLLM's similarity-weighted ranking) are the baselines of the other open
+#: routing libraries; ``lgbm-stack`` is the stacked meta-model (docs/policies.md).
+LEARNED = ("lgbm", "lgbm-stack", "knn", "mlp", "mf", "tfidf-lr", "svm", "sw-ranking", "linucb", "thompson",
+           "cascade", "ppo")
 ALIASES = {"rule": "rules", "reference": "single", "lightgbm": "lgbm", "lgb": "lgbm"}
 #: Suffixes of trace files accepted by path in ``--datasets``.
 TRACE_SUFFIXES = (".parquet", ".csv", ".tsv")
@@ -202,12 +207,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "library": {},
     "bench": {
         "lgbm": {"config": _LGBM_BENCH},
+        "lgbm-stack": {"config": {"lgbm": _LGBM_BENCH}},
         "cascade": {"scorer_kwargs": {"config": _LGBM_BENCH}},
         "mlp": {"config": {"max_iter": 100, "early_stopping": True}},
         "mf": {"config": {"epochs": 150}},
     },
     "quick": {
         "lgbm": {"config": _LGBM_QUICK},
+        "lgbm-stack": {"config": {"folds": 3, "lgbm": _LGBM_QUICK}},
         "cascade": {"scorer_kwargs": {"config": _LGBM_QUICK}},
         "mlp": {"config": {"max_iter": 30}},
         "mf": {"config": {"epochs": 30}},

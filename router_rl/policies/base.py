@@ -51,6 +51,9 @@ BUILTIN_POLICY_MODULES: tuple[str, ...] = (
     "router_rl.policies.bandits",
     "router_rl.policies.cascade",
     "router_rl.policies.cells",
+    "router_rl.policies.textclf",
+    "router_rl.policies.sw_ranking",
+    "router_rl.policies.stacking",
     "router_rl.policies.ppo",
 )
 

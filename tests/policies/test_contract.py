@@ -36,6 +36,10 @@ KWARGS: dict[str, dict[str, Any]] = {
     "rules": {"complexity_spec": {"rank": 0}},
     "oracle": {},
     "cells": {"columns": ["a", "b"], "feature_groups": [[0], [1, 2]]},
+    "tfidf-lr": {},
+    "svm": {},
+    "sw-ranking": {},
+    "lgbm-stack": {"config": {"folds": 3, "lgbm": {"num_boost_round": 30, "early_stopping_rounds": 5}}},
 }
 #: Kinds that cannot be fitted on a matrix: built otherwise (a saved artifact) with their own X.
 BUILT_ELSEWHERE = ("ppo",)
