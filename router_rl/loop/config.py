@@ -1,0 +1,76 @@
+"""``LoopConfig``: every setting of a closed-loop run (``router-rl loop``, ``experiments/closed_loop.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from router_rl.core.config import NonNegativeFloat, PositiveFloat, PositiveInt, StrictConfig
+
+#: Kinds of deliberately worse candidates a round can be given instead of the learned one.
+BAD_CANDIDATES: tuple[str, ...] = ("random", "cheapest", "corrupted")
+
+
+class LoopConfig(StrictConfig):
+    """Settings of :func:`router_rl.loop.rounds.run_loop`.
+
+    Attributes:
+        rounds: Rounds of traffic -> learning -> gate -> swap.
+        requests_per_round: Requests the driver sends per round.
+        seed: Seed of the world (simulated fleet), the traffic, the router's sampling and every fit.
+        traces: A trace file (full-information outcome matrix) to replay; None = the simulated fleet.
+        fleet_tasks: Tasks of the simulated fleet (its train split is the traffic, test held out).
+        hash_buckets: Word / char n-gram hash buckets of the feature encoder.
+        concurrency: Concurrent requests of the driver.
+        epsilon: The router's exploration share on every strategy request (> 0: OPE needs it).
+        lam: Cost weight of the learners' decision rule and of the gate's utility (units of the
+            reference model's mean cost).
+        feedback_delay_s: Seconds between an answer and its oracle feedback.
+        feedback_batch: Feedback events per batch request.
+        time_scale: Replay latency multiplier (0 = the backends answer at once).
+        train_window: Rounds of log the learner is trained on (0 = every round so far).
+        learner_rounds: Boosting-rounds cap of the LightGBM learners (early stopping picks fewer).
+        clip: Importance-weight clip of the off-policy learner.
+        n_bootstrap: Bootstrap resamples of the OPE intervals.
+        ope_folds: Cross-fitting folds of the OPE reward models.
+        reward_model: OPE reward model.
+        estimator: The estimator the gate reads.
+        quality_floor: The candidate's quality lower bound must reach this share of the incumbent's.
+        max_unsupported: Largest candidate mass on models the router never explored for a row.
+        min_ess_ratio: Smallest effective-sample-size ratio of the candidate's importance weights.
+        inject_regression_round: From this round on, one backend model answers with lower quality.
+        regression_model: That model (None: the model the live version served most the round before).
+        regression_factor: Its quality is multiplied by this.
+        bad_candidate_round: In this round the candidate is a deliberately worse policy.
+        bad_candidate_kind: ``random``, ``cheapest`` or ``corrupted`` (LightGBM fitted on inverted labels).
+    """
+
+    rounds: PositiveInt = 5
+    requests_per_round: Annotated[int, Field(ge=50)] = 2000
+    seed: int = 0
+    traces: str | None = None
+    fleet_tasks: Annotated[int, Field(ge=100)] = 3000
+    hash_buckets: Annotated[int, Field(ge=8)] = 64
+    concurrency: PositiveInt = 16
+    epsilon: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    lam: NonNegativeFloat = 0.5
+    feedback_delay_s: NonNegativeFloat = 0.5
+    feedback_batch: Annotated[int, Field(ge=1, le=1000)] = 200
+    time_scale: NonNegativeFloat = 0.0
+    train_window: Annotated[int, Field(ge=0)] = 0
+    learner_rounds: PositiveInt = 100
+    clip: Annotated[float, Field(ge=1)] = 10.0
+    n_bootstrap: Annotated[int, Field(ge=10)] = 200
+    ope_folds: Annotated[int, Field(ge=2)] = 2
+    reward_model: Literal["lightgbm", "ridge"] = "lightgbm"
+    estimator: Literal["dr", "snips", "ips", "dm", "switch-dr"] = "dr"
+    quality_floor: Annotated[float, Field(gt=0, le=1)] = 0.95
+    max_unsupported: Annotated[float, Field(ge=0, le=1)] = 0.02
+    min_ess_ratio: Annotated[float, Field(gt=0, le=1)] = 0.02
+    inject_regression_round: PositiveInt | None = None
+    regression_model: str | None = None
+    regression_factor: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    bad_candidate_round: PositiveInt | None = None
+    bad_candidate_kind: Literal["random", "cheapest", "corrupted"] = "corrupted"
+    request_timeout_s: PositiveFloat = 60.0
