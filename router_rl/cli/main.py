@@ -16,6 +16,7 @@ from router_rl.cli import (
     federated,
     judge,
     logs,
+    loop,
     ope,
     policies,
     ppo,
@@ -41,7 +42,8 @@ def _root() -> None:
     """router-rl: learned LLM routing for a fleet of QE agents."""
 
 
-for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, router, serve, federated, engines, judge):
+for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, router, serve, federated, engines, judge,
+                loop):
     _module.register(app)
 
 
