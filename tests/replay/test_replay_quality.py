@@ -43,7 +43,7 @@ def test_quality_factor_scales_one_model_until_restored(outcomes: tuple[pl.DataF
 def test_set_quality_factor_names_the_field(outcomes: tuple[pl.DataFrame, ModelCatalog]) -> None:
     df, cat = outcomes
     b = ReplayBackend.from_frame(df, catalog=cat)
-    with pytest.raises(ConfigError, match="replay.quality.model"):
+    with pytest.raises(ConfigError, match=r"replay\.quality\.model"):
         b.set_quality_factor("nope", 0.5)
-    with pytest.raises(ConfigError, match="replay.quality.factor"):
+    with pytest.raises(ConfigError, match=r"replay\.quality\.factor"):
         b.set_quality_factor("small", -0.1)
