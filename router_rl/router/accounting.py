@@ -71,6 +71,10 @@ class Accounting:
         wall_clock: Epoch clock (row timestamps).
         breaker_states: Provider -> breaker state, logged with every row.
         version_prefix: Prefix of rule-policy versions (``rules@<config fingerprint>``).
+        on_learned_outcome: Called with ``(learned_version, bad)`` at the end of every request a
+            learned policy version was asked for (the live policies' outcome window): ``bad``
+            when the request failed (not a budget refusal), the policy failed and the rule
+            policy answered, or another model than the chosen one served.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class Accounting:
         wall_clock: Callable[[], float],
         breaker_states: Callable[[], dict[str, str]],
         version_prefix: str,
+        on_learned_outcome: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.config = config
         self.table = table
@@ -106,6 +111,7 @@ class Accounting:
         self._wall = wall_clock
         self._breaker_states = breaker_states
         self.version_prefix = version_prefix
+        self._on_learned_outcome = on_learned_outcome
 
     # --- spans ------------------------------------------------------------------------------
     def start_span(self, ctx: RequestContext) -> None:
@@ -202,6 +208,8 @@ class Accounting:
         self.metrics.overhead.observe(max(0.0, total - ctx.backend_s))
         if fallback_reason:
             self.metrics.fallbacks.labels(reason=fallback_reason).inc()
+        if d is not None and d.learned_version is not None and self._on_learned_outcome is not None:
+            self._on_learned_outcome(d.learned_version, learned_outcome_bad(d, served, error))
         if self.decision_log is not None:
             self.decision_log.append(
                 self.row(ctx, d, served=served, fallback_reason=fallback_reason, cost=cost if served else None,
@@ -288,3 +296,17 @@ class Accounting:
             row.update(refine.log_fields())
             row["outcome_model"] = refine.model
         return row
+
+
+#: notes of a learned decision that are not the policy's failure
+_NOT_POLICY_FAILURES = ("policy_masked", "policy_unavailable")
+
+
+def learned_outcome_bad(d: RoutingDecision, served: str | None, error: str | None) -> bool:
+    """Whether a request a learned version was asked for went wrong (see ``Accounting``'s ``on_learned_outcome``)."""
+    if error is not None and error != "budget_exhausted":
+        return True
+    note = d.note or ""
+    if note.startswith("policy_") and note not in _NOT_POLICY_FAILURES:
+        return True
+    return served is not None and served != d.chosen

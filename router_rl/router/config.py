@@ -6,7 +6,8 @@ API keys and bearer tokens are read from environment variables or secret files o
 
 Size: over 500 lines because the sections of ``router.yaml`` without a module of their own are
 validated here, next to the cross-checks and the loader; a section whose module exists keeps its
-model there (``breaker.py``, ``budget.py``, ``exploration.py``, ``encoding.py``).
+model there (``breaker.py``, ``budget.py``, ``exploration.py``, ``encoding.py``, ``canary.py``,
+``rollback.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from router_rl.core.errors import ConfigError
 from router_rl.providers.base import ProviderConfig
 from router_rl.router.breaker import BreakerConfig
 from router_rl.router.budget import BudgetConfig
+from router_rl.router.canary import CanaryConfig
 from router_rl.router.encoding import FeaturesConfig
 from router_rl.router.exploration import ExplorationSettings
 from router_rl.router.refine import RefineConfig
+from router_rl.router.rollback import RollbackConfig
 from router_rl.traces.catalog import ModelCatalog
 
 COMPLEXITY_LEVELS: tuple[str, ...] = ("simple", "moderate", "complex", "very_complex")
@@ -63,11 +66,16 @@ class TiersConfig(BaseModel):
 
 
 class LearnedConfig(BaseModel):
-    """Where the LEARNED strategy's policy comes from.
+    """Where the LEARNED strategy's policy comes from, and how its versions are rolled out.
 
     Attributes:
         policy_dir: A saved :class:`~router_rl.policies.RoutingPolicy` artifact, run in-process.
         endpoint: Base URL of a remote policy endpoint (``POST {endpoint}/route``).
+        registry: A policy registry folder (:class:`router_rl.registry.PolicyRegistry`): its live
+            version runs in-process (and its canary, when one is recorded); ``POST /admin/policy``
+            swaps versions, ramps and rollbacks are recorded there.
+        canary: The canary ramp (:class:`~router_rl.router.canary.CanaryConfig`).
+        rollback: Automatic rollback (:class:`~router_rl.router.rollback.RollbackConfig`).
         timeout_s: Remote call timeout; past it the rule policy answers.
         sample: Sample the action from the distribution (exploration, valid propensities);
             ``False`` takes the argmax.
@@ -77,19 +85,22 @@ class LearnedConfig(BaseModel):
 
     policy_dir: Path | None = None
     endpoint: str | None = None
+    registry: Path | None = None
     timeout_s: float = Field(default=0.05, gt=0)
     sample: bool = True
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 
     @model_validator(mode="after")
     def _one(self) -> LearnedConfig:
-        if self.policy_dir is not None and self.endpoint is not None:
-            raise ValueError("set only one of policy_dir / endpoint")
+        if sum(v is not None for v in (self.policy_dir, self.endpoint, self.registry)) > 1:
+            raise ValueError("set only one of policy_dir / endpoint / registry")
         return self
 
     @property
     def configured(self) -> bool:
         """Whether a policy source is set."""
-        return self.policy_dir is not None or self.endpoint is not None
+        return self.policy_dir is not None or self.endpoint is not None or self.registry is not None
 
 
 class FallbackConfig(BaseModel):
@@ -404,7 +415,7 @@ class RouterConfig(BaseModel):
             shadow.strategy if shadow is not None and not shadow.has_policy else None,
         )
         if uses_learned and not self.learned.configured:
-            raise ConfigError("learned", "strategy 'learned' is used but neither policy_dir nor endpoint is set")
+            raise ConfigError("learned", "strategy 'learned' is used but none of policy_dir / endpoint / registry is set")
         for m in self.budgets.agents:
             if not m:
                 raise ConfigError("budgets.agents", "empty agent id")
@@ -573,6 +584,8 @@ def _resolve_paths(cfg: RouterConfig, base: Path) -> RouterConfig:
         upd["catalog"] = fix(cfg.catalog)
     if cfg.learned.policy_dir is not None and not cfg.learned.policy_dir.is_absolute():
         upd["learned"] = cfg.learned.model_copy(update={"policy_dir": fix(cfg.learned.policy_dir)})
+    if cfg.learned.registry is not None and not cfg.learned.registry.is_absolute():
+        upd["learned"] = cfg.learned.model_copy(update={"registry": fix(cfg.learned.registry)})
     sh = cfg.rollout.shadow
     if sh is not None and sh.policy_dir is not None and not sh.policy_dir.is_absolute():
         upd["rollout"] = cfg.rollout.model_copy(

@@ -16,17 +16,18 @@ breakers) and the action is drawn from the result with the same seeded per-reque
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from router_rl.core.errors import ConfigError
 from router_rl.policies.exploration import ExplorationConfig, explore, explored
 from router_rl.router.budget import BudgetTracker, ExhaustedBehaviour
 from router_rl.router.config import RouterConfig, Strategy
+from router_rl.router.draws import sample_index, uniform
 from router_rl.router.errors import NoProviderAvailableError, UnknownModelError
+from router_rl.router.live_policy import LivePolicies, PolicySlot, load_registry_slot, open_registry
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -40,23 +41,6 @@ from router_rl.router.strategies import ModelTable, rule_choice
 from router_rl.router.telemetry import RouterMetrics
 
 log = logging.getLogger("router_rl.router")
-
-
-def uniform(seed: int, *parts: str) -> float:
-    """Deterministic uniform in (0, 1] from a seed and string parts."""
-    h = hashlib.blake2b("|".join((str(seed), *parts)).encode(), digest_size=8).digest()
-    return (int.from_bytes(h, "big") + 1) / 2.0**64
-
-
-def sample_index(probs: Sequence[float], u: float) -> int:
-    """Inverse-CDF draw: the first index whose cumulative probability reaches ``u`` (zeros skipped)."""
-    acc = 0.0
-    last = max(i for i, p in enumerate(probs) if p > 0)
-    for i, p in enumerate(probs):
-        acc += p
-        if p > 0 and acc >= u:
-            return i
-    return last
 
 
 def build_policy_client(
@@ -118,11 +102,7 @@ class Decider:
         self._metrics = metrics
         self._open_models = open_models
         self.version_prefix = f"rules@{config.fingerprint()}"
-        lc = config.learned
-        self.policy_client = policy_client if policy_client is not None else build_policy_client(
-            table.models, lc.policy_dir, lc.endpoint, lc.timeout_s
-        )
-        self._check_policy_models(self.policy_client, "learned")
+        self.policies = self._build_policies(policy_client)
         sh = config.rollout.shadow
         self.shadow_client: PolicyClient | None = None
         if shadow_policy_client is not None:
@@ -135,6 +115,46 @@ class Decider:
         self.kill_switch_reason: str | None = None
         self.ab_percentage = config.rollout.percentage
 
+    def _build_policies(self, policy_client: PolicyClient | None) -> LivePolicies:
+        """The live policy versions from ``policy_client`` or ``config.learned`` (its registry, a folder, an endpoint).
+
+        Raises:
+            ConfigError: naming ``learned.registry`` / ``learned.policy_dir``.
+        """
+        lc = self.config.learned
+        registry = None
+        live: PolicySlot | None = None
+        canary: PolicySlot | None = None
+        share = 0.0
+        if policy_client is not None:
+            src = lc.policy_dir if isinstance(policy_client, InProcessPolicyClient) else None
+            live = PolicySlot(policy_client, source=src)
+        elif lc.registry is not None:
+            registry = open_registry(lc.registry)
+            version = registry.live
+            if version is None:
+                raise ConfigError("learned.registry", f"{lc.registry} has no live version (promote one first)")
+            live = load_registry_slot(registry, version, "learned.registry")
+            cs = registry.canary
+            if cs is not None and getattr(cs, "version", None) and 0 < float(cs.share) < 1:
+                canary = load_registry_slot(registry, cs.version, "learned.registry")
+                share = float(cs.share)
+        else:
+            client = build_policy_client(self.table.models, lc.policy_dir, lc.endpoint, lc.timeout_s)
+            if client is not None:
+                live = PolicySlot(client, source=lc.policy_dir)
+        setting = "learned.registry" if registry is not None else "learned"
+        for slot in (live, canary):
+            if slot is not None:
+                self._check_policy_models(slot.inner, setting)
+        return LivePolicies(live, self._check_policy_models, self._metrics, lc.canary, lc.rollback,
+                            registry=registry, canary=canary, canary_share=share)
+
+    @property
+    def policy_client(self) -> PolicyClient | None:
+        """The live version of the LEARNED strategy (``None``: none configured)."""
+        return self.policies.live
+
     def _check_policy_models(self, client: PolicyClient | None, setting: str) -> None:
         if client is not None:
             unknown = [m for m in client.models if m not in self.table.models]
@@ -144,9 +164,9 @@ class Decider:
 
     async def aclose(self) -> None:
         """Close the policy clients."""
-        for client in (self.policy_client, self.shadow_client):
-            if client is not None:
-                await client.close()
+        await self.policies.aclose()
+        if self.shadow_client is not None:
+            await self.shadow_client.close()
 
     # --- rollout state ----------------------------------------------------------------------
     def set_kill_switch(self, active: bool, reason: str | None = None) -> None:
@@ -185,7 +205,7 @@ class Decider:
                 raise UnknownModelError(f"unknown strategy model {model!r}; known: {known}", param="model") from None
             if strategy == Strategy.LEARNED and self.policy_client is None:
                 raise UnknownModelError(
-                    f"{model}: no learned policy is configured (set learned.policy_dir or learned.endpoint)",
+                    f"{model}: no learned policy is configured (set learned.policy_dir, learned.endpoint or learned.registry)",
                     param="model",
                 )
             return strategy, None, False
@@ -221,6 +241,8 @@ class Decider:
         allowed: tuple[str, ...],
         salt: str,
         client: PolicyClient | None = None,
+        *,
+        track: bool = True,
     ) -> RoutingDecision:
         if strategy != Strategy.LEARNED:
             chosen = rule_choice(
@@ -229,7 +251,10 @@ class Decider:
             return self._one_hot(chosen, strategy.value, allowed)
         note: str | None
         state_json: str | None = None
-        client = client or self.policy_client
+        slot: PolicySlot | None = None
+        if client is None:
+            slot = self.policies.pick(ctx.request_id)
+            client = slot
         if client is None:
             note = "policy_unavailable"
         else:
@@ -256,9 +281,13 @@ class Decider:
                     top = max(range(len(probs)), key=lambda i: probs[i])
                     idx = sample_index(probs, uniform(self.config.seed, salt, ctx.request_id)) \
                         if self.config.learned.sample else top
+                    if slot is not None and track:
+                        self.policies.on_decision(ctx.request_id, slot.label)
                     return RoutingDecision(
                         strategy=Strategy.LEARNED.value,
                         policy_version=ans.version,
+                        learned_version=slot.label if slot is not None and track else None,
+                        encoder_fingerprint=slot.encoder_fingerprint if slot is not None else None,
                         models=self.table.models,
                         probs=probs,
                         chosen=self.table.models[idx],
@@ -274,6 +303,8 @@ class Decider:
         d = self._one_hot(chosen, Strategy.LEARNED.value, allowed, note=note, decided_by=Strategy.BALANCED.value)
         d.policy_version = f"{self.version_prefix}:balanced(fallback)"
         d.policy_state = state_json
+        if slot is not None and track:
+            d.learned_version = slot.label
         return d
 
     async def decide(self, ctx: RequestContext) -> RoutingDecision:
@@ -339,7 +370,7 @@ class Decider:
         if ro.shadow is not None:
             d, shadow = await asyncio.gather(
                 self._decide_strategy(strategy, ctx, allowed, "act"),
-                self._decide_strategy(ro.shadow.strategy, ctx, allowed, "shadow", self.shadow_client),
+                self._decide_strategy(ro.shadow.strategy, ctx, allowed, "shadow", self.shadow_client, track=False),
             )
             d.shadow_model = shadow.chosen
             self._metrics.shadow.labels(agree=str(shadow.chosen == d.chosen).lower()).inc()

@@ -47,8 +47,9 @@ class RequestEncoder:
 
     Args:
         encoder: A fitted :class:`~router_rl.features.FeatureEncoder` (``None``: encode nothing).
-        policy_client: The learned policy's client (its features are reused when its encoder
-            has the same fingerprint).
+        policy_client: The learned policy's client at start (unused; the features a decision
+            carries are reused when the deciding version's encoder has the same fingerprint, so
+            a hot swap to a policy with another encoder never mislabels logged features).
         metrics: Metrics holder (``feature_errors``).
     """
 
@@ -60,10 +61,6 @@ class RequestEncoder:
             encoder, self.fingerprint = None, None
         self.encoder = encoder
         self._metrics = metrics
-        self._reuse = (
-            encoder is not None and isinstance(policy_client, InProcessPolicyClient)
-            and getattr(policy_client.engine.encoder, "fingerprint", None) == self.fingerprint
-        )
 
     @classmethod
     def build(
@@ -82,8 +79,10 @@ class RequestEncoder:
                 encoder = FeatureEncoder.load(encoder_path)
             except (EncoderLoadError, OSError, ValueError) as e:
                 raise ConfigError("features.encoder_path", str(e)) from None
-        elif isinstance(policy_client, InProcessPolicyClient):
-            encoder = policy_client.engine.encoder
+        else:
+            inner = getattr(policy_client, "inner", policy_client)  # a live policy slot wraps its client
+            if isinstance(inner, InProcessPolicyClient):
+                encoder = inner.engine.encoder
         return cls(encoder, policy_client, metrics)
 
     async def attach(self, ctx: RequestContext, d: RoutingDecision) -> None:
@@ -91,7 +90,7 @@ class RequestEncoder:
         if self.encoder is None:
             d.features = None
             return
-        if d.features is not None and d.decided_by == "learned" and self._reuse:
+        if d.features is not None and d.decided_by == "learned" and d.encoder_fingerprint == self.fingerprint:
             d.encoder_fingerprint = self.fingerprint
             return
         d.features, d.encoder_fingerprint = None, None

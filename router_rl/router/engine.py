@@ -43,6 +43,7 @@ from router_rl.router.config import RouterConfig, Strategy
 from router_rl.router.decider import Decider
 from router_rl.router.encoding import RequestEncoder
 from router_rl.router.errors import BudgetExhaustedError, RouterRequestError
+from router_rl.router.live_policy import LivePolicies
 from router_rl.router.policy_client import PolicyClient
 from router_rl.router.policy_state import PolicyStateTracker
 from router_rl.router.refine import CheckFn
@@ -137,7 +138,7 @@ class HybridRouter:
             config, self.table, self.catalog, self.providers, self.model_provider,
             {p.name: p.kind for p in config.providers}, self.budget, self.policy_state, self.metrics,
             get_tracer(tracer_provider), decision_log, clock, wall_clock, self.breaker_states,
-            self.decider.version_prefix,
+            self.decider.version_prefix, on_learned_outcome=self.decider.policies.on_outcome,
         )
         self.chain = ChainWalker(config, self.table, self.providers, self.model_provider, self.breakers,
                                  self.budget, self.metrics, self.accounting, clock)
@@ -176,8 +177,14 @@ class HybridRouter:
     # --- state the server and the admin API read --------------------------------------------
     @property
     def policy_client(self) -> PolicyClient | None:
-        """The LEARNED strategy's policy (``None``: none configured)."""
-        return self.decider.policy_client
+        """The LEARNED strategy's live policy client (``None``: none configured)."""
+        slot = self.decider.policies.live
+        return slot.inner if slot is not None else None
+
+    @property
+    def policies(self) -> LivePolicies:
+        """The live / canary versions of the LEARNED strategy (hot swap, canary, rollback)."""
+        return self.decider.policies
 
     @property
     def shadow_client(self) -> PolicyClient | None:

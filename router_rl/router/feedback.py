@@ -313,6 +313,9 @@ class FeedbackService:
         max_details_bytes: Largest ``details`` (canonical JSON bytes).
         max_clock_skew_s: Future ``ts`` allowance.
         wall_clock: Epoch clock (receive time, future check).
+        on_stored: Called with ``(request_id, quality)`` of every newly stored label (never a
+            duplicate) once it is durable: the live policies' evidence
+            (:meth:`router_rl.router.live_policy.LivePolicies.on_feedback`).
     """
 
     def __init__(
@@ -326,8 +329,10 @@ class FeedbackService:
         max_details_bytes: int = 16_384,
         max_clock_skew_s: float = 300.0,
         wall_clock: Callable[[], float] = time.time,
+        on_stored: Callable[[list[tuple[str, float]]], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_stored = on_stored
         self.index = index
         self._flag = is_sensitive
         self._screen = DetailsScreen(is_sensitive)
@@ -421,6 +426,11 @@ class FeedbackService:
             results.append({"object": "feedback", "id": pr.key, "request_id": pr.row["request_id"],
                             "source": ev.source, "status": outcome, "redacted": list(ev.redacted)})
         log.debug("feedback: %d event(s) (%d stored)", len(results), outcomes.count("stored"))
+        if self._on_stored is not None:
+            stored = [(str(pr.row["request_id"]), float(ev.quality))
+                      for ev, pr, outcome in zip(events, rows, outcomes, strict=True) if outcome == "stored"]
+            if stored:
+                self._on_stored(stored)
         if not batch:
             return results[0]
         return {"object": "list", "data": results, "stored": outcomes.count("stored"),
@@ -484,4 +494,5 @@ def build_feedback(router: HybridRouter, *, wall_clock: Callable[[], float] = ti
         raise ConfigError("feedback.dir", f"cannot load the feedback store: {e}") from None
     return FeedbackService(store, index, is_sensitive=router.screener.text_is_sensitive, metrics=router.metrics,
                            max_batch=cfg.max_batch, max_details_bytes=cfg.max_details_bytes,
-                           max_clock_skew_s=cfg.max_clock_skew_s, wall_clock=wall_clock)
+                           max_clock_skew_s=cfg.max_clock_skew_s, wall_clock=wall_clock,
+                           on_stored=router.decider.policies.on_feedback)

@@ -77,6 +77,9 @@ class RoutingDecision:
         explored: ``chosen`` is not the top choice of the policy before exploration.
         exploration: JSON of the exploration settings applied (``None``: none).
         encoder_fingerprint: Fingerprint of the encoder of ``features`` (``None``: no features).
+        learned_version: The learned policy version (live or canary) that was asked, also when it
+            failed and the rule policy answered (``None``: no learned policy was asked); the key of
+            the version's live evidence (:mod:`router_rl.router.live_policy`).
     """
 
     strategy: str
@@ -95,6 +98,7 @@ class RoutingDecision:
     explored: bool = False
     exploration: str | None = None
     encoder_fingerprint: str | None = None
+    learned_version: str | None = None
 
     def __post_init__(self) -> None:
         if not self.decided_by:

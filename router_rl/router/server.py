@@ -12,7 +12,11 @@ Endpoints:
   (also on a body refused before routing).
 * ``GET /v1/models``; ``GET /health``; ``GET /metrics`` (Prometheus text).
 * Admin (admin bearer token): ``GET /admin/state``, ``POST /admin/kill-switch``
-  ``{"active": true, "reason": "..."}``, ``POST /admin/rollout`` ``{"percentage": 25}``.
+  ``{"active": true, "reason": "..."}``, ``POST /admin/rollout`` ``{"percentage": 25}``, and the
+  learned policy's versions (:mod:`router_rl.router.live_policy`): ``POST /admin/policy``
+  ``{"version": "v0003"}`` or ``{"policy_dir": "..."}`` (hot swap), ``POST /admin/canary``
+  ``{"version": "v0004", "share": 0.2}`` (``share`` 0 stops it), ``POST /admin/rollback``
+  ``{"role": "canary"|"live", "reason": "..."}`` (both optional).
 
 Errors use the OpenAI error body ``{"error": {"message", "type", "param", "code"}}``. Prompt text
 is never logged; bearer tokens are compared in constant time and never echoed.
@@ -28,6 +32,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -247,6 +252,7 @@ def create_app(
             "breakers": router.breaker_states(),
             "emergency_cloud_count": router.emergency_cloud_count,
             "budget": router.budget_state(),
+            "policy": router.policies.state(),
         }
 
     @app.get("/admin/state")
@@ -277,6 +283,57 @@ def create_app(
             router.set_rollout_percentage(float(pct))
         except ValueError as e:
             raise BadRequest(str(e), param="percentage") from None
+        return JSONResponse(state())
+
+    def opt_str(body: dict[str, Any], name: str) -> str | None:
+        v = body.get(name)
+        if v is not None and (not isinstance(v, str) or not v or len(v) > 4096):
+            raise BadRequest(f"{name}: expected a non-empty string", param=name)
+        return v
+
+    def policy_body(body: Any, allowed: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object")
+        extra = sorted(set(body) - allowed)
+        if extra:
+            raise BadRequest(f"unknown field(s) {extra}; expected some of {sorted(allowed)}", param=str(extra[0]))
+        return body
+
+    @app.post("/admin/policy")
+    async def admin_policy(request: Request) -> JSONResponse:
+        admin_check(request)
+        body = policy_body(await read_json(request), frozenset({"version", "policy_dir", "reason", "actor"}))
+        version, pdir = opt_str(body, "version"), opt_str(body, "policy_dir")
+        if (version is None) == (pdir is None):
+            raise BadRequest("give exactly one of version / policy_dir", param="version")
+        await router.policies.swap(version=version, policy_dir=Path(pdir) if pdir else None,
+                                   reason=opt_str(body, "reason") or "admin", actor=opt_str(body, "actor") or "admin")
+        return JSONResponse(state())
+
+    @app.post("/admin/canary")
+    async def admin_canary(request: Request) -> JSONResponse:
+        admin_check(request)
+        body = policy_body(await read_json(request), frozenset({"version", "policy_dir", "share", "reason", "actor"}))
+        version, pdir = opt_str(body, "version"), opt_str(body, "policy_dir")
+        share = body.get("share")
+        if isinstance(share, bool) or not isinstance(share, int | float):
+            raise BadRequest("share: expected a number in [0, 1)", param="share")
+        if version is not None and pdir is not None:
+            raise BadRequest("give only one of version / policy_dir", param="version")
+        if share > 0 and version is None and pdir is None:
+            raise BadRequest("share > 0 needs version or policy_dir", param="version")
+        await router.policies.set_canary(version=version, policy_dir=Path(pdir) if pdir else None,
+                                         share=float(share), reason=opt_str(body, "reason") or "admin",
+                                         actor=opt_str(body, "actor") or "admin")
+        return JSONResponse(state())
+
+    @app.post("/admin/rollback")
+    async def admin_rollback(request: Request) -> JSONResponse:
+        admin_check(request)
+        raw = await request.body()
+        body = policy_body(parse_json_body(raw) if raw.strip() else {}, frozenset({"role", "reason", "actor"}))
+        await router.policies.rollback(role=opt_str(body, "role"), reason=opt_str(body, "reason") or "manual",
+                                       actor=opt_str(body, "actor") or "admin")
         return JSONResponse(state())
 
     return app

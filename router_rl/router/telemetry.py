@@ -26,7 +26,11 @@ class RouterMetrics:
     ``exploring_decisions_total{strategy}`` (decisions drawn under active exploration settings),
     ``explored_decisions_total{strategy}`` (decisions whose chosen model is not the policy's top
     choice; divided by ``requests_total`` of the strategy: the exploration share),
-    ``feature_errors_total{reason}`` (requests whose logged features could not be encoded).
+    ``feature_errors_total{reason}`` (requests whose logged features could not be encoded),
+    ``policy_rollbacks_total{role,reason}`` (rollbacks of the learned policy: role ``live`` /
+    ``canary``, reason ``quality`` / ``errors`` / ``manual``), ``policy_info{role,version}`` (1 for
+    the live and the canary version, by their exact policy version), ``canary_share`` (share of
+    LEARNED decisions the canary answers, 0..1).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -88,6 +92,18 @@ class RouterMetrics:
         self.feature_errors = Counter(
             "router_rl_feature_errors", "Requests whose decision-log features could not be encoded", ["reason"],
             registry=r,
+        )
+
+        self.policy_rollbacks = Counter(
+            "router_rl_policy_rollbacks", "Rollbacks of the learned policy by role and reason", ["role", "reason"],
+            registry=r,
+        )
+        self.policy_info = Gauge(
+            "router_rl_policy_info", "The learned policy versions serving now (1), by role", ["role", "version"],
+            registry=r,
+        )
+        self.canary_share = Gauge(
+            "router_rl_canary_share", "Share of LEARNED decisions answered by the canary version", registry=r
         )
 
     def set_breaker(self, provider: str, state: str) -> None:
