@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         candidate_kind: Annotated[str, typer.Option(
             "--candidate-kind", help="the worse candidate: random | cheapest | corrupted")] = "corrupted",
         epsilon: Annotated[float, typer.Option("--epsilon", help="router exploration share")] = 0.1,
-        lam: Annotated[float, typer.Option("--lam", help="cost weight of the learners and the gate's utility")] = 0.5,
+        lam: Annotated[float, typer.Option("--lam", help="cost weight of the learners and the gate's utility")] = 0.25,
         concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
         fleet_tasks: Annotated[int, typer.Option("--fleet-tasks", help="tasks of the simulated fleet")] = 3000,
         n_bootstrap: Annotated[int, typer.Option("--n-bootstrap")] = 200,

@@ -44,6 +44,12 @@ class LoopConfig(StrictConfig):
         regression_factor: Its quality is multiplied by this.
         bad_candidate_round: In this round the candidate is a deliberately worse policy.
         bad_candidate_kind: ``random``, ``cheapest`` or ``corrupted`` (LightGBM fitted on inverted labels).
+        swap_at_request: A version promoted at the end of a round goes live (``POST /admin/policy``)
+            after this many requests of the next round were sent: a hot swap under load.
+        rollback_window / rollback_min_feedback / rollback_floor_ratio: The router's automatic
+            rollback (``learned.rollback``: quality window, labels needed, floor as a share of the
+            predecessor's quality).
+        request_timeout_s: Per-request timeout of the driver.
     """
 
     rounds: PositiveInt = 5
@@ -54,7 +60,7 @@ class LoopConfig(StrictConfig):
     hash_buckets: Annotated[int, Field(ge=8)] = 64
     concurrency: PositiveInt = 16
     epsilon: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    lam: NonNegativeFloat = 0.5
+    lam: NonNegativeFloat = 0.25
     feedback_delay_s: NonNegativeFloat = 0.5
     feedback_batch: Annotated[int, Field(ge=1, le=1000)] = 200
     time_scale: NonNegativeFloat = 0.0
@@ -73,4 +79,13 @@ class LoopConfig(StrictConfig):
     regression_factor: Annotated[float, Field(ge=0, lt=1)] = 0.3
     bad_candidate_round: PositiveInt | None = None
     bad_candidate_kind: Literal["random", "cheapest", "corrupted"] = "corrupted"
+    swap_at_request: Annotated[int, Field(ge=0)] = 20
+    rollback_window: Annotated[int, Field(ge=1)] = 200
+    rollback_min_feedback: Annotated[int, Field(ge=1)] = 30
+    rollback_floor_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
     request_timeout_s: PositiveFloat = 60.0
+
+    def rollback_settings(self) -> dict[str, object]:
+        """The router's ``learned.rollback`` block."""
+        return {"enabled": True, "window": self.rollback_window, "min_feedback": self.rollback_min_feedback,
+                "floor_ratio": self.rollback_floor_ratio}

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from router_rl.loop.driver import Answer
     from router_rl.loop.world import LoopWorld
@@ -78,7 +80,7 @@ class OracleFeedback:
         """The world's quality of (task, served model) in the current round."""
         assert answer.served_model is not None
         j = self.world.models.index(answer.served_model)
-        return float(self.world.quality([answer.row], self._round)[0, j])
+        return float(self.world.quality(np.asarray([answer.row]), self._round)[0, j])
 
     def submit(self, answer: Answer) -> None:
         """Queue feedback for ``answer`` (skipped, and counted, when nothing answered)."""

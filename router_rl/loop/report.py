@@ -53,7 +53,8 @@ def round_row(r: RoundRecord) -> dict[str, Any]:
         "candidate_quality_covered": cq.get("covered"),
         "verdict": verdict,
         "regression": f"{r.regression['model']} x{r.regression['factor']}" if r.regression else "",
-        "rollbacks": len(r.candidate.get("rollbacks", [])) if r.candidate else 0,
+        "rollbacks": "; ".join(f"{b['from']}->{b['to']} after {b['first_request_on_previous']} req"
+                               for b in r.rollbacks),
     }
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router_rl.loop")
 
 #: Version name of the rule router the loop starts from.
-RULES_VERSION = "v0000-rules"
+RULES_VERSION = "v0001"
 
 
 @dataclass
@@ -80,6 +80,8 @@ class RoundRecord:
         test_live: True values of the version live after the round on the held-out tasks
             (None for the rule router, which is not a policy artifact).
         oracle: The oracle's counters for the round.
+        rollbacks: Automatic (or manual) rollbacks recorded in the registry during the round, with
+            the index of the first request of the round served by the version rolled back to.
         seconds: Wall time of the round's phases.
     """
 
@@ -101,6 +103,7 @@ class RoundRecord:
     regression: dict[str, Any] | None = None
     test_live: dict[str, float] | None = None
     oracle: dict[str, Any] = field(default_factory=dict)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +121,7 @@ class LoopResult:
         baseline: The offline full-information LightGBM on the held-out tasks (true values).
         cost_ref_usd: The utility's cost scale (mean cost of the reference model on the traffic tasks).
         reference_model: That model (best mean quality on the traffic tasks).
-        versions: ``version -> artifact folder`` of every promoted version.
+        versions: ``version -> artifact folder`` of every registered version (rules, candidates).
         out: The run folder.
     """
 
@@ -133,10 +136,9 @@ class LoopResult:
     def summary(self) -> dict[str, Any]:
         """The run's headline figures (targets of issue #16)."""
         last = self.rounds[-1] if self.rounds else None
-        cov = [r.candidate.get("ope", {}).get("quality", {}).get("covered") for r in self.rounds]
-        cov_live = [r.ope_live.get("quality", {}).get("covered") for r in self.rounds]
-        cov = [c for c in cov if c is not None]
-        cov_live = [c for c in cov_live if c is not None]
+        cov = [bool(c) for r in self.rounds
+               if (c := r.candidate.get("ope", {}).get("quality", {}).get("covered")) is not None]
+        cov_live = [bool(c) for r in self.rounds if (c := r.ope_live.get("quality", {}).get("covered")) is not None]
         final = last.test_live if last is not None else None
         out: dict[str, Any] = {
             "rounds": len(self.rounds),
@@ -223,7 +225,7 @@ def bad_candidate(kind: str, world: LoopWorld, data: LoggedData, cfg: LoopConfig
     else:
         q = np.asarray(data.quality, dtype=np.float64)
         bad = dataclasses.replace(data, quality=np.where(np.isfinite(q), 1.0 - q, np.nan))
-        pol = fit_from_log(_lgbm(world, cfg), bad, OffPolicyConfig(clip=cfg.clip), seed=seed,
+        pol = fit_from_log(_lgbm(world, cfg), bad, OffPolicyConfig(clip=cfg.clip), seed=seed,  # type: ignore[arg-type]
                            encoder=world.encoder, catalog=world.catalog)
         return pol
     pol.attach_encoder(world.encoder)
@@ -236,10 +238,12 @@ def gate(report: Any, cfg: LoopConfig) -> dict[str, Any]:
     cand = ev.policies["candidate"]
     live = ev.policies["live"]
     e = cfg.estimator
-    diff = cand.metrics["utility"].difference[e]
+    d = cand.metrics["utility"].difference
+    assert d is not None  # the candidate is not the incumbent
+    diff = d[e]
     q_c = cand.metrics["quality"].estimates[e]
     q_l = live.metrics["quality"].estimates[e]
-    checks = {
+    checks: dict[str, dict[str, Any]] = {
         "utility_gain": {"passed": bool(diff.lower > 0), "lower": float(diff.lower), "value": float(diff.value),
                          "upper": float(diff.upper), "rule": "lower bound of candidate - live utility > 0"},
         "quality_floor": {"passed": bool(q_c.lower >= cfg.quality_floor * q_l.value), "lower": float(q_c.lower),
@@ -272,13 +276,41 @@ def _test_truth(world: LoopWorld, policy: RoutingPolicy, X_test: np.ndarray, rou
 
 
 async def _traffic(servers: LoopServers, world: LoopWorld, cfg: LoopConfig, round_: int,
-                   rows: np.ndarray, ids: list[str], oracle: Any) -> list[Answer]:
+                   rows: np.ndarray, ids: list[str], oracle: Any, swap_to: str | None,
+                   swap_log: dict[str, Any]) -> list[Answer]:
+    """The round's requests; ``swap_to`` goes live through ``POST /admin/policy`` at request ``swap_at_request``."""
+    import httpx
+
     from router_rl.loop.driver import drive
 
     tasks = world.task_rows_frame(rows)
     oracle.set_round(round_)
-    return await drive(lambda: servers.router_url, servers.token, tasks, rows.tolist(), ids,
-                       concurrency=cfg.concurrency, timeout_s=cfg.request_timeout_s, on_answer=oracle.submit)
+
+    async def swap() -> None:
+        t = time.perf_counter()
+        async with httpx.AsyncClient(timeout=120, headers={"authorization": f"Bearer {servers.token}"}) as http:
+            r = await http.post(servers.router_url + "/admin/policy",
+                                json={"version": swap_to, "reason": f"loop round {round_ - 1}: gate passed",
+                                      "actor": "loop"})
+        if r.status_code != 200:
+            raise RuntimeError(f"hot swap to {swap_to} refused: {r.status_code} {r.text[:300]}")
+        swap_log.update({"version": swap_to, "at_request": cfg.swap_at_request, "seconds": time.perf_counter() - t})
+
+    if swap_to is not None and cfg.swap_at_request == 0:
+        await swap()
+
+    async def progress(i: int) -> None:
+        if swap_to is not None and i == cfg.swap_at_request and cfg.swap_at_request > 0:
+            asyncio.get_running_loop().create_task(swap())  # in flight while the traffic goes on
+
+    answers = await drive(lambda: servers.router_url, servers.token, tasks, rows.tolist(), ids,
+                          concurrency=cfg.concurrency, timeout_s=cfg.request_timeout_s, on_answer=oracle.submit,
+                          on_progress=progress)
+    for _ in range(600):  # a swap started late in a short round: wait for it
+        if swap_to is None or swap_log:
+            break
+        await asyncio.sleep(0.1)
+    return answers
 
 
 def _inject_regression(servers: LoopServers, world: LoopWorld, cfg: LoopConfig, round_: int,
@@ -298,13 +330,32 @@ def _inject_regression(servers: LoopServers, world: LoopWorld, cfg: LoopConfig, 
     return {"model": model, "factor": cfg.regression_factor}
 
 
+def _registry_version(policy_version: str | None) -> str | None:
+    """``v0003`` of a decision's ``policy_version`` ``v0003/lgbm@...`` (None: not from the registry)."""
+    if not policy_version or "/" not in policy_version:
+        return None
+    return policy_version.split("/", 1)[0]
+
+
+def rules_artifact(world: LoopWorld, directory: Path) -> Path:
+    """The rule router (the ``balanced`` tiers) as a ``rules`` policy artifact: the loop's first live version."""
+    from router_rl.loop.servers import rule_tiers
+    from router_rl.policies.baselines import RuleRouter
+
+    t = rule_tiers(world)
+    pol = RuleRouter(world.models, small_model=t["simple"], large_model=t["complex"], cloud_model=t["very_complex"])
+    pol.attach_encoder(world.encoder)
+    pol.save(directory)
+    return directory
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopResult:
     """Run the closed loop (module docstring) and return its record; everything is written under ``out``.
 
     Args:
         cfg: Settings.
-        out: Run folder (created; decision log, feedback, policies, router configs).
+        out: Run folder (created; decision log, feedback, registry, router configs, reports).
         progress: Optional ``callable(str)`` receiving one line per phase.
 
     Raises:
@@ -316,8 +367,8 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
     from router_rl.loop.oracle_feedback import OracleFeedback
     from router_rl.loop.servers import LoopServers
     from router_rl.loop.world import load_world
-    from router_rl.policies.base import RoutingPolicy
     from router_rl.policies.offpolicy import OffPolicyConfig, fit_from_log
+    from router_rl.registry import PolicyRegistry
 
     say = progress or (lambda s: log.info(s))
     root = Path(out)
@@ -336,34 +387,44 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
     baseline_pol = offline_baseline(world, cfg, X_traffic)
     say(f"offline full-information LightGBM fitted ({time.perf_counter() - t0:.1f}s)")
 
+    registry = PolicyRegistry.create(root / "registry")
+    start = registry.register(rules_artifact(world, root / "candidates" / "rules"), source="loop: rule router")
+    registry.set_live(start, reason="loop start: the rule router", actor="loop")
     records: list[RoundRecord] = []
-    versions: dict[str, str] = {}
-    live_version = RULES_VERSION
-    live_policy: RoutingPolicy | None = None
     row_of: dict[str, int] = {}
     round_ids: dict[int, list[str]] = {}
     prev_served: dict[str, int] = {}
-    with LoopServers(world, root, epsilon=cfg.epsilon, seed=cfg.seed, time_scale=cfg.time_scale) as servers:
+    pending_swap: str | None = None
+    seen_rollbacks = 0
+    with LoopServers(world, root, epsilon=cfg.epsilon, seed=cfg.seed, time_scale=cfg.time_scale,
+                     registry=registry.root, rollback=cfg.rollback_settings()) as servers:
         for r in range(1, cfg.rounds + 1):
-            rec = RoundRecord(round=r, live_version=live_version)
+            live_before = str(registry.live)
+            rec = RoundRecord(round=r, live_version=pending_swap or live_before)
             if cfg.inject_regression_round == r:
                 rec.regression = _inject_regression(servers, world, cfg, r, prev_served)
                 say(f"round {r}: regression injected: {rec.regression}")
-            # 1. traffic + oracle feedback
+            # 1. traffic + oracle feedback (+ the hot swap of last round's promotion, under load)
             t = time.perf_counter()
             rows = rng.choice(tr, size=cfg.requests_per_round, replace=True)
             ids = [f"s{cfg.seed}-r{r:02d}-{i:05d}" for i in range(cfg.requests_per_round)]
             row_of.update(zip(ids, rows.tolist(), strict=True))
             round_ids[r] = ids
+            swap_log: dict[str, Any] = {}
 
-            async def go(rows: np.ndarray = rows, ids: list[str] = ids, r: int = r) -> tuple[list[Answer], Any]:
+            async def go(rows: np.ndarray = rows, ids: list[str] = ids, r: int = r,
+                         swap_to: str | None = pending_swap, swap_log: dict[str, Any] = swap_log
+                         ) -> tuple[list[Answer], Any]:
                 async with OracleFeedback(world, lambda: servers.router_url, servers.token,
                                           delay_s=cfg.feedback_delay_s, batch_size=cfg.feedback_batch) as oracle:
-                    answers = await _traffic(servers, world, cfg, r, rows, ids, oracle)
+                    answers = await _traffic(servers, world, cfg, r, rows, ids, oracle, swap_to, swap_log)
                 return answers, oracle.stats
 
             answers, ostats = asyncio.run(go())
+            pending_swap = None
             rec.seconds["traffic"] = time.perf_counter() - t
+            if swap_log:
+                rec.candidate["swap"] = swap_log
             rec.requests = len(answers)
             bad = [a for a in answers if not a.ok]
             rec.failed = len(bad)
@@ -377,8 +438,20 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
                     served[a.served_model] = served.get(a.served_model, 0) + 1
             rec.decided_by = vers
             prev_served = served
+            # rollbacks the router made during the round, and after how many requests of it
+            rbs = registry.records("rollback")[seen_rollbacks:]
+            seen_rollbacks += len(rbs)
+            rollbacks = []
+            for rb in rbs:
+                to = rb.get("to")
+                first = next((i for i, a in enumerate(answers)
+                              if _registry_version(a.policy_version) == to and i > 0
+                              and _registry_version(answers[i - 1].policy_version) != to), None)
+                rollbacks.append({"from": rb.get("from"), "to": to, "reason": rb.get("reason"),
+                                  "actor": rb.get("actor"), "first_request_on_previous": first})
+            rec.rollbacks = rollbacks
             say(f"round {r}: {rec.requests} requests ({rec.failed} failed) in {rec.seconds['traffic']:.1f}s, "
-                f"live {live_version}, oracle sent {ostats.sent}")
+                f"versions {vers}, oracle sent {ostats.sent}" + (f", ROLLBACK {rollbacks}" if rollbacks else ""))
             time.sleep(0.5)  # the router's decision-log flush interval is 0.2 s
 
             # 2. join + re-price
@@ -386,9 +459,11 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             table, jrep = join_logs(root / "decisions", root / "feedback", catalog=world.catalog, drop_unusable=True)
             if jrep.fingerprint_mismatches or jrep.excluded_no_features:
                 raise RuntimeError(f"round {r}: join excluded rows: {jrep.to_dict()}")
-            rec.router_cost_usd = float(table.filter(pl.col("request_id").is_in(ids))["cost_usd"].mean() or 0.0)
+            rc = table.filter(pl.col("request_id").is_in(ids))["cost_usd"].mean()
+            rec.router_cost_usd = float(rc) if isinstance(rc, int | float) else 0.0
             table = reprice(table, world, row_of)
-            table.write_parquet(root / f"logged-r{r:02d}.parquet")
+            log_path = root / f"logged-r{r:02d}.parquet"
+            table.write_parquet(log_path)
             cur = table.filter(pl.col("request_id").is_in(ids))
             window = list(range(max(1, r - cfg.train_window + 1) if cfg.train_window else 1, r + 1))
             win_ids = [i for w in window for i in round_ids[w]]
@@ -406,9 +481,10 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
                 "labeled": int(lab.sum()),
                 "rows": int(data_cur.n),
             }
-            rec.explored_share = float(cur["explored"].mean() or 0.0)
+            ex = cur["explored"].mean()
+            rec.explored_share = float(ex) if isinstance(ex, int | float) else 0.0
 
-            # 3. truth of the live version and of the served traffic on this round's requests
+            # 3. truth of the served policy (before exploration) and of the served traffic on this round's requests
             truth = round_truth(world, data_cur.request_ids, np.asarray([row_of[i] for i in data_cur.request_ids]), r)
             allowed = allowed_mask(data_cur.logging_probs, cfg.epsilon)
             pi_live = base_distribution(data_cur.logging_probs, cfg.epsilon)
@@ -420,13 +496,15 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             is_bad = cfg.bad_candidate_round == r
             if is_bad:
                 cand = bad_candidate(cfg.bad_candidate_kind, world, data_train, cfg, seed=cfg.seed * 1000 + r)
-                kind = cfg.bad_candidate_kind
+                kind: str = cfg.bad_candidate_kind
             else:
-                cand = fit_from_log(_lgbm(world, cfg), data_train, OffPolicyConfig(clip=cfg.clip),
+                cand = fit_from_log(_lgbm(world, cfg), data_train,  # type: ignore[arg-type]
+                                    OffPolicyConfig(clip=cfg.clip),
                                     seed=cfg.seed * 1000 + r, encoder=world.encoder, catalog=world.catalog)
                 kind = "lgbm-offpolicy"
             cand_dir = root / "candidates" / f"r{r:02d}"
             cand.save(cand_dir)
+            cand_version = registry.register(cand_dir, source=f"loop round {r}: {kind}")
             rec.seconds["train"] = time.perf_counter() - t
             pi_cand_raw = np.asarray(cand.action_distribution(np.asarray(data_cur.X)), dtype=np.float64)
             pi_cand_raw = pi_cand_raw[:, [cand.models.index(m) for m in world.models]]
@@ -436,7 +514,8 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             t = time.perf_counter()
             ope_cfg = LogOPEConfig(n_bootstrap=cfg.n_bootstrap, folds=cfg.ope_folds, reward_model=cfg.reward_model,
                                    lam=cfg.lam, cost_ref_usd=cref, incumbent="live", seed=cfg.seed * 1000 + r)
-            rep = evaluate_log(data_cur, {"candidate": pi_cand, "live": pi_live}, config=ope_cfg)
+            rep = evaluate_log(data_cur, {"candidate": pi_cand, "live": pi_live}, config=ope_cfg,
+                               log_path=str(log_path))
             rep.write_json(root / f"ope-r{r:02d}.json")
             rec.seconds["ope"] = time.perf_counter() - t
             true_cand = _value_dict(truth, pi_cand, cfg.lam, cref)
@@ -447,33 +526,43 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             cand_ope = {m: _covered(_estimate(ev.policies["candidate"].metrics[m].estimates[e]), true_cand[m])
                         for m in ("quality", "cost_usd", "utility")}
             true_diff = true_cand["utility"] - rec.true_live["utility"]
-            cand_ope["utility_diff"] = _covered(
-                _estimate(ev.policies["candidate"].metrics["utility"].difference[e]), true_diff)
+            udiff = ev.policies["candidate"].metrics["utility"].difference
+            assert udiff is not None
+            cand_ope["utility_diff"] = _covered(_estimate(udiff[e]), true_diff)
             rec.gate = gate(rep, cfg)
-            rec.candidate = {"kind": kind, "bad": is_bad, "version": cand.version, "dir": str(cand_dir),
-                             "true": true_cand, "ope": cand_ope, "rows_without_allowed_mass": empty,
-                             "truly_better": bool(true_diff > 0)}
+            live_now = str(registry.live)
+            rec.candidate.update({"kind": kind, "bad": is_bad, "version": cand_version,
+                                  "policy_version": cand.version, "dir": str(cand_dir), "true": true_cand,
+                                  "ope": cand_ope, "rows_without_allowed_mask_mass": empty,
+                                  "truly_better": bool(true_diff > 0), "incumbent": live_now})
+            registry.record("promotion" if rec.gate["passed"] else "refusal", {
+                "candidate": cand_version, "incumbent": live_now, "log": str(log_path), "round": r,
+                "verdict": "promote" if rec.gate["passed"] else "refuse", "failed": rec.gate["failed"],
+                "checks": rec.gate["checks"], "estimates": {"candidate": cand_ope, "live": rec.ope_live},
+                "gate": "router_rl.loop.rounds.gate (interim until registry.promote)",
+            })
 
-            # 6. promote + swap
+            # 6. promote: the swap happens under the next round's traffic (or now, after the last round)
             if rec.gate["passed"]:
-                new = f"v{len(versions) + 1:04d}"
-                vdir = root / "policies" / new
-                cand.save(vdir)
-                versions[new] = str(vdir)
-                t = time.perf_counter()
-                servers.start_router(policy_dir=vdir)
-                rec.seconds["swap"] = time.perf_counter() - t
-                rec.promoted = new
-                live_version, live_policy = new, RoutingPolicy.load(vdir)
-                say(f"round {r}: PROMOTED {new} ({kind}): utility gain lower bound "
+                rec.promoted = cand_version
+                if r < cfg.rounds:
+                    pending_swap = cand_version
+                else:
+                    servers.admin("POST", "/admin/policy", {"version": cand_version, "actor": "loop",
+                                                            "reason": f"loop round {r}: gate passed"})
+                say(f"round {r}: PROMOTED {cand_version} ({kind}): utility gain lower bound "
                     f"{rec.gate['checks']['utility_gain']['lower']:+.4f}")
             else:
-                say(f"round {r}: REFUSED {kind} candidate: failed {rec.gate['failed']} (utility gain lower bound "
-                    f"{rec.gate['checks']['utility_gain']['lower']:+.4f})")
-            if live_policy is not None:
-                rec.test_live = _test_truth(world, live_policy, X_test, r, cfg.lam, cref)
+                say(f"round {r}: REFUSED {cand_version} ({kind}): failed {rec.gate['failed']} (utility gain lower "
+                    f"bound {rec.gate['checks']['utility_gain']['lower']:+.4f})")
+            after = pending_swap or str(registry.live)
+            rec.test_live = _test_truth(world, registry.load(after), X_test, r, cfg.lam, cref)
             records.append(rec)
-            (root / "rounds.jsonl").open("a").write(json.dumps(rec.to_dict()) + "\n")
+            with (root / "rounds.jsonl").open("a") as fh:
+                fh.write(json.dumps(rec.to_dict()) + "\n")
+        rec_state = servers.admin("GET", "/admin/state")
+        (root / "router-state.json").write_text(json.dumps(rec_state, indent=2, default=str))
     baseline = _test_truth(world, baseline_pol, X_test, cfg.rounds, cfg.lam, cref)
+    versions = {v.version: str(registry.path(v.version)) for v in registry.versions()}
     return LoopResult(config=cfg, rounds=records, baseline=baseline, cost_ref_usd=cref,
                       reference_model=world.models[ref], versions=versions, out=str(root))

@@ -55,7 +55,8 @@ def router_config(
     root: Path,
     epsilon: float,
     seed: int,
-    policy_dir: Path | None = None,
+    registry: Path | None = None,
+    rollback: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The router config (a dict for :func:`router_rl.router.config.parse_config`).
@@ -66,7 +67,9 @@ def router_config(
         root: Run folder: ``decisions/``, ``feedback/``, ``encoder.json``.
         epsilon: Exploration share on every strategy request.
         seed: The router's sampling seed.
-        policy_dir: A learned policy artifact to serve (strategy ``learned``); None = ``balanced``.
+        registry: A policy registry folder whose live version the router serves (strategy
+            ``learned``, hot swaps through ``POST /admin/policy``); None = the ``balanced`` rules.
+        rollback: ``learned.rollback`` settings (automatic rollback from the feedback windows).
         extra: Top-level entries merged over the result (e.g. the live registry settings).
     """
     cat = world.catalog
@@ -84,7 +87,7 @@ def router_config(
                          "usd_per_m_output": cat[m].usd_per_m_output} for m in cloud]},
         ],
         "tiers": rule_tiers(world),
-        "strategy": "learned" if policy_dir is not None else "balanced",
+        "strategy": "learned" if registry is not None else "balanced",
         "exploration": {"default": {"epsilon": epsilon}} if epsilon > 0 else {},
         "features": {"encoder_path": str(root / "encoder.json")},
         "logging": {"decision_log_dir": str(root / "decisions"), "flush_interval_s": 0.2},
@@ -93,8 +96,9 @@ def router_config(
         "server": {"auth": {"tokens_env": TOKENS_ENV, "admin_tokens_env": TOKENS_ENV}},
         "seed": seed,
     }
-    if policy_dir is not None:
-        cfg["learned"] = {"policy_dir": str(policy_dir), "sample": True, "timeout_s": 5.0}
+    if registry is not None:
+        cfg["learned"] = {"registry": str(registry), "sample": True, "timeout_s": 5.0,
+                          **({"rollback": rollback} if rollback else {})}
     for k, v in (extra or {}).items():
         cfg[k] = v
     return cfg
@@ -109,9 +113,12 @@ class LoopServers:
         epsilon: Exploration share.
         seed: Seed of the router's sampling and the backends' fault draws.
         time_scale: Replay latency multiplier (0 = answer at once).
+        registry: Policy registry the router serves (None: the ``balanced`` rules).
+        rollback: The router's ``learned.rollback`` settings.
     """
 
-    def __init__(self, world: LoopWorld, root: Path, *, epsilon: float, seed: int, time_scale: float = 0.0) -> None:
+    def __init__(self, world: LoopWorld, root: Path, *, epsilon: float, seed: int, time_scale: float = 0.0,
+                 registry: Path | None = None, rollback: dict[str, Any] | None = None) -> None:
         self.world = world
         self.root = Path(root)
         self.epsilon = epsilon
@@ -124,11 +131,13 @@ class LoopServers:
         self.cloud: ReplayBackendServer | None = None
         self.router: RouterServer | None = None
         self.router_starts = 0
+        self._registry: Path | None = registry
+        self._rollback: dict[str, Any] | None = rollback
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LoopServers:
         try:
-            self.start()
+            self.start(self._registry, self._rollback)
         except BaseException:
             self.stop()
             raise
@@ -143,8 +152,8 @@ class LoopServers:
         m = self.world.matrix.select_models(models)
         return ReplayBackend(m, time_scale=self.time_scale, seed=self.seed, api_key=api_key, replay_errors=False)
 
-    def start(self, policy_dir: Path | None = None, extra: dict[str, Any] | None = None) -> None:
-        """Start both backends and the router (rules, or ``policy_dir`` learned)."""
+    def start(self, registry: Path | None = None, rollback: dict[str, Any] | None = None) -> None:
+        """Start both backends and the router (the registry's live version, or the ``balanced`` rules)."""
         from router_rl.replay.server import ReplayBackendServer
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -157,9 +166,10 @@ class LoopServers:
         cloud = [m for m in self.world.models if cat[m].location == "cloud"]
         self.local = ReplayBackendServer(self._backend(local, None)).start()
         self.cloud = ReplayBackendServer(self._backend(cloud, self._cloud_key)).start()
-        self.start_router(policy_dir, extra)
+        self._registry, self._rollback = registry, rollback
+        self.start_router()
 
-    def start_router(self, policy_dir: Path | None = None, extra: dict[str, Any] | None = None) -> None:
+    def start_router(self) -> None:
         """(Re)start the router on the same decision log and feedback folders."""
         import yaml
 
@@ -170,7 +180,8 @@ class LoopServers:
         assert self.local is not None and self.cloud is not None
         self.stop_router()
         cfg = router_config(self.world, local_url=self.local.base_url, cloud_url=self.cloud.base_url,
-                            root=self.root, epsilon=self.epsilon, seed=self.seed, policy_dir=policy_dir, extra=extra)
+                            root=self.root, epsilon=self.epsilon, seed=self.seed, registry=self._registry,
+                            rollback=self._rollback)
         self.router_starts += 1
         (self.root / f"router-{self.router_starts:02d}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         router = HybridRouter.from_config(parse_config(cfg))
@@ -211,3 +222,14 @@ class LoopServers:
         if srv is None:
             raise RuntimeError("LoopServers: the backends are not running")
         return srv
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call the router's admin API (``GET /admin/state``, ``POST /admin/policy``, ...); raise on non-200."""
+        import httpx
+
+        r = httpx.request(method, self.router_url + path, json=body, timeout=60,
+                          headers={"authorization": f"Bearer {self.token}"})
+        if r.status_code != 200:
+            raise RuntimeError(f"router {method} {path}: {r.status_code} {r.text[:300]}")
+        out: dict[str, Any] = r.json()
+        return out

@@ -25,7 +25,7 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = CliRunner().invoke(app, [
         "loop", "--rounds", "2", "--requests-per-round", "300", "--seed", "3", "--out", str(out),
-        "--fleet-tasks", "600", "--n-bootstrap", "50", "--bad-candidate-round", "2", "--candidate-kind", "random",
+        "--fleet-tasks", "600", "--n-bootstrap", "50", "--bad-candidate-round", "2", "--candidate-kind", "corrupted",
     ])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
@@ -42,25 +42,43 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
         assert 0.5 < r["true_live"]["quality"] <= 1.0
         q = r["ope_live"]["quality"]
         assert abs(q["value"] - q["truth"]) < 0.1 and q["lower"] <= q["value"] <= q["upper"]
-    assert rounds[1]["candidate"]["kind"] == "random" and rounds[1]["candidate"]["bad"]
+    assert rounds[1]["candidate"]["kind"] == "corrupted" and rounds[1]["candidate"]["bad"]
     assert rounds[1]["promoted"] is None and not rounds[1]["candidate"]["truly_better"]
     assert s["bad_candidates_promoted"] == 0
     assert s["promotions"] + s["refusals"] == 2
 
-    # every decision row carries the version that made it: rules in round 1, the live version in round 2
+    # every decision row carries the registry version that made it: the rules (v0001) in round 1; in
+    # round 2 the promoted version after its hot swap under load (request 20), with no failed request
     dec = read_decision_log(out / "decisions")
     assert dec.height == 600
+    reg = pl.col("policy_version").str.split("/").list.first()
+    dec = dec.with_columns(reg.alias("reg"), pl.col("request_id").str.slice(-5).cast(pl.Int64).alias("i"))
     r1 = dec.filter(pl.col("request_id").str.contains("-r01-"))
-    r2 = dec.filter(pl.col("request_id").str.contains("-r02-"))
+    r2 = dec.filter(pl.col("request_id").str.contains("-r02-")).sort("i")
     assert r1.height == r2.height == 300
-    assert r1["policy_version"].str.starts_with("rules@").all()
+    assert set(r1["reg"].to_list()) == {"v0001"} and r1["policy_version"].str.contains("/rules@").all()
+    assert rounds[0]["live_version"] == "v0001"
     if rounds[0]["promoted"]:
-        from router_rl.policies.base import RoutingPolicy
-
-        v = RoutingPolicy.load(Path(rep["versions"][rounds[0]["promoted"]])).version
-        assert set(r2["policy_version"].to_list()) == {v} and rounds[1]["live_version"] == rounds[0]["promoted"]
+        v = rounds[0]["promoted"]
+        assert rounds[1]["live_version"] == v and rounds[1]["candidate"]["swap"]["version"] == v
+        assert set(r2.filter(pl.col("i") < 4)["reg"].to_list()) == {"v0001"}  # sent before the swap (16 in flight)
+        rb = rounds[1]["rollbacks"]  # the router may roll it back on its live feedback (quality floor)
+        end = rb[0]["first_request_on_previous"] if rb else 300
+        assert set(r2.filter((pl.col("i") >= 100) & (pl.col("i") < end - 50))["reg"].to_list()) <= {v}
+        if rb:
+            assert rb[0]["from"] == v and rb[0]["to"] == "v0001" and rb[0]["actor"] == "router"
+            assert set(r2.filter(pl.col("i") >= end + 50)["reg"].to_list()) == {"v0001"}
     else:
-        assert r2["policy_version"].str.starts_with("rules@").all()
+        assert set(r2["reg"].to_list()) == {"v0001"}
+    from router_rl.registry import PolicyRegistry
+
+    registry = PolicyRegistry(out / "registry")
+    decisions = registry.records("promotion") + registry.records("refusal")
+    assert sorted(d["round"] for d in decisions) == [1, 2]
+    assert all(d["log"].endswith(f"logged-r0{d['round']}.parquet") and d["checks"] for d in decisions)
+    rbs = [b for r in rounds for b in r["rollbacks"]]
+    expected = rounds[1]["promoted"] or (rbs[-1]["to"] if rbs else None) or rounds[0]["promoted"] or "v0001"
+    assert registry.live == expected
 
     md = (out / "report.md").read_text()
     assert "| " + " | ".join(ROUND_COLUMNS) + " |" in md
