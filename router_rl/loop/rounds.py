@@ -180,7 +180,10 @@ class LoopResult:
 def _lgbm(world: LoopWorld, cfg: LoopConfig) -> RoutingPolicy:
     from router_rl.policies.lgbm import LGBMPolicy
 
-    return LGBMPolicy(world.models, config={"num_boost_round": cfg.learner_rounds, "num_threads": 1},
+    # prior_shrinkage fixed at 0: its automatic choice (lgbm.choose_shrinkage) raises StopIteration when the
+    # criterion is NaN, which a pseudo-matrix from a small log can produce (reported; not this package)
+    return LGBMPolicy(world.models, config={"num_boost_round": cfg.learner_rounds, "num_threads": 1,
+                                            "prior_shrinkage": 0.0},
                       decision={"lam": cfg.lam})
 
 
