@@ -12,6 +12,8 @@ version's window mean (the fleet plan's 95%); the ratio needs the live window to
 
 from __future__ import annotations
 
+import itertools
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from router_rl.router.draws import uniform
@@ -51,7 +53,7 @@ class CanaryConfig(BaseModel):
             raise ValueError("expected at least one step")
         if any(not 0 < s <= 1 for s in v):
             raise ValueError(f"every step is a share in (0, 1], got {list(v)}")
-        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(v)):
             raise ValueError(f"steps must increase, got {list(v)}")
         if v[-1] != 1.0:
             raise ValueError(f"the last step must be 1.0 (the canary becomes live), got {v[-1]}")

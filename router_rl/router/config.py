@@ -415,7 +415,8 @@ class RouterConfig(BaseModel):
             shadow.strategy if shadow is not None and not shadow.has_policy else None,
         )
         if uses_learned and not self.learned.configured:
-            raise ConfigError("learned", "strategy 'learned' is used but none of policy_dir / endpoint / registry is set")
+            raise ConfigError("learned",
+                              "strategy 'learned' is used but none of policy_dir / endpoint / registry is set")
         for m in self.budgets.agents:
             if not m:
                 raise ConfigError("budgets.agents", "empty agent id")

@@ -205,7 +205,8 @@ class Decider:
                 raise UnknownModelError(f"unknown strategy model {model!r}; known: {known}", param="model") from None
             if strategy == Strategy.LEARNED and self.policy_client is None:
                 raise UnknownModelError(
-                    f"{model}: no learned policy is configured (set learned.policy_dir, learned.endpoint or learned.registry)",
+                    f"{model}: no learned policy is configured "
+                    "(set learned.policy_dir, learned.endpoint or learned.registry)",
                     param="model",
                 )
             return strategy, None, False

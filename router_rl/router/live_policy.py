@@ -57,20 +57,20 @@ class Registry(Protocol):
     """What the router uses of :class:`router_rl.registry.PolicyRegistry`."""
 
     @property
-    def live(self) -> str | None: ...  # noqa: D102
+    def live(self) -> str | None: ...
 
     @property
-    def canary(self) -> Any: ...  # noqa: D102
+    def canary(self) -> Any: ...
 
-    def path(self, version: str) -> Path: ...  # noqa: D102
+    def path(self, version: str) -> Path: ...
 
-    def set_live(self, version: str, *, reason: str, actor: str) -> Any: ...  # noqa: D102
+    def set_live(self, version: str, *, reason: str, actor: str) -> Any: ...
 
-    def rollback(self, *, reason: str, actor: str) -> str: ...  # noqa: D102
+    def rollback(self, *, reason: str, actor: str, details: dict[str, Any] | None = None) -> str: ...
 
-    def set_canary(self, version: str | None, share: float, *, reason: str, actor: str) -> Any: ...  # noqa: D102
+    def set_canary(self, version: str | None, share: float, *, reason: str, actor: str) -> Any: ...
 
-    def record(self, kind: str, payload: dict[str, Any]) -> Any: ...  # noqa: D102
+    def record(self, kind: str, payload: dict[str, Any]) -> Any: ...
 
 
 class PolicySlot(PolicyClient):
@@ -89,11 +89,19 @@ class PolicySlot(PolicyClient):
         self.source = source
         self.in_flight = 0
         self._drained: asyncio.Event | None = None
+        self._label: str | None = None
 
     @property
     def label(self) -> str:
         """The version's key in the router's evidence and admin state (registry version, else engine version)."""
-        return self.registry_version or self.inner.name
+        return self._label or self.registry_version or self.inner.name
+
+    def disambiguate(self) -> None:
+        """Append a hash of the source folder to the label (two artifacts with one engine version)."""
+        import hashlib
+
+        tag = hashlib.sha256(str(self.source).encode()).hexdigest()[:8]
+        self._label = f"{self.registry_version or self.inner.name}~{tag}"
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -384,10 +392,12 @@ class LivePolicies:
             async with self._ops():
                 if self.registry is not None and slot.registry_version is not None:
                     reg = self.registry
-                    payload = {"role": "canary", "version": slot.registry_version, "reason": reason,
-                               "detail": detail, "actor": actor, "evidence": self.evidence(slot.label).to_dict()}
-                    await asyncio.to_thread(reg.set_canary, None, 0.0, reason=f"rollback ({reason}): {detail}",
-                                            actor=actor)
+                    payload = {"role": "canary", "from": slot.registry_version, "to": reg.live,
+                               "rollback_reason": reason, "detail": detail, "actor": actor,
+                               "evidence": self.evidence(slot.label).to_dict()}
+                    if getattr(reg.canary, "version", None) == slot.registry_version:
+                        await asyncio.to_thread(reg.set_canary, None, 0.0, reason=f"rollback ({reason}): {detail}",
+                                                actor=actor)
                     await asyncio.to_thread(reg.record, "rollback", payload)
         finally:
             self._pending.discard(slot.label)
@@ -400,29 +410,35 @@ class LivePolicies:
                 if live is None or live.label != label:  # replaced meanwhile: nothing to roll back
                     log.info("rollback of %s skipped: it is no longer live", label)
                     return None
-                payload = {"role": "live", "version": live.registry_version or label, "reason": reason,
-                           "detail": detail, "actor": actor, "evidence": self.evidence(label).to_dict()}
+                details = {"role": "live", "rollback_reason": reason, "detail": detail,
+                           "evidence": self.evidence(label).to_dict()}
                 if self.registry is not None and live.registry_version is not None:
                     reg = self.registry
-                    to = await asyncio.to_thread(reg.rollback, reason=f"{reason}: {detail}", actor=actor)
+                    try:
+                        to = await asyncio.to_thread(reg.rollback, reason=f"{reason}: {detail}", actor=actor,
+                                                     details=details)
+                    except ValueError as e:  # RegistryError: no previous version
+                        raise PolicySwapRefused(f"rollback: {e}", param="role") from None
                     slot = await asyncio.to_thread(self._load, to, None, "rollback")
                     while self._history and self._history[-1].label != to:
                         self._history.pop()
                     if self._history:
                         self._history.pop()
+                    if self.canary is not None:  # the registry ended it too
+                        c = self.canary
+                        self.canary, self.canary_share = None, 0.0
+                        self._spawn(c.retire())
                 else:
                     if not self._history or self._history[-1].source is None:
-                        raise PolicySwapRefused(f"no previous version to roll back to from {label}")
+                        raise PolicySwapRefused(f"rollback: no previous version to return to from {label}",
+                                                param="role")
                     prev = self._history.pop()
                     slot = await asyncio.to_thread(self._load, prev.registry_version, prev.source, "rollback")
-                old = self.live
                 self.live = slot
                 self.evidence(slot.label).rolled_back = False
                 self._publish()
                 self._alert(RollbackEvent("live", label, slot.label, reason, detail, actor))
-                if self.registry is not None and live.registry_version is not None:
-                    await asyncio.to_thread(self.registry.record, "rollback", {**payload, "to": slot.label})
-                self._spawn(old.retire())
+                self._spawn(live.retire())
                 return slot.label
         finally:
             self._pending.discard(label)
@@ -444,6 +460,9 @@ class LivePolicies:
             except Exception as e:
                 raise PolicySwapRefused(f"{setting}: unknown registry version {version!r}: {e}",
                                         param="version") from None
+        elif self.registry is not None:
+            raise PolicySwapRefused(f"{setting}: this router runs the registry {getattr(self.registry, 'root', '')}: "
+                                    "register the artifact and give its version", param="policy_dir")
         assert policy_dir is not None
         try:
             client = InProcessPolicyClient.from_dir(policy_dir)
@@ -453,7 +472,11 @@ class LivePolicies:
             self._check(client, setting)
         except ConfigError as e:
             raise PolicySwapRefused(f"{setting}: {e.problem}", param="version" if version else "policy_dir") from None
-        return PolicySlot(client, registry_version=version, source=policy_dir)
+        slot = PolicySlot(client, registry_version=version, source=policy_dir)
+        known = [s for s in (self.live, self.canary, *self._history) if s is not None]
+        if version is None and any(s.label == slot.label and s.source != slot.source for s in known):
+            slot.disambiguate()
+        return slot
 
     def _make_live(self, slot: PolicySlot) -> None:
         old = self.live
@@ -627,7 +650,7 @@ def open_registry(root: Path) -> Registry:
     if not Path(root).is_dir():
         raise ConfigError("learned.registry", f"{root} is not a folder (create it with router-rl promote)")
     try:
-        return PolicyRegistry(root)  # type: ignore[no-any-return]
+        return PolicyRegistry(root)
     except (OSError, ValueError) as e:
         raise ConfigError("learned.registry", f"cannot open the policy registry {root}: {e}") from None
 

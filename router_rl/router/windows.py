@@ -36,7 +36,9 @@ def wilson_interval(mean: float, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1.0 + z2 / n
     centre = (mean + z2 / (2 * n)) / denom
     half = z * math.sqrt(mean * (1.0 - mean) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if mean == 0.0 else max(0.0, centre - half)
+    high = 1.0 if mean == 1.0 else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def _with(**kw: Any) -> dict[str, Any]:
         (_with(quality_order=["cloud-large", "nope"]), "quality_order[1]", "unknown model 'nope'"),
         (_with(strategy="learned"), "learned", "none of policy_dir / endpoint / registry"),
         (_with(rollout={"percentage": 10}), "rollout", "needs a candidate strategy"),
-        (_with(rollout={"candidate": "learned", "percentage": 5}), "learned", "none of policy_dir / endpoint / registry"),
+        (_with(rollout={"candidate": "learned", "percentage": 5}), "learned", "none of policy_dir / endpoint"),
         (_with(breaker={"window": 3, "min_calls": 5}), "breaker", "min_calls (5) must be <= window (3)"),
         (_with(budgets={"on_exhausted": "panic"}), "budgets.on_exhausted", "Input should be"),
         (_with(fallback={"latency_threshold_s": 0}), "fallback.latency_threshold_s", "greater than 0"),

@@ -153,3 +153,51 @@ def test_hot_swap_and_health(serve_url: str, tmp_path: Path) -> None:
     chosen, ok, v3 = asyncio.run(call())
     assert chosen == ["claude-sonnet-4.5"] * 2
     assert not ok and v3 == v2
+
+
+def test_reconfigure_under_load(serve_url: str, tmp_path: Path) -> None:
+    """Concurrent /route calls while the deployment reconfigures to a new policy_dir: none fails, answers switch."""
+    import threading
+
+    import httpx
+
+    first = _save_single(tmp_path, "la", "qwen2.5-coder:7b")
+    second = _save_single(tmp_path, "lb", "claude-sonnet-4.5")
+    url = f"{serve_url}/load/route"
+    _deploy("load", first)
+    swapped = threading.Event()
+    stop = threading.Event()
+    seen: list[list[tuple[int, str, bool]]] = [[] for _ in range(4)]
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            n_after = 0
+            while not stop.is_set() and n_after < 15:
+                after = swapped.is_set()
+                r = http.post(url, json={"records": RECORDS[:1]})
+                chosen = r.json()["chosen"][0] if r.status_code == 200 else ""
+                seen[k].append((r.status_code, chosen, after))
+                n_after += int(after)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        while min(len(s) for s in seen) < 5:  # traffic flows before the swap
+            stop.wait(0.05)
+        _deploy("load", second, first)  # user_config change -> reconfigure() on the live replica, under load
+        swapped.set()
+    finally:
+        if not swapped.is_set():  # the swap failed: stop the clients now
+            stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        stop.set()
+    calls = [c for s in seen for c in s]
+    assert calls and {status for status, _, _ in calls} == {200}, [c for c in calls if c[0] != 200][:3]
+    assert {chosen for _, chosen, _ in calls} == {"qwen2.5-coder:7b", "claude-sonnet-4.5"}
+    for s in seen:  # per client: the old answer, then the new one, never back
+        chosen = [c for _, c, _ in s]
+        first_new = chosen.index("claude-sonnet-4.5")
+        assert set(chosen[first_new:]) == {"claude-sonnet-4.5"} and set(chosen[:first_new]) == {"qwen2.5-coder:7b"}
+        assert s[-1][1] == "claude-sonnet-4.5" and s[-1][2]
