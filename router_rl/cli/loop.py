@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
         fleet_tasks: Annotated[int, typer.Option("--fleet-tasks", help="tasks of the simulated fleet")] = 3000,
         n_bootstrap: Annotated[int, typer.Option("--n-bootstrap")] = 200,
+        min_ess: Annotated[float, typer.Option("--min-ess", help="gate: minimum Kish ESS (rows)")] = 20.0,
+        local_target: Annotated[float | None, typer.Option("--local-target", help="gate: minimum local share")] = None,
     ) -> None:
         """Run the closed loop and write report.md / report.json / report.png into --out."""
         import logging
@@ -53,7 +55,8 @@ def register(app: typer.Typer) -> None:
                  "inject_regression_round": "--inject-regression", "regression_factor": "--regression-factor",
                  "bad_candidate_round": "--bad-candidate-round", "epsilon": "--epsilon", "lam": "--lam",
                  "concurrency": "--concurrency", "fleet_tasks": "--fleet-tasks", "n_bootstrap": "--n-bootstrap",
-                 "regression_model": "--regression-model"}
+                 "regression_model": "--regression-model", "min_ess": "--min-ess",
+                 "local_target": "--local-target"}
         try:
             cfg = LoopConfig.from_dict({
                 "rounds": rounds, "requests_per_round": requests_per_round, "seed": seed,
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
                 "regression_model": regression_model, "regression_factor": regression_factor,
                 "bad_candidate_round": bad_candidate_round, "bad_candidate_kind": candidate_kind,
                 "epsilon": epsilon, "lam": lam, "concurrency": concurrency, "fleet_tasks": fleet_tasks,
-                "n_bootstrap": n_bootstrap,
+                "n_bootstrap": n_bootstrap, "min_ess": min_ess, "local_target": local_target,
             })
         except ConfigError as e:
             field = str(getattr(e, "setting", "") or "").split(".")[-1]

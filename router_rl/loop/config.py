@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -36,9 +36,9 @@ class LoopConfig(StrictConfig):
         ope_folds: Cross-fitting folds of the OPE reward models.
         reward_model: OPE reward model.
         estimator: The estimator the gate reads.
-        quality_floor: The candidate's quality lower bound must reach this share of the incumbent's.
-        max_unsupported: Largest candidate mass on models the router never explored for a row.
-        min_ess_ratio: Smallest effective-sample-size ratio of the candidate's importance weights.
+        quality_floor / local_target / max_unsupported / min_ess / min_rows: The promotion gate's
+            thresholds (:class:`router_rl.registry.gate.GateConfig`: quality ratio lower bound vs the
+            best single model, local share, unsupported mass, Kish ESS in rows, labeled rows).
         inject_regression_round: From this round on, one backend model answers with lower quality.
         regression_model: That model (None: the model the live version served most the round before).
         regression_factor: Its quality is multiplied by this.
@@ -70,10 +70,12 @@ class LoopConfig(StrictConfig):
     n_bootstrap: Annotated[int, Field(ge=10)] = 200
     ope_folds: Annotated[int, Field(ge=2)] = 2
     reward_model: Literal["lightgbm", "ridge"] = "lightgbm"
-    estimator: Literal["dr", "snips", "ips", "dm", "switch-dr"] = "dr"
+    estimator: Literal["dr", "snips", "ips", "dm", "switch_dr"] = "dr"
     quality_floor: Annotated[float, Field(gt=0, le=1)] = 0.95
+    local_target: Annotated[float, Field(ge=0, le=1)] | None = None
     max_unsupported: Annotated[float, Field(ge=0, le=1)] = 0.02
-    min_ess_ratio: Annotated[float, Field(gt=0, le=1)] = 0.02
+    min_ess: NonNegativeFloat = 20.0
+    min_rows: PositiveInt = 100
     inject_regression_round: PositiveInt | None = None
     regression_model: str | None = None
     regression_factor: Annotated[float, Field(ge=0, lt=1)] = 0.3
@@ -84,6 +86,15 @@ class LoopConfig(StrictConfig):
     rollback_min_feedback: Annotated[int, Field(ge=1)] = 30
     rollback_floor_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
     request_timeout_s: PositiveFloat = 60.0
+
+    def gate_config(self, cost_ref_usd: float, seed: int) -> Any:
+        """The :class:`router_rl.registry.gate.GateConfig` of a round."""
+        from router_rl.registry.gate import GateConfig
+
+        return GateConfig(estimator=self.estimator, quality_floor=self.quality_floor, local_target=self.local_target,
+                          min_rows=self.min_rows, min_ess=self.min_ess, max_unsupported_mass=self.max_unsupported,
+                          n_boot=max(100, self.n_bootstrap), seed=seed, lam=self.lam, cost_ref_usd=cost_ref_usd,
+                          folds=self.ope_folds, reward_model=self.reward_model)
 
     def rollback_settings(self) -> dict[str, object]:
         """The router's ``learned.rollback`` block."""

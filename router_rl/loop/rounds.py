@@ -14,12 +14,13 @@
 3. **learn**: a LightGBM router fitted from the log with the off-policy correction
    (:func:`router_rl.policies.offpolicy.fit_from_log`, ``iw``), on the last ``train_window`` rounds;
    in ``bad_candidate_round`` a deliberately worse candidate instead;
-4. **gate**: the candidate and the live version are evaluated on this round's log
-   (:func:`router_rl.eval.logged.evaluate_log`, both mapped onto what the router serves: masked
-   models zeroed); promotion needs the lower 95% bound of the paired utility difference > 0, the
-   candidate's quality lower bound >= ``quality_floor`` x the live version's, support and ESS;
-5. **swap**: a promoted candidate becomes the live version (the router is restarted on it between
-   rounds, no request in flight);
+4. **gate**: the candidate (registered in the policy registry) against the live version on this
+   round's log: :func:`router_rl.registry.gate.evaluate_gate` (lower 95% bound of the paired
+   utility difference > 0, quality ratio vs the best single model, support, ESS); its verdict is
+   recorded in the registry (``promotion`` / ``refusal`` record);
+5. **swap**: a promoted candidate goes live through the router's ``POST /admin/policy`` after
+   ``swap_at_request`` requests of the next round (a hot swap under load); the router's automatic
+   rollbacks (quality window below the floor) are read back from the registry's records;
 6. **truth**: the true values (from the matrix) of the live version, the served traffic and the
    candidate on this round's requests, and of the live version on held-out tasks, next to the
    OPE estimates and whether their intervals cover them.
@@ -235,31 +236,13 @@ def bad_candidate(kind: str, world: LoopWorld, data: LoggedData, cfg: LoopConfig
     return pol
 
 
-def gate(report: Any, cfg: LoopConfig) -> dict[str, Any]:
-    """The promotion gate on an OPE report of ``candidate`` vs ``live`` (every check with its numbers)."""
-    ev = report.evaluation
-    cand = ev.policies["candidate"]
-    live = ev.policies["live"]
-    e = cfg.estimator
-    d = cand.metrics["utility"].difference
-    assert d is not None  # the candidate is not the incumbent
-    diff = d[e]
-    q_c = cand.metrics["quality"].estimates[e]
-    q_l = live.metrics["quality"].estimates[e]
-    checks: dict[str, dict[str, Any]] = {
-        "utility_gain": {"passed": bool(diff.lower > 0), "lower": float(diff.lower), "value": float(diff.value),
-                         "upper": float(diff.upper), "rule": "lower bound of candidate - live utility > 0"},
-        "quality_floor": {"passed": bool(q_c.lower >= cfg.quality_floor * q_l.value), "lower": float(q_c.lower),
-                          "floor": float(cfg.quality_floor * q_l.value),
-                          "rule": f"candidate quality lower bound >= {cfg.quality_floor} x live quality"},
-        "support": {"passed": bool(cand.support is None or cand.support.unsupported_mass <= cfg.max_unsupported),
-                    "unsupported_mass": float(cand.support.unsupported_mass) if cand.support else 0.0,
-                    "max": cfg.max_unsupported},
-        "ess": {"passed": bool(cand.weights is None or cand.weights.ess_ratio >= cfg.min_ess_ratio),
-                "ess_ratio": float(cand.weights.ess_ratio) if cand.weights else 1.0, "min": cfg.min_ess_ratio},
-    }
-    failed = [k for k, v in checks.items() if not v["passed"]]
-    return {"passed": not failed, "failed": failed, "checks": checks, "estimator": e}
+def gate_record(verdict: Any) -> dict[str, Any]:
+    """The round record's view of a :class:`router_rl.registry.gate.GateVerdict`."""
+    checks = {c.name: {"passed": c.passed, "value": c.value, "op": c.op, "threshold": c.threshold,
+                       "detail": c.detail} for c in verdict.checks}
+    failed = [c.name for c in verdict.checks if c.passed is False]
+    return {"passed": bool(verdict.passed), "failed": failed, "checks": checks,
+            "estimator": verdict.config.estimator, "warnings": list(verdict.warnings)}
 
 
 def _value_dict(truth: Any, pi: np.ndarray, lam: float, cref: float) -> dict[str, float]:
@@ -267,6 +250,12 @@ def _value_dict(truth: Any, pi: np.ndarray, lam: float, cref: float) -> dict[str
     v = {k: float(x) for k, x in v.items() if k in ("quality", "cost_usd", "local_share")}
     v["utility"] = utility(v, lam, cref)
     return v
+
+
+def _on_log(policy: RoutingPolicy, data: LoggedData, world: LoopWorld) -> np.ndarray:
+    """``(n, k)`` distribution of ``policy`` on the log's features, in the world's model order."""
+    pi = np.asarray(policy.action_distribution(np.asarray(data.X)), dtype=np.float64)
+    return pi[:, [policy.models.index(m) for m in world.models]]
 
 
 def _test_truth(world: LoopWorld, policy: RoutingPolicy, X_test: np.ndarray, round_: int, lam: float,
@@ -364,7 +353,6 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
     Raises:
         router_rl.loop.world.LoopWorldError: the trace file cannot drive a loop.
     """
-    from router_rl.eval.logged import LogOPEConfig, evaluate_log
     from router_rl.logs.data import LoggedData
     from router_rl.logs.join import join_logs
     from router_rl.loop.oracle_feedback import OracleFeedback
@@ -372,6 +360,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
     from router_rl.loop.world import load_world
     from router_rl.policies.offpolicy import OffPolicyConfig, fit_from_log
     from router_rl.registry import PolicyRegistry
+    from router_rl.registry.gate import evaluate_gate
 
     say = progress or (lambda s: log.info(s))
     root = Path(out)
@@ -513,36 +502,45 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             pi_cand_raw = pi_cand_raw[:, [cand.models.index(m) for m in world.models]]
             pi_cand, empty = served_by_router(pi_cand_raw, allowed)
 
-            # 5. OPE gate on this round's log
+            # 5. the promotion gate (registry.gate.evaluate_gate) on this round's log, candidate vs live
             t = time.perf_counter()
-            ope_cfg = LogOPEConfig(n_bootstrap=cfg.n_bootstrap, folds=cfg.ope_folds, reward_model=cfg.reward_model,
-                                   lam=cfg.lam, cost_ref_usd=cref, incumbent="live", seed=cfg.seed * 1000 + r)
-            rep = evaluate_log(data_cur, {"candidate": pi_cand, "live": pi_live}, config=ope_cfg,
-                               log_path=str(log_path))
-            rep.write_json(root / f"ope-r{r:02d}.json")
-            rec.seconds["ope"] = time.perf_counter() - t
-            true_cand = _value_dict(truth, pi_cand, cfg.lam, cref)
-            ev = rep.evaluation
-            e = cfg.estimator
-            rec.ope_live = {m: _covered(_estimate(ev.policies["live"].metrics[m].estimates[e]), rec.true_live[m])
-                            for m in ("quality", "cost_usd", "utility")}
-            cand_ope = {m: _covered(_estimate(ev.policies["candidate"].metrics[m].estimates[e]), true_cand[m])
-                        for m in ("quality", "cost_usd", "utility")}
-            true_diff = true_cand["utility"] - rec.true_live["utility"]
-            udiff = ev.policies["candidate"].metrics["utility"].difference
-            assert udiff is not None
-            cand_ope["utility_diff"] = _covered(_estimate(udiff[e]), true_diff)
-            rec.gate = gate(rep, cfg)
             live_now = str(registry.live)
+            live_pol = registry.load(live_now)
+            cand.metadata["registry_version"] = cand_version
+            verdict = evaluate_gate(cand, live_pol, data_cur, cfg.gate_config(cref, cfg.seed * 1000 + r),
+                                    log_path=str(log_path))
+            (root / f"gate-r{r:02d}.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
+            rec.seconds["ope"] = time.perf_counter() - t
+            rec.gate = gate_record(verdict)
+            e = verdict.config.estimator
+            pi_live_target = _on_log(live_pol, data_cur, world)
+            true_live_target = _value_dict(truth, pi_live_target, cfg.lam, cref)
+            true_cand = _value_dict(truth, pi_cand_raw, cfg.lam, cref)
+            true_cand_served = _value_dict(truth, pi_cand, cfg.lam, cref)
+            rep = verdict.report
+            if rep is not None:
+                ev = rep.evaluation
+                # evaluate_gate names its OPE targets "candidate:0" and "incumbent" (registry/gate.py)
+                cres, lres = ev.policies["candidate:0"], ev.policies["incumbent"]
+                rec.ope_live = {m: _covered(_estimate(lres.metrics[m].estimates[e]), true_live_target[m])
+                                for m in ("quality", "cost_usd", "utility")}
+                cand_ope = {m: _covered(_estimate(cres.metrics[m].estimates[e]), true_cand[m])
+                            for m in ("quality", "cost_usd", "utility")}
+                udiff = cres.metrics["utility"].difference
+                assert udiff is not None
+                cand_ope["utility_diff"] = _covered(_estimate(udiff[e]),
+                                                    true_cand["utility"] - true_live_target["utility"])
+            else:
+                cand_ope = {}
+            true_diff = true_cand["utility"] - true_live_target["utility"]
             rec.candidate.update({"kind": kind, "bad": is_bad, "version": cand_version,
                                   "policy_version": cand.version, "dir": str(cand_dir), "true": true_cand,
-                                  "ope": cand_ope, "rows_without_allowed_mask_mass": empty,
-                                  "truly_better": bool(true_diff > 0), "incumbent": live_now})
+                                  "true_served": true_cand_served, "ope": cand_ope,
+                                  "rows_without_allowed_mask_mass": empty, "truly_better": bool(true_diff > 0),
+                                  "incumbent": live_now, "true_incumbent": true_live_target})
             registry.record("promotion" if rec.gate["passed"] else "refusal", {
                 "candidate": cand_version, "incumbent": live_now, "log": str(log_path), "round": r,
-                "verdict": "promote" if rec.gate["passed"] else "refuse", "failed": rec.gate["failed"],
-                "checks": rec.gate["checks"], "estimates": {"candidate": cand_ope, "live": rec.ope_live},
-                "gate": "router_rl.loop.rounds.gate (interim until registry.promote)",
+                "verdict": verdict.to_dict(), "gate": "router_rl.registry.gate.evaluate_gate",
             })
 
             # 6. promote: the swap happens under the next round's traffic (or now, after the last round)
@@ -554,10 +552,10 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
                     servers.admin("POST", "/admin/policy", {"version": cand_version, "actor": "loop",
                                                             "reason": f"loop round {r}: gate passed"})
                 say(f"round {r}: PROMOTED {cand_version} ({kind}): utility gain lower bound "
-                    f"{rec.gate['checks']['utility_gain']['lower']:+.4f}")
+                    f"{rec.gate['checks'].get('utility_gain_lower', {}).get('value') or float('nan'):+.4f}")
             else:
                 say(f"round {r}: REFUSED {cand_version} ({kind}): failed {rec.gate['failed']} (utility gain lower "
-                    f"bound {rec.gate['checks']['utility_gain']['lower']:+.4f})")
+                    f"bound {rec.gate['checks'].get('utility_gain_lower', {}).get('value') or float('nan'):+.4f})")
             after = pending_swap or str(registry.live)
             rec.test_live = _test_truth(world, registry.load(after), X_test, r, cfg.lam, cref)
             records.append(rec)

@@ -26,6 +26,7 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [
         "loop", "--rounds", "2", "--requests-per-round", "300", "--seed", "3", "--out", str(out),
         "--fleet-tasks", "600", "--n-bootstrap", "50", "--bad-candidate-round", "2", "--candidate-kind", "corrupted",
+        "--min-ess", "5",
     ])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
@@ -34,7 +35,8 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     rounds = rep["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
     for r in rounds:
-        assert set(r["gate"]["checks"]) == {"utility_gain", "quality_floor", "support", "ess"}
+        assert {"utility_gain_lower", "quality_ratio_lower", "labeled_rows", "ess", "unsupported_mass"} <= set(
+            r["gate"]["checks"])
         assert (r["promoted"] is not None) == r["gate"]["passed"]  # every decision recorded, promotion iff pass
         assert r["oracle"]["sent"] == 300 and r["oracle"]["mismatches"] == 0 and not r["oracle"]["errors"]
         assert r["live"]["labeled"] == 300
@@ -75,7 +77,7 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     registry = PolicyRegistry(out / "registry")
     decisions = registry.records("promotion") + registry.records("refusal")
     assert sorted(d["round"] for d in decisions) == [1, 2]
-    assert all(d["log"].endswith(f"logged-r0{d['round']}.parquet") and d["checks"] for d in decisions)
+    assert all(d["log"].endswith(f"logged-r0{d['round']}.parquet") and d["verdict"]["checks"] for d in decisions)
     rbs = [b for r in rounds for b in r["rollbacks"]]
     expected = rounds[1]["promoted"] or (rbs[-1]["to"] if rbs else None) or rounds[0]["promoted"] or "v0001"
     assert registry.live == expected
@@ -84,7 +86,7 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     assert "| " + " | ".join(ROUND_COLUMNS) + " |" in md
     assert rep["rounds_table"]["columns"] == list(ROUND_COLUMNS) and len(rep["rounds_table"]["rows"]) == 2
     assert (out / "report.png").stat().st_size > 10_000
-    assert (out / "logged-r02.parquet").is_file() and (out / "ope-r02.json").is_file()
+    assert (out / "logged-r02.parquet").is_file() and (out / "gate-r02.json").is_file()
 
 
 @pytest.mark.cli
