@@ -48,8 +48,10 @@ class Args:
     """tasks of the simulated fleet"""
     epsilon: float = 0.1
     """router exploration share"""
-    lam: float = 0.25
+    lam: float = 0.1
     """cost weight of the learners and of the gate's utility"""
+    quality_floor: float = 0.85
+    """gate: lower bound of the candidate's quality / the best single model's"""
     bad_candidate_round: int | None = None
     """round whose candidate is a deliberately worse policy"""
     candidate_kind: str = "corrupted"
@@ -72,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--fleet-tasks", type=int, default=d.fleet_tasks)
     p.add_argument("--epsilon", type=float, default=d.epsilon)
     p.add_argument("--lam", type=float, default=d.lam)
+    p.add_argument("--quality-floor", type=float, default=d.quality_floor)
     p.add_argument("--bad-candidate-round", type=int, default=d.bad_candidate_round)
     p.add_argument("--candidate-kind", default=d.candidate_kind)
     p.add_argument("--inject-regression", type=int, default=d.inject_regression)
@@ -87,7 +90,7 @@ def run_seed(a: Args, seed: int) -> dict[str, Any]:
     from router_rl.loop.rounds import run_loop
 
     cfg = LoopConfig(rounds=a.rounds, requests_per_round=a.requests_per_round, seed=seed, traces=a.traces,
-                     fleet_tasks=a.fleet_tasks, epsilon=a.epsilon, lam=a.lam,
+                     fleet_tasks=a.fleet_tasks, epsilon=a.epsilon, lam=a.lam, quality_floor=a.quality_floor,
                      bad_candidate_round=a.bad_candidate_round, bad_candidate_kind=a.candidate_kind,  # type: ignore[arg-type]
                      inject_regression_round=a.inject_regression, n_bootstrap=a.n_bootstrap)
     out = Path(a.out_dir) / f"seed{seed}"

@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         candidate_kind: Annotated[str, typer.Option(
             "--candidate-kind", help="the worse candidate: random | cheapest | corrupted")] = "corrupted",
         epsilon: Annotated[float, typer.Option("--epsilon", help="router exploration share")] = 0.1,
-        lam: Annotated[float, typer.Option("--lam", help="cost weight of the learners and the gate's utility")] = 0.25,
+        lam: Annotated[float, typer.Option("--lam", help="cost weight of the learners and the gate's utility")] = 0.1,
+        quality_floor: Annotated[float, typer.Option(
+            "--quality-floor", help="gate: candidate quality / best single model lower bound")] = 0.85,
         concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
         fleet_tasks: Annotated[int, typer.Option("--fleet-tasks", help="tasks of the simulated fleet")] = 3000,
         n_bootstrap: Annotated[int, typer.Option("--n-bootstrap")] = 200,
@@ -56,7 +58,7 @@ def register(app: typer.Typer) -> None:
                  "bad_candidate_round": "--bad-candidate-round", "epsilon": "--epsilon", "lam": "--lam",
                  "concurrency": "--concurrency", "fleet_tasks": "--fleet-tasks", "n_bootstrap": "--n-bootstrap",
                  "regression_model": "--regression-model", "min_ess": "--min-ess",
-                 "local_target": "--local-target"}
+                 "local_target": "--local-target", "quality_floor": "--quality-floor"}
         try:
             cfg = LoopConfig.from_dict({
                 "rounds": rounds, "requests_per_round": requests_per_round, "seed": seed,
@@ -65,10 +67,12 @@ def register(app: typer.Typer) -> None:
                 "bad_candidate_round": bad_candidate_round, "bad_candidate_kind": candidate_kind,
                 "epsilon": epsilon, "lam": lam, "concurrency": concurrency, "fleet_tasks": fleet_tasks,
                 "n_bootstrap": n_bootstrap, "min_ess": min_ess, "local_target": local_target,
+                "quality_floor": quality_floor,
             })
         except ConfigError as e:
             field = str(getattr(e, "setting", "") or "").split(".")[-1]
-            raise typer.BadParameter(str(e), param_hint=f"'{flags.get(field, '--rounds')}'") from None
+            msg = e.problem if e.problem.startswith(e.setting) else str(e)
+            raise typer.BadParameter(msg, param_hint=f"'{flags.get(field, '--rounds')}'") from None
         for noisy in ("httpx", "router_rl.router", "router_rl.replay", "uvicorn"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         console = make_console()

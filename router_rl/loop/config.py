@@ -60,7 +60,7 @@ class LoopConfig(StrictConfig):
     hash_buckets: Annotated[int, Field(ge=8)] = 64
     concurrency: PositiveInt = 16
     epsilon: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    lam: NonNegativeFloat = 0.25
+    lam: NonNegativeFloat = 0.1
     feedback_delay_s: NonNegativeFloat = 0.5
     feedback_batch: Annotated[int, Field(ge=1, le=1000)] = 200
     time_scale: NonNegativeFloat = 0.0
@@ -71,7 +71,7 @@ class LoopConfig(StrictConfig):
     ope_folds: Annotated[int, Field(ge=2)] = 2
     reward_model: Literal["lightgbm", "ridge"] = "lightgbm"
     estimator: Literal["dr", "snips", "ips", "dm", "switch_dr"] = "dr"
-    quality_floor: Annotated[float, Field(gt=0, le=1)] = 0.95
+    quality_floor: Annotated[float, Field(gt=0, le=1)] = 0.85
     local_target: Annotated[float, Field(ge=0, le=1)] | None = None
     max_unsupported: Annotated[float, Field(ge=0, le=1)] = 0.02
     min_ess: NonNegativeFloat = 20.0
