@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             })
         except ConfigError as e:
             field = str(getattr(e, "setting", "") or "").split(".")[-1]
-            msg = e.problem if e.problem.startswith(e.setting) else str(e)
+            msg = str(e).replace("LoopConfig.LoopConfig.", "LoopConfig.")
             raise typer.BadParameter(msg, param_hint=f"'{flags.get(field, '--rounds')}'") from None
         for noisy in ("httpx", "router_rl.router", "router_rl.replay", "uvicorn"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
