@@ -1,8 +1,9 @@
 """The loop's report: one row per round as Markdown + JSON, and a PNG plot (matplotlib).
 
-Columns (:data:`ROUND_COLUMNS`): the live version, requests and failures, the true quality /
-utility of the live version on the round's requests (known from the matrix) next to its OPE
-estimate and interval, the realised live quality / cost / local share (labels, re-priced cost),
+Columns (:data:`ROUND_COLUMNS`): the live version, requests and failures, the true quality of
+what was served (the deciding versions before exploration: a hot swap or a rollback mid-round
+mixes two), the true quality of the live registry version at the gate (known from the matrix)
+next to the gate's OPE estimate and interval, the realised live quality / cost / local share (labels, re-priced cost),
 the candidate's true utility gain over the live version next to the gate's estimate and
 interval, the gate's verdict (promoted version, or the failed checks), regressions and rollbacks.
 """
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 #: Columns of the per-round table (Markdown and ``rounds_table`` in the JSON).
 ROUND_COLUMNS: tuple[str, ...] = (
     "round", "live_version", "requests", "failed",
-    "true_live_quality", "ope_live_quality", "ope_live_lower", "ope_live_upper", "ope_live_covered",
+    "true_served_quality", "true_live_quality", "ope_live_quality", "ope_live_lower", "ope_live_upper",
+    "ope_live_covered",
     "live_quality", "live_cost_usd", "live_local_share",
     "candidate", "true_gain", "ope_gain", "ope_gain_lower", "ope_gain_upper", "candidate_quality_covered",
     "verdict", "regression", "rollbacks",
@@ -37,7 +39,8 @@ def round_row(r: RoundRecord) -> dict[str, Any]:
         "live_version": r.live_version,
         "requests": r.requests,
         "failed": r.failed,
-        "true_live_quality": r.true_live.get("quality"),
+        "true_served_quality": r.true_live.get("quality"),
+        "true_live_quality": q.get("truth"),
         "ope_live_quality": q.get("value"),
         "ope_live_lower": q.get("lower"),
         "ope_live_upper": q.get("upper"),
@@ -89,7 +92,8 @@ def markdown(result: LoopResult) -> str:
               "cost_ratio"):
         lines.append(f"| {k} | {_fmt(s.get(k))} |")
     ft, bt = s.get("final_test") or {}, s.get("baseline_test") or {}
-    lines += ["", "Held-out tasks (true values): final live version vs offline full-information LightGBM", "",
+    lines += ["", "Held-out tasks (true values, matrix as recorded): final live version vs offline full-information "
+              "LightGBM", "",
               "| policy | quality | cost_usd | local_share | utility |", "|---|---|---|---|---|"]
     for name, v in (("final live", ft), ("offline LightGBM", bt)):
         lines.append(f"| {name} | " + " | ".join(_fmt(v.get(c)) for c in ("quality", "cost_usd", "local_share",

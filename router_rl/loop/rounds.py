@@ -119,11 +119,14 @@ class LoopResult:
     Attributes:
         config: The settings.
         rounds: One record per round.
-        baseline: The offline full-information LightGBM on the held-out tasks (true values).
+        baseline: The offline full-information LightGBM on the held-out tasks (true values of the
+            matrix as recorded: no injected regression).
         cost_ref_usd: The utility's cost scale (mean cost of the reference model on the traffic tasks).
         reference_model: That model (best mean quality on the traffic tasks).
         versions: ``version -> artifact folder`` of every registered version (rules, candidates).
         out: The run folder.
+        final_version: The registry's live version when the run ended (after promotions and rollbacks).
+        final_test: Its true values on the held-out tasks (no injected regression, as ``baseline``).
     """
 
     config: LoopConfig
@@ -133,14 +136,15 @@ class LoopResult:
     reference_model: str
     versions: dict[str, str]
     out: str
+    final_version: str | None = None
+    final_test: dict[str, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The run's headline figures (targets of issue #16)."""
-        last = self.rounds[-1] if self.rounds else None
         cov = [bool(c) for r in self.rounds
                if (c := r.candidate.get("ope", {}).get("quality", {}).get("covered")) is not None]
         cov_live = [bool(c) for r in self.rounds if (c := r.ope_live.get("quality", {}).get("covered")) is not None]
-        final = last.test_live if last is not None else None
+        final = self.final_test
         out: dict[str, Any] = {
             "rounds": len(self.rounds),
             "requests": sum(r.requests for r in self.rounds),
@@ -154,7 +158,7 @@ class LoopResult:
             "candidate_quality_covered": f"{sum(cov)}/{len(cov)}",
             "live_quality_coverage": float(np.mean(cov_live)) if cov_live else None,
             "live_quality_covered": f"{sum(cov_live)}/{len(cov_live)}",
-            "final_live_version": (last.promoted or last.live_version) if last else None,
+            "final_live_version": self.final_version,
             "final_test": final,
             "baseline_test": self.baseline,
         }
@@ -194,6 +198,36 @@ def offline_baseline(world: LoopWorld, cfg: LoopConfig, X_traffic: np.ndarray) -
     pol.fit(X_traffic, world.matrix.take(world.traffic_rows), seed=cfg.seed)
     pol.attach_encoder(world.encoder)
     return pol
+
+
+def held_out_comparison(
+    world: LoopWorld, cfg: LoopConfig, registry: Any, X_traffic: np.ndarray, X_test: np.ndarray, cref: float,
+    baseline: RoutingPolicy | None = None,
+) -> tuple[str, dict[str, float], dict[str, float]]:
+    """``(final live version, its held-out truth, the offline LightGBM's)``, both on the matrix as recorded."""
+    live = str(registry.live)
+    base = baseline if baseline is not None else offline_baseline(world, cfg, X_traffic)
+    return (live, _test_truth(world, registry.load(live), X_test, 0, cfg.lam, cref),
+            _test_truth(world, base, X_test, 0, cfg.lam, cref))
+
+
+def rescore(out: str | Path) -> dict[str, Any]:
+    """:func:`held_out_comparison` of a finished run folder (its ``config.json`` and ``registry/``)."""
+    from router_rl.loop.world import load_world
+    from router_rl.registry import PolicyRegistry
+
+    root = Path(out)
+    cfg = LoopConfig.from_dict(json.loads((root / "config.json").read_text()))
+    world = load_world(cfg.traces, seed=cfg.seed, fleet_tasks=cfg.fleet_tasks, hash_buckets=cfg.hash_buckets)
+    tr = world.traffic_rows
+    ref = int(np.argmax(world.matrix.quality[tr].mean(axis=0)))
+    cref = float(world.matrix.cost[tr, ref].mean())
+    live, final, base = held_out_comparison(world, cfg, PolicyRegistry(root / "registry"), world.features(tr),
+                                            world.features(world.test_rows), cref)
+    out_d: dict[str, Any] = {"final_live_version": live, "final_test": final, "baseline_test": base,
+                             "quality_gap_points": 100.0 * (final["quality"] - base["quality"]),
+                             "cost_ratio": final["cost_usd"] / base["cost_usd"] if base["cost_usd"] > 0 else None}
+    return out_d
 
 
 def reprice(table: pl.DataFrame, world: LoopWorld, row_of: dict[str, int]) -> pl.DataFrame:
@@ -557,13 +591,16 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
                 say(f"round {r}: REFUSED {cand_version} ({kind}): failed {rec.gate['failed']} (utility gain lower "
                     f"bound {rec.gate['checks'].get('utility_gain_lower', {}).get('value') or float('nan'):+.4f})")
             after = pending_swap or str(registry.live)
+            rec.candidate["live_after"] = after
             rec.test_live = _test_truth(world, registry.load(after), X_test, r, cfg.lam, cref)
             records.append(rec)
             with (root / "rounds.jsonl").open("a") as fh:
                 fh.write(json.dumps(rec.to_dict()) + "\n")
         rec_state = servers.admin("GET", "/admin/state")
         (root / "router-state.json").write_text(json.dumps(rec_state, indent=2, default=str))
-    baseline = _test_truth(world, baseline_pol, X_test, cfg.rounds, cfg.lam, cref)
+    final_version, final_test, baseline = held_out_comparison(world, cfg, registry, X_traffic, X_test, cref,
+                                                              baseline=baseline_pol)
     versions = {v.version: str(registry.path(v.version)) for v in registry.versions()}
     return LoopResult(config=cfg, rounds=records, baseline=baseline, cost_ref_usd=cref,
-                      reference_model=world.models[ref], versions=versions, out=str(root))
+                      reference_model=world.models[ref], versions=versions, out=str(root),
+                      final_version=final_version, final_test=final_test)
