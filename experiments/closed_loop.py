@@ -104,6 +104,14 @@ def run_seed(a: Args, seed: int) -> dict[str, Any]:
     s["covered_candidate"] = [r.candidate["ope"]["quality"]["covered"] for r in res.rounds]
     s["covered_gain"] = [r.candidate["ope"]["utility_diff"]["covered"] for r in res.rounds]
     s["verdicts"] = [r.promoted or "refused" for r in res.rounds]
+    # the learning target is read before an injected regression: the version live after round K-1
+    k = (a.inject_regression or a.rounds + 1) - 1
+    if k < a.rounds and k >= 1:
+        r = res.rounds[k - 1]
+        t, b = r.test_live or {}, res.baseline
+        s["before_regression"] = {"round": k, "version": r.candidate.get("live_after"), "test": t,
+                                  "quality_gap_points": 100.0 * (t["quality"] - b["quality"]) if t else None,
+                                  "cost_ratio": t["cost_usd"] / b["cost_usd"] if t else None}
     return s
 
 
@@ -116,8 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     runs = {seed: run_seed(a, seed) for seed in a.seeds}
     cov = lambda k: [c for s in runs.values() for c in s[k]]  # noqa: E731
-    gaps = [s["quality_gap_points"] for s in runs.values() if s.get("quality_gap_points") is not None]
-    ratios = [s["cost_ratio"] for s in runs.values() if s.get("cost_ratio") is not None]
+    def target(s: dict[str, Any]) -> dict[str, Any]:
+        return s.get("before_regression") or s
+
+    gaps = [target(s)["quality_gap_points"] for s in runs.values() if target(s).get("quality_gap_points") is not None]
+    ratios = [target(s)["cost_ratio"] for s in runs.values() if target(s).get("cost_ratio") is not None]
     agg = {
         "seeds": a.seeds,
         "failed_requests": sum(s["failed_requests"] for s in runs.values()),
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         "bad_candidates": sum(s["bad_candidates"] for s in runs.values()),
         "bad_candidates_promoted": sum(s["bad_candidates_promoted"] for s in runs.values()),
         "rollbacks": [b | {"seed": seed} for seed, s in runs.items() for b in s["rollbacks"]],
+        "target_read": "version live before the injected regression" if a.inject_regression else "final live version",
     }
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,8 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "| seed | verdicts | final quality gap (pts) | cost ratio | live CI covered | candidate CI covered "
               "| failed | seconds |", "|---|---|---|---|---|---|---|---|"]
     for seed, s in runs.items():
-        lines.append(f"| {seed} | {' '.join(s['verdicts'])} | {s.get('quality_gap_points', float('nan')):+.2f} | "
-                     f"{s.get('cost_ratio') or float('nan'):.3f} | {s['live_quality_covered']} | "
+        gap = target(s).get("quality_gap_points")
+        lines.append(f"| {seed} | {' '.join(s['verdicts'])} | {gap if gap is not None else float('nan'):+.2f} | "
+                     f"{target(s).get('cost_ratio') or float('nan'):.3f} | {s['live_quality_covered']} | "
                      f"{s['candidate_quality_covered']} | {s['failed_requests']} | {s['seconds']:.0f} |")
     (out / "closed_loop.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
