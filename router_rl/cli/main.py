@@ -20,6 +20,7 @@ from router_rl.cli import (
     ope,
     policies,
     ppo,
+    registry,
     router,
     serve,
     traces,
@@ -42,8 +43,8 @@ def _root() -> None:
     """router-rl: learned LLM routing for a fleet of QE agents."""
 
 
-for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, router, serve, federated, engines, judge,
-                loop):
+for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, registry, router, serve, federated, engines,
+                judge, loop):
     _module.register(app)
 
 

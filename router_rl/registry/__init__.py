@@ -11,6 +11,8 @@ Layout, semantics and the CLI (``router-rl policies list|show``, ``promote``, ``
 docs/promotion.md.
 """
 
+from router_rl.registry.gate import GateCheck, GateConfig, GateError, GateVerdict, evaluate_gate, evaluate_gates
+from router_rl.registry.promote import PromotionRecord, promote
 from router_rl.registry.registry import (
     CanaryState,
     PolicyRegistry,
@@ -21,8 +23,16 @@ from router_rl.registry.registry import (
 
 __all__ = [
     "CanaryState",
+    "GateCheck",
+    "GateConfig",
+    "GateError",
+    "GateVerdict",
     "PolicyRegistry",
+    "PromotionRecord",
     "RegistryError",
     "UnknownVersionError",
     "VersionInfo",
+    "evaluate_gate",
+    "evaluate_gates",
+    "promote",
 ]

@@ -73,7 +73,8 @@ class GateConfig(StrictConfig):
         quality_floor: Minimum lower bound of candidate quality / reference quality.
         reference: Reference model of the quality ratio; None = the model with the highest
             estimated quality on the log (the "best single model").
-        local_target: Minimum local share of the candidate (None: not gated).
+        local_target: Minimum local share of the candidate (None, the default: not gated; the fleet's
+            phase-2 target is 0.8, docs/promotion.md says why it is not the default).
         min_rows: Minimum labeled rows in the log; below it nothing is estimated (refusal).
         min_ess: Minimum Kish effective sample size (rows) of the candidate's importance weights.
         min_ess_ratio: Minimum ESS / rows (None: not gated).
@@ -98,7 +99,7 @@ class GateConfig(StrictConfig):
     min_utility_gain: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     quality_floor: Annotated[float, Field(gt=0, le=2)] = 0.95
     reference: Annotated[str, Field(min_length=1)] | None = None
-    local_target: UnitFloat | None = 0.8
+    local_target: UnitFloat | None = None
     min_rows: Annotated[int, Field(ge=1)] = 200
     min_ess: NonNegativeFloat = 50.0
     min_ess_ratio: UnitFloat | None = None
@@ -146,7 +147,13 @@ class GateConfig(StrictConfig):
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(cls.__name__, f"expected a mapping of settings, got {type(data).__name__}", source=str(p))
-        return cls.from_dict(data, source=str(p))
+        bad_keys = [k for k in data if not isinstance(k, str)]
+        if bad_keys:
+            raise ConfigError(cls.__name__, f"expected setting names, got {bad_keys!r}", source=str(p))
+        try:  # the constructor (not from_dict) so that the error names ``GateConfig.field`` once
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(e.setting, e.problem, source=str(p)) from None
 
     def ope_config(self, *, incumbent: str) -> LogOPEConfig:
         """The :class:`~router_rl.eval.logged.LogOPEConfig` the gate evaluates with."""
@@ -469,6 +476,8 @@ def evaluate_gates(
         policies["incumbent"] = incumbent
     try:
         dists = {name: target_distribution(pol, logged, name=name) for name, pol in candidates.items()}
+        if not isinstance(incumbent, str):  # a clear message naming the incumbent, before any fitting
+            target_distribution(incumbent, logged, name=f"incumbent {inc_name}")
         rep = evaluate_log(
             logged,
             policies,

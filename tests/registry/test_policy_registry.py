@@ -232,3 +232,10 @@ def test_concurrent_processes_and_threads_lose_nothing(reg: PolicyRegistry, tmp_
     assert c is not None and c.version == v2
     assert reg.state()["last_record"] == f"{canaries[-1]['seq']:06d}-canary.json"
     assert not list(reg.root.glob(".tmp-*")) and not list(reg.records_dir.glob(".tmp-*"))
+
+
+def test_example_gate_file_loads() -> None:
+    from router_rl.registry import GateConfig
+
+    g = GateConfig.from_file(Path(__file__).resolve().parents[2] / "examples" / "gate.yaml")
+    assert g == GateConfig()
