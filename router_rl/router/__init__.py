@@ -9,6 +9,9 @@ Nothing is imported here (the server pulls in FastAPI); import the submodules di
 * :mod:`router_rl.router.decider` (decision + rollout state), :mod:`~router_rl.router.chain`
   (fallback chain walker), :mod:`~router_rl.router.stream` (``StreamSession``),
   :mod:`~router_rl.router.accounting` (spans, metrics, decision-log row)
+* :mod:`router_rl.router.live_policy` - the learned policy's versions: hot swap, canary, rollback
+  (rules: :mod:`~router_rl.router.canary`, :mod:`~router_rl.router.rollback`; intervals:
+  :mod:`~router_rl.router.windows`; seeded draws: :mod:`~router_rl.router.draws`)
 * :mod:`router_rl.router.server` - ``create_app`` / ``build_server_app`` / ``RouterServer`` / ``serve``
 * :mod:`router_rl.router.breaker`, :mod:`~router_rl.router.budget`,
   :mod:`~router_rl.traces.decision_log`, :mod:`~router_rl.router.policy_client`,

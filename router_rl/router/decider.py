@@ -27,7 +27,7 @@ from router_rl.router.budget import BudgetTracker, ExhaustedBehaviour
 from router_rl.router.config import RouterConfig, Strategy
 from router_rl.router.draws import sample_index, uniform
 from router_rl.router.errors import NoProviderAvailableError, UnknownModelError
-from router_rl.router.live_policy import LivePolicies, PolicySlot, load_registry_slot, open_registry
+from router_rl.router.live_policy import LivePolicies
 from router_rl.router.policy_client import (
     HTTPPolicyClient,
     InProcessPolicyClient,
@@ -35,6 +35,7 @@ from router_rl.router.policy_client import (
     PolicyClientError,
     task_record,
 )
+from router_rl.router.policy_slot import PolicySlot, load_registry_slot, open_registry
 from router_rl.router.policy_state import PolicyStateTracker
 from router_rl.router.request import AUTO, PREFIX, RequestContext, RoutingDecision
 from router_rl.router.strategies import ModelTable, rule_choice
@@ -132,9 +133,11 @@ class Decider:
         elif lc.registry is not None:
             registry = open_registry(lc.registry)
             version = registry.live
-            if version is None:
-                raise ConfigError("learned.registry", f"{lc.registry} has no live version (promote one first)")
-            live = load_registry_slot(registry, version, "learned.registry")
+            if version is None and self.config.strategy == Strategy.LEARNED:
+                raise ConfigError("learned.registry", f"{lc.registry} has no live version (promote one first, or "
+                                  "start on a rule strategy and POST /admin/policy once one is promoted)")
+            if version is not None:
+                live = load_registry_slot(registry, version, "learned.registry")
             cs = registry.canary
             if cs is not None and getattr(cs, "version", None) and 0 < float(cs.share) < 1:
                 canary = load_registry_slot(registry, cs.version, "learned.registry")

@@ -430,7 +430,11 @@ class FeedbackService:
             stored = [(str(pr.row["request_id"]), float(ev.quality))
                       for ev, pr, outcome in zip(events, rows, outcomes, strict=True) if outcome == "stored"]
             if stored:
-                self._on_stored(stored)
+                try:
+                    self._on_stored(stored)
+                except Exception as e:  # the labels are stored: a bug in the evidence must not fail the answer
+                    log.error("ALERT feedback: %d stored label(s) not added to the live policy evidence: %s: %s",
+                              len(stored), type(e).__name__, e)
         if not batch:
             return results[0]
         return {"object": "list", "data": results, "stored": outcomes.count("stored"),

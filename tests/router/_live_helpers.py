@@ -41,13 +41,18 @@ def engine_version(reg: PolicyRegistry, version: str) -> str:
     return str(reg.load(version).version)
 
 
-def start_router(backends: Backends, root: Path, registry: Path, **learned: Any) -> tuple[HybridRouter, RouterServer]:
-    """A router on the registry's live version (strategy learned), decision log + feedback under ``root``."""
+def start_router(backends: Backends, root: Path, registry: Path, *, extra: dict[str, Any] | None = None,
+                 **learned: Any) -> tuple[HybridRouter, RouterServer]:
+    """A router on the registry's live version (strategy learned), decision log + feedback under ``root``.
+
+    ``learned`` keywords go to the ``learned`` section, ``extra`` to the top level of the config.
+    """
     local, cloud = backends
     cfg = parse_config(router_config(
         local.base_url, cloud.base_url, strategy="learned",
         learned={"registry": str(registry), **learned},
         logging={"decision_log_dir": str(root / "decisions"), "batch_size": 1000, "flush_interval_s": 60},
+        **(extra or {}),
     ))
     router = HybridRouter.from_config(cfg)
     return router, RouterServer(build_server_app(router))

@@ -38,6 +38,8 @@ def test_split_is_the_seeded_hash_of_the_request_id(backends: Backends, tmp_path
         assert r.status_code == 200, r.text
         st = r.json()["policy"]
         assert (st["canary_version"], st["canary_share"], st["live_version"]) == (v2, 0.2, v1)
+        assert admin(http, "/admin/canary", {"version": v2, "share": 0.2}).status_code == 200  # again: no-op
+        assert len(reg.records("canary")) == 1  # what the registry already says is not recorded twice
         got = {f"q{i}": chat(http, f"q{i}").headers["x-router-policy"] for i in range(200)}
         metrics = http.get("/metrics").text
     expected = {rid: names[v2] if in_canary(7, rid, 0.2) else names[v1] for rid in got}

@@ -23,8 +23,8 @@ from _router_helpers import router_config, save_random_policy
 from router_rl.core.errors import ConfigError
 from router_rl.router.config import parse_config
 from router_rl.router.engine import HybridRouter
-from router_rl.router.live_policy import PolicySlot
 from router_rl.router.policy_client import InProcessPolicyClient, PolicyAnswer, PolicyClient
+from router_rl.router.policy_slot import PolicySlot
 from router_rl.serve.protocol import TaskRecord
 from router_rl.traces.decision_log import read_decision_log
 
@@ -190,3 +190,28 @@ def test_a_replaced_slot_closes_only_after_its_calls_in_flight(tmp_path: Path) -
         assert gated.closed and ans.version == f"v0007/{gated.name}"
 
     asyncio.run(run())
+
+
+def test_start_on_rules_with_an_empty_registry_then_swap_in(backends: Backends, tmp_path: Path) -> None:
+    """The closed loop's start: a rule strategy, an empty registry, the learned arm of the A/B at 0%."""
+    from router_rl.registry import PolicyRegistry
+    from router_rl.router.server import RouterServer, build_server_app
+
+    local, cloud = backends
+    reg = PolicyRegistry.create(tmp_path / "registry")
+    cfg = parse_config(router_config(
+        local.base_url, cloud.base_url, strategy="balanced", learned={"registry": str(reg.root)},
+        rollout={"candidate": "learned", "sticky_by": "request"},
+    ))
+    router = HybridRouter.from_config(cfg)
+    with RouterServer(build_server_app(router)) as srv, httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        assert chat(http, "a0").headers["x-router-policy"].startswith("rules@")
+        assert policy_state(http)["live_version"] is None
+        v1 = reg.register(save_random_policy(tmp_path / "p1", ("small-local", "big-local", "cloud-large"),
+                                             [0.2, 0.6, 0.2]))
+        r = admin(http, "/admin/policy", {"version": v1, "reason": "first promotion"})
+        assert r.status_code == 200, r.text
+        assert admin(http, "/admin/rollout", {"percentage": 100}).status_code == 200
+        h = chat(http, "a1").headers
+    assert h["x-router-strategy"] == "learned" and h["x-router-policy"] == f"{v1}/{engine_version(reg, v1)}"
+    assert reg.live == v1 and reg.records("set_live")[-1]["reason"] == "first promotion"

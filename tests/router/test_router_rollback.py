@@ -22,8 +22,9 @@ from _live_helpers import (
 from _router_helpers import save_random_policy
 
 from router_rl.router.canary import CanaryConfig
-from router_rl.router.live_policy import LivePolicies, PolicySlot
+from router_rl.router.live_policy import LivePolicies
 from router_rl.router.policy_client import InProcessPolicyClient
+from router_rl.router.policy_slot import PolicySlot
 from router_rl.router.rollback import RollbackConfig, labels_to_rollback, rollback_verdict
 from router_rl.router.telemetry import RouterMetrics
 from router_rl.router.windows import OutcomeWindow, QualityWindow, wilson_interval
@@ -242,3 +243,32 @@ def test_two_artifacts_with_one_engine_version_keep_separate_evidence(tmp_path: 
         await pols.aclose()
 
     asyncio.run(run())
+
+
+def test_fallbacks_from_a_failing_backend_roll_back_by_error_ratio(backends: Backends, tmp_path: Path) -> None:
+    """v0002 prefers big-local; big-local answers 503, so most of v0002's requests are served by a fallback."""
+    local, _ = backends
+    reg, (v1, v2) = make_registry(tmp_path, 2, live=["v0001", "v0002"])
+    _, srv = start_router(
+        backends, tmp_path, reg.root,
+        rollback={"floor": None, "floor_ratio": None, "min_decisions": 20, "decision_window": 20,
+                  "max_error_ratio": 0.5},
+        canary={"auto_ramp": False},
+        extra={"breaker": {"consecutive_failures": 1000, "window": 1000, "min_calls": 1000}},
+    )
+    local.backend.faults.add([{"kind": "http_5xx", "model": "big-local", "status": 503}])
+    statuses: list[int] = []
+    with srv, httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        for i in range(60):
+            statuses.append(chat(http, f"e{i}").status_code)
+            if policy_state(http)["rollback_count"]:
+                break
+        wait_for(lambda: not policy_state(http)["pending"], "the rollback")
+        st = policy_state(http)
+        metrics = http.get("/metrics").text
+    assert set(statuses) == {200}
+    assert 20 <= len(statuses) < 60  # the rule needs min_decisions; it fires well before 60
+    (ev,) = st["rollbacks"]
+    assert (ev["role"], ev["version"], ev["to"], ev["reason"]) == ("live", v2, v1, "errors")
+    assert "bad decisions" in ev["detail"] and st["live_version"] == v1 and reg.live == v1
+    assert 'router_rl_policy_rollbacks_total{reason="errors",role="live"} 1.0' in metrics
