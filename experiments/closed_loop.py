@@ -60,6 +60,8 @@ class Args:
     """round from which one backend model answers with lower quality"""
     n_bootstrap: int = 200
     """bootstrap resamples of the OPE intervals"""
+    rescore: bool = False
+    """only re-score finished seed folders of out_dir (held-out comparison on the matrix as recorded)"""
     out_dir: str = "experiments/results/closed_loop"
 
 
@@ -80,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--inject-regression", type=int, default=d.inject_regression)
     p.add_argument("--n-bootstrap", type=int, default=d.n_bootstrap)
     p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--rescore", action="store_true")
     return Args(**vars(p.parse_args(argv)))
 
 
@@ -115,6 +118,33 @@ def run_seed(a: Args, seed: int) -> dict[str, Any]:
     return s
 
 
+def rescore_seed(a: Args, seed: int) -> dict[str, Any]:
+    """A finished seed folder: the version live after round K-1 (before the regression at K, else the
+    last round) against the offline LightGBM on held-out tasks, coverage, verdicts, rollbacks."""
+    from router_rl.loop.rounds import rescore
+
+    d = Path(a.out_dir) / f"seed{seed}"
+    rep = json.loads((d / "report.json").read_text())
+    rs = rescore(d)
+    base = rs["baseline_test"]
+    k = min((a.inject_regression or a.rounds + 1) - 1, len(rep["rounds"]))
+    t = rep["rounds"][k - 1]["test_live"]
+    return {
+        "seed": seed, "verdicts": [r["promoted"] or "refused" for r in rep["rounds"]], "target_round": k,
+        "test": t, "baseline": base, "gap_points": 100 * (t["quality"] - base["quality"]),
+        "cost_ratio": t["cost_usd"] / base["cost_usd"], "utility_diff": t["utility"] - base["utility"],
+        "covered_live": [r["ope_live"]["quality"]["covered"] for r in rep["rounds"]],
+        "covered_candidate": [r["candidate"]["ope"]["quality"]["covered"] for r in rep["rounds"]],
+        "covered_gain": [r["candidate"]["ope"]["utility_diff"]["covered"] for r in rep["rounds"]],
+        "true_gain": [r["candidate"]["ope"]["utility_diff"]["truth"] for r in rep["rounds"]],
+        "failed": sum(r["failed"] for r in rep["rounds"]),
+        "bad": [(r["candidate"]["kind"], r["promoted"]) for r in rep["rounds"] if r["candidate"]["bad"]],
+        "rollbacks": [(b["from"], b["to"], b["first_request_on_previous"])
+                      for r in rep["rounds"] for b in r["rollbacks"]],
+        "final_live_version": rs["final_live_version"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every seed, aggregate, write JSON + Markdown."""
     import logging
@@ -122,6 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("httpx", "router_rl.router", "router_rl.replay", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     a = parse_args(argv)
+    if a.rescore:
+        res = [rescore_seed(a, seed) for seed in a.seeds]
+        (Path(a.out_dir) / "rescored.json").write_text(json.dumps(res, indent=1, default=str))
+        print(json.dumps(res, indent=1, default=str))
+        return
     runs = {seed: run_seed(a, seed) for seed in a.seeds}
     cov = lambda k: [c for s in runs.values() for c in s[k]]  # noqa: E731
     def target(s: dict[str, Any]) -> dict[str, Any]:
