@@ -16,6 +16,7 @@ from router_rl.cli import (
     federated,
     judge,
     logs,
+    loop,
     ope,
     policies,
     ppo,
@@ -43,7 +44,7 @@ def _root() -> None:
 
 
 for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, registry, router, serve, federated, engines,
-                judge):
+                judge, loop):
     _module.register(app)
 
 

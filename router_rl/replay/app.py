@@ -251,6 +251,21 @@ class ReplayHandlers:
         return JSONResponse({"faults": faults.to_list()})
 
 
+    async def set_quality(self, request: Request) -> Response:
+        """``PUT /admin/quality {"model": M, "factor": F}``: serve M's quality x F from now on (1 restores)."""
+        try:
+            data = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
+        if not isinstance(data, dict) or set(data) != {"model", "factor"}:
+            return JSONResponse({"error": 'expected {"model": <id>, "factor": <number in [0, 1]>}'}, status_code=422)
+        try:
+            self.backend.set_quality_factor(data["model"], data["factor"])
+        except ConfigError as e:
+            return JSONResponse({"error": str(e)}, status_code=422)
+        return JSONResponse({"factors": self.backend.quality_factors})
+
+
 def build_app(backend: ReplayBackend) -> ReplayASGIApp:
     """The ASGI app serving ``backend`` (OpenAI, Anthropic, Ollama and admin routes).
 
@@ -316,6 +331,14 @@ def build_app(backend: ReplayBackend) -> ReplayASGIApp:
     async def delete_faults() -> Response:
         backend.faults.clear()
         return JSONResponse({"faults": []})
+
+    @app.get("/admin/quality")
+    async def get_quality() -> Response:
+        return JSONResponse({"factors": backend.quality_factors})
+
+    @app.put("/admin/quality")
+    async def put_quality(request: Request) -> Response:
+        return await h.set_quality(request)
 
     @app.get("/admin/stats")
     async def get_stats() -> Response:

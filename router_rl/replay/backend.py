@@ -83,6 +83,8 @@ class ReplayBackend:
         self._api_key = api_key
         self.replay_errors = replay_errors
         self.log: list[dict[str, Any]] = []
+        #: model -> factor multiplying its recorded quality (a regression injected at runtime)
+        self.quality_factors: dict[str, float] = {}
         self.on_kill: Callable[[], None] | None = None
         ids = [str(t) for t in matrix.tasks["task_id"].to_list()]
         self._task_index = {t: i for i, t in enumerate(ids)}
@@ -131,6 +133,22 @@ class ReplayBackend:
 
         kw.setdefault("seed", seed)
         return cls.from_trace_set(simulate_fleet(n_tasks, seed=seed), **kw)
+
+    # --- runtime quality regressions ---------------------------------------------------------------
+    def set_quality_factor(self, model: str, factor: float) -> None:
+        """Serve ``model``'s recorded quality multiplied by ``factor`` from now on (1 = as recorded).
+
+        Raises:
+            ConfigError: ``model`` is not served here, or ``factor`` is not in [0, 1].
+        """
+        if model not in self.matrix.models:
+            raise ConfigError("replay.quality.model", f"{model!r} is not served here ({list(self.matrix.models)})")
+        if not (isinstance(factor, int | float) and not isinstance(factor, bool) and 0.0 <= factor <= 1.0):
+            raise ConfigError("replay.quality.factor", f"expected a number in [0, 1], got {factor!r}")
+        if factor == 1.0:
+            self.quality_factors.pop(model, None)
+        else:
+            self.quality_factors[model] = float(factor)
 
     # --- lookups ---------------------------------------------------------------------------------
     @property
@@ -184,7 +202,7 @@ class ReplayBackend:
     def outcome(self, row: int, model: str, prompt_chars: int) -> dict[str, Any]:
         """The recorded outcome of (task ``row``, ``model``) as a JSON-ready dict."""
         j = self.matrix.model_index(model)
-        q = float(self.matrix.quality[row, j])
+        q = float(self.matrix.quality[row, j]) * self.quality_factors.get(model, 1.0)
         lat = float(self.matrix.latency[row, j])
         lat = self.default_latency_s if not math.isfinite(lat) else lat
         it = float(self.matrix.input_tokens[row, j])

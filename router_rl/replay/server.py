@@ -13,7 +13,9 @@ the recorded outcome of that (task, model) cell is replayed:
   400, anything else -> 500).
 
 Faults (:mod:`router_rl.replay.faults`) are injected per model / provider / API and can be
-changed at runtime: ``GET/PUT/POST/DELETE /admin/faults``. ``GET/DELETE /admin/stats`` shows
+changed at runtime: ``GET/PUT/POST/DELETE /admin/faults``. ``PUT /admin/quality {"model", "factor"}``
+injects a quality regression (that model's recorded quality x factor from then on; ``GET`` lists
+them). ``GET/DELETE /admin/stats`` shows
 every request the server saw (for retry counting), ``POST /admin/kill`` stops the server and
 ``GET /health`` answers liveness.
 
