@@ -313,11 +313,12 @@ class StackedPolicy(UtilityPolicy):
         *,
         explain: bool = False,
         sensitive: np.ndarray | None = None,
+        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         s = self.shrinkage
         if s > 0:
             q = (1.0 - s) * q + s * self.prior
-        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive)
+        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive, cost_latency=cost_latency)
 
     # --- persistence -------------------------------------------------------------------------
     def _save_model(self, directory: Path) -> dict[str, Any] | None:
