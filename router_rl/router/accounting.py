@@ -267,6 +267,7 @@ class Accounting:
             "agent_type": ctx.inp.agent_type,
             "category": ctx.inp.category,  # redacted by the screening when it held a secret
             "complexity": COMPLEXITY_LEVELS[ctx.level],
+            "declared_complexity": ctx.inp.complexity,
             "prompt_chars": len(ctx.prompt),
             "prompt_sha256": hashlib.sha256(ctx.prompt.encode()).hexdigest(),
             "prompt": ctx.prompt if log_prompt else None,

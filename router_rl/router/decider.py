@@ -266,7 +266,7 @@ class Decider:
             state_json = state.model_dump_json() if state is not None else None
             try:
                 record = task_record(ctx.prompt, ctx.inp.category, ctx.inp.agent_type, ctx.inp.max_tokens,
-                                     len(ctx.inp.messages), state)
+                                     len(ctx.inp.messages), state, complexity=ctx.inp.complexity)
                 ans = await asyncio.wait_for(client.distribution(record), self.config.learned.timeout_s * 2 + 0.05)
             except (PolicyClientError, TimeoutError) as e:
                 reason = e.reason if isinstance(e, PolicyClientError) else "timeout"

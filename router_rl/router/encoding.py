@@ -96,7 +96,7 @@ class RequestEncoder:
         d.features, d.encoder_fingerprint = None, None
         try:
             record = task_record(ctx.prompt, ctx.inp.category, ctx.inp.agent_type, ctx.inp.max_tokens,
-                                 len(ctx.inp.messages), None).encoder_record()
+                                 len(ctx.inp.messages), None, complexity=ctx.inp.complexity).encoder_record()
             if len(ctx.prompt) > OFFLOAD_CHARS:
                 X = await asyncio.to_thread(self.encoder.transform_records, [record])
             else:

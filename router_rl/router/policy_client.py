@@ -59,6 +59,7 @@ def task_record(
     max_tokens: int | None,
     n_messages: int,
     state: RouterState | None,
+    complexity: str | None = None,
 ) -> TaskRecord:
     """The wire record of one request (what the feature encoder reads, plus the router state).
 
@@ -67,7 +68,7 @@ def task_record(
     """
     try:
         return TaskRecord(prompt=prompt, category=category, agent_type=agent_type, max_tokens=max_tokens,
-                          n_messages=max(1, n_messages), state=state)
+                          n_messages=max(1, n_messages), state=state, complexity=complexity)  # type: ignore[arg-type]  # validated by the model
     except ValidationError as e:
         err = e.errors()[0]
         raise PolicyClientError("invalid", f"task record field {err['loc']}: {err['msg']}") from None

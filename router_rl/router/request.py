@@ -28,6 +28,8 @@ class RouteInput:
         agent_id: Calling agent (budgets, A/B stickiness).
         agent_type: Agent type (a policy feature).
         category: Task category (a policy feature).
+        complexity: The task complexity the agent declared (``SIMPLE`` ... ``VERY_COMPLEX``; a policy
+            feature where the encoder has it; ``None``: not declared).
         max_tokens: Requested output tokens.
         temperature: Sampling temperature forwarded to the model.
         stop: Stop sequences.
@@ -41,6 +43,7 @@ class RouteInput:
     agent_id: str | None = None
     agent_type: str | None = None
     category: str | None = None
+    complexity: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     stop: list[str] | None = None

@@ -217,6 +217,7 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
     for k in ("agent_type", "category"):
         if meta.get(k) is not None and not isinstance(meta[k], str):
             raise BadRequest(f"metadata.{k}: expected a string", param=f"metadata.{k}")
+    complexity = declared_complexity(headers.get("x-task-complexity"), meta.get("complexity"))
     so = body.get("stream_options") or {}
     if not isinstance(so, dict):
         raise BadRequest("stream_options: expected an object", param="stream_options")
@@ -229,6 +230,7 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
         agent_id=headers.get("x-agent-id") or user or None,
         agent_type=headers.get("x-agent-type") or meta.get("agent_type") or None,
         category=headers.get("x-task-category") or meta.get("category") or None,
+        complexity=complexity,
         max_tokens=max_tokens,
         temperature=float(temperature) if temperature is not None else None,
         stop=stop,
@@ -236,3 +238,22 @@ def parse_chat_body(body: Any, headers: dict[str, str]) -> tuple[RouteInput, boo
         metadata=dict(meta),
     )
     return inp, stream, bool(so.get("include_usage", False))
+
+
+#: Complexity levels an agent may declare with a request (``metadata.complexity`` or ``x-task-complexity``).
+DECLARED_COMPLEXITIES: tuple[str, ...] = ("SIMPLE", "MODERATE", "COMPLEX", "VERY_COMPLEX")
+
+
+def declared_complexity(header: str | None, meta: object) -> str | None:
+    """The declared complexity, upper-cased (header first), or ``None``.
+
+    Raises:
+        BadRequest: not one of :data:`DECLARED_COMPLEXITIES` (case-insensitive), naming the field.
+    """
+    for value, param in ((header, "x-task-complexity"), (meta, "metadata.complexity")):
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or value.strip().upper() not in DECLARED_COMPLEXITIES:
+            raise BadRequest(f"{param}: expected one of {list(DECLARED_COMPLEXITIES)}, got {value!r}", param=param)
+        return value.strip().upper()
+    return None

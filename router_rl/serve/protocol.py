@@ -58,8 +58,10 @@ class StateSpec(BaseModel):
 class TaskRecord(BaseModel):
     """One request to route, as the feature encoder sees it (prompt optional: no secrets needed).
 
-    Unknown keys are kept for encoders that read more task columns. ``state`` is the router
-    state at the time of the request; a stateful policy refuses a record without it.
+    Unknown keys are kept for encoders that read more task columns. ``complexity`` is the
+    complexity the agent declared with the request (an encoder feature where the encoder has a
+    ``complexity`` column; absent -> the prompt heuristic only). ``state`` is the router state at
+    the time of the request; a stateful policy refuses a record without it.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -69,6 +71,7 @@ class TaskRecord(BaseModel):
     agent_type: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     n_messages: int = Field(default=1, ge=1)
+    complexity: Literal["SIMPLE", "MODERATE", "COMPLEX", "VERY_COMPLEX"] | None = None
     state: RouterState | None = None
 
     def encoder_record(self) -> dict[str, Any]:

@@ -58,7 +58,8 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
     "agent_type": pl.Utf8(),
     # task features (the inputs of the feature encoder, minus raw prompt text by default)
     "category": pl.Utf8(),
-    "complexity": pl.Utf8(),
+    "complexity": pl.Utf8(),  # the prompt heuristic's level
+    "declared_complexity": pl.Utf8(),  # what the agent declared (SIMPLE ... VERY_COMPLEX), null if not
     "prompt_chars": pl.Int64(),
     "prompt_sha256": pl.Utf8(),
     "prompt": pl.Utf8(),  # null unless the operator opted in to logging prompt text
@@ -105,7 +106,7 @@ DECISION_LOG_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 #: Columns added after the first decision-log layout: part files written before them read as null.
 DECISION_LOG_ADDED: Final = (
-    "policy_state", "encoder_fingerprint", "explored", "exploration", "response",
+    "policy_state", "encoder_fingerprint", "explored", "exploration", "response", "declared_complexity",
     "refine_iterations", "refine_final_score", "refine_passed", "refine_stop", "refine_model",
     "refine_escalations", "refine_cost_usd", "refine_latency_s", "refine_scores",
 )
@@ -145,7 +146,8 @@ LOGGED_SCHEMA: Final[dict[str, pl.DataType]] = {
     "agent_id": pl.Utf8(),
     "agent_type": pl.Utf8(),
     "category": pl.Utf8(),
-    "complexity": pl.Utf8(),
+    "complexity": pl.Utf8(),  # the prompt heuristic's level
+    "declared_complexity": pl.Utf8(),  # what the agent declared (SIMPLE ... VERY_COMPLEX), null if not
     "prompt_chars": pl.Int64(),
     "prompt_sha256": pl.Utf8(),
     "features": pl.List(pl.Float32()),
