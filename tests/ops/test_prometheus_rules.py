@@ -19,7 +19,7 @@ def _tool(promtool: str, *args: str, cwd: Path | None = None) -> subprocess.Comp
 
 def test_rules_and_config_are_valid(promtool: str) -> None:
     res = _tool(promtool, "check", "rules", str(RULES))
-    assert res.returncode == 0 and "SUCCESS: 29 rules found" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "SUCCESS: 30 rules found" in res.stdout, res.stdout + res.stderr
     res = _tool(promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -53,5 +53,5 @@ def test_alerts_carry_the_plans_thresholds_and_severities() -> None:
     }
     for name, (severity, expr) in expected.items():
         assert alerts[name]["labels"]["severity"] == severity and alerts[name]["expr"] == expr, name
-    assert {alerts[n]["labels"]["severity"] for n in ("RouterNewModel", "RouterNewStrategy")} == {"info"}
-    assert len(alerts) == len(expected) + 2
+    assert {alerts[n]["labels"]["severity"] for n in ("RouterNewModel", "RouterNewStrategy", "RouterNewPolicyVersion")} == {"info"}
+    assert len(alerts) == len(expected) + 3
