@@ -236,3 +236,10 @@ for _ in range(100):
     for k, e in estimate_all(default_estimators(), data, n_bootstrap=200, rng=gen).items():
         cover[k] += e.lower <= bandit.true_value <= e.upper
 print(f"true value {bandit.true_value:.4f}; intervals containing it, of 100 logs:", cover)
+
+# %% [markdown]
+# ## On a real router's log
+# Notebook `05_closed_loop` runs the same path on the decision log of a **real** router on
+# 127.0.0.1 (replay backends, exploration, feedback through `POST /v1/feedback`, `join_logs`):
+# every round it estimates the live version's quality from its own log (DR, 95% interval) next to
+# the true value known from the matrix, and judges each candidate with the OPE gate.
