@@ -31,27 +31,35 @@ from router_rl.policies.utility import UtilityPolicy
 if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
 
+#: The attributes of a cell by default (those the encoder has).
+DEFAULT_COLUMNS: tuple[str, ...] = ("agent_type", "complexity")
 #: The heuristic complexity level's one-hot columns (used for ``complexity`` when not declared).
 _HEURISTIC_LEVELS = ("cx:simple", "cx:moderate", "cx:complex", "cx:very_complex")
 
 
-def resolve_cell_columns(names: Sequence[str], columns: Sequence[str]) -> tuple[list[list[int]], list[str]]:
+def resolve_cell_columns(
+    names: Sequence[str], columns: Sequence[str], *, skip_missing: bool = False
+) -> tuple[list[list[int]], list[str], list[str]]:
     """Feature column groups of each attribute, and where each came from.
 
     Args:
         names: The encoder's feature names.
         columns: Attributes to group by.
+        skip_missing: Leave out attributes the encoder lacks (the default columns on a user's own
+            traces) instead of failing; at least one must remain.
 
     Returns:
-        ``(groups, sources)``: per attribute the indices of its one-hot block, and the block's
-        prefix (``cat:agent_type=`` or ``cx:`` for the complexity heuristic).
+        ``(groups, sources, used)``: per attribute used the indices of its one-hot block, the
+        block's prefix (``cat:agent_type=`` or ``cx:`` for the complexity heuristic), and the
+        attributes used.
 
     Raises:
         ConfigError: an attribute has no one-hot block in the encoder (names the attribute and
             the categorical columns the encoder has).
     """
     lower = [n.lower() for n in names]
-    groups, sources = [], []
+    groups, sources, used = [], [], []
+    cats = sorted({n[4:].split("=", 1)[0] for n in names if n.startswith("cat:")})
     for col in columns:
         prefix = f"cat:{col}="
         idx = [i for i, n in enumerate(names) if n.startswith(prefix)]
@@ -59,12 +67,17 @@ def resolve_cell_columns(names: Sequence[str], columns: Sequence[str]) -> tuple[
             idx = [lower.index(n) for n in _HEURISTIC_LEVELS if n in lower]
             prefix = "cx:"
         if not idx:
-            cats = sorted({n[4:].split("=", 1)[0] for n in names if n.startswith("cat:")})
+            if skip_missing:
+                continue
             raise ConfigError("cells.columns",
                               f"{col!r}: the encoder has no such attribute (categorical columns: {cats})")
         groups.append(idx)
         sources.append(prefix)
-    return groups, sources
+        used.append(col)
+    if not groups:
+        raise ConfigError("cells.columns", f"none of {list(columns)} is an attribute of the encoder "
+                                           f"(categorical columns: {cats})")
+    return groups, sources, used
 
 
 @register_policy
@@ -73,7 +86,8 @@ class CellsPolicy(UtilityPolicy):
 
     Args:
         models: Candidate model ids.
-        columns: Request attributes forming a cell (default ``("agent_type", "complexity")``).
+        columns: Request attributes forming a cell; default (None): those of ``("agent_type",
+            "complexity")`` the encoder has (recorded in ``metadata["cells"]["columns"]``).
         prior_strength: Pseudo-tasks of the model's overall mean added to every cell (>= 0).
         feature_groups: Explicit column indices of each attribute's one-hot block in ``X`` (one
             list per attribute, in ``columns`` order), for features without an encoder's names;
@@ -88,14 +102,16 @@ class CellsPolicy(UtilityPolicy):
         self,
         models: Sequence[str],
         *,
-        columns: Sequence[str] = ("agent_type", "complexity"),
+        columns: Sequence[str] | None = None,
         prior_strength: float = 5.0,
         feature_groups: Sequence[Sequence[int]] | None = None,
         decision: DecisionConfig | dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(models, decision=decision, metadata=metadata)
-        self._set_config({"columns": list(columns), "prior_strength": prior_strength})
+        self._auto = columns is None
+        self._set_config({"columns": list(DEFAULT_COLUMNS if columns is None else columns),
+                          "prior_strength": prior_strength})
         if feature_groups is not None:
             groups = [list(map(int, g)) for g in feature_groups]
             if len(groups) != len(self.columns) or not all(groups):
@@ -108,7 +124,7 @@ class CellsPolicy(UtilityPolicy):
         self.overall = np.zeros(self.n_models)
 
     def _set_config(self, d: dict[str, Any]) -> None:
-        cols = d.get("columns", ["agent_type", "complexity"])
+        cols = d.get("columns", list(DEFAULT_COLUMNS))
         if not (isinstance(cols, list | tuple) and cols and all(isinstance(c, str) and c for c in cols)):
             raise ConfigError("cells.columns", f"expected a non-empty list of attribute names, got {cols!r}")
         k = d.get("prior_strength", 5.0)
@@ -134,7 +150,8 @@ class CellsPolicy(UtilityPolicy):
             if names is None:
                 raise ConfigError("cells", "needs the fitted feature encoder (attach_encoder before fit) "
                                            "or explicit feature_groups")
-            self.groups, sources = resolve_cell_columns(names, self.columns)
+            self.groups, sources, used = resolve_cell_columns(names, self.columns, skip_missing=self._auto)
+            self.columns = tuple(used)
         if max(max(g) for g in self.groups) >= X.shape[1]:
             raise ConfigError("cells.feature_groups", f"an index is >= the {X.shape[1]} feature columns")
         q = np.clip(matrix.quality, 0.0, 1.0)

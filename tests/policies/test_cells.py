@@ -61,3 +61,16 @@ def test_cells_without_encoder_or_groups_is_a_clear_error(fleet) -> None:
         make_policy("cells", train.models).fit(X, train, seed=0)
     with pytest.raises(ConfigError, match="feature_groups"):
         make_policy("cells", train.models, feature_groups=[[0]])
+
+
+def test_default_columns_use_what_the_encoder_has(fleet) -> None:
+    """A user's own traces without an agent type: the cells are the complexity levels alone."""
+    train, _ = fleet
+    enc = FeatureEncoder(EncoderConfig(categorical_columns=("category",))).fit(train.tasks)
+    pol = make_policy("cells", train.models).attach_encoder(enc)
+    pol.fit(enc.transform(train.tasks), train, seed=0)
+    assert pol.metadata["cells"]["columns"] == ["complexity"] and pol.metadata["cells"]["sources"] == ["cx:"]
+    assert pol.metadata["cells"]["n_cells"] <= 5
+    bare = FeatureEncoder(EncoderConfig(categorical_columns=("category",), use_complexity=False)).fit(train.tasks)
+    with pytest.raises(ConfigError, match=r"none of \['agent_type', 'complexity'\]"):
+        make_policy("cells", train.models).attach_encoder(bare).fit(bare.transform(train.tasks), train, seed=0)
