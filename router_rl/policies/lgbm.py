@@ -42,7 +42,7 @@ from router_rl.policies.base import PolicyLoadError, register_policy
 from router_rl.policies.boosting import NUMPY_MIN_ROWS, compile_ensemble, make_dataset, select_columns
 from router_rl.policies.calibration import ProbabilityCalibrator, crossfit_calibrated_ece, expected_calibration_error
 from router_rl.policies.costmodel import CostLatencyModel, fit_cost_model
-from router_rl.policies.decision import Decision, DecisionConfig
+from router_rl.policies.decision import DecisionConfig
 from router_rl.policies.lgbm_config import SHARED_AUTO_RANK, LGBMConfig
 from router_rl.policies.linear import LinearHead
 from router_rl.policies.utility import UtilityPolicy
@@ -94,8 +94,6 @@ def choose_shrinkage(
     best = min(crit.values())
     chosen = next(s for s in SHRINKAGE_GRID if crit[str(s)] <= best * 1.01 + 1e-12)
     return float(chosen), crit
-
-
 
 
 def shared_loadings(y: np.ndarray, rank: int, *, residual: bool = True) -> np.ndarray | None:
@@ -210,20 +208,6 @@ class LGBMPolicy(UtilityPolicy):
     def _training_oof(self) -> tuple[np.ndarray, np.ndarray, OutcomeMatrix] | None:
         return self._oof
 
-    def _decide_from(
-        self,
-        X: np.ndarray,
-        q: np.ndarray,
-        cfg: DecisionConfig,
-        *,
-        explain: bool = False,
-        sensitive: np.ndarray | None = None,
-        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> Decision:
-        s = self.shrinkage
-        if s > 0:
-            q = (1.0 - s) * q + s * self.prior
-        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive, cost_latency=cost_latency)
 
     # --- training ----------------------------------------------------------------------------
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:

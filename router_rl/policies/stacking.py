@@ -38,7 +38,7 @@ from pydantic import BeforeValidator, Field
 
 from router_rl.core.config import NonNegativeFloat, PositiveFloat, PositiveInt, StrictConfig, as_tuple
 from router_rl.policies.base import PolicyLoadError, RoutingPolicy, register_policy
-from router_rl.policies.decision import Decision, DecisionConfig
+from router_rl.policies.decision import DecisionConfig
 from router_rl.policies.linear import LinearHead
 from router_rl.policies.utility import UtilityPolicy
 
@@ -305,20 +305,6 @@ class StackedPolicy(UtilityPolicy):
         model = self.linear if self.chosen == "linear" else self.bases[self.chosen]
         return 1.0 / (1.0 + np.exp(-self._base_logits(model, X).astype(np.float64)))
 
-    def _decide_from(
-        self,
-        X: np.ndarray,
-        q: np.ndarray,
-        cfg: DecisionConfig,
-        *,
-        explain: bool = False,
-        sensitive: np.ndarray | None = None,
-        cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> Decision:
-        s = self.shrinkage
-        if s > 0:
-            q = (1.0 - s) * q + s * self.prior
-        return super()._decide_from(X, q, cfg, explain=explain, sensitive=sensitive, cost_latency=cost_latency)
 
     # --- persistence -------------------------------------------------------------------------
     def _save_model(self, directory: Path) -> dict[str, Any] | None:

@@ -188,6 +188,8 @@ class UtilityPolicy(RoutingPolicy):
         cost_latency: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         ref = self.reference_index
+        if self.shrinkage > 0:  # blend towards the prior (small-data learners)
+            q = (1.0 - self.shrinkage) * q + self.shrinkage * self.prior
         cost, latency = self._cost_latency(X) if cost_latency is None else cost_latency
         return decide(
             q,
@@ -338,6 +340,12 @@ class UtilityPolicy(RoutingPolicy):
             "n_val": val.n_tasks, "n_training_oof": n_oof, "margin_z": z,
         }
         return res
+
+    #: Share of :attr:`prior` blended into the predicted quality before the decision (0 = none);
+    #: set by learners that choose a shrinkage on small data (``lgbm``, ``lgbm-stack``).
+    shrinkage: float = 0.0
+    #: ``(n_models,)`` prior quality the predictions shrink towards (set with ``shrinkage``).
+    prior: np.ndarray
 
     #: Default safety margin (standard errors) of quality targets in :meth:`calibrate`.
     calibration_margin_z: float = 0.0
