@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from router_rl.traces.parts import fsync_dir
+
 
 def utc_now() -> str:
     """Current UTC time, ISO-8601 with milliseconds (``2026-12-01T14:00:00.123Z``)."""
@@ -35,16 +37,6 @@ def json_clean(obj: Any) -> Any:
     if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):
         return json_clean(obj.tolist())
     raise TypeError(f"not JSON-able: {type(obj).__name__}")
-
-
-def fsync_dir(d: Path) -> None:
-    """fsync a folder so a rename inside it is durable (a no-op where unsupported)."""
-    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
