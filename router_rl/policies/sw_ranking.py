@@ -40,7 +40,7 @@ from pydantic import Field
 from router_rl.core.config import PositiveFloat, StrictConfig
 from router_rl.policies.base import register_policy
 from router_rl.policies.decision import DecisionConfig
-from router_rl.policies.supervised import _Standardised
+from router_rl.policies.supervised import KNNPolicy, _Standardised
 
 if TYPE_CHECKING:
     from router_rl.traces.matrix import OutcomeMatrix
@@ -162,10 +162,7 @@ class SWRankingPolicy(_Standardised):
         self.config = SWRankingConfig.from_dict(d)
         self._wins = None
 
-    @staticmethod
-    def _unit(X: np.ndarray) -> np.ndarray:
-        n = np.linalg.norm(X, axis=1, keepdims=True)
-        return X / np.where(n > 0, n, 1.0)
+    _unit = staticmethod(KNNPolicy._unit)  # rows scaled to unit norm: cosine similarity by dot product
 
     def _fit_quality(self, X: np.ndarray, matrix: OutcomeMatrix, rng: np.random.Generator) -> None:
         self.train_X = self._unit(self._standardise_fit(X)).astype(np.float32)

@@ -53,5 +53,6 @@ def test_alerts_carry_the_plans_thresholds_and_severities() -> None:
     }
     for name, (severity, expr) in expected.items():
         assert alerts[name]["labels"]["severity"] == severity and alerts[name]["expr"] == expr, name
-    assert {alerts[n]["labels"]["severity"] for n in ("RouterNewModel", "RouterNewStrategy", "RouterNewPolicyVersion")} == {"info"}
+    info = ("RouterNewModel", "RouterNewStrategy", "RouterNewPolicyVersion")
+    assert {alerts[n]["labels"]["severity"] for n in info} == {"info"}
     assert len(alerts) == len(expected) + 3
