@@ -1,5 +1,8 @@
 """The closed loop, round by round: traffic -> feedback -> join -> learn -> OPE gate -> swap.
 
+(Over 500 lines on purpose: one concept, a round of the closed loop and the run of rounds; its
+record types and steps read in order, and splitting them would scatter one sequence over files.)
+
 :func:`run_loop` starts the world's replay backends and the router (rules + exploration) on
 127.0.0.1 (:class:`~router_rl.loop.servers.LoopServers`), then for each round:
 

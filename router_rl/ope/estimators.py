@@ -1,5 +1,8 @@
 """Policy-value estimators over plain numpy arrays (Open Bandit Pipeline style).
 
+(Over 500 lines on purpose: the estimator family DM / IPS / SNIPS / DR / switch-DR shares one
+interface, one bootstrap and one interval machinery; one file keeps them comparable line by line.)
+
 Notation: ``n`` logged decisions ``(x_i, a_i, r_i)`` with logging propensity
 ``p_i = pi_0(a_i | x_i)``; the target policy's action distribution ``pi(a | x_i)`` is an
 ``(n, n_actions)`` array; ``q_hat(x_i, a)`` an optional reward-model prediction ``(n, n_actions)``.

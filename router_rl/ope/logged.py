@@ -1,5 +1,8 @@
 """Evaluate target policies on a router's own log: every estimator, paired differences, support.
 
+(Over 500 lines on purpose: one concept, OPE of policies on a log: the input checks, every
+estimator per metric and the paired differences use the same arrays and resamples.)
+
 Input is the log as arrays (``actions``, ``propensities``, the full ``logging_probs`` the router
 sampled from), one ``(n, k)`` action distribution per target policy and one reward vector per
 metric. Output is a :class:`LoggedEvaluation`:

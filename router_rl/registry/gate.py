@@ -1,5 +1,8 @@
 """The promotion gate: promote a candidate policy only when the log says, with confidence, it is better.
 
+(Over 500 lines on purpose: one concept, the promotion gate: its config, its checks and the
+verdict are one decision and are read together.)
+
 :func:`evaluate_gate` judges a candidate against an incumbent (a policy, or ``"logged"``: the
 logging policy itself) on a joined log, with the project's OPE on logs
 (:func:`router_rl.eval.logged.evaluate_log`: every estimator with its percentile-bootstrap
