@@ -113,3 +113,44 @@ def mission_point(
             if fq >= floor and (best is None or fl > best):
                 best = fl
     return MissionPoint(name, q, loc, c, q >= floor, res.lam, res.nu, best)
+
+
+def oracle_cost_share(
+    matrix: OutcomeMatrix,
+    expected_quality: np.ndarray,
+    *,
+    reference: str,
+    floor: float = 0.95,
+    min_local: float = 0.8,
+    lambdas: np.ndarray | None = None,
+    nus: np.ndarray | None = None,
+) -> float:
+    """Lowest cost share a per-task router that knows each call's expected quality reaches.
+
+    The router picks ``argmax_j q_ij − λ·c_ij/c̄_ref + ν·local_j`` over a (λ, ν) grid; the answer
+    is the smallest ``mean cost / mean reference cost`` among grid points whose expected quality
+    is >= ``floor`` of the reference's and whose local share is >= ``min_local``. It bounds what
+    any router with this decision rule can reach on ``matrix``: ``inf`` when no point qualifies.
+
+    Args:
+        matrix: Outcomes (its ``cost`` is used as the per-call cost).
+        expected_quality: ``(n_tasks, n_models)`` expected quality (e.g. a simulator's ground truth).
+        reference: The reference model (quality and cost denominators).
+        floor: Quality floor as a share of the reference's.
+        min_local: Local-share floor.
+        lambdas: Cost-weight grid (default 0..2 in 21 steps).
+        nus: Locality-term grid (default 0..0.4 in 21 steps).
+    """
+    q = np.asarray(expected_quality, dtype=np.float64)
+    if q.shape != matrix.cost.shape:
+        raise ValueError(f"oracle_cost_share: expected_quality shape {q.shape} != matrix {matrix.cost.shape}")
+    loc, ref = matrix.is_local(), matrix.model_index(reference)
+    q_ref, c_ref = q[:, ref].mean(), matrix.cost[:, ref].mean()
+    rows = np.arange(q.shape[0])
+    best = np.inf
+    for lam in np.linspace(0.0, 2.0, 21) if lambdas is None else lambdas:
+        for nu in np.linspace(0.0, 0.4, 21) if nus is None else nus:
+            ch = (q - lam * matrix.cost / c_ref + nu * loc[None, :]).argmax(1)
+            if q[rows, ch].mean() >= floor * q_ref and loc[ch].mean() >= min_local:
+                best = min(best, float(matrix.cost[rows, ch].mean() / c_ref))
+    return best

@@ -8,7 +8,9 @@ construction:
 1. **Cheap base learners, cross-fitted.** ``base_learners`` (default: ``linear`` = the multi-output
    L2 logistic regression of :mod:`router_rl.policies.linear` and ``knn`` = RouterBench's kNN, the
    registered ``knn`` policy; ``mf`` = RouteLLM's matrix factorisation, the ``mf`` policy, can be
-   added: on RouterBench carves of 150-300 tasks it was the weakest learner and the slowest) are
+   added: on RouterBench carves of 150-300 tasks it was the weakest learner and the slowest;
+   ``cells`` = the smoothed (agent type, complexity) lookup table of the ``cells`` policy, whose
+   attributes are resolved from the attached encoder) are
    fitted on ``folds`` task folds; each training task gets their out-of-fold
    per-model logits, and the learners refitted on all tasks serve inference.
 2. **LightGBM over features + base logits.** An inner :class:`~router_rl.policies.lgbm.LGBMPolicy`
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["StackConfig", "StackedPolicy", "oof_utility"]
 
-BaseLearner = Literal["linear", "knn", "mf"]
+BaseLearner = Literal["linear", "knn", "mf", "cells"]
 #: λ grid of the out-of-fold utility criterion (λ in units of the reference model's mean cost).
 SELECTION_LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 49)])
 _EPS = 1e-3
@@ -171,8 +173,24 @@ class StackedPolicy(UtilityPolicy):
             return LinearHead.fit(X, np.clip(matrix.quality, 0.0, 1.0), C=cfg.linear_c)
         from router_rl.policies.base import make_policy
 
+        if name == "cells":
+            columns, groups = self._cell_groups()
+            return make_policy("cells", self.models, columns=columns, feature_groups=groups).fit(X, matrix, seed=seed)
         kwargs: dict[str, Any] = {"k": cfg.knn_k} if name == "knn" else {"config": cfg.mf}
         return make_policy(name, self.models, **kwargs).fit(X, matrix, seed=seed)
+
+    def _cell_groups(self) -> tuple[list[str], list[list[int]]]:
+        """The ``cells`` learner's attributes and one-hot column groups, from the attached encoder."""
+        from router_rl.core.errors import ConfigError
+        from router_rl.policies.cells import DEFAULT_COLUMNS, resolve_cell_columns
+        from router_rl.policies.signals import feature_names
+
+        names = feature_names(self.encoder) if getattr(self, "encoder", None) is not None else None
+        if names is None:
+            raise ConfigError("lgbm-stack.base_learners", "'cells' needs the fitted feature encoder "
+                                                           "(attach_encoder before fit)")
+        groups, _, used = resolve_cell_columns(names, DEFAULT_COLUMNS, skip_missing=True)
+        return used, groups
 
     @staticmethod
     def _base_logits(model: Any, X: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The model catalog: which models exist, where they run and what a call costs.
 
 Local models are not free: their cost is GPU-seconds x the configured USD/hour of the GPU they
-run on, GPU-seconds estimated from output tokens / decode throughput (plus prefill at 10x that
-rate) when not measured.
+run on. When not measured, GPU-seconds are estimated from the tokens and the decode throughput:
+by default with a GPU to itself (output / tps + input / (10 x tps)), or under a
+:class:`~router_rl.traces.serving.LocalServingConfig` (continuous batching at a stated load).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from router_rl.traces.schema import CATALOG_SCHEMA, CLOUD, LOCAL, LOCATIONS
 
-PREFILL_SPEEDUP = 10.0  # prefill tokens/s relative to decode tokens/s
+if TYPE_CHECKING:
+    from router_rl.traces.serving import LocalServingConfig
+
+PREFILL_SPEEDUP = 10.0  # prefill tokens/s relative to decode tokens/s (single-stream estimate)
 
 
 @dataclass(frozen=True)
@@ -68,21 +72,38 @@ class ModelSpec:
         """True for models served on our own hardware."""
         return self.location == LOCAL
 
-    def gpu_seconds(self, input_tokens: float, output_tokens: float) -> float:
-        """Estimated GPU-seconds of one call of a local model (0 when throughput is unknown)."""
+    def gpu_seconds(
+        self, input_tokens: float, output_tokens: float, serving: LocalServingConfig | None = None
+    ) -> float:
+        """Estimated GPU-seconds of one call of a local model (0 when throughput is unknown).
+
+        Args:
+            input_tokens: Prompt tokens.
+            output_tokens: Generated tokens.
+            serving: How the model is served; ``None`` = a GPU to itself (single stream).
+        """
         if self.tokens_per_s is None:
             return 0.0
+        if serving is not None:
+            return float(serving.gpu_seconds(input_tokens, output_tokens, self.tokens_per_s))
         return output_tokens / self.tokens_per_s + input_tokens / (self.tokens_per_s * PREFILL_SPEEDUP)
 
-    def cost(self, input_tokens: float, output_tokens: float, gpu_seconds: float | None = None) -> float:
+    def cost(
+        self,
+        input_tokens: float,
+        output_tokens: float,
+        gpu_seconds: float | None = None,
+        serving: LocalServingConfig | None = None,
+    ) -> float:
         """USD cost of one call.
 
-        Cloud: tokens x price. Local: GPU-seconds (measured, or estimated from tokens) x
-        ``gpu_usd_per_hour`` / 3600, plus any token price configured.
+        Cloud: tokens x price. Local: GPU-seconds (measured, or estimated from tokens under
+        ``serving``, see :meth:`gpu_seconds`) x ``gpu_usd_per_hour`` / 3600, plus any token price
+        configured.
         """
         usd = (input_tokens * self.usd_per_m_input + output_tokens * self.usd_per_m_output) / 1e6
         if self.is_local and self.gpu_usd_per_hour > 0:
-            secs = gpu_seconds if gpu_seconds is not None else self.gpu_seconds(input_tokens, output_tokens)
+            secs = gpu_seconds if gpu_seconds is not None else self.gpu_seconds(input_tokens, output_tokens, serving)
             usd += secs * self.gpu_usd_per_hour / 3600.0
         return usd
 

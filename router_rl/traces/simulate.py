@@ -16,9 +16,12 @@ Design target (checked by tests): the cloud model is best on average; routing ea
 local models and hard ones to the cloud reaches >= 95% of the cloud model's quality with >= 80%
 local share, while no single local model reaches 95%.
 
-Cost: cloud = tokens x list price; local = GPU-seconds (prefill + decode at the catalog
-throughput) x the GPU's USD/hour, so local is cheap but not free. Latency: local = GPU-seconds x
-queueing jitter; cloud = network RTT + time-to-first-token + output / cloud throughput.
+Cost: cloud = tokens x list price; local = the GPU-seconds a request is charged for x the GPU's
+USD/hour, where the GPU-seconds follow from how the model is served
+(:class:`~router_rl.traces.serving.LocalServingConfig`: continuous batching at a stated load by
+default, or a GPU per request). Latency: local = prefill + decode at the per-stream speed of that
+setting x jitter, plus a queueing wait for a batch slot; cloud = network RTT + time-to-first-token
++ output / cloud throughput.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import polars as pl
 from router_rl.core.config import NonNegativeFloat, StrictConfig, UnitFloat
 from router_rl.traces.catalog import ModelCatalog, ModelSpec
 from router_rl.traces.schema import CLOUD, LOCAL
+from router_rl.traces.serving import LOCAL_OVERHEAD_S, LocalServingConfig, roofline_tokens_per_s
 from router_rl.traces.split import assign_splits
 from router_rl.traces.traceset import TraceSet
 from router_rl.traces.validate import ValidationReport
@@ -52,20 +56,42 @@ AGENT_TYPES: dict[str, tuple[str, float, bool]] = {
 }
 
 
+#: Rental price of one H100 80GB SXM, USD/hour (docs/traces.md "Local serving").
+H100_USD_PER_HOUR = 2.69
+#: Memory bandwidth of one H100 SXM, GB/s.
+H100_BANDWIDTH_GB_S = 3350.0
+#: Served weight size (GB) and GPUs per local model: bf16 up to 8B, FP8 above; the 123B model is
+#: tensor-parallel over two GPUs.
+LOCAL_WEIGHTS: dict[str, tuple[float, int]] = {
+    "rnj-1:8b": (16.6, 1),
+    "qwen2.5-coder:7b": (15.2, 1),
+    "devstral-small-2:24b": (24.0, 1),
+    "qwen2.5-coder:32b": (32.8, 1),
+    "devstral-2:123b": (123.0, 2),
+}
+
+
+def _local(model: str, provider: str, context_window: int) -> ModelSpec:
+    weight_gb, gpus = LOCAL_WEIGHTS[model]
+    tps = roofline_tokens_per_s(weight_gb, gpus * H100_BANDWIDTH_GB_S)
+    return ModelSpec(model, provider, LOCAL, gpu_usd_per_hour=gpus * H100_USD_PER_HOUR,
+                     tokens_per_s=round(tps, 1), context_window=context_window, open_weight=True)
+
+
 def default_catalog() -> ModelCatalog:
-    """The simulated fleet's catalog: five local open-weight models, Claude Sonnet 4.5, OpenRouter auto."""
+    """The simulated fleet's catalog: five local open-weight models, Claude Sonnet 4.5, OpenRouter auto.
+
+    Local models run on rented H100s; their single-stream decode speed is the memory-bandwidth
+    roofline of their served weights (:func:`~router_rl.traces.serving.roofline_tokens_per_s`).
+    Sources of every number: docs/traces.md ("Local serving").
+    """
     return ModelCatalog(
         [
-            ModelSpec("rnj-1:8b", "ollama", LOCAL, gpu_usd_per_hour=0.45, tokens_per_s=95.0,
-                      context_window=32768, open_weight=True),
-            ModelSpec("qwen2.5-coder:7b", "ollama", LOCAL, gpu_usd_per_hour=0.45, tokens_per_s=100.0,
-                      context_window=32768, open_weight=True),
-            ModelSpec("devstral-small-2:24b", "vllm", LOCAL, gpu_usd_per_hour=1.20, tokens_per_s=55.0,
-                      context_window=131072, open_weight=True),
-            ModelSpec("qwen2.5-coder:32b", "vllm", LOCAL, gpu_usd_per_hour=1.20, tokens_per_s=40.0,
-                      context_window=32768, open_weight=True),
-            ModelSpec("devstral-2:123b", "vllm", LOCAL, gpu_usd_per_hour=3.00, tokens_per_s=50.0,
-                      context_window=131072, open_weight=True),
+            _local("rnj-1:8b", "ollama", 32768),
+            _local("qwen2.5-coder:7b", "ollama", 32768),
+            _local("devstral-small-2:24b", "vllm", 131072),
+            _local("qwen2.5-coder:32b", "vllm", 32768),
+            _local("devstral-2:123b", "vllm", 131072),
             ModelSpec("claude-sonnet-4.5", "anthropic", CLOUD, usd_per_m_input=3.0, usd_per_m_output=15.0,
                       context_window=200000),
             ModelSpec("openrouter/auto", "openrouter", CLOUD, usd_per_m_input=1.5, usd_per_m_output=6.0,
@@ -117,6 +143,7 @@ class SimulationConfig(StrictConfig):
         privacy_rate: Share of tasks tagged privacy-sensitive.
         graded_concentration: Beta concentration of graded (non-binary) quality.
         cloud_rtt_s: Network round trip added to cloud latency (seconds).
+        local_serving: How local models are served, which sets their cost and latency.
     """
 
     task_hardness_sd: NonNegativeFloat = 0.8
@@ -124,6 +151,7 @@ class SimulationConfig(StrictConfig):
     privacy_rate: UnitFloat = 0.03
     graded_concentration: NonNegativeFloat = 10.0
     cloud_rtt_s: NonNegativeFloat = 0.35
+    local_serving: LocalServingConfig = LocalServingConfig()
 
 
 # --- prompt text ---------------------------------------------------------------------------
@@ -256,6 +284,7 @@ def simulate_fleet(
         raise ValueError(f"simulate_fleet: catalog must list exactly {ref} in that order, got {cat.models}")
     rng = np.random.default_rng(seed)
     prompt_rng = np.random.default_rng([seed, 1])
+    serve_rng = np.random.default_rng([seed, 2])  # queueing waits: the other draws do not move
     n, m = n_tasks, len(ref)
     agents = list(AGENT_TYPES)
     share = np.array([AGENT_TYPES[a][1] for a in agents])
@@ -302,7 +331,8 @@ def simulate_fleet(
     gpu_rate = np.array([s.gpu_usd_per_hour for s in cat])
     p_in = np.array([s.usd_per_m_input for s in cat])
     p_out = np.array([s.usd_per_m_output for s in cat])
-    gpu_s = output_tokens / tps + input_tokens / (tps * 10.0)
+    serving = cfg.local_serving
+    gpu_s = serving.gpu_seconds(input_tokens, output_tokens, tps)
     cost = np.where(
         is_local[None, :],
         gpu_s * gpu_rate / 3600.0,
@@ -312,7 +342,10 @@ def simulate_fleet(
     ttft = rng.lognormal(np.log(0.6), 0.35, size=(n, m))
     rtt = cfg.cloud_rtt_s * rng.lognormal(0.0, 0.3, size=(n, m))
     lat_cloud = rtt + ttft + output_tokens / cloud_tps * rng.lognormal(0.0, 0.15, size=(n, m))
-    lat_local = gpu_s * rng.lognormal(0.05, 0.15, size=(n, m)) + 0.05
+    service_s = serving.service_seconds(input_tokens, output_tokens, tps)
+    queue = np.zeros((n, m))
+    queue[:, is_local] = serving.queue_wait(service_s[:, is_local], serve_rng)
+    lat_local = service_s * rng.lognormal(0.05, 0.15, size=(n, m)) + queue + LOCAL_OVERHEAD_S
     latency = np.where(is_local[None, :], lat_local, lat_cloud)
     latency = np.where(failed & ~is_local[None, :], np.minimum(latency, 0.4 + rtt), latency)
 

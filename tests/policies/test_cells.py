@@ -74,3 +74,26 @@ def test_default_columns_use_what_the_encoder_has(fleet) -> None:
     bare = FeatureEncoder(EncoderConfig(categorical_columns=("category",), use_complexity=False)).fit(train.tasks)
     with pytest.raises(ConfigError, match=r"none of \['agent_type', 'complexity'\]"):
         make_policy("cells", train.models).attach_encoder(bare).fit(bare.transform(train.tasks), train, seed=0)
+
+
+@pytest.mark.slow
+def test_cells_as_a_base_learner_of_the_stacked_booster(fleet, tmp_path) -> None:
+    from router_rl.policies.stacking import StackedPolicy
+
+    train, test = fleet
+    enc = _encoder(train, declared=True)
+    X, Xte = enc.transform(train.tasks), enc.transform(test.tasks)
+    pol = StackedPolicy(train.models, config={"folds": 3, "base_learners": ["cells"], "select": "cv_aiq",
+                                              "lgbm": {"num_boost_round": 30}}).attach_encoder(enc)
+    pol.fit(X, train, seed=0)
+    assert set(pol.metadata["stack"]["oof_criterion"]) == {"stack", "cells", "prior"}
+    table = make_policy("cells", train.models).attach_encoder(enc).fit(X, train, seed=0)
+    # the base learner refitted on all tasks is exactly the cells baseline
+    np.testing.assert_allclose(pol.bases["cells"].predict_quality(Xte), table.predict_quality(Xte))
+    pol.chosen = "cells"
+    np.testing.assert_allclose(pol.predict_quality(Xte), table.predict_quality(Xte), rtol=1e-5)
+    pol.save(tmp_path / "s")
+    back = RoutingPolicy.load(tmp_path / "s")
+    np.testing.assert_array_equal(back.predict_quality(Xte), pol.predict_quality(Xte))
+    with pytest.raises(ConfigError, match="attach_encoder"):
+        StackedPolicy(train.models, config={"folds": 3, "base_learners": ["cells"]}).fit(X, train, seed=0)

@@ -53,10 +53,12 @@ def test_schema_catalog_and_validation(fleet) -> None:  # type: ignore[no-untype
 def test_local_cost_is_gpu_seconds_times_rate(fleet) -> None:  # type: ignore[no-untyped-def]
     m = fleet.matrix()
     ok = ~m.error
+    serving = SimulationConfig().local_serving
+    assert serving.mode == "batched"
     for j, name in enumerate(m.models):
         spec = fleet.catalog[name]
-        expect = np.array([spec.cost(i, o) for i, o in zip(m.input_tokens[:50, j], m.output_tokens[:50, j],
-                                                            strict=True)])
+        expect = np.array([spec.cost(i, o, serving=serving)
+                           for i, o in zip(m.input_tokens[:50, j], m.output_tokens[:50, j], strict=True)])
         np.testing.assert_allclose(m.cost[:50, j], expect, rtol=1e-9)
     assert ok.mean() > 0.98
 
