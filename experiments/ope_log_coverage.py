@@ -6,7 +6,8 @@ trained on the train split and becomes the *logging policy*, exploring with epsi
 ``--n-rows`` requests drawn with replacement from the test split
 (:func:`router_rl.logs.simulate.simulate_log`, fresh seed) and evaluates five target policies on it
 with ``router-rl ope``'s code path (:func:`router_rl.eval.logged.evaluate_log`: DM, IPS, SNIPS,
-DR, switch-DR; LightGBM reward model cross-fitted on the log; percentile bootstrap):
+DR, switch-DR; LightGBM reward model cross-fitted on the log; ``--interval``: the finite-sample
+betting interval by default, or the studentised / percentile bootstrap):
 
 * ``lgbm_lam0``: the logger's booster with the cost weight λ = 0 (quality first);
 * ``lgbm_lam3``: the same booster with λ = 3 (cost first);
@@ -76,7 +77,7 @@ class Args:
     alpha: float = 0.05
     logger_lam: float = 0.5
     metrics: list[str] = field(default_factory=lambda: ["quality"])
-    interval: str = "studentized"
+    interval: str = "betting"
     bias_allowance: bool = True
     lam: float = 1.0
     fleet_tasks: int = 3000
@@ -98,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     for name in ("alpha", "logger_lam"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--metrics", nargs="+", default=d.metrics, choices=list(ESTIMATED_METRICS))
-    p.add_argument("--interval", default=d.interval, choices=["studentized", "percentile"])
+    p.add_argument("--interval", default=d.interval, choices=["betting", "studentized", "percentile"])
     p.add_argument("--no-bias-allowance", dest="bias_allowance", action="store_false")
     p.add_argument("--lam", type=float, default=d.lam, help="cost weight of the utility (units of cost_ref_usd)")
     p.add_argument("--out-dir", default=d.out_dir)
@@ -299,6 +300,13 @@ def _width(x: float, metric: str) -> str:
     return f"{x:.2e}" if metric == "cost_usd" else f"{x:.3f}"
 
 
+def _interval_text(args: Args) -> str:
+    if args.interval == "betting":
+        return "betting intervals (finite-sample, no resamples; exact metrics: percentile bootstrap)"
+    allowance = "on" if args.bias_allowance else "off"
+    return f"{args.interval} bootstrap intervals ({args.n_bootstrap} resamples; bias allowance {allowance})"
+
+
 def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     """The tables: per source and metric, policy x estimator rows, bias / coverage / width per ε."""
     done = [e for e in (f"{x:g}" for x in args.epsilons)
@@ -307,8 +315,7 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     lines = [
         "OPE on simulated router logs: "
         + ", ".join(f"{n}: {s['repeats_done']} repeats" for n, s in results["sources"].items())
-        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {args.interval} bootstrap "
-        f"intervals ({args.n_bootstrap} resamples; bias allowance {'on' if args.bias_allowance else 'off'}), "
+        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {_interval_text(args)}, "
         f"LightGBM reward model on the first {args.pca_components} principal components of the features, "
         f"cross-fitted on {args.folds} folds. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
         "",
