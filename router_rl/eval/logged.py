@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from router_rl.core.config import NonNegativeFloat, PositiveFloat, StrictConfig, as_tuple
 from router_rl.ope.estimators import DEFAULT_TAU_GRID, SwitchDR, default_estimators
@@ -103,6 +103,12 @@ class LogOPEConfig(StrictConfig):
         "cost_usd",
         "utility",
     )
+
+    @model_validator(mode="after")
+    def _grid_needs_tuning(self) -> LogOPEConfig:
+        if self.tau_grid is not None and not self.tuned_switch:
+            raise ValueError("tau_grid: given without tuned_switch (the grid is the tuned switch-DR's candidates)")
+        return self
 
 
 @dataclass(frozen=True)

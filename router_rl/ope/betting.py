@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from router_rl.core.seeding import SeedLike, as_generator
-from router_rl.ope.validation import OPEInputError, as_float_vector, check_alpha
+from router_rl.ope.validation import OPEInputError, as_float_vector, as_nonnegative_vector, check_alpha
 
 #: Truncation of the bets: ``lambda <= BET_CAP / m`` (Waudby-Smith & Ramdas use 1/2 or 3/4).
 BET_CAP = 0.5
@@ -121,12 +121,9 @@ def nonnegative_mean_lower_bound(x: object, alpha: float, *, rng: SeedLike = 0) 
         alpha: One-sided error level.
         rng: Seed of the row order.
     """
-    v = as_float_vector(x, "x")
+    v = as_nonnegative_vector(x, "x")
     if v.size == 0:
         raise OPEInputError("x", "expected at least one value")
-    if (v < 0).any():
-        i = int(np.flatnonzero(v < 0)[0])
-        raise OPEInputError("x", f"expected >= 0, got {v[i]}", index=i)
     if not 0 < alpha < 1:
         raise OPEInputError("alpha", f"expected a level in (0, 1), got {alpha!r}")
     v = v[as_generator(rng).permutation(v.size)]
@@ -144,6 +141,18 @@ def nonnegative_mean_lower_bound(x: object, alpha: float, *, rng: SeedLike = 0) 
     return lo
 
 
+def _scaled_inputs(
+    rewards: object, weights: object, reward_range: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Checked ``(rewards rescaled to [0, 1], weights, lo, hi)``."""
+    r = as_float_vector(rewards, "rewards")
+    w = as_nonnegative_vector(weights, "weights", n=r.size)
+    if r.size == 0:
+        raise OPEInputError("rewards", "expected at least one row")
+    lo, hi = check_reward_range(r, reward_range)
+    return np.clip((r - lo) / (hi - lo), 0.0, 1.0), w, lo, hi
+
+
 def betting_interval(
     rewards: object,
     weights: object,
@@ -151,8 +160,16 @@ def betting_interval(
     alpha: float = 0.05,
     reward_range: tuple[float, float] | None = None,
     rng: SeedLike = 0,
+    versus_logger: bool = False,
 ) -> BettingInterval:
-    """Two-sided ``1 - alpha`` interval for ``V = E[w r]`` (module docstring).
+    """Two-sided ``1 - alpha`` interval for ``V = E[w r]`` (module docstring), or for ``V - V_logger``.
+
+    ``versus_logger=True`` (paired, the same rows): the per-row difference ``D_i = (w_i - 1) r'_i``
+    is at least ``-1`` and has mean ``V'_target - V'_logger`` (``E[w] = 1``), so ``D_i + 1 >= 0``
+    gives the lower bound; the upper bound comes from ``(w_i - 1)(1 - r'_i) + 1 >= 0``, whose mean
+    is ``1 - (V'_target - V'_logger)``. Rows where target and logger agree (``w_i = 1``) cost no
+    width; when every ``D_i`` is the same number (the target is the logger on every logged action)
+    the interval is that number, as the paired bootstrap's.
 
     Args:
         rewards: ``(n,)`` rewards of the logged actions.
@@ -161,64 +178,23 @@ def betting_interval(
         reward_range: Known ``(lo, hi)`` of the rewards (quality: ``(0, 1)``); None uses the observed
             range, which is data-dependent (documented, docs/evaluation.md).
         rng: Seed of the row order (the same order for both sides).
+        versus_logger: Interval of the difference to the logging policy instead of the value.
 
     Raises:
         OPEInputError: malformed arrays, negative weights, a reward outside ``reward_range``.
     """
     alpha = check_alpha(alpha)
-    r = as_float_vector(rewards, "rewards")
-    w = as_float_vector(weights, "weights", n=r.size)
-    if r.size == 0:
-        raise OPEInputError("rewards", "expected at least one row")
-    if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise OPEInputError("weights", f"expected >= 0, got {w[i]}", index=i)
-    lo, hi = check_reward_range(r, reward_range)
-    rs = np.clip((r - lo) / (hi - lo), 0.0, 1.0)
-    seed = int(as_generator(rng).integers(0, 2**63 - 1))
-    low = nonnegative_mean_lower_bound(w * rs, alpha / 2, rng=seed)
-    up = 1.0 - nonnegative_mean_lower_bound(w * (1.0 - rs), alpha / 2, rng=seed)
-    low, up = min(max(low, 0.0), 1.0), min(max(up, 0.0), 1.0)
-    return BettingInterval(lower=lo + (hi - lo) * low, upper=lo + (hi - lo) * up, alpha=alpha, reward_range=(lo, hi))
-
-
-def paired_difference_interval(
-    rewards: object,
-    weights: object,
-    *,
-    alpha: float = 0.05,
-    reward_range: tuple[float, float] | None = None,
-    rng: SeedLike = 0,
-) -> BettingInterval:
-    """``1 - alpha`` interval of ``V_target - V_logger`` from the same rows (paired).
-
-    The per-row difference ``D_i = (w_i - 1) r'_i`` is at least ``-1`` and has mean
-    ``V'_target - V'_logger`` (``E[w] = 1``), so ``D_i + 1 >= 0`` gives the lower bound; the upper
-    bound comes from ``(w_i - 1)(1 - r'_i) + 1 >= 0``, whose mean is ``1 - (V'_target - V'_logger)``.
-    Rows where the target and the logger agree (``w_i = 1``) cost no width. When every
-    ``D_i`` is the same number (the target is the logger on every logged action) the interval is
-    that number, as the paired bootstrap's.
-
-    Args:
-        rewards, weights, alpha, reward_range, rng: As in :func:`betting_interval` (``weights``:
-            the target's importance weights against the logging policy).
-    """
-    alpha = check_alpha(alpha)
-    r = as_float_vector(rewards, "rewards")
-    w = as_float_vector(weights, "weights", n=r.size)
-    if r.size == 0:
-        raise OPEInputError("rewards", "expected at least one row")
-    if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise OPEInputError("weights", f"expected >= 0, got {w[i]}", index=i)
-    lo, hi = check_reward_range(r, reward_range)
-    rs = np.clip((r - lo) / (hi - lo), 0.0, 1.0)
-    d_lo, d_up = (w - 1.0) * rs, (w - 1.0) * (1.0 - rs)
-    if np.ptp(d_lo) == 0 and np.ptp(d_up) == 0:
-        v = float(d_lo[0]) * (hi - lo)
+    rs, w, lo, hi = _scaled_inputs(rewards, weights, reward_range)
+    shift = 1.0 if versus_logger else 0.0  # D + 1 >= 0 for a difference; w r' >= 0 for a value
+    x_lo, x_up = (w - shift) * rs, (w - shift) * (1.0 - rs)
+    if versus_logger and np.ptp(x_lo) == 0 and np.ptp(x_up) == 0:
+        v = float(x_lo[0]) * (hi - lo)
         return BettingInterval(lower=v, upper=v, alpha=alpha, reward_range=(lo, hi))
     seed = int(as_generator(rng).integers(0, 2**63 - 1))
-    low = nonnegative_mean_lower_bound(np.maximum(d_lo + 1.0, 0.0), alpha / 2, rng=seed) - 1.0
-    up = 1.0 - nonnegative_mean_lower_bound(np.maximum(d_up + 1.0, 0.0), alpha / 2, rng=seed)
-    low, up = min(max(low, -1.0), 1.0), min(max(up, -1.0), 1.0)
-    return BettingInterval(lower=(hi - lo) * low, upper=(hi - lo) * up, alpha=alpha, reward_range=(lo, hi))
+    low = nonnegative_mean_lower_bound(np.maximum(x_lo + shift, 0.0), alpha / 2, rng=seed) - shift
+    up = 1.0 - nonnegative_mean_lower_bound(np.maximum(x_up + shift, 0.0), alpha / 2, rng=seed)
+    low, up = (min(max(b, -shift), 1.0) for b in (low, up))
+    offset = 0.0 if versus_logger else lo  # a difference has no offset
+    return BettingInterval(
+        lower=offset + (hi - lo) * low, upper=offset + (hi - lo) * up, alpha=alpha, reward_range=(lo, hi)
+    )

@@ -69,6 +69,7 @@ from router_rl.ope.bootstrap import (
 from router_rl.ope.validation import (
     OPEInputError,
     as_float_vector,
+    as_nonnegative_vector,
     check_actions,
     check_alpha,
     check_distribution,
@@ -119,12 +120,9 @@ class WeightDiagnostics:
 
 def weight_diagnostics(weights: np.ndarray) -> WeightDiagnostics:
     """Kish ESS, max and mean of importance ``weights`` (``(n,)``, finite, >= 0)."""
-    w = as_float_vector(weights, "weights")
+    w = as_nonnegative_vector(weights, "weights")
     if w.size == 0:
         raise OPEInputError("weights", "expected at least one weight")
-    if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise OPEInputError("weights", f"expected >= 0, got {w[i]}", index=i)
     s2 = float(np.dot(w, w))
     ess = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
     return WeightDiagnostics(

@@ -16,7 +16,7 @@ metric. Output is a :class:`LoggedEvaluation`:
   call, so both sides of every resample use the same rows; a studentised difference uses the
   per-row difference of the two sides' influence values as its ``se``; a betting difference vs
   the logging policy is the paired betting interval of ``(w_i - 1) r_i``
-  (:func:`~router_rl.ope.betting.paired_difference_interval`), vs another target
+  (:func:`~router_rl.ope.betting.betting_interval` with ``versus_logger``), vs another target
   ``[L_target - U_incumbent, U_target - L_incumbent]`` from the two sides' betting intervals at
   level ``alpha / 2`` each (a union bound: ``1 - alpha`` jointly; exactly the difference when the
   two have the same weight on every row). The incumbent is either the logging
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from router_rl.ope.betting import BettingInterval, betting_interval, paired_difference_interval
+from router_rl.ope.betting import BettingInterval, betting_interval
 from router_rl.ope.bootstrap import (
     ColumnBook,
     bootstrap_column_sums,
@@ -303,6 +303,15 @@ def _diff_bounds(
     )
 
 
+def _cs(
+    r: np.ndarray, w: np.ndarray, level: float, reward_range: tuple[float, float] | None, seed: int,
+    versus_logger: bool = False,
+) -> BettingInterval:
+    """The betting interval of a metric's rows, in the row order seeded ``[seed, 23]`` (one per metric)."""
+    return betting_interval(r, w, alpha=level, reward_range=reward_range, rng=np.random.default_rng([seed, 23]),
+                            versus_logger=versus_logger)
+
+
 def _betting_diff(value: float, target: BettingInterval, incumbent: BettingInterval) -> tuple[float, float, str]:
     """Union-bound interval of ``target - incumbent`` from two ``alpha / 2`` betting intervals."""
     return betting_hull(value, target.lower - incumbent.upper, target.upper - incumbent.lower)
@@ -438,23 +447,18 @@ def evaluate_logged(
                     book.floors[(name, e.label, "dcorr")] = se_floor(dc)
         book.run(None if betting else n_bootstrap, np.random.default_rng([seed, 17]))
         cs: dict[str, tuple[BettingInterval, BettingInterval]] = {}
+        paired_logged: dict[str, tuple[float, float, str]] = {}
         if betting:  # (level alpha for the estimate, alpha / 2 for a difference), one row order per metric
-            order_seed = [seed, 23]
-            for name, data in [(ON_POLICY, None), *datas.items()]:
-                w = np.ones(m) if data is None else data.weights()
-                cs[name] = tuple(  # type: ignore[assignment]
-                    betting_interval(r_keep, w, alpha=lv, reward_range=md.reward_range, rng=order_seed)
-                    for lv in (alpha, alpha / 2)
-                )
+            rr = md.reward_range
+            weights_of = {ON_POLICY: np.ones(m), **{name: d.weights() for name, d in datas.items()}}
+            for name, w in weights_of.items():
+                cs[name] = (_cs(r_keep, w, alpha, rr, seed), _cs(r_keep, w, alpha / 2, rr, seed))
             on_val = float(r_keep.mean())
             on_lo, on_hi, on_method = betting_hull(on_val, cs[ON_POLICY][0].lower, cs[ON_POLICY][0].upper)
             on_boot = np.empty(0)
-            paired_logged = {}
             if incumbent == LOGGED:  # paired: the target's and the logger's terms on the same rows
-                for name, data in datas.items():
-                    pd_ = paired_difference_interval(
-                        r_keep, data.weights(), alpha=alpha, reward_range=md.reward_range, rng=order_seed
-                    )
+                for name in datas:
+                    pd_ = _cs(r_keep, weights_of[name], alpha, rr, seed, versus_logger=True)
                     paired_logged[name] = (pd_.lower, pd_.upper, "betting")
         else:
             on_val, on_lo, on_hi, on_method = interval_from_book(_OnPolicy(), book, ON_POLICY, alpha, interval)

@@ -10,7 +10,6 @@ from router_rl.ope import IPS, SNIPS, DirectMethod, DoublyRobust, OPEInputError,
 from router_rl.ope.betting import (
     betting_interval,
     nonnegative_mean_lower_bound,
-    paired_difference_interval,
 )
 from router_rl.ope.estimators import DEFAULT_INTERVAL, DEFAULT_TAU_GRID, estimate_all
 
@@ -78,15 +77,15 @@ def test_paired_difference_vs_the_logger() -> None:
     data = _far_target_log(0)
     w, r = data.weights(), data.rewards
     # the target is the logger on every row: exactly 0
-    d0 = paired_difference_interval(r, np.ones_like(r), reward_range=(0.0, 1.0))
+    d0 = betting_interval(r, np.ones_like(r), reward_range=(0.0, 1.0), versus_logger=True)
     assert (d0.lower, d0.upper) == (0.0, 0.0)
     # true difference: target 0.6 - logger (0.95 * 0.9 + 0.01 * (0.9 + 0.5 + 0.6 + 0.4 + 0.3))
     true_diff = TRUTH - (0.96 * 0.9 + 0.01 * (0.5 + 0.6 + 0.4 + 0.3))
     covered = 0
     for s in range(60):
         dd = _far_target_log(s)
-        iv = paired_difference_interval(dd.rewards, dd.weights(), reward_range=(0.0, 1.0), rng=s)
+        iv = betting_interval(dd.rewards, dd.weights(), reward_range=(0.0, 1.0), rng=s, versus_logger=True)
         covered += iv.lower <= true_diff <= iv.upper
     assert covered >= 56
-    iv = paired_difference_interval(r, w, reward_range=(0.0, 1.0))
+    iv = betting_interval(r, w, reward_range=(0.0, 1.0), versus_logger=True)
     assert -1.0 <= iv.lower < true_diff < iv.upper <= 1.0
