@@ -86,6 +86,7 @@ class Args:
     name: str = "ope_log_coverage"
     quick: bool = False
     from_json: str | None = None
+    max_repeats: int | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -106,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--name", default=d.name, help="basename of the JSON / Markdown outputs")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--from-json", default=None, help="re-summarise the repeats of a written JSON (no new run)")
+    p.add_argument("--max-repeats", type=int, default=None,
+                   help="with --from-json: summarise the first N repeats only and print the tables (writes nothing)")
     a = Args(**vars(p.parse_args(argv)))
     if a.quick:
         a.sources, a.repeats, a.n_rows = ["fleet"], 3, 1500
@@ -370,32 +373,44 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
                     for e in eps_cols
                     for pol in ms["by_epsilon"][e]
                 ]
-                counts.append(f"{est} {sum(c >= 0.9 for c in cells)}/{len(cells)} (min {100 * min(cells):.0f}%)")
+                counts.append(
+                    f"{est} {sum(c >= 0.9 for c in cells)}/{len(cells)} (min {100 * min(cells):.0f}%, "
+                    f"mean {100 * sum(cells) / len(cells):.1f}%)"
+                )
             lines.append(f"* {sname}, {metric}: " + ", ".join(counts))
     lines.append("")
     return "\n".join(lines)
 
 
-def resummarise(path: str) -> dict[str, Any]:
-    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown."""
+def resummarise(path: str, max_repeats: int | None = None) -> dict[str, Any]:
+    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown.
+
+    With ``max_repeats``: the first ``max_repeats`` repeats only (a paired comparison with a shorter
+    run on the same seeds), printed, nothing written.
+    """
     from pathlib import Path
 
     p = Path(path)
     results = json.loads(p.read_text())
     a = dict(results["args"])
     a["from_json"] = None
-    args = Args(**a)
+    a.setdefault("interval", "studentized")  # runs before the betting interval carry no default
+    a["max_repeats"] = max_repeats
+    args = Args(**{k: v for k, v in a.items() if k in Args.__dataclass_fields__})
     for s in results["sources"].values():
         done = min(len(v) for v in s["repeats"].values())
+        if max_repeats is not None:
+            done = min(done, max_repeats)
         s["repeats_done"] = done
         for m, ms in s["metrics"].items():
             lt = {float(k): v for k, v in ms["logger_truth"].items()}
             for eps in args.epsilons:
                 reps = s["repeats"][f"{eps:g}"][:done]
                 ms["by_epsilon"][f"{eps:g}"] = summarise(None, eps, reps, m, truth_by=(ms["truth"], lt))  # type: ignore[arg-type]
-    p.write_text(json.dumps(compact(results), separators=(",", ":")))
     md = markdown(results, args, float(results.get("seconds", 0.0)))
-    p.with_suffix(".md").write_text(md + "\n")
+    if max_repeats is None:
+        p.write_text(json.dumps(compact(results), separators=(",", ":")))
+        p.with_suffix(".md").write_text(md + "\n")
     print(md)
     return results
 
@@ -406,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     if args.from_json:
-        return resummarise(args.from_json)
+        return resummarise(args.from_json, args.max_repeats)
     t0 = time.time()
     results: dict[str, Any] = {"args": asdict(args), "sources": {}}
     metrics = [*args.metrics, "local_share"]
