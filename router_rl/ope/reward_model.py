@@ -1,5 +1,9 @@
 """Cross-fitted reward models ``q_hat(x, a)`` for the direct method and doubly robust estimators.
 
+(Just over 500 lines on purpose: the one reward-model implementation of the project, OPE's and
+off-policy training's entry points over one LightGBM core; splitting them again is what this
+module undid.)
+
 The reward model of DM / DR / switch-DR is fitted on the log itself, so it must never predict a
 row it was trained on (an in-sample fit memorises the logged rewards and DR's correction term
 collapses to 0 on exactly the rows it should correct). :func:`cross_fit_reward_model` splits the
