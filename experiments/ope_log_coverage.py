@@ -6,7 +6,8 @@ trained on the train split and becomes the *logging policy*, exploring with epsi
 ``--n-rows`` requests drawn with replacement from the test split
 (:func:`router_rl.logs.simulate.simulate_log`, fresh seed) and evaluates five target policies on it
 with ``router-rl ope``'s code path (:func:`router_rl.eval.logged.evaluate_log`: DM, IPS, SNIPS,
-DR, switch-DR; LightGBM reward model cross-fitted on the log; percentile bootstrap):
+DR, switch-DR; LightGBM reward model cross-fitted on the log; ``--interval``: the finite-sample
+betting interval by default, or the studentised / percentile bootstrap):
 
 * ``lgbm_lam0``: the logger's booster with the cost weight λ = 0 (quality first);
 * ``lgbm_lam3``: the same booster with λ = 3 (cost first);
@@ -76,7 +77,7 @@ class Args:
     alpha: float = 0.05
     logger_lam: float = 0.5
     metrics: list[str] = field(default_factory=lambda: ["quality"])
-    interval: str = "studentized"
+    interval: str = "betting"
     bias_allowance: bool = True
     lam: float = 1.0
     fleet_tasks: int = 3000
@@ -85,6 +86,7 @@ class Args:
     name: str = "ope_log_coverage"
     quick: bool = False
     from_json: str | None = None
+    max_repeats: int | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -98,13 +100,15 @@ def parse_args(argv: list[str] | None = None) -> Args:
     for name in ("alpha", "logger_lam"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--metrics", nargs="+", default=d.metrics, choices=list(ESTIMATED_METRICS))
-    p.add_argument("--interval", default=d.interval, choices=["studentized", "percentile"])
+    p.add_argument("--interval", default=d.interval, choices=["betting", "studentized", "percentile"])
     p.add_argument("--no-bias-allowance", dest="bias_allowance", action="store_false")
     p.add_argument("--lam", type=float, default=d.lam, help="cost weight of the utility (units of cost_ref_usd)")
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--name", default=d.name, help="basename of the JSON / Markdown outputs")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--from-json", default=None, help="re-summarise the repeats of a written JSON (no new run)")
+    p.add_argument("--max-repeats", type=int, default=None,
+                   help="with --from-json: summarise the first N repeats only and print the tables (writes nothing)")
     a = Args(**vars(p.parse_args(argv)))
     if a.quick:
         a.sources, a.repeats, a.n_rows = ["fleet"], 3, 1500
@@ -299,6 +303,13 @@ def _width(x: float, metric: str) -> str:
     return f"{x:.2e}" if metric == "cost_usd" else f"{x:.3f}"
 
 
+def _interval_text(args: Args) -> str:
+    if args.interval == "betting":
+        return "betting intervals (finite-sample, no resamples; exact metrics: percentile bootstrap)"
+    allowance = "on" if args.bias_allowance else "off"
+    return f"{args.interval} bootstrap intervals ({args.n_bootstrap} resamples; bias allowance {allowance})"
+
+
 def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     """The tables: per source and metric, policy x estimator rows, bias / coverage / width per ε."""
     done = [e for e in (f"{x:g}" for x in args.epsilons)
@@ -307,8 +318,7 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
     lines = [
         "OPE on simulated router logs: "
         + ", ".join(f"{n}: {s['repeats_done']} repeats" for n, s in results["sources"].items())
-        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {args.interval} bootstrap "
-        f"intervals ({args.n_bootstrap} resamples; bias allowance {'on' if args.bias_allowance else 'off'}), "
+        + f" (of {args.repeats} asked) of {args.n_rows} rows, 95% {_interval_text(args)}, "
         f"LightGBM reward model on the first {args.pca_components} principal components of the features, "
         f"cross-fitted on {args.folds} folds. Cell = bias / coverage / mean width. Run time {seconds:.0f} s.",
         "",
@@ -363,32 +373,44 @@ def markdown(results: dict[str, Any], args: Args, seconds: float) -> str:
                     for e in eps_cols
                     for pol in ms["by_epsilon"][e]
                 ]
-                counts.append(f"{est} {sum(c >= 0.9 for c in cells)}/{len(cells)} (min {100 * min(cells):.0f}%)")
+                counts.append(
+                    f"{est} {sum(c >= 0.9 for c in cells)}/{len(cells)} (min {100 * min(cells):.0f}%, "
+                    f"mean {100 * sum(cells) / len(cells):.1f}%)"
+                )
             lines.append(f"* {sname}, {metric}: " + ", ".join(counts))
     lines.append("")
     return "\n".join(lines)
 
 
-def resummarise(path: str) -> dict[str, Any]:
-    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown."""
+def resummarise(path: str, max_repeats: int | None = None) -> dict[str, Any]:
+    """Recompute every summary of a written JSON from its per-repeat records; rewrite JSON + Markdown.
+
+    With ``max_repeats``: the first ``max_repeats`` repeats only (a paired comparison with a shorter
+    run on the same seeds), printed, nothing written.
+    """
     from pathlib import Path
 
     p = Path(path)
     results = json.loads(p.read_text())
     a = dict(results["args"])
     a["from_json"] = None
-    args = Args(**a)
+    a.setdefault("interval", "studentized")  # runs before the betting interval carry no default
+    a["max_repeats"] = max_repeats
+    args = Args(**{k: v for k, v in a.items() if k in Args.__dataclass_fields__})
     for s in results["sources"].values():
         done = min(len(v) for v in s["repeats"].values())
+        if max_repeats is not None:
+            done = min(done, max_repeats)
         s["repeats_done"] = done
         for m, ms in s["metrics"].items():
             lt = {float(k): v for k, v in ms["logger_truth"].items()}
             for eps in args.epsilons:
                 reps = s["repeats"][f"{eps:g}"][:done]
                 ms["by_epsilon"][f"{eps:g}"] = summarise(None, eps, reps, m, truth_by=(ms["truth"], lt))  # type: ignore[arg-type]
-    p.write_text(json.dumps(compact(results), separators=(",", ":")))
     md = markdown(results, args, float(results.get("seconds", 0.0)))
-    p.with_suffix(".md").write_text(md + "\n")
+    if max_repeats is None:
+        p.write_text(json.dumps(compact(results), separators=(",", ":")))
+        p.with_suffix(".md").write_text(md + "\n")
     print(md)
     return results
 
@@ -399,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     if args.from_json:
-        return resummarise(args.from_json)
+        return resummarise(args.from_json, args.max_repeats)
     t0 = time.time()
     results: dict[str, Any] = {"args": asdict(args), "sources": {}}
     metrics = [*args.metrics, "local_share"]

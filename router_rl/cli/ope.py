@@ -34,6 +34,17 @@ def _ci(metric: str, e: Estimate | None, *, diff: bool = False) -> str:
     return f"{_fmt(metric, e.value, diff=diff)} [{lo}, {hi}]"
 
 
+_BIAS_HELP = "Widen DM / switch-DR bootstrap intervals by their estimated bias."
+
+
+def _method(rep: LogOPEReport) -> str:
+    cfg = rep.config
+    if cfg.interval == "betting":
+        return f"finite-sample betting intervals (exact metrics: {cfg.n_bootstrap} bootstrap resamples)"
+    allowance = ", bias allowance" if cfg.bias_allowance else ""
+    return f"{cfg.interval} bootstrap, {cfg.n_bootstrap} resamples{allowance}"
+
+
 def print_report(rep: LogOPEReport) -> None:
     """Tables of a report: per metric (policy x estimator), then weights and support, then warnings."""
     from rich.markup import escape
@@ -47,7 +58,7 @@ def print_report(rep: LogOPEReport) -> None:
     rm: dict[str, Any] = next((v for v in d["reward_models"].values() if v), {})
     head = (
         f"log: {ev.n_rows} decisions ({rep.n_labeled} labeled), {len(ev.models)} models; reward model "
-        f"{rm.get('kind')} cross-fitted on {rm.get('folds')} folds; {ev.n_bootstrap} bootstrap resamples, "
+        f"{rm.get('kind')} cross-fitted on {rm.get('folds')} folds; {_method(rep)}, "
         f"{100 * (1 - ev.alpha):.0f}% intervals; utility = quality - {rep.config.lam:g} * cost_usd / "
         f"{rep.cost_ref_usd:.4g} ({rep.cost_ref_source})"
     )
@@ -89,6 +100,21 @@ def print_report(rep: LogOPEReport) -> None:
     print_table(con, t)
     for msg in ev.warnings:
         con.print(escape(f"warning: {msg}"))
+
+
+def parse_tau_grid(text: str | None) -> tuple[float, ...] | None:
+    """``"1,10,inf"`` -> ``(1.0, 10.0, inf)``; a one-line error on ``--tau-grid`` otherwise."""
+    if text is None:
+        return None
+    try:
+        grid = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: expected comma-separated numbers >= 0 (inf allowed), e.g. 1,10,100,inf", param_hint="--tau-grid"
+        ) from None
+    if any(not t >= 0 for t in grid):  # also NaN
+        raise typer.BadParameter(f"{text!r}: every threshold must be >= 0", param_hint="--tau-grid")
+    return grid
 
 
 def register(app: typer.Typer) -> None:
@@ -146,6 +172,21 @@ def register(app: typer.Typer) -> None:
             float, typer.Option("--support-threshold", help="Propensity under which a model is unsupported.")
         ] = 1e-3,
         tau: Annotated[float, typer.Option("--tau", help="Switch-DR weight threshold.")] = 10.0,
+        interval: Annotated[
+            str,
+            typer.Option(
+                "--interval",
+                help="Interval method: betting (finite-sample, valid at any ESS), studentized or percentile bootstrap.",
+            ),
+        ] = "betting",
+        bias_allowance: Annotated[bool, typer.Option("--bias-allowance/--no-bias-allowance", help=_BIAS_HELP)] = True,
+        tuned_switch: Annotated[
+            bool, typer.Option("--tuned-switch", help="Also report switch-DR with a data-driven threshold.")
+        ] = False,
+        tau_grid: Annotated[
+            str | None,
+            typer.Option("--tau-grid", help="Candidate thresholds of --tuned-switch, e.g. 1,10,100,inf."),
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the folds, reward models and bootstrap.")] = 0,
     ) -> None:
         """Off-policy evaluation on the router's logs: DM, IPS, SNIPS, DR, switch-DR with intervals."""
@@ -175,7 +216,9 @@ def register(app: typer.Typer) -> None:
             "lam": "--lam",
             "cost_ref_usd": "--cost-ref-usd",
             "support_threshold": "--support-threshold",
+            "tau_grid": "--tau-grid",
             "tau": "--tau",
+            "interval": "--interval",
         }
         rm_params: dict[str, object] = {}
         for item in reward_model_param or []:
@@ -186,6 +229,7 @@ def register(app: typer.Typer) -> None:
                 rm_params[key] = json.loads(raw)
             except json.JSONDecodeError:
                 rm_params[key] = raw
+        grid = parse_tau_grid(tau_grid)
         try:
             cfg = LogOPEConfig(
                 n_bootstrap=n_bootstrap,
@@ -199,9 +243,14 @@ def register(app: typer.Typer) -> None:
                 support_threshold=support_threshold,
                 tau=tau,
                 incumbent=incumbent,
+                interval=interval,  # type: ignore[arg-type]  # validated by LogOPEConfig
+                bias_allowance=bias_allowance,
+                tuned_switch=tuned_switch,
+                tau_grid=grid,
             )
         except ConfigError as e:
-            hint = next((f for k, f in flags.items() if k in str(e)), "--n-bootstrap")
+            field = str(e).split(":", 1)[0].rsplit(".", 1)[-1]  # "LogOPEConfig.<field>: ..."
+            hint = flags.get(field) or next((f for k, f in flags.items() if k in str(e)), "--n-bootstrap")
             raise typer.BadParameter(str(e).splitlines()[0], param_hint=hint) from None
         specs = _specs(policies, more)
         if not specs:

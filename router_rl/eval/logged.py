@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from router_rl.core.config import NonNegativeFloat, PositiveFloat, StrictConfig, as_tuple
-from router_rl.ope.estimators import default_estimators
+from router_rl.ope.estimators import DEFAULT_TAU_GRID, SwitchDR, default_estimators
 from router_rl.ope.logged import LOGGED, LoggedEvaluation, MetricData, evaluate_logged, fit_metric
 
 if TYPE_CHECKING:
@@ -44,6 +44,11 @@ METRICS: tuple[str, ...] = ("quality", "cost_usd", "local_share", "utility")
 LOG_ONLY_POLICIES: tuple[str, ...] = ("random", "single")
 #: Columns that define "similar tasks" for the support check, when the log has them.
 GROUP_COLUMNS: tuple[str, ...] = ("category", "complexity")
+
+
+#: Known range of the quality label (feedback is validated to [0, 1]): the betting interval's scale.
+#: Cost and utility have no known range: their betting intervals use the observed one.
+QUALITY_RANGE = (0.0, 1.0)
 
 
 class LogOPEError(ValueError):
@@ -67,9 +72,12 @@ class LogOPEConfig(StrictConfig):
         tau: Weight threshold of switch-DR.
         tuned_switch: Also report switch-DR with a data-driven threshold (``switch_dr(tuned)``,
             :class:`router_rl.ope.estimators.SwitchDR` ``tau_grid``).
-        interval: ``studentized`` (bootstrap-t, default) or ``percentile`` intervals.
-        bias_allowance: Widen DM's and switch-DR's intervals by their estimated bias (the
-            importance-weighted held-out residuals they drop; docs/evaluation.md).
+        tau_grid: Candidate thresholds of the tuned switch-DR (None:
+            :data:`router_rl.ope.estimators.DEFAULT_TAU_GRID`); only with ``tuned_switch``.
+        interval: ``betting`` (finite-sample, valid at any ESS; default), ``studentized``
+            (bootstrap-t) or ``percentile`` intervals (docs/evaluation.md).
+        bias_allowance: Widen DM's and switch-DR's bootstrap intervals by their estimated bias
+            (the importance-weighted held-out residuals they drop; docs/evaluation.md).
         incumbent: ``logged`` (the logging policy) or the name of one evaluated policy.
         metrics: Estimated metrics to report (subset of ``quality``, ``cost_usd``, ``utility``;
             ``local_share`` is always reported, exactly). Fewer metrics, fewer reward models.
@@ -86,7 +94,8 @@ class LogOPEConfig(StrictConfig):
     support_threshold: Annotated[float, Field(ge=0, lt=1)] = 1e-3
     tau: NonNegativeFloat = 10.0
     tuned_switch: bool = False
-    interval: Literal["studentized", "percentile"] = "studentized"
+    tau_grid: Annotated[tuple[Annotated[float, Field(ge=0)], ...], Field(min_length=1)] | None = None
+    interval: Literal["betting", "studentized", "percentile"] = "betting"
     bias_allowance: bool = True
     incumbent: str = LOGGED
     metrics: Annotated[tuple[Literal["quality", "cost_usd", "utility"], ...], BeforeValidator(as_tuple)] = (
@@ -94,6 +103,12 @@ class LogOPEConfig(StrictConfig):
         "cost_usd",
         "utility",
     )
+
+    @model_validator(mode="after")
+    def _grid_needs_tuning(self) -> LogOPEConfig:
+        if self.tau_grid is not None and not self.tuned_switch:
+            raise ValueError("tau_grid: given without tuned_switch (the grid is the tuned switch-DR's candidates)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,14 @@ class LogOPEReport:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(_clean(self.to_dict()), indent=2))
         return p
+
+
+def report_estimators(cfg: LogOPEConfig) -> list[Any]:
+    """DM, IPS, SNIPS, DR, switch-DR (``cfg.tau``) and, with ``tuned_switch``, ``switch_dr(tuned)``."""
+    ests = default_estimators(tau=cfg.tau)
+    if cfg.tuned_switch:
+        ests.append(SwitchDR(tau_grid=cfg.tau_grid or DEFAULT_TAU_GRID))
+    return ests
 
 
 # --- policies -> distributions -------------------------------------------------------------------
@@ -363,6 +386,7 @@ def evaluate_log(
                 kind=cfg.reward_model,
                 params=cfg.reward_model_params,
                 seed=cfg.seed + 7919 * i,
+                reward_range=QUALITY_RANGE if mname == "quality" else None,
             )
         )
     local = np.asarray([loc == "local" for loc in data.locations], dtype=np.float64)
@@ -375,7 +399,7 @@ def evaluate_log(
         exact_metrics={"local_share": local},
         models=data.models,
         incumbent=cfg.incumbent,
-        estimators=default_estimators(tau=cfg.tau, tuned_switch=cfg.tuned_switch),
+        estimators=report_estimators(cfg),
         n_bootstrap=cfg.n_bootstrap,
         alpha=cfg.alpha,
         seed=cfg.seed,

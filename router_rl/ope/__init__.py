@@ -1,11 +1,14 @@
 """Offline policy evaluation on plain numpy arrays (never policy objects).
 
-* :mod:`router_rl.ope.estimators`: replay, DM, IPS, SNIPS, DR, switch-DR with seeded bootstrap
-  intervals and importance-weight diagnostics.
+* :mod:`router_rl.ope.estimators`: replay, DM, IPS, SNIPS, DR, switch-DR with intervals (the
+  finite-sample betting interval by default, or a seeded bootstrap) and importance-weight
+  diagnostics.
+* :mod:`router_rl.ope.betting`: the betting confidence interval of a policy value (valid at any ESS).
 * :mod:`router_rl.ope.metrics`: routing metrics, frontiers, AIQ / APGR / CPT, operating points.
 * :mod:`router_rl.ope.bootstrap`: the vectorised bootstrap both build on.
 """
 
+from router_rl.ope.betting import BettingInterval, betting_interval
 from router_rl.ope.estimators import (
     DEFAULT_TAU_GRID,
     ESTIMATOR_REGISTRY,
@@ -50,6 +53,7 @@ __all__ = [
     "INTERVAL_METHODS",
     "IPS",
     "SNIPS",
+    "BettingInterval",
     "CalibrationCurve",
     "DirectMethod",
     "DoublyRobust",
@@ -65,6 +69,7 @@ __all__ = [
     "WeightDiagnostics",
     "aiq",
     "apgr",
+    "betting_interval",
     "calibrate_operating_point",
     "calibration_curve",
     "cost_at_quality",

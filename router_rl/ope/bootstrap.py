@@ -84,7 +84,7 @@ def mean_se(sum_psi: np.ndarray | float, sum_psi2: np.ndarray | float, n: int) -
 
 
 def studentized_interval(
-    value: float, se: float, boot_values: np.ndarray, boot_se: np.ndarray, alpha: float
+    value: float, se: float, boot_values: np.ndarray, boot_se: np.ndarray, alpha: float, se_floor: float = 0.0
 ) -> tuple[float, float]:
     """Bootstrap-t (studentised) interval ``[value - t_{1-a/2} se, value - t_{a/2} se]``.
 
@@ -95,19 +95,42 @@ def studentized_interval(
     interval cuts short. Resamples whose ``se*`` is 0 have no ``t*`` and are ignored; a
     statistic whose own ``se`` is 0 (e.g. a paired difference of identical terms) gets the
     degenerate interval ``[value, value]``.
+
+    **Standard-error floor** (``se_floor``, :func:`se_floor`): both ``se`` and every ``se*`` are
+    raised to at least ``se_floor``. Without it a resample that drew none of the few heavy rows
+    has ``se* ~ 1e-9`` and a ``t*`` of ``1e8``, and the interval explodes (one IPS interval at
+    ESS 9 was ``2e9`` wide, docs/evaluation.md).
     """
     alpha = check_alpha(alpha)
     if not np.isfinite(value):
         return float("nan"), float("nan")
+    floor = float(se_floor) if np.isfinite(se_floor) and se_floor > 0 else 0.0
+    se = max(float(se), floor)
     if not se > 0:
         return float(value), float(value)
     bv, bs = np.asarray(boot_values, dtype=np.float64), np.asarray(boot_se, dtype=np.float64)
+    bs = np.maximum(bs, floor)
     ok = np.isfinite(bv) & np.isfinite(bs) & (bs > 0)
     if not ok.any():
         return float(value), float(value)
     t = (bv[ok] - value) / bs[ok]
     t_lo, t_hi = np.quantile(t, [alpha / 2, 1 - alpha / 2])
     return float(value - t_hi * se), float(value - t_lo * se)
+
+
+def se_floor(psi: np.ndarray) -> float:
+    """The standard-error floor of a mean of ``n`` per-row influence values ``psi``: ``ptp(psi) / n``.
+
+    The rule: a mean of ``n`` terms spread over a range ``R`` moves by up to ``R / n`` when one row
+    changes, so a standard error below that is the resolution of the sample, not information
+    about the estimate. For IPS with a deterministic target (weights ``0`` or ``W ~ n / ESS``)
+    ``R = W * (reward range)``, so the floor is ``(reward range) / ESS``: 0.1 at ESS 10, 0.001 at
+    ESS 1,000 (quality in [0, 1]). A statistic whose terms are all equal (``R = 0``) keeps
+    ``se = 0`` and its degenerate interval.
+    """
+    p = np.asarray(psi, dtype=np.float64)
+    fin = p[np.isfinite(p)]
+    return float(np.ptp(fin) / p.size) if fin.size else 0.0
 
 
 class ColumnBook:
@@ -121,6 +144,8 @@ class ColumnBook:
         self._blocks: list[np.ndarray] = []
         self._spans: dict[object, tuple[int, int]] = {}
         self._width = 0
+        #: ``key -> se floor`` of the blocks whose standard error is floored (:func:`se_floor`).
+        self.floors: dict[object, float] = {}
         self.sums: np.ndarray | None = None
         self.boot: np.ndarray | None = None
 

@@ -20,12 +20,19 @@ estimator      value
                (Open Bandit Pipeline's ``SwitchDoublyRobust``; ``tau=inf`` is DR, ``tau=0`` DM)
 =============  ===========================================================================
 
-Every estimator is a mean (or ratio of means) of per-row columns, so intervals come from the
-vectorised bootstrap in :mod:`router_rl.ope.bootstrap`. Two interval methods (``interval=``):
+Every estimator is a mean (or ratio of means) of per-row columns, so bootstrap intervals come
+from the vectorised bootstrap in :mod:`router_rl.ope.bootstrap`. Three interval methods
+(``interval=``):
 
-* ``studentized`` (default): bootstrap-t on the estimator's influence values (``x_i - mean`` for
+* ``betting`` (default since 2026-12-01): the finite-sample betting interval of the target's value
+  (:mod:`router_rl.ope.betting`; Waudby-Smith & Ramdas 2024, Karampatziakis, Mineiro & Ramdas
+  2021), valid at any ESS for rewards in a known range; it does not use the reward model, so it is
+  the same set for every estimator, reported as its hull with the estimator's point estimate.
+  No resamples (``n_bootstrap`` of the estimate is None);
+* ``studentized``: bootstrap-t on the estimator's influence values (``x_i - mean`` for
   the means; the delta-method ``w_i (r_i - V) / mean(w)`` for SNIPS), which keeps its coverage
-  where a few large importance weights make the estimate skewed (low ESS);
+  where a few large importance weights make the estimate skewed, with a floor on the standard
+  errors (:func:`router_rl.ope.bootstrap.se_floor`);
 * ``percentile``: the plain percentile bootstrap (the method before 2026-12-01).
 
 and a **bias allowance** (``bias_allowance=True``, default) for the estimators that do not
@@ -33,7 +40,8 @@ correct the reward model's error everywhere (DM; switch-DR on rows with ``w_i > 
 bias is estimated by the correction they drop, ``mean_i w_i (r_i - q_hat(x_i, a_i))`` (held-out
 residuals of the cross-fitted reward model on the logged actions, importance weighted), and the
 reported interval is the hull of the estimator's own interval and the interval of the
-estimator plus that bias estimate (which is DR). Without it the interval only reflects the
+estimator plus that bias estimate (which is DR); bootstrap methods only (a betting interval
+does not depend on the reward model). Without it the interval only reflects the
 resampling of rows and ignores the reward model's error (docs/evaluation.md, coverage table).
 The point estimates never depend on these options.
 """
@@ -48,27 +56,34 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from router_rl.core.seeding import SeedLike
+from router_rl.core.seeding import SeedLike, as_generator
+from router_rl.ope.betting import betting_interval
 from router_rl.ope.bootstrap import (
     ColumnBook,
     bootstrap_column_sums,
     mean_se,
     percentile_interval,
+    se_floor,
     studentized_interval,
 )
 from router_rl.ope.validation import (
     OPEInputError,
     as_float_vector,
+    as_nonnegative_vector,
     check_actions,
     check_alpha,
     check_distribution,
     check_matrix,
+    check_n_bootstrap,
     check_propensities,
 )
 
 #: Interval methods of :func:`estimate_all` (see the module docstring).
-INTERVAL_METHODS: tuple[str, ...] = ("studentized", "percentile")
-DEFAULT_INTERVAL = "studentized"
+INTERVAL_METHODS: tuple[str, ...] = ("betting", "studentized", "percentile")
+#: The interval method that meets issue #15's coverage bar (docs/evaluation.md).
+DEFAULT_INTERVAL = "betting"
+#: Interval methods that resample rows (the others need no ``n_bootstrap``).
+BOOTSTRAP_METHODS: tuple[str, ...] = ("studentized", "percentile")
 #: Candidate thresholds of the tuned switch-DR (``SwitchDR(tau_grid=...)``).
 DEFAULT_TAU_GRID: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, math.inf)
 
@@ -105,12 +120,9 @@ class WeightDiagnostics:
 
 def weight_diagnostics(weights: np.ndarray) -> WeightDiagnostics:
     """Kish ESS, max and mean of importance ``weights`` (``(n,)``, finite, >= 0)."""
-    w = as_float_vector(weights, "weights")
+    w = as_nonnegative_vector(weights, "weights")
     if w.size == 0:
         raise OPEInputError("weights", "expected at least one weight")
-    if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise OPEInputError("weights", f"expected >= 0, got {w[i]}", index=i)
     s2 = float(np.dot(w, w))
     ess = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
     return WeightDiagnostics(
@@ -131,8 +143,9 @@ class Estimate:
         n_bootstrap: Number of resamples used.
         n: Number of rows.
         diagnostics: Importance-weight diagnostics (None for ``replay`` / ``dm``).
-        interval: How the interval was made: ``percentile``, ``studentized``, either with
-            ``+bias`` (bias allowance, see the module docstring); None without an interval.
+        interval: How the interval was made: ``betting``, ``percentile``, ``studentized``, the
+            last two with ``+bias`` (bias allowance, see the module docstring); None without an
+            interval.
     """
 
     estimator: str
@@ -298,6 +311,7 @@ class OffPolicyEstimator(ABC):
         rng: SeedLike = 0,
         interval: str = DEFAULT_INTERVAL,
         bias_allowance: bool = True,
+        reward_range: tuple[float, float] | None = None,
     ) -> Estimate:
         """Point estimate, seeded bootstrap interval and weight diagnostics.
 
@@ -306,14 +320,14 @@ class OffPolicyEstimator(ABC):
             n_bootstrap: Number of resamples of the rows.
             alpha: ``0.05`` gives a 95% interval.
             rng: Seed or generator; the same seed gives the same interval.
-            interval, bias_allowance: See :func:`estimate_all`.
+            interval, bias_allowance, reward_range: See :func:`estimate_all`.
         """
         data = LoggedFeedback.from_arrays(
             rewards=rewards, actions=actions, propensities=propensities, target=target, reward_hat=reward_hat
         )
         return estimate_all(
             [self], data, n_bootstrap=n_bootstrap, alpha=alpha, rng=rng, interval=interval,
-            bias_allowance=bias_allowance,
+            bias_allowance=bias_allowance, reward_range=reward_range,
         )[self.label]
 
     def diagnostics(self, *, actions: object, propensities: object, target: object) -> WeightDiagnostics:
@@ -531,19 +545,27 @@ def add_row_terms(book: ColumnBook, key: object, terms: RowTerms) -> None:
     """Register ``terms`` in ``book`` under ``(key, ...)`` blocks (value, influence, corrected)."""
     book.add((key, "cols"), terms.columns)
     book.add((key, "psi"), np.column_stack([terms.psi, terms.psi**2]))
+    book.floors[(key, "psi")] = se_floor(terms.psi)
     if terms.corrected is not None:
         y = terms.corrected
         py = y - y.mean()
         book.add((key, "corr"), np.column_stack([y, py, py**2]))
+        book.floors[(key, "corr")] = se_floor(py)
 
 
 def _bounds(
-    value: float, boot_values: np.ndarray, se: float, boot_se: np.ndarray, alpha: float, interval: str
+    value: float,
+    boot_values: np.ndarray,
+    se: float,
+    boot_se: np.ndarray,
+    alpha: float,
+    interval: str,
+    floor: float = 0.0,
 ) -> tuple[float, float]:
     if interval == "percentile":
         lo, hi = percentile_interval(boot_values, alpha)
         return float(lo), float(hi)
-    return studentized_interval(value, se, boot_values, boot_se, alpha)
+    return studentized_interval(value, se, boot_values, boot_se, alpha, se_floor=floor)
 
 
 def interval_from_book(
@@ -560,16 +582,23 @@ def interval_from_book(
     scale = e.se_scale(b, s)
     if scale is not None:
         bse = bse * scale
-    lo, hi = _bounds(value, bv, se, bse, alpha, interval)
+    lo, hi = _bounds(value, bv, se, bse, alpha, interval, book.floors.get((key, "psi"), 0.0))
     method = interval
     if (key, "corr") in book:
         sc, bc = book.sum_of((key, "corr")), book.boot_of((key, "corr"))
         lo2, hi2 = _bounds(
             float(sc[0] / n), bc[:, 0] / n, float(mean_se(sc[1], sc[2], n)), mean_se(bc[:, 1], bc[:, 2], n), alpha,
-            interval,
+            interval, book.floors.get((key, "corr"), 0.0),
         )
         lo, hi, method = min(lo, lo2), max(hi, hi2), f"{interval}+bias"
     return value, lo, hi, method
+
+
+def betting_hull(value: float, lower: float, upper: float) -> tuple[float, float, str]:
+    """``(lower, upper, "betting")``: the betting interval widened to contain the point estimate."""
+    if not math.isfinite(value):
+        return lower, upper, "betting"
+    return min(lower, value), max(upper, value), "betting"
 
 
 def estimate_all(
@@ -581,17 +610,21 @@ def estimate_all(
     rng: SeedLike = 0,
     interval: str = DEFAULT_INTERVAL,
     bias_allowance: bool = True,
+    reward_range: tuple[float, float] | None = None,
 ) -> dict[str, Estimate]:
     """Run several estimators on the same data, sharing one set of bootstrap resamples.
 
     Args:
         estimators: Estimator instances (labels must be distinct).
         data: Validated feedback (:meth:`LoggedFeedback.from_arrays`).
-        n_bootstrap: Resamples for the intervals; ``None`` skips them (point estimates only).
+        n_bootstrap: Resamples for the bootstrap intervals; ``None`` skips every interval (point
+            estimates only). ``betting`` intervals use none (their ``n_bootstrap`` is None).
         alpha: Interval level.
-        rng: Seed or generator.
-        interval: ``studentized`` (default) or ``percentile`` (module docstring).
-        bias_allowance: Widen DM / switch-DR intervals by their estimated bias (module docstring).
+        rng: Seed or generator (bootstrap resamples; row order of the betting interval).
+        interval: ``betting`` (default), ``studentized`` or ``percentile`` (module docstring).
+        bias_allowance: Widen DM / switch-DR bootstrap intervals by their estimated bias.
+        reward_range: Known ``(lo, hi)`` of the rewards for ``betting`` (quality: ``(0, 1)``); None:
+            the observed range (:func:`router_rl.ope.betting.betting_interval`).
 
     Returns:
         ``label -> Estimate`` in the order given.
@@ -601,16 +634,26 @@ def estimate_all(
         raise OPEInputError("estimators", f"duplicate labels {labels}")
     alpha = check_alpha(alpha)
     interval = check_interval(interval)
+    if n_bootstrap is not None:
+        n_bootstrap = check_n_bootstrap(n_bootstrap)
+    betting = interval not in BOOTSTRAP_METHODS
     book = ColumnBook(data.n)
     for e in estimators:
-        add_row_terms(book, e.label, row_terms(e, data, bias_allowance=bias_allowance))
-    book.run(n_bootstrap, rng)
+        add_row_terms(book, e.label, row_terms(e, data, bias_allowance=bias_allowance and not betting))
+    gen = as_generator(rng)
+    book.run(None if betting else n_bootstrap, gen)
+    cs = None
+    if betting and n_bootstrap is not None:
+        cs = betting_interval(data.rewards, data.weights(), alpha=alpha, reward_range=reward_range, rng=gen)
     diag = weight_diagnostics(data.weights()) if any(e.uses_weights for e in estimators) else None
     out: dict[str, Estimate] = {}
     for e in estimators:
         lower = upper = None
         method = None
-        if n_bootstrap is not None:
+        if cs is not None:
+            value = float(e.combine(book.sum_of((e.label, "cols")), data.n))
+            lower, upper, method = betting_hull(value, cs.lower, cs.upper)
+        elif n_bootstrap is not None:
             value, lower, upper, method = interval_from_book(e, book, e.label, alpha, interval)
         else:
             value = float(e.combine(book.sum_of((e.label, "cols")), data.n))
@@ -620,7 +663,7 @@ def estimate_all(
             lower=lower,
             upper=upper,
             alpha=alpha if n_bootstrap is not None else None,
-            n_bootstrap=n_bootstrap,
+            n_bootstrap=None if betting else n_bootstrap,
             n=data.n,
             diagnostics=diag if e.uses_weights else None,
             interval=method,

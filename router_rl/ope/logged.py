@@ -7,13 +7,19 @@ Input is the log as arrays (``actions``, ``propensities``, the full ``logging_pr
 sampled from), one ``(n, k)`` action distribution per target policy and one reward vector per
 metric. Output is a :class:`LoggedEvaluation`:
 
-* per target and metric, every estimator's value with a seeded bootstrap interval (the
-  estimators and interval methods of :mod:`router_rl.ope.estimators`, not re-implemented here:
-  studentised bootstrap by default, DM / switch-DR with the bias allowance);
+* per target and metric, every estimator's value with an interval (the estimators and interval
+  methods of :mod:`router_rl.ope.estimators`, not re-implemented here: the finite-sample
+  betting interval by default, :mod:`router_rl.ope.betting`; or a seeded studentised /
+  percentile bootstrap, DM / switch-DR with the bias allowance);
 * the **paired** difference to an incumbent per estimator: target and incumbent terms are
   columns of one matrix resampled by one :func:`~router_rl.ope.bootstrap.bootstrap_column_sums`
   call, so both sides of every resample use the same rows; a studentised difference uses the
-  per-row difference of the two sides' influence values as its ``se``. The incumbent is either the logging
+  per-row difference of the two sides' influence values as its ``se``; a betting difference vs
+  the logging policy is the paired betting interval of ``(w_i - 1) r_i``
+  (:func:`~router_rl.ope.betting.betting_interval` with ``versus_logger``), vs another target
+  ``[L_target - U_incumbent, U_target - L_incumbent]`` from the two sides' betting intervals at
+  level ``alpha / 2`` each (a union bound: ``1 - alpha`` jointly; exactly the difference when the
+  two have the same weight on every row). The incumbent is either the logging
   policy (``"logged"``: its value is the on-policy mean of the logged rewards, which is exact
   for it, with its own interval) or one of the targets;
 * *exact* metrics (a per-action constant such as "is the model local"): the value of a target is
@@ -35,14 +41,17 @@ from typing import Any
 
 import numpy as np
 
+from router_rl.ope.betting import BettingInterval, betting_interval
 from router_rl.ope.bootstrap import (
     ColumnBook,
     bootstrap_column_sums,
     mean_se,
     percentile_interval,
+    se_floor,
     studentized_interval,
 )
 from router_rl.ope.estimators import (
+    BOOTSTRAP_METHODS,
     DEFAULT_INTERVAL,
     Estimate,
     LoggedFeedback,
@@ -50,6 +59,7 @@ from router_rl.ope.estimators import (
     RowTerms,
     WeightDiagnostics,
     add_row_terms,
+    betting_hull,
     check_interval,
     default_estimators,
     interval_from_book,
@@ -85,12 +95,15 @@ class MetricData:
         reward_hat: ``(n, k)`` out-of-fold reward-model predictions (finite on the included rows),
             or None (then only IPS / SNIPS can run).
         reward_model: Provenance of ``reward_hat`` (:meth:`RewardModelFit.describe`), or None.
+        reward_range: Known ``(lo, hi)`` of the rewards (quality: ``(0, 1)``) for the betting
+            interval; None: the observed range of the included rows.
     """
 
     name: str
     rewards: np.ndarray
     reward_hat: np.ndarray | None = None
     reward_model: dict[str, Any] | None = None
+    reward_range: tuple[float, float] | None = None
 
     @property
     def included(self) -> np.ndarray:
@@ -109,6 +122,7 @@ def fit_metric(
     kind: str = "lightgbm",
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
+    reward_range: tuple[float, float] | None = None,
 ) -> MetricData:
     """:class:`MetricData` with a reward model cross-fitted on the rows whose reward is known.
 
@@ -119,6 +133,7 @@ def fit_metric(
         rewards: ``(n,)`` rewards, NaN where unknown (not used for fitting, excluded later).
         n_actions: Number of actions.
         folds, kind, params, seed: See :func:`~router_rl.ope.reward_model.cross_fit_reward_model`.
+        reward_range: Known range of the rewards (:class:`MetricData`).
     """
     r = np.asarray(rewards, dtype=np.float64)
     x = np.asarray(X)
@@ -130,7 +145,7 @@ def fit_metric(
     )
     q = np.full((r.shape[0], n_actions), np.nan)
     q[keep] = fit.predictions
-    return MetricData(name=name, rewards=r, reward_hat=q, reward_model=fit.describe())
+    return MetricData(name=name, rewards=r, reward_hat=q, reward_model=fit.describe(), reward_range=reward_range)
 
 
 @dataclass(frozen=True)
@@ -251,7 +266,7 @@ def _estimate(
     hi: float,
     method: str,
     alpha: float,
-    n_bootstrap: int,
+    n_bootstrap: int | None,
     n: int,
     diag: WeightDiagnostics | None = None,
 ) -> Estimate:
@@ -282,7 +297,24 @@ def _diff_bounds(
         return float(lo), float(hi)
     s, b = book.sum_of(key), book.boot_of(key)
     n = book.n
-    return studentized_interval(value, float(mean_se(s[0], s[1], n)), boot, mean_se(b[:, 0], b[:, 1], n), alpha)
+    return studentized_interval(
+        value, float(mean_se(s[0], s[1], n)), boot, mean_se(b[:, 0], b[:, 1], n), alpha,
+        se_floor=book.floors.get(key, 0.0),
+    )
+
+
+def _cs(
+    r: np.ndarray, w: np.ndarray, level: float, reward_range: tuple[float, float] | None, seed: int,
+    versus_logger: bool = False,
+) -> BettingInterval:
+    """The betting interval of a metric's rows, in the row order seeded ``[seed, 23]`` (one per metric)."""
+    return betting_interval(r, w, alpha=level, reward_range=reward_range, rng=np.random.default_rng([seed, 23]),
+                            versus_logger=versus_logger)
+
+
+def _betting_diff(value: float, target: BettingInterval, incumbent: BettingInterval) -> tuple[float, float, str]:
+    """Union-bound interval of ``target - incumbent`` from two ``alpha / 2`` betting intervals."""
+    return betting_hull(value, target.lower - incumbent.upper, target.upper - incumbent.lower)
 
 
 def evaluate_logged(
@@ -324,9 +356,9 @@ def evaluate_logged(
         alpha: Interval level.
         seed: Bootstrap seed.
         groups, group_by, support_threshold, row_labels: See :func:`support_check`.
-        interval: ``studentized`` (default) or ``percentile`` intervals
+        interval: ``betting`` (default), ``studentized`` or ``percentile`` intervals
             (:func:`router_rl.ope.estimators.estimate_all`); exact metrics always use percentile.
-        bias_allowance: Widen DM / switch-DR intervals by their estimated bias.
+        bias_allowance: Widen DM / switch-DR bootstrap intervals by their estimated bias.
 
     Raises:
         OPEInputError: malformed arrays, an unknown incumbent, or a propensity that disagrees
@@ -361,6 +393,8 @@ def evaluate_logged(
         raise OPEInputError("metrics", f"duplicate metric names {names_seen}")
     base = list(estimators) if estimators is not None else default_estimators()
     labels = tuple(e.label for e in base)
+    betting = interval not in BOOTSTRAP_METHODS
+    allowance = bias_allowance and not betting
 
     per: dict[str, dict[str, MetricResult]] = {name: {} for name in tg}
     inc_metrics: dict[str, MetricResult] = {}
@@ -394,7 +428,7 @@ def evaluate_logged(
             )
             datas[name] = data
             for e in ests:
-                terms[(name, e.label)] = tt = row_terms(e, data, bias_allowance=bias_allowance)
+                terms[(name, e.label)] = tt = row_terms(e, data, bias_allowance=allowance)
                 add_row_terms(book, (name, e.label), tt)
         # paired differences: per-row influence of (policy - incumbent), and of the corrected terms
         for name in tg:
@@ -405,28 +439,50 @@ def evaluate_logged(
                 it = on_terms if incumbent == LOGGED else terms[(incumbent, e.label)]
                 dpsi = tt.psi - it.psi
                 book.add((name, e.label, "dpsi"), np.column_stack([dpsi, dpsi**2]))
+                book.floors[(name, e.label, "dpsi")] = se_floor(dpsi)
                 if tt.corrected is not None:
                     ic = it.corrected if it.corrected is not None else it.columns[:, 0]
                     dc = (tt.corrected - tt.corrected.mean()) - (ic - ic.mean())
                     book.add((name, e.label, "dcorr"), np.column_stack([tt.corrected - ic, dc, dc**2]))
-        book.run(n_bootstrap, np.random.default_rng([seed, 17]))
-        on_val, on_lo, on_hi, on_method = interval_from_book(_OnPolicy(), book, ON_POLICY, alpha, interval)
-        on_boot = book.boot_of((ON_POLICY, "cols"))[:, 0] / m
+                    book.floors[(name, e.label, "dcorr")] = se_floor(dc)
+        book.run(None if betting else n_bootstrap, np.random.default_rng([seed, 17]))
+        cs: dict[str, tuple[BettingInterval, BettingInterval]] = {}
+        paired_logged: dict[str, tuple[float, float, str]] = {}
+        if betting:  # (level alpha for the estimate, alpha / 2 for a difference), one row order per metric
+            rr = md.reward_range
+            weights_of = {ON_POLICY: np.ones(m), **{name: d.weights() for name, d in datas.items()}}
+            for name, w in weights_of.items():
+                cs[name] = (_cs(r_keep, w, alpha, rr, seed), _cs(r_keep, w, alpha / 2, rr, seed))
+            on_val = float(r_keep.mean())
+            on_lo, on_hi, on_method = betting_hull(on_val, cs[ON_POLICY][0].lower, cs[ON_POLICY][0].upper)
+            on_boot = np.empty(0)
+            if incumbent == LOGGED:  # paired: the target's and the logger's terms on the same rows
+                for name in datas:
+                    pd_ = _cs(r_keep, weights_of[name], alpha, rr, seed, versus_logger=True)
+                    paired_logged[name] = (pd_.lower, pd_.upper, "betting")
+        else:
+            on_val, on_lo, on_hi, on_method = interval_from_book(_OnPolicy(), book, ON_POLICY, alpha, interval)
+            on_boot = book.boot_of((ON_POLICY, "cols"))[:, 0] / m
+        n_boot_used = None if betting else n_bootstrap
         values: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
         for name in tg:
             for e in ests:
                 key = (name, e.label)
                 values[key] = (
                     float(e.combine(book.sum_of((key, "cols")), m)),
-                    np.asarray(e.combine(book.boot_of((key, "cols")), m)),
+                    np.empty(0) if betting else np.asarray(e.combine(book.boot_of((key, "cols")), m)),
                 )
         for name, data in datas.items():
             diag = weight_diagnostics(data.weights())
             estimates = {}
             for e in ests:
-                v, lo, hi, method = interval_from_book(e, book, (name, e.label), alpha, interval)
+                if betting:
+                    v = values[(name, e.label)][0]
+                    lo, hi, method = betting_hull(v, cs[name][0].lower, cs[name][0].upper)
+                else:
+                    v, lo, hi, method = interval_from_book(e, book, (name, e.label), alpha, interval)
                 estimates[e.label] = _estimate(
-                    e.label, v, lo, hi, method, alpha, n_bootstrap, m, diag if e.uses_weights else None
+                    e.label, v, lo, hi, method, alpha, n_boot_used, m, diag if e.uses_weights else None
                 )
             diff = None
             if name != incumbent:
@@ -439,7 +495,18 @@ def evaluate_logged(
                         iv, ib = float(on_val), on_boot
                     else:
                         iv, ib = values[(incumbent, lab)]
-                    dv, db = v - iv, bs - ib
+                    dv = v - iv
+                    if betting:
+                        if incumbent == LOGGED:
+                            lo, hi, method = paired_logged[name]
+                        elif np.array_equal(datas[name].weights(), datas[incumbent].weights()):
+                            lo, hi, method = dv, dv, "betting"  # the same terms on every row: exactly dv
+                        else:
+                            lo, hi, method = _betting_diff(dv, cs[name][1], cs[incumbent][1])
+                        lo, hi, method = betting_hull(dv, lo, hi)
+                        diff[lab] = _estimate(lab, dv, lo, hi, method, alpha, None, m)
+                        continue
+                    db = bs - ib
                     lo, hi = _diff_bounds(dv, db, book, (name, lab, "dpsi"), alpha, interval)
                     method = interval
                     if (name, lab, "dcorr") in book:
@@ -450,13 +517,14 @@ def evaluate_logged(
                             lo2, hi2 = studentized_interval(
                                 float(sdc[0] / m), float(mean_se(sdc[1], sdc[2], m)), bdc[:, 0] / m,
                                 mean_se(bdc[:, 1], bdc[:, 2], m), alpha,
+                                se_floor=book.floors.get((name, lab, "dcorr"), 0.0),
                             )
                         lo, hi, method = min(lo, lo2), max(hi, hi2), f"{interval}+bias"
                     diff[lab] = _estimate(lab, dv, lo, hi, method, alpha, n_bootstrap, m)
             per[name][md.name] = MetricResult(md.name, m, n - m, False, estimates, diff)
         inc_metrics[md.name] = MetricResult(
             md.name, m, n - m, False, {ON_POLICY: _estimate(ON_POLICY, on_val, on_lo, on_hi, on_method, alpha,
-                                                            n_bootstrap, m)}
+                                                            n_boot_used, m)}
         )
 
     for mname, per_action in (exact_metrics or {}).items():

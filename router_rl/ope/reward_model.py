@@ -1,5 +1,9 @@
 """Cross-fitted reward models ``q_hat(x, a)`` for the direct method and doubly robust estimators.
 
+(Just over 500 lines on purpose: the one reward-model implementation of the project, OPE's and
+off-policy training's entry points over one LightGBM core; splitting them again is what this
+module undid.)
+
 The reward model of DM / DR / switch-DR is fitted on the log itself, so it must never predict a
 row it was trained on (an in-sample fit memorises the logged rewards and DR's correction term
 collapses to 0 on exactly the rows it should correct). :func:`cross_fit_reward_model` splits the
@@ -25,9 +29,15 @@ faster on 500+ features).
 matrix): the same cross-fitting, with sample weights (the importance weights of the ``iw`` / ``dr``
 corrections), the LightGBM cross-entropy objective for quality (predictions in (0, 1)), and
 either one booster per model or one pooled booster whose init score is each model's success
-logit. One module for the concept; the two entry points differ in what their consumer needs
-(OPE: an unweighted joint model of ``[x, a]`` whose residuals DR corrects; training: a weighted,
-calibrated per-model probability).
+logit.
+
+**One implementation.** Both entry points fit through the same core: :func:`train_booster` (every
+LightGBM fit of the module), :func:`joint_features` / :func:`predict_every_action` (a joint model
+of ``[x, a]`` predicting every action) and :func:`fit_joint_fold` (one fold of the joint model:
+OPE's model with a categorical action column and the identity link, and training's pooled
+quality model with one-hot actions, importance weights and a per-action logit to start from).
+What differs is only what each consumer needs (OPE: an unweighted model whose residuals DR
+corrects; training: a weighted, calibrated probability, per model or pooled).
 
 Arrays in, dataclasses out: nothing here knows about policy objects or log files.
 """
@@ -192,6 +202,88 @@ def _all_actions(x: np.ndarray, n_actions: int) -> tuple[np.ndarray, np.ndarray]
     return np.repeat(x, n_actions, axis=0), np.tile(np.arange(n_actions), m)
 
 
+# --- the one LightGBM reward-model core (OPE and off-policy training) ---------------------------
+ActionEncoding = Literal["categorical", "onehot"]
+
+
+def joint_features(x: np.ndarray, actions: np.ndarray, n_actions: int, encoding: ActionEncoding) -> np.ndarray:
+    """``[x, action]`` rows of a joint model: the action as one categorical column or one-hot columns."""
+    if encoding == "categorical":
+        return np.column_stack([x, actions.astype(np.float64)])
+    return np.hstack([x, np.eye(n_actions, dtype=x.dtype)[actions]])
+
+
+def train_booster(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    params: Mapping[str, Any],
+    rounds: int,
+    dataset_params: Mapping[str, Any],
+    weights: np.ndarray | None = None,
+    init_score: np.ndarray | None = None,
+    categorical: list[int] | None = None,
+) -> Any:
+    """One LightGBM booster on ``(x, y)``: the fit every reward model of this module is made of."""
+    import lightgbm as lgb
+
+    extra: dict[str, Any] = {} if categorical is None else {"categorical_feature": categorical}
+    ds = lgb.Dataset(
+        x, label=y, weight=weights, init_score=init_score, free_raw_data=True, params=dict(dataset_params), **extra
+    )
+    return lgb.train(dict(params), ds, num_boost_round=int(rounds))
+
+
+def predict_every_action(
+    booster: Any,
+    x: np.ndarray,
+    n_actions: int,
+    encoding: ActionEncoding,
+    *,
+    raw_score: bool = False,
+    num_threads: int = 1,
+) -> np.ndarray:
+    """``(m, n_actions)`` predictions of a joint booster for every action of every row of ``x``."""
+    xr, ar = _all_actions(x, n_actions)
+    out = booster.predict(joint_features(xr, ar, n_actions, encoding), raw_score=raw_score, num_threads=num_threads)
+    return np.asarray(out, dtype=np.float64).reshape(x.shape[0], n_actions)
+
+
+def fit_joint_fold(
+    x_tr: np.ndarray,
+    a_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_te: np.ndarray,
+    n_actions: int,
+    *,
+    encoding: ActionEncoding,
+    params: Mapping[str, Any],
+    rounds: int,
+    dataset_params: Mapping[str, Any],
+    weights: np.ndarray | None = None,
+    base: np.ndarray | None = None,
+    num_threads: int = 1,
+) -> np.ndarray:
+    """One fold of the joint reward model ``q(x, a)``: fit on the training rows, predict every action.
+
+    The model of both consumers: OPE's (``categorical`` action, unweighted, identity link) and the
+    pooled quality model of off-policy training (``onehot`` action, importance weights, and
+    ``base``: a per-action logit the booster starts from, ``q = sigmoid(base_a + f(x, a))``).
+
+    Returns:
+        ``(len(x_te), n_actions)`` predictions.
+    """
+    booster = train_booster(
+        joint_features(x_tr, a_tr, n_actions, encoding), y_tr, weights=weights,
+        init_score=None if base is None else base[a_tr], params=params, rounds=rounds,
+        dataset_params=dataset_params, categorical=[x_tr.shape[1]] if encoding == "categorical" else None,
+    )
+    if base is None:
+        return predict_every_action(booster, x_te, n_actions, encoding, num_threads=num_threads)
+    raw = predict_every_action(booster, x_te, n_actions, encoding, raw_score=True, num_threads=num_threads)
+    return 1.0 / (1.0 + np.exp(-(raw + base[None, :])))
+
+
 def _lgbm_fold(
     x_tr: np.ndarray,
     a_tr: np.ndarray,
@@ -201,8 +293,6 @@ def _lgbm_fold(
     params: dict[str, Any],
     seed: int,
 ) -> np.ndarray:
-    import lightgbm as lgb
-
     p = dict(params)
     rounds = int(p.pop("num_boost_round"))
     p.pop("pca_components", None)
@@ -215,15 +305,12 @@ def _lgbm_fold(
             "num_threads": int(p.get("num_threads", 1)),
         }
     )
-    d = x_tr.shape[1]
-    feats = np.column_stack([x_tr, a_tr.astype(np.float64)])
     if np.ptp(r_tr) == 0:  # constant target: LightGBM would fit nothing useful; the constant is exact
         return np.full((x_te.shape[0], n_actions), float(r_tr[0]))
-    ds = lgb.Dataset(feats, label=r_tr, categorical_feature=[d], free_raw_data=True, params={"verbose": -1})
-    booster = lgb.train(p, ds, num_boost_round=rounds)
-    xr, ar = _all_actions(x_te, n_actions)
-    out = booster.predict(np.column_stack([xr, ar.astype(np.float64)]), num_threads=p["num_threads"])
-    return np.asarray(out, dtype=np.float64).reshape(x_te.shape[0], n_actions)
+    return fit_joint_fold(
+        x_tr, a_tr, r_tr, x_te, n_actions, encoding="categorical", params=p, rounds=rounds,
+        dataset_params={"verbose": -1}, num_threads=p["num_threads"],
+    )
 
 
 def _ridge_design(x: np.ndarray, a: np.ndarray, n_actions: int) -> np.ndarray:
@@ -273,17 +360,12 @@ class WeightedRewardSettings(Protocol):
     def num_threads(self) -> int: ...
 
 
-def _fit_predict(
-    lgb: Any,
-    Xs: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    X_pred: np.ndarray,
-    *,
-    objective: str,
-    config: WeightedRewardSettings,
-    seed: int,
-) -> np.ndarray:
+#: LightGBM ``Dataset`` parameters of the weighted (training) reward models.
+_WEIGHTED_DATASET_PARAMS: dict[str, Any] = {"verbose": -1, "max_bin": 63, "feature_pre_filter": False}
+
+
+def _weighted_params(config: WeightedRewardSettings, objective: str, seed: int | None = None) -> dict[str, Any]:
+    """The booster parameters of the weighted reward models (the LightGBM router's fixed ones + settings)."""
     from router_rl.policies.boosting import FIXED_PARAMS
 
     params = dict(
@@ -294,12 +376,11 @@ def _fit_predict(
         min_data_in_leaf=config.reward_min_leaf_rows,
         lambda_l2=config.reward_l2,
         num_threads=config.num_threads,
-        seed=seed,
     )
+    if seed is not None:
+        params["seed"] = seed
     params.pop("metric", None)
-    ds = lgb.Dataset(Xs, label=y, weight=w, params={"verbose": -1, "max_bin": 63, "feature_pre_filter": False})
-    booster = lgb.train(params, ds, num_boost_round=config.reward_rounds)
-    return np.asarray(booster.predict(X_pred, num_threads=config.num_threads), dtype=np.float64)
+    return params
 
 
 def cross_fit_reward(
@@ -337,8 +418,6 @@ def cross_fit_reward(
         fewer than ``min_model_rows`` rows and its weighted mean was used (``"none"`` where the
         model had no row at all: NaN cells).
     """
-    import lightgbm as lgb
-
     from router_rl.policies.boosting import select_columns
 
     n = X.shape[0]
@@ -352,7 +431,7 @@ def cross_fit_reward(
     objective = "cross_entropy" if target == "quality" else "regression"
     seen = np.isfinite(y)
     if target == "quality" and config.reward_model == "pooled":
-        return _cross_fit_pooled(lgb, Xs, actions, y, weights, n_models, fold_of, config=config, rng=rng)
+        return _cross_fit_pooled(Xs, actions, y, weights, n_models, fold_of, config=config, rng=rng)
     mean_imputed: dict[str, int] = {}
     for f in range(folds):
         pred_rows = fold_of == f
@@ -371,9 +450,11 @@ def cross_fit_reward(
             if target != "quality" and float(ys.std()) == 0.0:  # constant (e.g. a fixed price)
                 r_hat[pred_rows, a] = float(ys[0])
                 continue
-            r_hat[pred_rows, a] = _fit_predict(
-                lgb, Xs[tr], ys, weights[tr], Xs[pred_rows], objective=objective, config=config, seed=seed
+            booster = train_booster(
+                Xs[tr], ys, weights=weights[tr], params=_weighted_params(config, objective, seed),
+                rounds=config.reward_rounds, dataset_params=_WEIGHTED_DATASET_PARAMS,
             )
+            r_hat[pred_rows, a] = np.asarray(booster.predict(Xs[pred_rows], num_threads=config.num_threads))
     return r_hat, {"target": target, "objective": objective, "model": "per_model", "mean_imputed": mean_imputed}
 
 
@@ -383,7 +464,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _cross_fit_pooled(
-    lgb: Any,
     Xs: np.ndarray,
     actions: np.ndarray,
     y: np.ndarray,
@@ -401,22 +481,10 @@ def _cross_fit_pooled(
     learns the deviation from it over every logged row, so a rarely chosen model inherits the
     task difficulty the other models' rows reveal.
     """
-    from router_rl.policies.boosting import FIXED_PARAMS
-
     n = Xs.shape[0]
-    onehot = np.eye(n_models, dtype=np.float32)
     r_hat = np.full((n, n_models), np.nan)
     mean_imputed: dict[str, int] = {}
-    params = dict(
-        FIXED_PARAMS,
-        objective="cross_entropy",
-        num_leaves=config.reward_leaves,
-        learning_rate=config.reward_learning_rate,
-        min_data_in_leaf=config.reward_min_leaf_rows,
-        lambda_l2=config.reward_l2,
-        num_threads=config.num_threads,
-    )
-    params.pop("metric", None)
+    params = _weighted_params(config, "cross_entropy")
     for f in range(config.folds):
         pred_rows = np.flatnonzero(fold_of == f)
         tr = np.flatnonzero(fold_of != f)
@@ -434,12 +502,9 @@ def _cross_fit_pooled(
         if tr.size < config.min_model_rows:
             r_hat[pred_rows] = 1.0 / (1.0 + np.exp(-base))
             continue
-        Xa = np.hstack([Xs[tr], onehot[actions[tr]]])
-        ds = lgb.Dataset(Xa, label=y[tr], weight=weights[tr], init_score=base[actions[tr]],
-                         params={"verbose": -1, "max_bin": 63, "feature_pre_filter": False})
-        booster = lgb.train(dict(params, seed=seed), ds, num_boost_round=config.reward_rounds)
-        for a in range(n_models):
-            Xp = np.hstack([Xs[pred_rows], np.broadcast_to(onehot[a], (pred_rows.size, n_models))])
-            raw = np.asarray(booster.predict(Xp, raw_score=True, num_threads=config.num_threads), dtype=np.float64)
-            r_hat[pred_rows, a] = 1.0 / (1.0 + np.exp(-(raw + base[a])))
+        r_hat[pred_rows] = fit_joint_fold(
+            Xs[tr], actions[tr], y[tr], Xs[pred_rows], n_models, encoding="onehot", params=dict(params, seed=seed),
+            rounds=config.reward_rounds, dataset_params=_WEIGHTED_DATASET_PARAMS, weights=weights[tr], base=base,
+            num_threads=config.num_threads,
+        )
     return r_hat, {"target": "quality", "objective": "cross_entropy", "model": "pooled", "mean_imputed": mean_imputed}

@@ -74,6 +74,16 @@ def as_float_vector(x: object, name: str, *, n: int | None = None, allow_nan: bo
     return arr
 
 
+def as_nonnegative_vector(x: object, name: str, *, n: int | None = None) -> np.ndarray:
+    """:func:`as_float_vector`, and every entry ``>= 0`` (importance weights, ``w r``)."""
+    arr = as_float_vector(x, name, n=n)
+    bad = arr < 0
+    if bad.any():
+        i, k = _first_bad(bad)
+        raise OPEInputError(name, f"expected >= 0, got {_num(arr[i])}", index=i, n_bad=k)
+    return arr
+
+
 def as_bool_vector(x: object, name: str, *, n: int) -> np.ndarray:
     """``x`` as a 1-D bool array of length ``n``."""
     if x is None:

@@ -65,8 +65,10 @@ def test_low_ess_coverage_studentized_vs_percentile_and_bias_allowance() -> None
 
 def test_bias_allowance_hull_contains_the_dr_interval_and_leaves_values_alone() -> None:
     data = _far_target_log(3)
-    plain = estimate_all(default_estimators(), data, n_bootstrap=300, rng=1, bias_allowance=False)
-    out = estimate_all(default_estimators(), data, n_bootstrap=300, rng=1)
+    plain = estimate_all(
+        default_estimators(), data, n_bootstrap=300, rng=1, interval="studentized", bias_allowance=False
+    )
+    out = estimate_all(default_estimators(), data, n_bootstrap=300, rng=1, interval="studentized")
     for lab in plain:
         assert out[lab].value == plain[lab].value  # point estimates never change
     dm, dr = out["dm"], out["dr"]
@@ -99,7 +101,7 @@ def test_tuned_switch_dr_picks_the_threshold_by_estimated_mse() -> None:
 
 def test_snips_studentized_interval_uses_the_delta_method() -> None:
     data = _far_target_log(5)
-    e = estimate_all([SNIPS()], data, n_bootstrap=400, rng=2)["snips"]
+    e = estimate_all([SNIPS()], data, n_bootstrap=400, rng=2, interval="studentized")["snips"]
     w = data.weights()
     v = float((w * data.rewards).sum() / w.sum())
     se = np.sqrt(np.mean((w * (data.rewards - v)) ** 2)) / w.mean() / np.sqrt(data.n)
