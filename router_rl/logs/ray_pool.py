@@ -1,0 +1,31 @@
+"""Start (or reuse) the local Ray the partitioned log jobs fan out on."""
+
+from __future__ import annotations
+
+import os
+
+
+def ensure_ray(workers: int, *, polars_threads: int | None = 1) -> int:
+    """Start a local Ray with ``workers`` CPUs unless one is running; returns the cluster's CPUs.
+
+    Args:
+        workers: CPUs of the local Ray started here (one task per CPU).
+        polars_threads: ``POLARS_MAX_THREADS`` of the worker processes (1: one core per task, so
+            ``workers`` is the parallelism; None: polars' default, every core per task).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        env = {"POLARS_MAX_THREADS": str(polars_threads)} if polars_threads is not None else {}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # inherited by the worker processes started with the local raylet
+        try:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return int(ray.cluster_resources().get("CPU", 0))
