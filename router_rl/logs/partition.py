@@ -344,6 +344,8 @@ def _roll_forward(dest: Path, source: Path, man: dict[str, Any], rep: CompactRep
         b["state"] = "done"
         rep.recovered_batches += 1 if b["batch"] != rep.batch else 0
         _write_manifest(dest, man)
+    for tmp in dest.glob(f".tmp-{MANIFEST}-*"):  # a manifest write that never reached its os.replace
+        tmp.unlink()
     for tmp in dest.rglob(".tmp-part-*.parquet"):
         if tmp.relative_to(dest).with_name(tmp.name[len(".tmp-"):]).as_posix() not in committed:
             tmp.unlink()
