@@ -559,9 +559,11 @@ def load_logged(
     """
     p = Path(path)
     if p.is_dir():
-        from router_rl.logs.partition import PartitionError, scan_table
+        from router_rl.logs.partition import PartitionError, partition_files, scan_table
 
         try:
+            if not partition_files(p, "logged", days=days, policy_versions=policy_versions):
+                raise PartitionError(f"{p}: no partition in days={days}, policy_versions={policy_versions}")
             df = scan_table(p, "logged", days=days, policy_versions=policy_versions).collect()
         except PartitionError as e:
             raise LoggedDataError(str(e)) from e
