@@ -17,6 +17,7 @@ def ensure_ray(workers: int, *, polars_threads: int | None = 1) -> int:
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # a loaded machine starts the raylet slowly
         env = {"POLARS_MAX_THREADS": str(polars_threads)} if polars_threads is not None else {}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # inherited by the worker processes started with the local raylet
