@@ -299,7 +299,7 @@ def _read_source_part(path: Path, schema: Mapping[str, pl.DataType], added: Sequ
 def _load_manifest(dest: Path, table: str) -> dict[str, Any]:
     p = dest / MANIFEST
     if not p.is_file():
-        return {"format": MANIFEST_FORMAT, "table": table, "batches": [], "consumed": []}
+        return {"format": MANIFEST_FORMAT, "table": table, "batches": [], "consumed": {}}
     try:
         man = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -319,7 +319,7 @@ def _tmp_name(final: Path) -> Path:
     return final.with_name(f".tmp-{final.name}")
 
 
-def _roll_forward(dest: Path, source: Path, man: dict[str, Any], rep: CompactReport, remove_sources: bool) -> None:
+def _roll_forward(dest: Path, man: dict[str, Any], rep: CompactReport) -> None:
     """Finish committed batches (rename outputs, delete sources); delete uncommitted temporaries."""
     committed: set[str] = set()
     for b in man["batches"]:
@@ -335,6 +335,7 @@ def _roll_forward(dest: Path, source: Path, man: dict[str, Any], rep: CompactRep
             elif not final.exists():
                 raise PartitionError(f"{final}: output of committed batch {b['batch']} is missing (and no temporary)")
         if b.get("remove_sources"):
+            source = Path(b["source"])
             for name in b["sources"]:
                 with contextlib.suppress(FileNotFoundError):
                     (source / name).unlink()
@@ -368,7 +369,8 @@ def compact(
         dest: The partitioned folder (created when missing).
         table: ``decisions`` or ``feedback``.
         remove_sources: Delete the consumed source parts after the commit (else they stay, and
-            the manifest remembers their names so a rerun skips them).
+            the manifest remembers their names per source folder, by absolute path, so a rerun
+            skips them: do not move a kept source folder).
         max_rows_per_file: Split a partition's rows of one run into files of at most this many.
         batch_id: Name of this run's batch (default: UTC time, pid).
 
@@ -397,8 +399,9 @@ def compact(
     rep = CompactReport(table=table)
     with flock(out / ".lock"):
         man = _load_manifest(out, table)
-        _roll_forward(out, src, man, rep, remove_sources)
-        consumed = set(man["consumed"])
+        _roll_forward(out, man, rep)
+        key = str(src.resolve())  # several source folders (router replicas) may feed one destination
+        consumed = set(man["consumed"].get(key, []))
         listing = sorted(src.glob(PART_GLOB))
         rep.source_parts = len(listing)
         new = [p for p in listing if p.name not in consumed]
@@ -424,10 +427,10 @@ def compact(
         keys = ["__day", "policy_version"] if by_version else ["__day"]
         df = df.with_columns(day_expr(time_col).alias("__day"))
         outputs: list[str] = []
-        for key, part in sorted(df.partition_by(keys, as_dict=True, maintain_order=True).items(),
-                                key=lambda kv: tuple(str(x) for x in kv[0])):
-            day = key[0]
-            version = str(key[1]) if by_version else None
+        for pkey, part in sorted(df.partition_by(keys, as_dict=True, maintain_order=True).items(),
+                                 key=lambda kv: tuple(str(x) for x in kv[0])):
+            day = pkey[0]
+            version = str(pkey[1]) if by_version else None
             pdir = partition_dir(out, table, day, version)
             pdir.mkdir(parents=True, exist_ok=True)
             part = part.drop("__day").sort(time_col, maintain_order=True)
@@ -450,13 +453,13 @@ def compact(
         rep.files_written = len(outputs)
         man["batches"].append({
             "batch": rep.batch, "state": "committed", "created_at": datetime.now().astimezone().isoformat(),
-            "sources": [p.name for p in new], "outputs": outputs, "rows": rep.rows_read,
+            "source": key, "sources": [p.name for p in new], "outputs": outputs, "rows": rep.rows_read,
             "partitions": dict(rep.partitions), "remove_sources": remove_sources,
         })
         if not remove_sources:
-            man["consumed"] = sorted(consumed | {p.name for p in new})
+            man["consumed"][key] = sorted(consumed | {p.name for p in new})
         _write_manifest(out, man)  # the commit point
-        _roll_forward(out, src, man, rep, remove_sources)
+        _roll_forward(out, man, rep)
     return rep
 
 

@@ -86,7 +86,7 @@ def test_parts_written_later_are_picked_up_once_and_sources_removed(tmp_path: Pa
     assert rep.rows_read == 2000 and rep.sources_removed == rep.parts_read
     assert sorted(_ids(dst)) == sorted(log.decisions["request_id"].to_list())
     man = json.loads((dst / MANIFEST).read_text())
-    assert [b["state"] for b in man["batches"]] == ["done", "done"] and man["consumed"] == []
+    assert [b["state"] for b in man["batches"]] == ["done", "done"] and man["consumed"] == {}
 
 
 def test_keep_then_remove_sources_deletes_the_consumed_parts_without_rereading(tmp_path: Path, log: SyntheticLog) -> None:
@@ -199,3 +199,15 @@ def test_cli_compact_reports_counts_and_errors_name_the_flag(tmp_path: Path, log
     assert res.exit_code == 0 and "3 compacted before, 0 read (0 rows)" in res.output, res.output
     res = runner.invoke(app, ["logs", "compact", str(src), "-o", str(dst), "--table", "nope"])
     assert res.exit_code == 2 and "--table" in res.output and "Traceback" not in res.output
+
+
+def test_two_source_folders_with_the_same_part_names_feed_one_destination(tmp_path: Path, log: SyntheticLog) -> None:
+    from router_rl.logs.synthetic import write_parts
+
+    a, b, dst = tmp_path / "replica-a", tmp_path / "replica-b", tmp_path / "parts"
+    write_parts(log.decisions.slice(0, 1000), a, rows_per_part=200)
+    write_parts(log.decisions.slice(1000, 1000), b, rows_per_part=200)
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert compact(a, dst).rows_written == 1000 and compact(b, dst).rows_written == 1000
+    assert compact(a, dst).rows_written == 0 and compact(b, dst).rows_written == 0
+    assert sorted(_ids(dst)) == sorted(log.decisions.slice(0, 2000)["request_id"].to_list())
