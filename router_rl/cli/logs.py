@@ -236,6 +236,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         max_rows_per_file: Annotated[int, typer.Option("--max-rows-per-file", help="Rows per output file.")]
         = 1_000_000,
+        batch_rows: Annotated[int, typer.Option("--batch-rows", help="Rows read per committed batch (memory).")]
+        = 2_000_000,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
         """Compact part files into day / policy-version partitions (atomic, idempotent, counted)."""
@@ -254,9 +256,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{source}: no such folder", param_hint="SOURCE")
         if max_rows_per_file < 1:
             raise typer.BadParameter(f"expected >= 1, got {max_rows_per_file}", param_hint="--max-rows-per-file")
+        if batch_rows < 1:
+            raise typer.BadParameter(f"expected >= 1, got {batch_rows}", param_hint="--batch-rows")
         try:
             rep = compact(source, out, table=table, remove_sources=remove_sources,
-                          max_rows_per_file=max_rows_per_file)
+                          max_rows_per_file=max_rows_per_file, batch_rows=batch_rows)
         except PartitionError as e:
             raise typer.BadParameter(str(e), param_hint="--out") from None
         except PartFileError as e:

@@ -360,6 +360,7 @@ def compact(
     table: str = "decisions",
     remove_sources: bool = False,
     max_rows_per_file: int = 1_000_000,
+    batch_rows: int = 2_000_000,
     batch_id: str | None = None,
 ) -> CompactReport:
     """Move the source part files not consumed yet into day / policy-version partitions.
@@ -371,7 +372,10 @@ def compact(
         remove_sources: Delete the consumed source parts after the commit (else they stay, and
             the manifest remembers their names per source folder, by absolute path, so a rerun
             skips them: do not move a kept source folder).
-        max_rows_per_file: Split a partition's rows of one run into files of at most this many.
+        max_rows_per_file: Split a partition's rows of one batch into files of at most this many.
+        batch_rows: Read at most about this many rows per batch (memory bound): the new parts are
+            committed in batches of whole part files, each atomic on its own (a crash keeps the
+            batches committed before it). Every new part's footer is checked before the first.
         batch_id: Name of this run's batch (default: UTC time, pid).
 
     Returns:
@@ -380,21 +384,21 @@ def compact(
     Raises:
         FileNotFoundError: the source folder does not exist.
         PartitionError / DecisionLogError / FeedbackError: bad arguments, a foreign manifest, or a
-            source part that is unreadable or breaks the schema (named; nothing is written).
+            source part that is unreadable or breaks the schema (named; nothing is written: every
+            footer is checked first), or a row without its time (named; the batches before it stay).
     """
     from router_rl.registry.files import flock
 
     if table not in ("decisions", "feedback"):
         raise PartitionError(f"table: expected 'decisions' or 'feedback' (part files), got {table!r}")
-    if max_rows_per_file < 1:
-        raise PartitionError(f"max_rows_per_file: expected >= 1, got {max_rows_per_file}")
+    if max_rows_per_file < 1 or batch_rows < 1:
+        raise PartitionError(f"max_rows_per_file / batch_rows: expected >= 1, got {max_rows_per_file} / {batch_rows}")
     src, out = Path(source), Path(dest)
     if not src.is_dir():
         raise FileNotFoundError(f"{table} folder {src} does not exist")
     if src.resolve() == out.resolve():
         raise PartitionError(f"dest: must differ from the source folder {src}")
     schema, added, error = table_schema(table)
-    time_col, by_version = TABLES[table]
     out.mkdir(parents=True, exist_ok=True)
     rep = CompactReport(table=table)
     with flock(out / ".lock"):
@@ -415,52 +419,93 @@ def compact(
                 fsync_dir(src)
         if not new:
             return rep
-        frames = [_read_source_part(p, schema, added, error) for p in new]
-        df = pl.concat(frames, how="vertical")
-        rep.parts_read, rep.rows_read = len(new), df.height
-        nulls = df[time_col].is_null()
-        if nulls.any():
-            i = int(nulls.arg_max() or 0)
-            raise error(f"{table}: {int(nulls.sum())} row(s) without {time_col!r} (first: row {i} of the batch)")
+        rows_of = {p: _footer_rows(p, schema, added, error) for p in new}  # every footer checked first
+        chunks: list[list[Path]] = [[]]
+        acc = 0
+        for p in new:
+            if chunks[-1] and acc + rows_of[p] > batch_rows:
+                chunks.append([])
+                acc = 0
+            chunks[-1].append(p)
+            acc += rows_of[p]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        rep.batch = batch_id or f"{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
-        keys = ["__day", "policy_version"] if by_version else ["__day"]
-        df = df.with_columns(day_expr(time_col).alias("__day"))
-        outputs: list[str] = []
-        for pkey, part in sorted(df.partition_by(keys, as_dict=True, maintain_order=True).items(),
-                                 key=lambda kv: tuple(str(x) for x in kv[0])):
-            day = pkey[0]
-            version = str(pkey[1]) if by_version else None
-            pdir = partition_dir(out, table, day, version)
-            pdir.mkdir(parents=True, exist_ok=True)
-            part = part.drop("__day").sort(time_col, maintain_order=True)
-            label = pdir.relative_to(out).as_posix()
-            rep.partitions[label] = rep.partitions.get(label, 0) + part.height
-            for j, start in enumerate(range(0, part.height, max_rows_per_file)):
-                final = pdir / f"part-{rep.batch}-{j:04d}.parquet"
-                if final.exists():
-                    raise PartitionError(f"{final}: exists already (batch id {rep.batch!r} reused)")
-                tmp = _tmp_name(final)
-                with open(tmp, "wb") as fh:
-                    part.slice(start, max_rows_per_file).write_parquet(fh, statistics=True)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                outputs.append(final.relative_to(out).as_posix())
-            fsync_dir(pdir)
-        rep.rows_written = sum(rep.partitions.values())
-        if rep.rows_written != rep.rows_read:  # pragma: no cover - partition_by keeps every row
-            raise PartitionError(f"{table}: wrote {rep.rows_written} rows of {rep.rows_read} read")
-        rep.files_written = len(outputs)
-        man["batches"].append({
-            "batch": rep.batch, "state": "committed", "created_at": datetime.now().astimezone().isoformat(),
-            "source": key, "sources": [p.name for p in new], "outputs": outputs, "rows": rep.rows_read,
-            "partitions": dict(rep.partitions), "remove_sources": remove_sources,
-        })
-        if not remove_sources:
-            man["consumed"][key] = sorted(consumed | {p.name for p in new})
-        _write_manifest(out, man)  # the commit point
-        _roll_forward(out, man, rep)
+        base = batch_id or f"{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+        for c, chunk in enumerate(chunks):
+            rep.batch = base if len(chunks) == 1 else f"{base}-{c:04d}"
+            _compact_chunk(out, key, chunk, man, rep, table=table, remove_sources=remove_sources,
+                           max_rows_per_file=max_rows_per_file)
+        rep.batch = base
     return rep
+
+
+def _footer_rows(path: Path, schema: Mapping[str, pl.DataType], added: Sequence[str], error: type[Exception]) -> int:
+    """Rows of a source part from its footer, whose columns are checked (no data read)."""
+    try:
+        have = pl.read_parquet_schema(path)
+        n = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    except Exception as e:
+        raise error(f"{path}: unreadable parquet part file ({e})") from e
+    for col, dtype in schema.items():
+        if col not in have and col not in added:
+            raise error(f"{path}: column {col!r} missing")
+        if col in have and have[col] != dtype:
+            raise error(f"{path}: column {col!r}: expected {dtype}, got {have[col]}")
+    return n
+
+
+def _compact_chunk(out: Path, key: str, chunk: list[Path], man: dict[str, Any], rep: CompactReport, *, table: str,
+                   remove_sources: bool, max_rows_per_file: int) -> None:
+    """Read, partition, write (hidden), commit and roll forward one batch of source parts."""
+    schema, added, error = table_schema(table)
+    time_col, by_version = TABLES[table]
+    batch = rep.batch or ""
+    df = pl.concat([_read_source_part(p, schema, added, error) for p in chunk], how="vertical")
+    nulls = df[time_col].is_null()
+    if nulls.any():
+        i = int(nulls.arg_max() or 0)
+        raise error(f"{table}: {int(nulls.sum())} row(s) without {time_col!r} (first: row {i} of batch {batch})")
+    rep.parts_read += len(chunk)
+    rep.rows_read += df.height
+    keys = ["__day", "policy_version"] if by_version else ["__day"]
+    df = df.with_columns(day_expr(time_col).alias("__day"))
+    outputs: list[str] = []
+    counts: dict[str, int] = {}
+    for pkey, part in sorted(df.partition_by(keys, as_dict=True, maintain_order=True).items(),
+                             key=lambda kv: tuple(str(x) for x in kv[0])):
+        day = pkey[0]
+        version = str(pkey[1]) if by_version else None
+        pdir = partition_dir(out, table, day, version)
+        pdir.mkdir(parents=True, exist_ok=True)
+        part = part.drop("__day").sort(time_col, maintain_order=True)
+        label = pdir.relative_to(out).as_posix()
+        counts[label] = part.height
+        for j, start in enumerate(range(0, part.height, max_rows_per_file)):
+            final = pdir / f"part-{batch}-{j:04d}.parquet"
+            if final.exists():
+                raise PartitionError(f"{final}: exists already (batch id {batch!r} reused)")
+            tmp = _tmp_name(final)
+            with open(tmp, "wb") as fh:
+                part.slice(start, max_rows_per_file).write_parquet(fh, statistics=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            outputs.append(final.relative_to(out).as_posix())
+        fsync_dir(pdir)
+    written = sum(counts.values())
+    if written != df.height:  # pragma: no cover - partition_by keeps every row
+        raise PartitionError(f"{table}: wrote {written} rows of {df.height} read")
+    for label, c in counts.items():
+        rep.partitions[label] = rep.partitions.get(label, 0) + c
+    rep.rows_written += written
+    rep.files_written += len(outputs)
+    man["batches"].append({
+        "batch": batch, "state": "committed", "created_at": datetime.now().astimezone().isoformat(),
+        "source": key, "sources": [p.name for p in chunk], "outputs": outputs, "rows": df.height,
+        "partitions": counts, "remove_sources": remove_sources,
+    })
+    if not remove_sources:
+        man["consumed"][key] = sorted(set(man["consumed"].get(key, [])) | {p.name for p in chunk})
+    _write_manifest(out, man)  # the commit point
+    _roll_forward(out, man, rep)
 
 
 def partition_counts(root: str | Path, table: str, *, days: DayRange | None = None) -> dict[str, int]:

@@ -56,7 +56,8 @@ def test_partitions_by_day_and_version_every_row_once(tmp_path: Path, log: Synth
     want_map = {f"day={r['d']}/policy_version={r['policy_version'].replace('/', '%2F')}": r["len"]
                 for r in want.iter_rows(named=True)}
     assert rep.partitions == want_map
-    assert {f"day={k.split('/')[0][4:]}" for k in want_map} == {f"day={f.day}" for f in list_partitions(dst, "decisions")}
+    days = {f"day={f.day}" for f in list_partitions(dst, "decisions")}
+    assert {k.split("/")[0] for k in want_map} == days
     # the version with a slash is quoted in the folder name and read back as it was
     assert "v/3" in {f.policy_version for f in list_partitions(dst, "decisions")}
     ids = _ids(dst)
@@ -89,7 +90,7 @@ def test_parts_written_later_are_picked_up_once_and_sources_removed(tmp_path: Pa
     assert [b["state"] for b in man["batches"]] == ["done", "done"] and man["consumed"] == {}
 
 
-def test_keep_then_remove_sources_deletes_the_consumed_parts_without_rereading(tmp_path: Path, log: SyntheticLog) -> None:
+def test_keep_then_remove_sources_deletes_consumed_parts_unread(tmp_path: Path, log: SyntheticLog) -> None:
     src, dst = tmp_path / "decisions", tmp_path / "parts"
     _write(log.decisions.slice(0, 500), src)
     compact(src, dst)
@@ -121,23 +122,23 @@ def test_a_crash_at_any_file_operation_loses_and_duplicates_nothing(
             (src / n).write_bytes((base / n).read_bytes())
         calls = {"n": 0}
 
-        def bump() -> None:
+        def bump(calls: dict[str, int] = calls, at: int = k) -> None:
             calls["n"] += 1
-            if calls["n"] == k:
-                raise _Crash(f"crash at file operation {k}")
+            if calls["n"] == at:
+                raise _Crash(f"crash at file operation {at}")
 
-        def replace(a: Any, b: Any) -> None:
+        def replace(a: Any, b: Any, bump: Any = bump) -> None:
             bump()
             real_replace(a, b)
 
-        def unlink(self: Path, missing_ok: bool = False) -> None:
+        def unlink(self: Path, missing_ok: bool = False, bump: Any = bump) -> None:
             bump()
             real_unlink(self, missing_ok=missing_ok)
 
         monkeypatch.setattr(os, "replace", replace)
         monkeypatch.setattr(Path, "unlink", unlink)
         try:
-            compact(src, dst, remove_sources=remove_sources, max_rows_per_file=300)
+            compact(src, dst, remove_sources=remove_sources, max_rows_per_file=300, batch_rows=500)
             done = True
         except _Crash:
             done = False
@@ -146,7 +147,7 @@ def test_a_crash_at_any_file_operation_loses_and_duplicates_nothing(
             monkeypatch.setattr(Path, "unlink", real_unlink)
         if not done:
             crashed_at.append(k)
-            rep = compact(src, dst, remove_sources=remove_sources, max_rows_per_file=300)
+            rep = compact(src, dst, remove_sources=remove_sources, max_rows_per_file=300, batch_rows=500)
             assert rep.rows_written + rep.recovered_batches >= 1
         assert sorted(_ids(dst)) == want, f"crash at operation {k}"
         assert not list(dst.rglob(".tmp-*")), f"temporaries left after the rerun (crash at {k})"
@@ -154,7 +155,9 @@ def test_a_crash_at_any_file_operation_loses_and_duplicates_nothing(
         assert compact(src, dst, remove_sources=remove_sources).rows_written == 0
         if done:
             break
-    assert len(crashed_at) >= 4  # outputs renamed, manifest committed, sources removed: each point was hit
+    assert len(crashed_at) >= 8  # per batch: manifest committed, outputs renamed, sources removed, marked done
+    man = json.loads((dst / MANIFEST).read_text())
+    assert len(man["batches"]) == 3  # 1,200 rows in parts of 250, batches of <= 500 rows: 2 + 2 + 1 parts
 
 
 def test_a_bad_part_stops_the_run_naming_the_file_and_writes_nothing(tmp_path: Path, log: SyntheticLog) -> None:
