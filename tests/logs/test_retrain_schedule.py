@@ -128,3 +128,29 @@ def test_cli_retrain(tmp_path: Path) -> None:
     state.write_text("{broken")
     res = runner.invoke(app, ["logs", "retrain", "--config", str(cfg), "--state", str(state)])
     assert res.exit_code == 2 and "--state" in res.output
+
+
+@pytest.mark.slow
+def test_a_due_run_trains_a_real_policy(tmp_path: Path, fleet: object, lgbm_policy: object) -> None:
+    """simulate-log -> compact -> partitioned join -> retrain running `router-rl train --log` (real LightGBM)."""
+    from router_rl.logs.simulate import LogSimulationConfig, simulate_log
+    from router_rl.policies.base import RoutingPolicy
+    from router_rl.policies.exploration import ExplorationConfig
+
+    sim = simulate_log(fleet, lgbm_policy, n=500, exploration=ExplorationConfig(epsilon=0.2), split="test", seed=5,
+                       config=LogSimulationConfig(feedback_rate=0.8))
+    sim.write(tmp_path / "sim")
+    compact(tmp_path / "sim/decisions", tmp_path / "p/decisions")
+    compact(tmp_path / "sim/feedback", tmp_path / "p/feedback", table="feedback")
+    join_partitioned(tmp_path / "p/decisions", tmp_path / "p/feedback", tmp_path / "logged", catalog=sim.catalog)
+    art = tmp_path / "logging-policy"
+    lgbm_policy.save(art)  # type: ignore[attr-defined]
+    cfg = RetrainConfig(logged=str(tmp_path / "logged"), out_dir=str(tmp_path / "runs"), min_new_labeled=100,
+                        window_days=3650, command=[sys.executable, "-m", "router_rl", "train", "--log", "{log}",
+                                                   "--policy", "lgbm", "--encoder", str(art), "-o", "{out}"])
+    now = sim.decisions["ts"].max() + timedelta(hours=1)  # type: ignore[operator]
+    r = run_scheduled(cfg, tmp_path / "state.json", now=now)
+    assert r.ran and r.returncode == 0, Path(r.run_dir or "", "command.log").read_text()
+    pol = RoutingPolicy.load(Path(r.run_dir or "", "artifact"))
+    assert pol.metadata["offpolicy"]["n_labeled"] == r.rows == sim.feedback["request_id"].n_unique()
+    assert not run_scheduled(cfg, tmp_path / "state.json", now=now).due
