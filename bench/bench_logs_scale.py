@@ -106,6 +106,11 @@ def main() -> None:
     rep_c = _timed("compact decisions -> day/policy_version", n,
                    lambda: compact(root / "decisions", root / "p/decisions"), figures)
     assert rep_c.rows_written == n
+    def _bytes(d: Path) -> int:
+        return sum(f.stat().st_size for f in d.rglob("*.parquet"))
+
+    print(f"on disk: router parts {_bytes(root / 'decisions') / n:.0f} B/decision, partitions "
+          f"{_bytes(root / 'p/decisions') / n:.0f} B/decision ({rep_c.files_written} files)", flush=True)
     _timed("compact feedback -> day (received)", nf,
            lambda: compact(root / "feedback", root / "p/feedback", table="feedback"), figures)
 
