@@ -110,7 +110,8 @@ def _join_partitioned(decision_dir: Path, feedback: Path | None, out: Path, *, d
 
 def register(app: typer.Typer) -> None:
     """Add the ``logs`` command group to the root app."""
-    logs_app = typer.Typer(help="Logged feedback: join the decision log with its feedback (bandit data).",
+    logs_app = typer.Typer(help="Logged feedback: join the decision log with its feedback (bandit data); partitions "
+                           "(compact, join --partitioned, slice) and scheduled retraining (docs/scale.md).",
                            no_args_is_help=True)
     app.add_typer(logs_app, name="logs")
 
