@@ -103,6 +103,7 @@ class _Crash(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remove_sources", [False, True])
 def test_a_crash_at_any_file_operation_loses_and_duplicates_nothing(
     tmp_path: Path, log: SyntheticLog, monkeypatch: pytest.MonkeyPatch, remove_sources: bool
