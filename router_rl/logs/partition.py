@@ -1,5 +1,9 @@
 """Partitioned logs: hive-style folders by day (and policy version), compaction of part files, lazy scans.
 
+(Over 500 lines on purpose: one concept, the partitioned folder: its layout, the pruned scan that
+reads it and the compaction that writes it share the path conventions and the manifest, and the
+crash-recovery rules below only make sense next to both.)
+
 The router writes many small atomic part files (:mod:`router_rl.traces.parts`, one per flush).
 At 10M decisions a day that is tens of thousands of files a day; :func:`compact` turns them into
 
