@@ -539,25 +539,45 @@ def load_logged(
     catalog: ModelCatalog | None = None,
     require_fingerprint: str | None = None,
     models: Sequence[str] | None = None,
+    days: tuple[Any, Any] | None = None,
+    policy_versions: Sequence[str] | None = None,
 ) -> LoggedData:
-    """Read a ``router-rl logs join`` parquet file into :class:`LoggedData`.
+    """Read a ``router-rl logs join`` parquet file (or partitioned folder) into :class:`LoggedData`.
 
     Args:
-        path: The parquet file.
+        path: The parquet file, or a partitioned joined log (``day=.../policy_version=...``
+            folders, ``router-rl logs join --partitioned``): a lazy scan that opens only the
+            partitions in ``days`` / ``policy_versions`` (:func:`router_rl.logs.partition.scan_table`).
         locations / catalog / require_fingerprint / models: As in :meth:`LoggedData.from_table`.
+        days: ``(first, last)`` day (``YYYY-MM-DD`` or dates, inclusive, None = open); folders only.
+        policy_versions: Keep the rows of these logging-policy versions (a file: filtered after reading).
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file or folder.
         LoggedDataError: unreadable file, a column of :data:`LOGGED_SCHEMA` with another dtype,
             or any :meth:`LoggedData.from_table` refusal (the message starts with the path).
     """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        from router_rl.logs.partition import PartitionError, partition_files, scan_table
+
+        try:
+            if not partition_files(p, "logged", days=days, policy_versions=policy_versions):
+                raise PartitionError(f"{p}: no partition in days={days}, policy_versions={policy_versions}")
+            df = scan_table(p, "logged", days=days, policy_versions=policy_versions).collect()
+        except PartitionError as e:
+            raise LoggedDataError(str(e)) from e
+    elif not p.is_file():
         raise FileNotFoundError(f"logged data file {p} does not exist")
-    try:
-        df = pl.read_parquet(p)
-    except Exception as e:
-        raise LoggedDataError(f"{p}: unreadable parquet file ({e})") from e
+    else:
+        if days is not None:
+            raise LoggedDataError(f"{p}: days= filters a partitioned folder; this is one file")
+        try:
+            df = pl.read_parquet(p)
+        except Exception as e:
+            raise LoggedDataError(f"{p}: unreadable parquet file ({e})") from e
+        if policy_versions is not None:
+            df = df.filter(pl.col("policy_version").is_in(list(policy_versions)))
     check_logged_table(df, source=str(p))
     return LoggedData.from_table(
         df, locations=locations, catalog=catalog, require_fingerprint=require_fingerprint, models=models,

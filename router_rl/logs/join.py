@@ -149,16 +149,44 @@ def join_logs(
     from router_rl.traces.decision_log import read_decision_log
     from router_rl.traces.feedback import read_feedback
 
+    check_label_rule(label_rule, source_priority)
+    dec = read_decision_log(decision_dir)
+    fb = read_feedback(feedback_dir) if feedback_dir is not None else _empty_feedback()
+    return join_frames(dec, fb, label_rule=label_rule, source_priority=source_priority, catalog=catalog,
+                       expect_fingerprint=expect_fingerprint, drop_unusable=drop_unusable)
+
+
+def check_label_rule(label_rule: str, source_priority: Sequence[str] | None) -> None:
+    """Raise :class:`JoinError` for an unknown rule or a priority list that does not fit it."""
+    prio = list(source_priority or [])
     if label_rule not in LABEL_RULES:
         raise JoinError(f"label_rule: expected one of {list(LABEL_RULES)}, got {label_rule!r}")
-    prio = list(source_priority or [])
     if label_rule == "priority" and not prio:
         raise JoinError("label_rule 'priority': source_priority must list at least one source")
     if label_rule != "priority" and prio:
         raise JoinError(f"source_priority: only used with label_rule 'priority' (got {label_rule!r})")
+
+
+def join_frames(
+    decisions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    *,
+    label_rule: LabelRule | str = "mean",
+    source_priority: Sequence[str] | None = None,
+    catalog: ModelCatalog | None = None,
+    expect_fingerprint: str | None = None,
+    drop_unusable: bool = False,
+) -> tuple[pl.DataFrame, JoinReport]:
+    """:func:`join_logs` on frames already read (:data:`DECISION_LOG_SCHEMA`, :data:`FEEDBACK_SCHEMA`).
+
+    The partitioned join (:mod:`router_rl.logs.partition_join`) calls it once per day partition.
+    Arguments and result as :func:`join_logs` (row order: the frames' order).
+    """
+    check_label_rule(label_rule, source_priority)
+    prio = list(source_priority or [])
     rep = JoinReport(label_rule=label_rule if label_rule != "priority" else "priority:" + ",".join(prio))
 
-    dec = read_decision_log(decision_dir).with_row_index("__order")
+    dec = decisions.with_row_index("__order")
     rep.decisions = dec.height
     is_rej = (pl.col("strategy") == REJECTED).fill_null(False)
     rejected_ids = set(dec.filter(is_rej)["request_id"].to_list())
@@ -197,7 +225,7 @@ def join_logs(
     rep.fingerprints = {str(r["fp"]): int(r["len"]) for r in fp_all.iter_rows(named=True)}
 
     # --- feedback
-    fb = read_feedback(feedback_dir) if feedback_dir is not None else _empty_feedback()
+    fb = feedback
     rep.feedback_rows = fb.height
     fb = fb.with_row_index("__fo")
     fb_unique = fb.sort("received_ts", "__fo").unique(subset="feedback_id", keep="first", maintain_order=True)
