@@ -72,7 +72,7 @@ def _deploy(name: str, policy_dir: Path, first: Path | None = None) -> None:
     from router_rl.serve.deployment import PolicyDeployment
 
     # a fixed code version makes a user_config change a lightweight reconfigure() of the live replica
-    app = PolicyDeployment.options(version="1", user_config={"policy_dir": str(policy_dir)}).bind(
+    app = PolicyDeployment.options(version="1", user_config={"policy_path": str(policy_dir)}).bind(
         str(first or policy_dir)
     )
     serve.run(app, name=name, route_prefix=f"/{name}")
