@@ -101,7 +101,9 @@ def load_serve_config(path: str | Path) -> Any:
         if app.get("import_path") == f"{__name__}:build_app":
             unknown = sorted(set(app.get("args") or {}) - set(ARGS))
             if unknown:
-                raise ValueError(f"{where}: applications[{i}].args: unknown argument(s) {unknown}; expected {list(ARGS)}")
+                raise ValueError(
+                    f"{where}: applications[{i}].args: unknown argument(s) {unknown}; expected {list(ARGS)}"
+                )
     return schema
 
 

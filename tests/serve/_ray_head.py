@@ -8,6 +8,7 @@ whose command line names this head's temp dir is killed by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,8 +26,10 @@ import psutil
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    # the dashboard starts ~9 module processes; on a loaded 2-core machine they need more than 30 s
-    "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180",
+    # the dashboard starts ~9 module processes; on a loaded 2-core machine they need more than the
+    # default 30 s each, and `ray start` waits for the dashboard 60 s by default
+    "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "600",
+    "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "600",
 }
 
 
@@ -74,15 +77,13 @@ class LocalHead:
                 break
             time.sleep(1.0)
         for p in left:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         return [p.pid for p in left]
 
 
-def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 180.0) -> LocalHead:
+def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 480.0) -> LocalHead:
     """``ray start --head --block --dashboard-host 127.0.0.1`` on free ports, waited for (dashboard up).
 
     Raises:
@@ -108,7 +109,7 @@ def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 180.0) 
         if proc.poll() is not None:
             break
         try:
-            if httpx.get(f"{head.dashboard_url}/api/version", timeout=2.0).status_code == 200:
+            if httpx.get(f"{head.dashboard_url}/api/ray/version", timeout=2.0).status_code == 200:
                 return head
         except httpx.HTTPError:
             pass
@@ -118,9 +119,18 @@ def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 180.0) 
     raise RuntimeError(f"ray start --head did not bring the dashboard up in {timeout_s}s (exit {proc.poll()}):\n{tail}")
 
 
+def dashboard_log_tail(head: LocalHead, n: int = 3000) -> str:
+    """The end of the head's dashboard log (what a failed ``serve`` call is explained by)."""
+    logs = sorted(head.temp_dir.glob("session_*/logs/dashboard.log"))
+    return logs[-1].read_text(errors="replace")[-n:] if logs else "(no dashboard.log)"
+
+
 def run_cli(head: LocalHead, *args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
     """Run ``serve ...`` (or ``ray ...``) against the head; raises with its output on a non-zero exit."""
     out = subprocess.run(list(args), env=head.env, capture_output=True, text=True, timeout=timeout_s)
     if out.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {out.returncode} (ray start alive: {head.proc.poll() is None}):\n"
+            f"{out.stdout[-1500:]}\n{out.stderr[-1500:]}\n--- dashboard.log ---\n{dashboard_log_tail(head)}"
+        )
     return out

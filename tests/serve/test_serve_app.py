@@ -164,9 +164,8 @@ def test_serve_deploy_and_status_against_a_local_head(head: Any, artifact: Path,
 @pytest.mark.slow
 def test_load_brings_up_a_second_replica(head: Any, artifact: Path, tmp_path: Path) -> None:
     import ray
-    from ray import serve
-
     from _ray_head import free_port, ray_bin, run_cli
+    from ray import serve
 
     port = free_port()
     cfg = _config(artifact, port, autoscaling_config={
