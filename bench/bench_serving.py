@@ -124,21 +124,29 @@ def floor_server(policy: Path) -> Iterator[str]:
 
 
 @contextmanager
-def ray_serve(ray_env: dict[str, str], num_cpus: int = 2) -> Iterator[int]:
-    """Ray (local, this process is the driver) + Serve's HTTP proxy on a free port; yields the port.
+def ray_serve(ray_env: dict[str, str], num_cpus: int = 2, address: str | None = None,
+              attempts: int = 3) -> Iterator[int]:
+    """Ray (local, or the cluster at ``address``) + Serve's HTTP proxy on a free port; yields the port.
 
-    ``ray.init`` is retried once (it times out on a loaded machine).
+    A local ``ray.init`` is tried up to ``attempts`` times: Ray gives its raylet a fixed 30 s to
+    register, which a loaded 2-core machine can miss.
     """
     os.environ.update({**RAY_ENV, **ray_env})
     import ray
     from ray import serve
 
-    try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    except Exception as e:  # a loaded machine: one more try
-        print(f"ray.init failed ({type(e).__name__}: {e}); retrying once", file=sys.stderr)
-        ray.shutdown()
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    for attempt in range(1, attempts + 1):
+        try:
+            if address is None:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            break
+        except Exception as e:
+            print(f"ray.init attempt {attempt}/{attempts} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            ray.shutdown()
+            if attempt == attempts:
+                raise
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -208,7 +216,7 @@ def endpoint(args: argparse.Namespace) -> None:
         policy = args.policy or build_artifact(Path(tmp) / "lgbm")
         records = router_records(args.requests)
         figures: dict[tuple[str, str], list[np.ndarray]] = {}
-        with floor_server(policy) as floor_url, ray_serve(ray_env) as port:
+        with floor_server(policy) as floor_url, ray_serve(ray_env, address=args.ray_address) as port:
             ray_url = f"http://127.0.0.1:{port}/policy"
             for b in batch_sizes:
                 deploy(policy, max_batch_size=b)
@@ -245,6 +253,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,32", help="max_batch_size values of the Ray deployment")
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the Ray processes (Ray Serve flags), repeatable")
+    ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
     ap.add_argument("--repeats", type=int, default=2000, help="decisions timed (inprocess part)")
     args = ap.parse_args()
     if args.part == "inprocess":

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-scale", type=float, default=0.002, help="replay latency multiplier")
     ap.add_argument("--target", type=float, default=0.999, help="required learned share")
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
     args = ap.parse_args(argv)
 
     from router_rl.traces.decision_log import read_decision_log
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     policy = args.policy or build_artifact(tmp / "lgbm")
     try:
-        with ray_serve(dict(kv.split("=", 1) for kv in args.ray_env), num_cpus=max(2, args.replicas)) as port:
+        with ray_serve(dict(kv.split("=", 1) for kv in args.ray_env), num_cpus=max(2, args.replicas),
+                       address=args.ray_address) as port:
             deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
             policy_url = f"http://127.0.0.1:{port}/policy"
             wait_http(f"{policy_url}/health")
