@@ -32,6 +32,8 @@ RAY_ENV = {
     # default 30 s each, and `ray start` waits for the dashboard 60 s by default
     "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "600",
     "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "600",
+    # the raylet waits for the dashboard agent's ports (that agent is slow to import under load)
+    "RAY_agent_register_timeout_ms": "300000",
 }
 
 
@@ -105,7 +107,11 @@ def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 480.0) 
     head = LocalHead(proc, temp_dir, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", env, log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() not in (None, 0):  # ray start failed (0: it started the head and returned)
+        rc = proc.poll()
+        if rc is None:  # ray start is still starting the head (GCS, dashboard, raylet)
+            time.sleep(1.0)
+            continue
+        if rc != 0:  # ray start failed (e.g. the raylet did not register in time)
             break
         try:
             if httpx.get(f"{head.dashboard_url}/api/ray/version", timeout=2.0).status_code == 200:

@@ -213,3 +213,47 @@ def test_load_brings_up_a_second_replica(head: Any, artifact: Path, tmp_path: Pa
         assert answered and set(answered) == {200}
     finally:
         ray.shutdown()
+
+
+def test_the_floor_endpoint_answers_as_the_engine(artifact: Path) -> None:
+    """The bench's floor (plain uvicorn + FastAPI, its own process) serves the same decision and protocol."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from _ray_head import free_port
+
+    from router_rl.serve.client import RemotePolicyClient
+    from router_rl.serve.engine import PolicyEngine
+    from router_rl.serve.protocol import RouteRequest, TaskRecord
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "router_rl.serve.floor", "--policy", str(artifact),
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300  # a loaded machine: importing the engine's stack takes long
+        up = False
+        while not up and time.monotonic() < deadline:
+            assert proc.poll() is None, "the floor server exited"
+            try:
+                up = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert up, "the floor server did not answer /health in 300 s"
+        req = RouteRequest(records=[TaskRecord(**RECORD), TaskRecord(prompt="Review this diff", agent_type="x")])
+
+        async def go() -> Any:
+            client = RemotePolicyClient(f"http://127.0.0.1:{port}", timeout_s=30.0)
+            try:
+                return await client.route(req), await client.health()
+            finally:
+                await client.aclose()
+
+        resp, health = asyncio.run(go())
+        want = PolicyEngine(artifact).route(req)
+        assert resp.chosen == want.chosen and resp.probs == want.probs and health.policy_version == want.policy_version
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
