@@ -215,6 +215,7 @@ def test_load_brings_up_a_second_replica(head: Any, artifact: Path, tmp_path: Pa
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_the_floor_endpoint_answers_as_the_engine(artifact: Path) -> None:
     """The bench's floor (plain uvicorn + FastAPI, its own process) serves the same decision and protocol."""
     import asyncio
