@@ -52,7 +52,8 @@ import numpy as np
 # isort: on
 
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_agent_register_timeout_ms": "300000"}  # the raylet waits longer for its dashboard agent
+           # the raylet waits longer for its dashboard agent (slow to import under load)
+           "RAY_agent_register_timeout_ms": "300000", "RAY_raylet_start_wait_time_s": "120"}
 PROMPTS = (
     "Write pytest unit tests for parse_date() covering leap years",
     "Review this diff for race conditions in the cache eviction\n@@ -1,3 +1,4 @@\n+lock.acquire()",

@@ -34,6 +34,7 @@ RAY_ENV = {
     "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "600",
     # the raylet waits for the dashboard agent's ports (that agent is slow to import under load)
     "RAY_agent_register_timeout_ms": "300000",
+    "RAY_raylet_start_wait_time_s": "120",
 }
 
 
