@@ -1,10 +1,13 @@
-"""``router-rl serve policy``: serve a policy artifact with Ray Serve."""
+"""``router-rl serve policy``: serve a policy artifact with Ray Serve (one process, foreground).
+
+Operators running a Ray cluster use the Serve config instead (serve/policy.yaml, docs/serving.md).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -32,13 +35,10 @@ def register(app: typer.Typer) -> None:
         import ray
         from ray import serve
 
-        from router_rl.serve.deployment import PolicyDeployment
+        from router_rl.serve.app import build_app
 
         ray.init(address=address, include_dashboard=False)
         serve.start(http_options={"host": host, "port": port})
-        deployment: Any = PolicyDeployment  # a serve Deployment at runtime (mypy sees the class)
-        app_ = deployment.options(num_replicas=replicas, user_config={"policy_dir": str(policy)}).bind(
-            str(policy)
-        )
+        app_ = build_app({"policy_path": str(policy.resolve())}, num_replicas=replicas)
         typer.echo(f"serving {policy} at http://{host}:{port}{route_prefix} (Ctrl-C to stop)")
         serve.run(app_, name="router-rl-policy", route_prefix=route_prefix, blocking=True)

@@ -127,6 +127,41 @@ class RouteResponse(BaseModel):
             raise ValueError(f"chosen: {unknown} not in models {self.models}")
         return self
 
+    def split(self, sizes: list[int]) -> list[RouteResponse]:
+        """Cut a validated answer into consecutive answers of ``sizes`` records (a batch's requests).
+
+        Raises:
+            ValueError: ``sizes`` does not add up to the number of records answered.
+        """
+        if sum(sizes) != len(self.probs) or any(n < 1 for n in sizes):
+            raise ValueError(f"split: sizes {sizes} do not partition {len(self.probs)} answers")
+        out, start = [], 0
+        for n in sizes:
+            end = start + n
+            out.append(RouteResponse.model_construct(  # parts of a validated answer: valid as they are
+                policy_version=self.policy_version, models=self.models, probs=self.probs[start:end],
+                chosen=self.chosen[start:end], propensity=self.propensity[start:end],
+            ))
+            start = end
+        return out
+
+
+class ServeUserConfig(BaseModel):
+    """The Ray Serve ``user_config`` of the policy deployment (applied by ``reconfigure``).
+
+    Attributes:
+        policy_path: Artifact folder to serve; a change hot-swaps the policy (``None``: keep).
+        max_batch_size: Most concurrent ``/route`` requests evaluated together by one replica.
+        batch_wait_timeout_s: How long a replica waits for more requests before evaluating what it
+            has (0: never hold a request back; batches form only from requests already waiting).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_path: str | None = None
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_wait_timeout_s: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+
 
 class HealthResponse(BaseModel):
     """``GET /health`` answer.

@@ -72,7 +72,7 @@ def _deploy(name: str, policy_dir: Path, first: Path | None = None) -> None:
     from router_rl.serve.deployment import PolicyDeployment
 
     # a fixed code version makes a user_config change a lightweight reconfigure() of the live replica
-    app = PolicyDeployment.options(version="1", user_config={"policy_dir": str(policy_dir)}).bind(
+    app = PolicyDeployment.options(version="1", user_config={"policy_path": str(policy_dir)}).bind(
         str(first or policy_dir)
     )
     serve.run(app, name=name, route_prefix=f"/{name}")
@@ -201,3 +201,34 @@ def test_reconfigure_under_load(serve_url: str, tmp_path: Path) -> None:
         first_new = chosen.index("claude-sonnet-4.5")
         assert set(chosen[first_new:]) == {"claude-sonnet-4.5"} and set(chosen[:first_new]) == {"qwen2.5-coder:7b"}
         assert s[-1][1] == "claude-sonnet-4.5" and s[-1][2]
+
+
+def test_concurrent_requests_are_batched_and_a_refused_one_fails_alone(ppo_url: str, ppo_dir: Path) -> None:
+    """16 concurrent callers (one replica, @serve.batch): each gets its own records' answer; the one
+    request without router state is refused (422) while the others of its batch are answered."""
+    local = PolicyEngine(ppo_dir)
+    rng = np.random.default_rng(0)
+    states = [RouterState(budget_remaining_frac=float(rng.uniform()), elapsed_frac=float(rng.uniform()),
+                          local_share=float(rng.uniform()),
+                          breakers={"anthropic": "open" if k % 2 else "closed", "openrouter": "closed"})
+              for k in range(16)]
+    requests = [RouteRequest(records=[TaskRecord(**RECORDS[k % 2], state=states[k])] * (1 + k % 3))
+                for k in range(16)]
+
+    async def go() -> tuple[list[Any], RemotePolicyError]:
+        client = RemotePolicyClient(ppo_url, timeout_s=60.0)
+        try:
+            refused = client.route(RECORDS[:1])  # no state
+            out = await asyncio.gather(refused, *(client.route(r) for r in requests), return_exceptions=True)
+            assert isinstance(out[0], RemotePolicyError)
+            return list(out[1:]), out[0]
+        finally:
+            await client.aclose()
+
+    answers, err = asyncio.run(go())
+    assert err.reason == "refused"
+    for req, resp in zip(requests, answers, strict=True):
+        assert not isinstance(resp, BaseException), resp
+        np.testing.assert_allclose(resp.probs, local.evaluate(req.records).probs, atol=1e-6)
+    # the states differ, so the answers do: a mix-up between requests of one batch would show
+    assert len({tuple(np.round(a.probs[0], 6)) for a in answers}) > 4
