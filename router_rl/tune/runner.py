@@ -67,12 +67,14 @@ class TrialResult:
         spec: The trial (index, seed, params, config).
         rungs_done: Rungs reported.
         metrics: The last reported metrics (``{}`` when it failed before reporting).
+        history: The ranking metric at each rung reported, in order.
         error: The error text when the trial failed.
     """
 
     spec: TrialSpec
     rungs_done: int
     metrics: dict[str, Any]
+    history: list[float] = field(default_factory=list)
     error: str | None = None
 
 
@@ -190,7 +192,9 @@ def run_trials(
             m = dict(res.metrics or {})
             done = int(m.get("training_iteration", 0) or 0)
             err = None if res.error is None else f"{type(res.error).__name__}: {str(res.error).strip()[-500:]}"
-            by_index[spec.index] = TrialResult(spec, done, m, err)
+            df = res.metrics_dataframe
+            hist = [] if df is None or metric not in df else [float(v) for v in df[metric].tolist()]
+            by_index[spec.index] = TrialResult(spec, done, m, hist, err)
     finally:
         if started:
             import ray
