@@ -117,9 +117,9 @@ def test_rung_budgets_and_rollout_chunks() -> None:
 
 
 def test_settings_are_strict() -> None:
-    with pytest.raises(ConfigError, match="TuneSettings.reduction_factor"):
+    with pytest.raises(ConfigError, match=r"TuneSettings\.reduction_factor"):
         TuneSettings(reduction_factor=1)
-    with pytest.raises(ConfigError, match="TuneSettings.trials"):
+    with pytest.raises(ConfigError, match=r"TuneSettings\.trials"):
         TuneSettings(trials=0)
 
 
@@ -143,7 +143,7 @@ def test_tuned_config_round_trips_into_the_trainer_config(tmp_path: Path, suffix
 
 
 def test_tuned_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="PPOConfig.n_steps"):
+    with pytest.raises(ConfigError, match=r"PPOConfig\.n_steps"):
         write_tuned_config(tmp_path / "x.json", TunedConfig(trainer="ppo", config={"n_steps": 0}, tune=_record()))
     bad = tmp_path / "bad.json"
     d = TunedConfig(trainer="lgbm", config={"num_leaves": 5}, tune=_record()).to_dict()
