@@ -120,6 +120,34 @@ def chunk_budgets(full: int, rungs: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(n)]
 
 
+def stop_new_children(before: set[int]) -> list[int]:
+    """Kill this process's child processes that are not in ``before`` (pids); returns the pids killed.
+
+    A local ``ray.init`` that fails part-way (e.g. the raylet missing Ray's startup window on a
+    loaded machine) leaves the processes it had started running; ``ray.shutdown()`` does not stop
+    them. Only processes this process started since ``before`` are touched.
+    """
+    import psutil
+
+    killed = []
+    for child in psutil.Process().children(recursive=True):
+        if child.pid not in before:
+            try:
+                child.kill()
+                killed.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+    psutil.wait_procs([psutil.Process(p) for p in killed if psutil.pid_exists(p)], timeout=10)
+    return killed
+
+
+def child_pids() -> set[int]:
+    """Pids of this process's children (recursive)."""
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
 def _init_ray(settings: TuneSettings) -> bool:
     """Start or join Ray; ``True`` when this call started it (and must shut it down)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -128,12 +156,15 @@ def _init_ray(settings: TuneSettings) -> bool:
 
     if ray.is_initialized():
         return False
+    before = child_pids()
     try:
         if settings.address:
             ray.init(address=settings.address, log_to_driver=False)
         else:
             ray.init(num_cpus=settings.num_cpus or None, include_dashboard=False, log_to_driver=False)
     except Exception as e:  # ConnectionError, TimeoutError, RuntimeError: say it, never retry silently
+        ray.shutdown()
+        stop_new_children(before)
         where = settings.address or "a local Ray"
         raise TuneRunError(f"could not start or join {where}: {type(e).__name__}: {e}") from e
     return True

@@ -26,14 +26,18 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def local_ray() -> Iterator[None]:
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
+    from router_rl.tune.runner import child_pids, stop_new_children
+
     errors = []
-    for _ in range(3):  # on a loaded machine the raylet can miss Ray's fixed 30 s startup window
+    for _ in range(3):  # on a loaded machine the raylet can miss Ray's fixed startup windows (15 s / 30 s)
+        before = child_pids()
         try:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             break
         except Exception as e:  # say why Ray did not start, never hide it
             errors.append(f"{type(e).__name__}: {e}")
             ray.shutdown()
+            stop_new_children(before)  # a half-started node's processes
     else:
         pytest.fail(f"a local Ray did not start in 3 attempts: {errors}")
     try:
