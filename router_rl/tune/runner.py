@@ -11,6 +11,7 @@ Ray is imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -121,31 +122,40 @@ def chunk_budgets(full: int, rungs: int) -> list[int]:
 
 
 def stop_new_children(before: set[int]) -> list[int]:
-    """Kill this process's child processes that are not in ``before`` (pids); returns the pids killed.
+    """Kill the Ray processes this process started since ``before`` (all pids then); returns their pids.
 
     A local ``ray.init`` that fails part-way (e.g. the raylet missing Ray's startup window on a
-    loaded machine) leaves the processes it had started running; ``ray.shutdown()`` does not stop
-    them. Only processes this process started since ``before`` are touched.
+    loaded machine) leaves the processes it had started running, some already re-parented to init;
+    ``ray.shutdown()`` does not stop them. Only new processes that are this process's children or,
+    re-parented, share its session and run Ray's code are touched.
     """
     import psutil
 
-    killed = []
-    for child in psutil.Process().children(recursive=True):
-        if child.pid not in before:
-            try:
-                child.kill()
-                killed.append(child.pid)
-            except psutil.NoSuchProcess:
-                pass
-    psutil.wait_procs([psutil.Process(p) for p in killed if psutil.pid_exists(p)], timeout=10)
-    return killed
+    me, sid = psutil.Process(), os.getsid(0)
+    mine = {c.pid for c in me.children(recursive=True)}
+    victims = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid in before or proc.pid == me.pid:
+            continue
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            orphan = os.getsid(proc.pid) == sid and ("ray::" in cmd or "/ray/" in cmd)
+        except (psutil.Error, OSError):
+            continue
+        if proc.pid in mine or orphan:
+            victims.append(proc)
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(victims, timeout=10)
+    return [p.pid for p in victims]
 
 
 def child_pids() -> set[int]:
-    """Pids of this process's children (recursive)."""
+    """Every pid on the machine now (the ``before`` of :func:`stop_new_children`)."""
     import psutil
 
-    return {c.pid for c in psutil.Process().children(recursive=True)}
+    return set(psutil.pids())
 
 
 def _init_ray(settings: TuneSettings) -> bool:
