@@ -65,7 +65,7 @@ def _run(fn: Any, /, **kw: Any) -> Any:
         flag = {"metric": "--metric", "val_days": "--val-days", "env": "--env"}.get(e.setting, "--env-opt")
         raise typer.BadParameter(str(e), param_hint=f"'{flag}'") from None
     except TuneRunError as e:
-        make_console(stderr=True).print(f"Error: {e}", markup=False)
+        make_console(stderr=True).print("Error: " + " ".join(str(e).split()), markup=False)  # one line
         raise typer.Exit(1) from None
 
 
