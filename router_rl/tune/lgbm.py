@@ -191,5 +191,5 @@ def tune_lgbm(
         payload={"train": train, "val": val, "X_train": np.asarray(X_train), "X_val": np.asarray(X_val),
                  "rungs": st.rungs, "cost_max": cost_max},
     )
-    out.extra.update({"fixed": fx, "cost_axis_max_usd": cost_max})
+    out.extra.update({"fixed": fx, "cost_axis_max_usd": cost_max if np.isfinite(cost_max) else None})
     return out
