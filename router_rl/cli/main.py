@@ -24,6 +24,7 @@ from router_rl.cli import (
     router,
     serve,
     traces,
+    tune,
 )
 
 app = typer.Typer(
@@ -44,7 +45,7 @@ def _root() -> None:
 
 
 for _module in (demo, traces, logs, envs, policies, ppo, evaluate, ope, registry, router, serve, federated, engines,
-                judge, loop):
+                judge, loop, tune):
     _module.register(app)
 
 

@@ -38,6 +38,31 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
     return out
 
 
+def tuned_lgbm_options(kind: str, options: dict[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """``options`` with the ``config`` of a tuned-config file (``router-rl tune lgbm -o``) under them.
+
+    Settings given with ``--opt config=...`` win over the file's.
+    """
+    if config_file is None:
+        return options
+    from router_rl.core.errors import ConfigError
+    from router_rl.tune.best import read_tuned_config
+
+    if kind != "lgbm":
+        raise typer.BadParameter(f"a tuned config is for --policy lgbm, not {kind!r}", param_hint="'--config'")
+    try:
+        tuned = read_tuned_config(config_file)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="'--config'") from None
+    if tuned.trainer != "lgbm":
+        raise typer.BadParameter(f"{config_file}: written by `tune {tuned.trainer}`; train-ppo reads it",
+                                 param_hint="'--config'")
+    given = options.get("config") or {}
+    if not isinstance(given, dict):
+        raise typer.BadParameter("config=...: expected a JSON object when --config is given", param_hint="'--opt'")
+    return {**options, "config": {**tuned.config, **given}}
+
+
 def load_log_encoder(encoder_dir: Path | None) -> tuple[Any, Any]:
     """``(encoder, catalog or None)`` from ``--encoder`` (a policy artifact folder or an encoder.json).
 
@@ -103,7 +128,7 @@ def load_log(log: Path, encoder: Any, catalog: Any) -> tuple[Any, dict[str, int]
 
 def _train_from_log(
     *, policy: str, out: Path, log: Path, encoder_dir: Path | None, correction: str, clip: float, seed: int,
-    opt: list[str],
+    opt: list[str], config_file: Path | None = None,
 ) -> None:
     """``router-rl train --log``: fit ``policy`` from partial feedback (policies/offpolicy.py)."""
     from rich.table import Table
@@ -135,8 +160,9 @@ def _train_from_log(
         kind = policy_kind(policy)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="'--policy'") from e
+    options = tuned_lgbm_options(kind, _parse_options(opt), config_file)
     try:
-        pol = make_policy(kind, data.models, **_parse_options(opt))
+        pol = make_policy(kind, data.models, **options)
     except KeyError as e:
         raise typer.BadParameter(str(e).strip("'\""), param_hint="'--policy'") from e
     except (ConfigError, TypeError, ValueError) as e:
@@ -198,6 +224,9 @@ def register(app: typer.Typer) -> None:
             None, "--encoder", help="--log: the encoder of the log's features (logging policy artifact or encoder.json)"
         ),
         drop_invalid: bool = typer.Option(False, "--drop-invalid", help="CSV traces: drop invalid rows, report counts"),
+        config_file: Path | None = typer.Option(
+            None, "--config", help="lgbm: LGBMConfig from a tuned-config file (router-rl tune lgbm -o); --opt wins"
+        ),
     ) -> None:
         """Train a routing policy on the train split, calibrate on val, print validation metrics.
 
@@ -214,7 +243,7 @@ def register(app: typer.Typer) -> None:
                     param_hint="'--target'",
                 )
             _train_from_log(policy=policy, out=out, log=log, encoder_dir=encoder_dir, correction=correction,
-                            clip=clip, seed=seed, opt=opt)
+                            clip=clip, seed=seed, opt=opt, config_file=config_file)
             return
         import numpy as np
         from rich.markup import escape
@@ -237,7 +266,7 @@ def register(app: typer.Typer) -> None:
             kind = policy_kind(policy)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--policy") from e
-        options = _parse_options(opt)
+        options = tuned_lgbm_options(kind, _parse_options(opt), config_file)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
             step = prog.add_task("loading traces", total=None)
             ts = _load_traceset(traces, n_tasks, seed, drop_invalid)

@@ -24,10 +24,35 @@ def _env_overrides(traces: str | None, n_tasks: int | None, seed: int, env_opts:
     return ov
 
 
+#: ``--timesteps`` when neither it nor a ``--config`` file sets the steps.
+DEFAULT_TIMESTEPS = 20_000
+
+
+def _ppo_settings(timesteps: int | None, opt: list[str], config_file: Path | None) -> dict[str, Any]:
+    """PPOConfig settings: the default steps, then a tuned-config file, then ``--timesteps``, then ``--opt``."""
+    from router_rl.cli.policies import _parse_options
+
+    tuned: dict[str, Any] = {}
+    if config_file is not None:
+        from router_rl.core.errors import ConfigError
+        from router_rl.tune.best import read_tuned_config
+
+        try:
+            t = read_tuned_config(config_file)
+        except ConfigError as e:
+            raise typer.BadParameter(str(e), param_hint="'--config'") from None
+        if t.trainer != "ppo":
+            raise typer.BadParameter(f"{config_file}: written by `tune {t.trainer}`; `train --policy lgbm` reads it",
+                                     param_hint="'--config'")
+        tuned = dict(t.config)
+    steps = {} if timesteps is None else {"total_timesteps": timesteps}
+    return {"total_timesteps": DEFAULT_TIMESTEPS} | tuned | steps | _parse_options(opt)
+
+
 def _train_ppo_on_log(
     *, log: Path, out: Path, env: str, traces: str | None, env_opt: list[str], base_dir: Path | None,
-    encoder_dir: Path | None, correction: str, ips_clip: float, timesteps: int, opt: list[str], lgbm_rounds: int,
-    seed: int,
+    encoder_dir: Path | None, correction: str, ips_clip: float, timesteps: int | None, opt: list[str], lgbm_rounds: int,
+    seed: int, config_file: Path | None = None,
 ) -> None:
     """``router-rl train-ppo --log``: PPO on ``LoggedReplay`` of a real log (the reward from ``--env``'s spec)."""
     from rich.table import Table
@@ -53,7 +78,7 @@ def _train_ppo_on_log(
         raise typer.BadParameter(f"expected >= 1, got {ips_clip}", param_hint="'--ips-clip'")
     try:
         spec = load_spec(env).with_overrides(**_parse_options(env_opt))
-        cfg = PPOConfig.from_dict({"total_timesteps": timesteps} | _parse_options(opt))
+        cfg = PPOConfig.from_dict(_ppo_settings(timesteps, opt, config_file))
     except (ConfigError, FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     base: Any = None
@@ -120,7 +145,9 @@ def register(app: typer.Typer) -> None:
         target: str | None = typer.Option(
             None, "--target", help="Calibrate the base's λ on validation first: budget=USD | quality=0.95 | local=0.8"
         ),
-        timesteps: int = typer.Option(20_000, "--timesteps", help="PPO environment steps"),
+        timesteps: int | None = typer.Option(
+            None, "--timesteps", help=f"PPO environment steps [default: {DEFAULT_TIMESTEPS}, or the --config file's]"
+        ),
         opt: list[str] = typer.Option([], "--opt", help="PPOConfig setting KEY=VALUE (JSON values), repeatable"),
         lgbm_rounds: int = typer.Option(60, "--lgbm-rounds", help="Boosting rounds of the LightGBM base"),
         eval_days: int = typer.Option(32, "--eval-days", help="Held-out (test split) days to compare on"),
@@ -133,6 +160,9 @@ def register(app: typer.Typer) -> None:
         ),
         correction: str = typer.Option("iw", "--correction", help="--log without --base: correction of the base"),
         ips_clip: float = typer.Option(10.0, "--ips-clip", help="--log: clip of the replay reward's 1/propensity"),
+        config_file: Path | None = typer.Option(
+            None, "--config", help="PPOConfig from a tuned-config file (router-rl tune ppo -o); --timesteps, --opt win"
+        ),
     ) -> None:
         """Train PPO warm-started from LightGBM on a BudgetedRouting env; print held-out reward vs the base.
 
@@ -144,14 +174,13 @@ def register(app: typer.Typer) -> None:
             _train_ppo_on_log(
                 log=log, out=out, env=env, traces=traces, env_opt=env_opt, base_dir=base_dir, encoder_dir=encoder_dir,
                 correction=correction, ips_clip=ips_clip, timesteps=timesteps, opt=opt, lgbm_rounds=lgbm_rounds,
-                seed=seed,
+                seed=seed, config_file=config_file,
             )
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from router_rl.cli.console import make_console, print_table
-        from router_rl.cli.policies import _parse_options
         from router_rl.core.errors import ConfigError
         from router_rl.envs import load_spec
         from router_rl.envs.budgeted import DAY_METRICS
@@ -164,7 +193,7 @@ def register(app: typer.Typer) -> None:
         try:
             spec = load_spec(env)
             spec = spec.with_overrides(**_env_overrides(traces, n_tasks, seed, env_opt))
-            cfg = PPOConfig.from_dict({"total_timesteps": timesteps} | _parse_options(opt))
+            cfg = PPOConfig.from_dict(_ppo_settings(timesteps, opt, config_file))
         except (ConfigError, FileNotFoundError, ValueError) as e:
             raise typer.BadParameter(str(e)) from e
         if spec.kind != "budgeted":
