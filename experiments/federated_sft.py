@@ -171,7 +171,8 @@ def render(out: dict[str, Any]) -> str:
     if "walltime" in out:
         lines += ["| clients | T(1 round) s | T(3 rounds) s | per round s |", "|---|---|---|---|"]
         for r in out["walltime"]:
-            lines.append(f"| {r['clients']} | {r['t_1_round_s']:.1f} | {r['t_3_rounds_s']:.1f} | {r['per_round_s']:.1f} |")
+            lines.append(f"| {r['clients']} | {r['t_1_round_s']:.1f} | {r['t_3_rounds_s']:.1f} | "
+                         f"{r['per_round_s']:.1f} |")
         lines.append("")
     return "\n".join(lines)
 

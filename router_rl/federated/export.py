@@ -230,12 +230,16 @@ def hot_swap_llamacpp(base_url: str, alias: str, *, other_alias: str, timeout_s:
     served = {m["id"] for m in r.json().get("data", [])}
     missing = [a for a in (alias, other_alias) if a not in served]
     if missing:
-        raise AdapterExportError(f"hot_swap_llamacpp: engine at {base_url} does not serve {missing} (serves {sorted(served)})")
+        raise AdapterExportError(
+            f"hot_swap_llamacpp: engine at {base_url} does not serve {missing} (serves {sorted(served)})"
+        )
     for a in (other_alias, alias):
         resp = httpx.post(f"{base_url}/completions", timeout=timeout_s,
                           json={"model": a, "prompt": "x", "max_tokens": 1, "temperature": 0})
         if resp.status_code != 200:
-            raise AdapterExportError(f"hot_swap_llamacpp: request for {a!r} answered {resp.status_code}: {resp.text[:300]}")
+            raise AdapterExportError(
+                f"hot_swap_llamacpp: request for {a!r} answered {resp.status_code}: {resp.text[:300]}"
+            )
 
 
 def extract_converter(sdist: str | Path, dest: str | Path) -> Path:

@@ -58,7 +58,9 @@ def _train_from(cfg: FederatedConfig, partition_id: int, arrays: Mapping[str, np
     return get_adapter_arrays(rt.model)
 
 
-def personalise(cfg: FederatedConfig, global_arrays: Mapping[str, np.ndarray], *, steps: int) -> dict[int, dict[str, np.ndarray]]:
+def personalise(
+    cfg: FederatedConfig, global_arrays: Mapping[str, np.ndarray], *, steps: int
+) -> dict[int, dict[str, np.ndarray]]:
     """Each client's personal adapter: ``global_arrays`` plus ``steps`` local steps on its own data."""
     if steps < 1:
         raise ValueError(f"personalise: steps must be >= 1, got {steps}")

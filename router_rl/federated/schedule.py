@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from router_rl.federated.config import FederatedConfig
 from router_rl.federated.trajectories import TrajectoryStore
 
 T = TypeVar("T")
@@ -162,3 +163,51 @@ class RoundScheduler:
         out = run_round(chk)
         self.commit(chk, result=out if isinstance(out, Mapping) else None)
         return chk, out
+
+
+def scheduled_round(cfg: FederatedConfig, out_dir: str | Path, *, server_round: int) -> dict[str, Any]:
+    """One federated round continuing from the global adapter in ``out_dir`` (the seeded initial one at round 1).
+
+    The same client and server functions as :func:`router_rl.federated.runner.run_inprocess`:
+    every client trains from the current global adapter on its store's accepted trajectories, the
+    server FedAvgs them and evaluates; the new global adapter and ``metrics.json`` replace the old
+    ones in ``out_dir`` (``round-<r>.json`` keeps each round's metrics).
+
+    Args:
+        cfg: The run config.
+        out_dir: The federation's folder (``global_adapter/``).
+        server_round: The round number (seeds the local training; :attr:`ScheduleCheck.round`).
+
+    Returns:
+        ``{"round", "eval_loss", "train_loss", "eval_loss_before"}``.
+    """
+    from router_rl.federated.client import get_client
+    from router_rl.federated.lora import get_adapter_arrays, load_saved_adapter
+    from router_rl.federated.runner import initial_adapter
+    from router_rl.federated.server import (
+        ClientReply,
+        FederationHistory,
+        aggregate_evaluate,
+        aggregate_train,
+        save_outputs,
+    )
+
+    out = Path(out_dir)
+    prev = out / "global_adapter"
+    if server_round > 1 and not (prev / "adapter_config.json").is_file():
+        raise ScheduleStateError(f"{prev}: round {server_round} needs the previous round's global adapter")
+    arrays = get_adapter_arrays(load_saved_adapter(cfg, prev)) if server_round > 1 else initial_adapter(cfg)
+    ids = list(range(cfg.num_clients))
+    history = FederationHistory()
+    before = aggregate_evaluate(history, 0, [ClientReply(i, get_client(cfg, i).evaluate(arrays)) for i in ids])
+    replies = []
+    for i in ids:
+        new, metrics = get_client(cfg, i).fit(arrays, server_round=server_round)
+        replies.append(ClientReply(i, metrics, new))
+    arrays = aggregate_train(history, server_round, replies, expected_keys=set(arrays))
+    evals = [ClientReply(i, get_client(cfg, i).evaluate(arrays)) for i in ids]
+    after = aggregate_evaluate(history, server_round, evals)
+    save_outputs(cfg, arrays, history, out)
+    (out / f"round-{server_round}.json").write_text(json.dumps(history.to_json(), indent=2, sort_keys=True))
+    return {"round": server_round, "eval_loss_before": before, "eval_loss": after,
+            "train_loss": float(history.rounds[server_round]["train_loss"])}

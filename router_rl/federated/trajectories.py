@@ -292,7 +292,9 @@ def write_routerbench_store(
     fw = FeedbackWriter(store.feedback_dir, batch_size=2048, flush_interval_s=None) if with_feedback else None
     try:
         for i, r in enumerate(rows.iter_rows(named=True)):
-            rid = hashlib.sha256(f"{seed}:{category}:{r['sample_id']}:{r['model']}".encode()).hexdigest()[:24]
+            # the prompt is part of the id: RouterBench repeats a few sample_ids with different prompts
+            key = f"{seed}:{category}:{r['sample_id']}:{_sha(r['prompt'])}:{r['model']}"
+            rid = hashlib.sha256(key.encode()).hexdigest()[:24]
             ts = t0 + timedelta(seconds=i)
             dw.append({
                 "request_id": rid, "ts": ts, "agent_type": at, "category": category,
@@ -312,7 +314,7 @@ def write_routerbench_store(
         if fw is not None:
             fw.close()
     return StoreWriteReport(
-        category=category, prompts=rows["sample_id"].n_unique(), rows_written=rows.height,
+        category=category, prompts=rows.select("sample_id", "prompt").n_unique(), rows_written=rows.height,
         skipped_no_score=no_score, skipped_empty_response=empty,
         correct=rows.filter(pl.col("quality") >= 1.0).height,
     )

@@ -35,7 +35,9 @@ def stores(datasets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     for c in CATS:
         rep = write_routerbench_store(root / c, c, max_prompts=40, seed=0,
                                       dataset_dir=datasets_root / "routerbench-subset-via-routerdc")
-        assert rep.rows_written == 40 * 11 - rep.skipped_no_score - rep.skipped_empty_response
+        assert rep.prompts >= 40 and rep.rows_written >= 40 * 11 - rep.skipped_no_score - rep.skipped_empty_response
+        _, read = TrajectoryStore(root / c).read(1.0)
+        assert read.rows == rep.rows_written and read.accepted == rep.correct  # one request per written row
         out[c] = root / c
     return out
 
