@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.federated]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CATS = ("arc", "mbpp", "winogrande")
-TEXT = "user: Which option is correct? Answer with the letter.\nassistant:"
+# ends inside an answer, so that no adapter's top next token is </s> (the engine reports no
+# log-probabilities for a completion that stops at once)
+TEXT = "user: Which option is correct? Answer with the letter.\nassistant: ['"
 TOKEN = "tok-fed-serve-91c2"
 
 
@@ -107,12 +109,15 @@ def _engine_logprobs(base_url: str, alias: str) -> dict[str, float]:
     r = httpx.post(f"{base_url}/completions", timeout=60,
                    json={"model": alias, "prompt": TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 5})
     r.raise_for_status()
-    return dict(r.json()["choices"][0]["logprobs"]["top_logprobs"][0])
+    top = r.json()["choices"][0]["logprobs"]["top_logprobs"]
+    assert top, f"{alias}: the engine stopped at once (top token </s>), no log-probabilities to compare"
+    return dict(top[0])
 
 
 def _same(engine: dict[str, float], ref: dict[str, float]) -> bool:
-    common = set(engine) & set(ref)
-    return len(common) >= 3 and all(abs(engine[p] - ref[p]) < 1e-2 for p in common)
+    """Top-5 log-probabilities agree to 1e-2 on the pieces both name (the engine names byte pieces ``''``)."""
+    common = (set(engine) & set(ref)) - {""}
+    return len(common) >= 2 and all(abs(engine[p] - ref[p]) < 1e-2 for p in common)
 
 
 def test_training_token_ids_are_the_engines_token_ids(run: dict[str, Any]) -> None:
