@@ -59,9 +59,10 @@ def test_round_runs_only_when_due_and_continues_from_the_last_global_adapter(
 
 
 def test_bad_store_flag_is_one_line_naming_the_flag(tmp_path: Path) -> None:
-    res = CliRunner().invoke(_app(), ["federated-round", "--store", "nodir", "--base-model", str(tmp_path)])
+    runner = CliRunner(env={"COLUMNS": "400"})  # no wrapping of long paths in the error box
+    res = runner.invoke(_app(), ["federated-round", "--store", "nodir", "--base-model", str(tmp_path)])
     assert res.exit_code != 0 and "--store" in res.output and "NAME=DIR" in res.output
-    res = CliRunner().invoke(_app(), ["federated-round", "--store", f"a={tmp_path / 'none'}",
+    res = runner.invoke(_app(), ["federated-round", "--store", f"a={tmp_path / 'none'}",
                                       "--base-model", str(tmp_path)])
     assert res.exit_code != 0 and "--store" in res.output and "no decisions/ folder" in res.output
     assert "Traceback" not in res.output

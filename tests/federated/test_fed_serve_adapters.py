@@ -27,9 +27,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.federated]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CATS = ("arc", "mbpp", "winogrande")
-# ends inside an answer, so that no adapter's top next token is </s> (the engine reports no
-# log-probabilities for a completion that stops at once)
-TEXT = "user: Which option is correct? Answer with the letter.\nassistant: ['"
+# Prompts in the engine's chat layout. The engine reports no log-probabilities for a completion that
+# stops at once (top token </s>) or whose first token is held back (an incomplete UTF-8 byte), so the
+# checks use the first of these prompts where it reports them, and compare on that prompt.
+PROMPTS = (
+    "user: Write a python function to remove the given elements from a list.\nassistant:",
+    "user: Which option is correct? Answer with the letter.\nassistant:",
+    "user: Fill in the blank.\nassistant: The answer is",
+)
 TOKEN = "tok-fed-serve-91c2"
 
 
@@ -79,14 +84,14 @@ def run(converter: Path, datasets_root: Path, tmp_path_factory: pytest.TempPathF
     clear_client_cache()
     res = run_inprocess(cfg, root / "fed")
     personal = personalise(cfg, res.arrays, steps=4)
-    v2 = personalise(cfg, personal[0], steps=6)[0]  # a newer version of the arc adapter
+    v2 = personalise(cfg, personal[1], steps=6)[1]  # a newer version of the mbpp adapter
     adapters = {"global": res.arrays, **{c: personal[i] for i, c in enumerate(CATS)}}
     exported = export_adapters(cfg, adapters, root / "export", base_name="tiny", converter=converter)
-    (v2_exp,) = export_adapters(cfg, {"arc": v2}, root / "export-v2", base_name="tiny", converter=converter)
+    (v2_exp,) = export_adapters(cfg, {"mbpp": v2}, root / "export-v2", base_name="tiny", converter=converter)
     return {"tiny": tiny, "cfg": cfg, "exported": exported, "v2": v2_exp, "root": root}
 
 
-def _peft_logprobs(tiny: Any, peft_dir: Path | None) -> dict[str, float]:
+def _peft_logprobs(tiny: Any, peft_dir: Path | None, text: str) -> dict[str, float]:
     import sentencepiece as spm
     import torch
     from peft import PeftModel
@@ -95,7 +100,7 @@ def _peft_logprobs(tiny: Any, peft_dir: Path | None) -> dict[str, float]:
     from router_rl.federated.lora import load_tokenizer
 
     sp = spm.SentencePieceProcessor(model_file=str(tiny.hf_dir / "tokenizer.model"))
-    ids = torch.tensor([load_tokenizer(tiny.hf_dir)(TEXT, add_special_tokens=True)["input_ids"]])
+    ids = torch.tensor([load_tokenizer(tiny.hf_dir)(text, add_special_tokens=True)["input_ids"]])
     model: Any = LlamaForCausalLM.from_pretrained(tiny.hf_dir)
     if peft_dir is not None:
         model = PeftModel.from_pretrained(model, str(peft_dir))
@@ -105,13 +110,21 @@ def _peft_logprobs(tiny: Any, peft_dir: Path | None) -> dict[str, float]:
     return {sp.id_to_piece(int(k)).replace("▁", " "): float(x) for x, k in zip(v, i, strict=True)}
 
 
-def _engine_logprobs(base_url: str, alias: str) -> dict[str, float]:
+def _engine_logprobs(base_url: str, alias: str, text: str) -> dict[str, float]:
     r = httpx.post(f"{base_url}/completions", timeout=60,
-                   json={"model": alias, "prompt": TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 5})
+                   json={"model": alias, "prompt": text, "max_tokens": 1, "temperature": 0, "logprobs": 5})
     r.raise_for_status()
     top = r.json()["choices"][0]["logprobs"]["top_logprobs"]
-    assert top, f"{alias}: the engine stopped at once (top token </s>), no log-probabilities to compare"
-    return dict(top[0])
+    return dict(top[0]) if top else {}
+
+
+def _served(base_url: str, aliases: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]]]:
+    """The first prompt for which the engine reports log-probabilities for every alias, and those."""
+    for text in PROMPTS:
+        got = {a: _engine_logprobs(base_url, a, text) for a in aliases}
+        if all(got.values()):
+            return text, got
+    raise AssertionError(f"{aliases}: no prompt gave log-probabilities for every alias")
 
 
 def _same(engine: dict[str, float], ref: dict[str, float]) -> bool:
@@ -161,21 +174,21 @@ def engine(run: dict[str, Any]) -> Iterator[Any]:
     from router_rl.federated.export import engine_models, publish_gguf
 
     ex = run["exported"]
-    served = publish_gguf(ex[1].gguf, run["root"] / "served" / "tiny+arc.gguf")
+    served = publish_gguf(ex[2].gguf, run["root"] / "served" / "tiny+mbpp.gguf")
     models = engine_models(ex, run["tiny"].gguf, base_alias="tiny", n_ctx=256)
-    models[2] = type(models[2])(models[2].alias, models[2].gguf, lora=served, n_ctx=256)  # arc from the served path
+    assert models[3].alias == "tiny+mbpp"
+    models[3] = type(models[3])(models[3].alias, models[3].gguf, lora=served, n_ctx=256)  # from the served path
     with LlamaCppServer(models) as srv:
         yield srv
 
 
 def test_engine_serves_each_adapter_as_peft_computes_it(run: dict[str, Any], engine: Any) -> None:
     ex = run["exported"]
-    base = _engine_logprobs(engine.base_url, "tiny")
-    assert _same(base, _peft_logprobs(run["tiny"], None))
-    for e in ex[:2]:
-        got = _engine_logprobs(engine.base_url, e.alias)
-        assert _same(got, _peft_logprobs(run["tiny"], e.peft_dir)), e.alias
-        assert not _same(got, base), e.alias
+    for e in (ex[0], ex[2]):  # tiny+global, tiny+mbpp
+        text, got = _served(engine.base_url, ("tiny", e.alias))
+        assert _same(got["tiny"], _peft_logprobs(run["tiny"], None, text))
+        assert _same(got[e.alias], _peft_logprobs(run["tiny"], e.peft_dir, text)), e.alias
+        assert not _same(got[e.alias], got["tiny"]), e.alias
 
 
 def test_router_catalog_routes_to_base_plus_adapter(run: dict[str, Any], engine: Any, tmp_path: Path,
@@ -207,7 +220,7 @@ def test_router_catalog_routes_to_base_plus_adapter(run: dict[str, Any], engine:
         msg = [{"role": "user", "content": "Which option is correct?"}]
         out = {m: client.chat.completions.create(model=m, messages=msg, max_tokens=8, temperature=0.0)  # type: ignore[arg-type]
                for m in ("tiny", "tiny+arc")}
-        assert out["tiny+arc"].model == "tiny+arc"
+        assert out["tiny+arc"].model == "tiny+arc" and out["tiny"].model == "tiny"
     import time
 
     time.sleep(0.3)
@@ -219,13 +232,14 @@ def test_new_adapter_version_hot_swaps_without_restarting_the_engine(run: dict[s
     from router_rl.federated.export import AdapterExportError, hot_swap_llamacpp, publish_gguf
 
     pid = engine.pid
-    v1 = _engine_logprobs(engine.base_url, "tiny+arc")
-    assert _same(v1, _peft_logprobs(run["tiny"], run["exported"][1].peft_dir))
-    publish_gguf(run["v2"].gguf, run["root"] / "served" / "tiny+arc.gguf")
-    hot_swap_llamacpp(engine.base_url, "tiny+arc", other_alias="tiny")
-    v2 = _engine_logprobs(engine.base_url, "tiny+arc")
-    assert _same(v2, _peft_logprobs(run["tiny"], run["v2"].peft_dir))
-    assert not _same(v2, v1)
+    text, v1 = _served(engine.base_url, ("tiny+mbpp",))
+    assert _same(v1["tiny+mbpp"], _peft_logprobs(run["tiny"], run["exported"][2].peft_dir, text))
+    publish_gguf(run["v2"].gguf, run["root"] / "served" / "tiny+mbpp.gguf")
+    hot_swap_llamacpp(engine.base_url, "tiny+mbpp", other_alias="tiny")
+    v2 = _engine_logprobs(engine.base_url, "tiny+mbpp", text)
+    assert v2, "the new version stops at once on the prompt the old one answered"
+    assert _same(v2, _peft_logprobs(run["tiny"], run["v2"].peft_dir, text))
+    assert not _same(v2, v1["tiny+mbpp"])
     assert engine.pid == pid and engine.proc.poll() is None
     with pytest.raises(AdapterExportError, match=r"does not serve \['tiny\+nope'\]"):
         hot_swap_llamacpp(engine.base_url, "tiny+nope", other_alias="tiny")
