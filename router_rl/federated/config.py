@@ -48,13 +48,13 @@ class FederatedConfig(BaseModel):
         max_examples_per_client: Cap on each client's training examples (0 = no cap).
         max_eval_examples_per_client: Cap on each client's held-out examples (0 = no cap).
         seed: Seed of everything (data, LoRA init, sampling, dropout, batch order).
-        data_source: ``prompts`` (language modelling on simulated prompts) or ``trajectories``
+        data_source: ``simulated`` (language modelling on simulated prompts) or ``trajectories``
             (SFT on accepted prompt -> response pairs of each client's trajectory store).
         trajectory_dirs: One trajectory store folder per client, in ``agent_types`` order
             (:class:`router_rl.federated.trajectories.TrajectoryStore`); trajectories only.
         quality_threshold: A trajectory is accepted when its quality is >= this.
         heldout_fraction: Share of a store's prompts (by prompt hash, seeded) held out for evaluation.
-        max_prompt_tokens: Prompt tokens kept (the end of the prompt) before the response.
+        max_request_tokens: Prompt tokens kept (the end of the prompt) before the response.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -80,15 +80,15 @@ class FederatedConfig(BaseModel):
     seed: int = Field(default=0, ge=0)
 
     # --- trajectories (issue #22 item 4; router_rl/federated/trajectories.py) -----------------
-    # data_source "prompts": language modelling on the simulated fleet's prompts (above).
+    # data_source "simulated": language modelling on the simulated fleet's prompts (above).
     # data_source "trajectories": supervised fine-tuning on (prompt -> response) pairs whose quality
     # cleared ``quality_threshold``, read from each client's own trajectory store; the loss is on
     # the response tokens only. ``agent_types`` are then the stores' names (any names).
-    data_source: Literal["prompts", "trajectories"] = "prompts"
+    data_source: Literal["simulated", "trajectories"] = "simulated"
     trajectory_dirs: tuple[str, ...] = ()
     quality_threshold: float = Field(default=1.0, ge=0, le=1)
     heldout_fraction: float = Field(default=0.2, gt=0, lt=1)
-    max_prompt_tokens: int = Field(default=48, ge=1)
+    max_request_tokens: int = Field(default=48, ge=1)
 
     @field_validator("agent_types", "target_modules")
     @classmethod

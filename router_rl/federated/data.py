@@ -1,6 +1,6 @@
 """Per-agent data partitions, tokenised locally (text never leaves the client).
 
-``data_source = "prompts"``: the agent type's simulated prompts for language modelling.
+``data_source = "simulated"``: the agent type's simulated prompts for language modelling.
 ``data_source = "trajectories"``: the accepted (prompt -> response) pairs of the client's own
 trajectory store (:mod:`router_rl.federated.trajectories`) for supervised fine-tuning; each
 sequence is a :class:`MaskedSequence` whose prompt tokens carry no loss.
@@ -97,17 +97,17 @@ class MaskedSequence(tuple[int, ...]):
 
 
 def tokenize_pair(
-    tokenizer: Any, prompt: str, response: str, *, max_length: int, max_prompt_tokens: int
+    tokenizer: Any, prompt: str, response: str, *, max_length: int, max_request_tokens: int
 ) -> MaskedSequence:
     """``<bos> user: PROMPT\nassistant: RESPONSE <eos>`` with the loss on ``RESPONSE <eos>`` only.
 
     The layout is the plain chat template the engine serves with
     (:data:`router_rl.engines.gguf_export.PLAIN_CHAT_TEMPLATE`). The prompt keeps its last
-    ``max_prompt_tokens`` tokens (where the question is); the sequence is cut at ``max_length``.
+    ``max_request_tokens`` tokens (where the question is); the sequence is cut at ``max_length``.
     """
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     head = list(tokenizer(f"user: {prompt}\nassistant:", add_special_tokens=False)["input_ids"])
-    head = ([bos] if bos is not None else []) + head[-max_prompt_tokens:]
+    head = ([bos] if bos is not None else []) + head[-max_request_tokens:]
     body = list(tokenizer(f" {response}", add_special_tokens=False)["input_ids"]) + ([eos] if eos is not None else [])
     seq = (head + body)[:max_length]
     return MaskedSequence(seq, n_masked=min(len(head), len(seq)))
@@ -134,14 +134,14 @@ def trajectory_partition(cfg: FederatedConfig, partition_id: int, tokenizer: Any
 
     def tok(ts: list[Any]) -> tuple[MaskedSequence, ...]:
         return tuple(tokenize_pair(tokenizer, t.prompt, t.response, max_length=cfg.max_length,
-                                   max_prompt_tokens=cfg.max_prompt_tokens) for t in ts)
+                                   max_request_tokens=cfg.max_request_tokens) for t in ts)
 
     tr, ev = tok(train), tok(held)
     no_response = sum(1 for s in (*tr, *ev) if len(s) <= s.n_masked)
     if no_response:
         raise ValueError(
             f"client {name!r}: {no_response} sequence(s) have no response token left after truncation "
-            f"(max_length={cfg.max_length}, max_prompt_tokens={cfg.max_prompt_tokens}); raise max_length"
+            f"(max_length={cfg.max_length}, max_request_tokens={cfg.max_request_tokens}); raise max_length"
         )
     report = {**rep.to_dict(), "train_accepted": n_train, "heldout_accepted": n_held,
               "train_used": len(tr), "heldout_used": len(ev),
