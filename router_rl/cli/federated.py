@@ -61,3 +61,71 @@ def register(app: typer.Typer) -> None:
                           f"{log['eval_perplexity']:.1f}")
         print_table(console, table)
         console.print(f"global adapter: {res.adapter_dir}\nmetrics: {res.metrics_path}")
+
+    @app.command("federated-round")
+    def federated_round(
+        store: list[str] = typer.Option(..., "--store", help="NAME=DIR: a node and its trajectory store (repeat)."),
+        base_model: Path = typer.Option(..., help="Local base model folder (Hugging Face format)."),
+        out: Path = typer.Option(Path("runs/federated-scheduled"), help="Federation folder (global_adapter/)."),
+        state: Path | None = typer.Option(None, help="Schedule state file (default: OUT/schedule.json)."),
+        min_new: int = typer.Option(1000, min=1, help="New accepted trajectories each node needs for a round."),
+        quality_threshold: float = typer.Option(1.0, min=0.0, max=1.0, help="Quality an accepted trajectory needs."),
+        local_steps: int = typer.Option(10, min=1, help="Optimizer steps per client in the round."),
+        lr: float = typer.Option(2e-2, help="Learning rate of the LoRA parameters."),
+        max_length: int = typer.Option(96, min=8, help="Token length of a prompt -> response sequence."),
+        seed: int = typer.Option(0, help="Seed of everything."),
+        check_only: bool = typer.Option(False, "--check-only", help="Report whether a round is due; run nothing."),
+    ) -> None:
+        """Run one federated SFT round when every node has >= MIN_NEW new accepted trajectories.
+
+        Meant to be run periodically (cron, a systemd timer): it checks the stores against the
+        state file and starts a round only when it is due; otherwise it says which nodes it waits for.
+        """
+        from rich.table import Table
+
+        from router_rl.cli.console import make_console, print_table
+        from router_rl.core.errors import ConfigError
+        from router_rl.federated.config import FederatedConfig
+        from router_rl.federated.schedule import RoundScheduler, ScheduleStateError, scheduled_round
+        from router_rl.federated.trajectories import TrajectoryStoreError
+
+        stores: dict[str, Path] = {}
+        for s in store:
+            name, sep, path = s.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise typer.BadParameter(f"expected NAME=DIR, got {s!r}", param_hint="--store")
+            if name in stores:
+                raise typer.BadParameter(f"node {name!r} given twice", param_hint="--store")
+            stores[name.strip()] = Path(path.strip())
+        sched = RoundScheduler(stores, state or out / "schedule.json", min_new=min_new,
+                               quality_threshold=quality_threshold)
+        console = make_console()
+        try:
+            chk = sched.check()
+        except ScheduleStateError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--state") from exc
+        except (TrajectoryStoreError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--store") from exc
+        table = Table("node", "accepted", "new", "needed")
+        for n in stores:
+            table.add_row(n, str(chk.accepted[n]), str(chk.new[n]), str(min_new))
+        print_table(console, table)
+        if not chk.due:
+            console.print(f"round {chk.round} not due: waiting for {', '.join(chk.waiting_for)}")
+            return
+        if check_only:
+            console.print(f"round {chk.round} is due (--check-only: not run)")
+            return
+        try:
+            cfg = FederatedConfig.create(
+                "router-rl federated-round", base_model_path=base_model, agent_types=tuple(stores),
+                data_source="trajectories", trajectory_dirs=tuple(str(p) for p in stores.values()),
+                quality_threshold=quality_threshold, num_rounds=chk.round, max_local_steps=local_steps, lr=lr,
+                max_length=max_length, seed=seed,
+            )
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        _chk, res = sched.run_if_due(lambda c: scheduled_round(cfg, out, server_round=c.round))
+        assert res is not None
+        console.print(f"round {res['round']}: held-out loss {res['eval_loss_before']:.4f} -> {res['eval_loss']:.4f}"
+                      f"\nglobal adapter: {out / 'global_adapter'}")

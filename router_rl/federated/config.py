@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -48,6 +48,13 @@ class FederatedConfig(BaseModel):
         max_examples_per_client: Cap on each client's training examples (0 = no cap).
         max_eval_examples_per_client: Cap on each client's held-out examples (0 = no cap).
         seed: Seed of everything (data, LoRA init, sampling, dropout, batch order).
+        data_source: ``simulated`` (language modelling on simulated prompts) or ``trajectories``
+            (SFT on accepted prompt -> response pairs of each client's trajectory store).
+        trajectory_dirs: One trajectory store folder per client, in ``agent_types`` order
+            (:class:`router_rl.federated.trajectories.TrajectoryStore`); trajectories only.
+        quality_threshold: A trajectory is accepted when its quality is >= this.
+        heldout_fraction: Share of a store's prompts (by prompt hash, seeded) held out for evaluation.
+        max_request_tokens: Prompt tokens kept (the end of the prompt) before the response.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,6 +79,17 @@ class FederatedConfig(BaseModel):
     max_eval_examples_per_client: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
 
+    # --- trajectories (issue #22 item 4; router_rl/federated/trajectories.py) -----------------
+    # data_source "simulated": language modelling on the simulated fleet's prompts (above).
+    # data_source "trajectories": supervised fine-tuning on (prompt -> response) pairs whose quality
+    # cleared ``quality_threshold``, read from each client's own trajectory store; the loss is on
+    # the response tokens only. ``agent_types`` are then the stores' names (any names).
+    data_source: Literal["simulated", "trajectories"] = "simulated"
+    trajectory_dirs: tuple[str, ...] = ()
+    quality_threshold: float = Field(default=1.0, ge=0, le=1)
+    heldout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    max_request_tokens: int = Field(default=48, ge=1)
+
     @field_validator("agent_types", "target_modules")
     @classmethod
     def _non_empty_unique(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -92,6 +110,15 @@ class FederatedConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_agents(self) -> FederatedConfig:
+        if self.data_source == "trajectories":
+            if len(self.trajectory_dirs) != len(self.agent_types):
+                raise ValueError(
+                    f"trajectory_dirs: data_source 'trajectories' needs one store per agent type "
+                    f"({len(self.agent_types)}), got {len(self.trajectory_dirs)}"
+                )
+            return self
+        if self.trajectory_dirs:
+            raise ValueError("trajectory_dirs: only used with data_source 'trajectories'")
         from router_rl.traces.simulate import AGENT_TYPES
 
         unknown = [a for a in self.agent_types if a not in AGENT_TYPES]
@@ -136,7 +163,7 @@ class FederatedConfig(BaseModel):
             if name not in cls.model_fields:
                 raise ConfigError(str(key), f"unknown setting; expected one of {sorted(cls.model_fields)}",
                                   source=source)
-            if name in ("agent_types", "target_modules") and isinstance(raw, str):
+            if name in ("agent_types", "target_modules", "trajectory_dirs") and isinstance(raw, str):
                 raw = tuple(s.strip() for s in raw.split(",") if s.strip())
             values[name] = raw
         return cls.create(source=source, **values)

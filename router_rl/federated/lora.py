@@ -43,11 +43,21 @@ def _require_local(path: Path) -> Path:
 
 
 def load_tokenizer(path: str | Path) -> Any:
-    """Load the tokenizer saved next to the base model (offline); ensures a pad token."""
+    """Load the tokenizer saved next to the base model (offline); ensures a pad token.
+
+    A folder with a SentencePiece ``tokenizer.model`` and no ``tokenizer.json`` is read with
+    :class:`router_rl.federated.spm.SentencePieceTokenizer` (the ids llama.cpp uses).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(_require_local(Path(path)), local_files_only=True)
+    folder = _require_local(Path(path))
+    if not (folder / "tokenizer.json").is_file() and (folder / "tokenizer.model").is_file():
+        # a SentencePiece-only folder (the llama.cpp engine's tiny model): read it with sentencepiece
+        from router_rl.federated.spm import SentencePieceTokenizer
+
+        return SentencePieceTokenizer(folder / "tokenizer.model")
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -43,6 +43,8 @@ def _batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any, Any]:
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
     labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    for i, s in enumerate(seqs):  # SFT: no loss on the prompt of a MaskedSequence (data.py)
+        labels[i, : getattr(s, "n_masked", 0)] = IGNORE_INDEX
     return ids, mask, labels
 
 
