@@ -84,7 +84,7 @@ def make_client_app(
     def plain(msg: Message, context: Context) -> Message:
         c = cfg if cfg is not None else config_from_context(context)
         pid = _partition_id(context)
-        conf = msg.content["config"]
+        conf = msg.content.config_records["config"]
         arrays, metrics = _fit(c, pid, from_array_record(msg.content.array_records["arrays"]), conf, clip=False)
         if on_update is not None:
             on_update(pid, int(cast(int, conf["server-round"])), arrays)

@@ -130,7 +130,9 @@ def secure_train_round(
             f"reconstruction threshold {cfg.secagg_reconstruction_threshold}"
         )
     if len(bridge.mean) != len(keys):
-        raise ValueError(f"round {server_round}: SecAgg+ aggregate has {len(bridge.mean)} tensors, expected {len(keys)}")
+        raise ValueError(
+            f"round {server_round}: SecAgg+ aggregate has {len(bridge.mean)} tensors, expected {len(keys)}"
+        )
     ref = from_arrays(arrays)
     mean = {k: np.asarray(v, dtype=ref[k].dtype).reshape(ref[k].shape) for k, v in zip(keys, bridge.mean, strict=True)}
     lora_strategy(strategy).set_secure_result(mean, server_round)
@@ -178,7 +180,7 @@ def secure_client_train(
         tensors = parameters_to_ndarrays(fitins.parameters)
         if len(tensors) != len(names):
             raise ValueError(f"SecAgg+ fit: received {len(tensors)} tensors, the adapter has {len(names)}")
-        new, metrics = fit(dict(zip(names, tensors, strict=True)), ConfigRecord(dict(fitins.config)))  # type: ignore[arg-type]
+        new, metrics = fit(dict(zip(names, tensors, strict=True)), ConfigRecord(dict(fitins.config)))
         weight = int(metrics.pop("secagg-weight"))
         res = FitRes(status=Status(Code.OK, ""), parameters=ndarrays_to_parameters([new[k] for k in names]),
                      num_examples=weight, metrics=metrics)

@@ -30,7 +30,7 @@ def run_server(grid: Grid, cfg: FederatedConfig, out_dir: str | Path, *, timeout
     record = to_array_record(init)
     replies = grid.send_and_receive(strategy.configure_evaluate(0, record, ConfigRecord(), grid), timeout=timeout)
     strategy.aggregate_evaluate(0, replies)
-    train_config = {"lr": cfg.lr, "local-epochs": cfg.local_epochs}
+    train_config: dict[str, Any] = {"lr": cfg.lr, "local-epochs": cfg.local_epochs}
     if not cfg.secure_aggregation:
         result = strategy.start(grid=grid, initial_arrays=record, num_rounds=cfg.num_rounds, timeout=timeout,
                                 train_config=ConfigRecord(train_config))

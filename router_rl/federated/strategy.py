@@ -99,7 +99,9 @@ class LoraStrategyMixin(FedAvg):
                 )
             arrays = from_array_record(content.array_records["arrays"]) if with_arrays else None
             if not with_arrays and len(content.array_records):
-                raise ValueError(f"round {server_round}: reply of node {msg.metadata.src_node_id} must not carry arrays")
+                raise ValueError(
+                    f"round {server_round}: reply of node {msg.metadata.src_node_id} must not carry arrays"
+                )
             out.append(ClientReply(int(metrics["partition-id"]), metrics, arrays))  # type: ignore[arg-type]
         return out
 
@@ -164,8 +166,8 @@ def build_strategy(cfg: FederatedConfig, expected_keys: set[str], history: Feder
     """
     base: LoraStrategyMixin
     kw = _fedavg_kwargs(cfg)
-    opt = {"eta": cfg.server_lr, "eta_l": cfg.lr, "beta_1": cfg.server_beta_1, "beta_2": cfg.server_beta_2,
-           "tau": cfg.server_tau}
+    opt: dict[str, Any] = {"eta": cfg.server_lr, "eta_l": cfg.lr, "beta_1": cfg.server_beta_1,
+                           "beta_2": cfg.server_beta_2, "tau": cfg.server_tau}
     if cfg.strategy == "fedavg":
         base = LoraFedAvg(cfg, expected_keys, history)
     elif cfg.strategy == "fedprox":

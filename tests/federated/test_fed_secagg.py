@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,8 @@ def _received_arrays(grid) -> list[np.ndarray]:
             for v in rec.values():
                 for b in v if isinstance(v, list) else [v]:
                     if isinstance(b, bytes):
-                        try:
+                        with contextlib.suppress(Exception):  # keys and ciphertexts are not arrays
                             out.append(bytes_to_ndarray(b))
-                        except Exception:  # noqa: BLE001 - keys and ciphertexts are not arrays
-                            pass
     return out
 
 
