@@ -160,3 +160,15 @@ def test_dp_with_secagg_clips_before_masking(cfg: FederatedConfig, tmp_path: Pat
     assert len(seen) == 3 and max(seen) <= clip * (1 + 1e-5)
     assert res.privacy is not None and res.privacy["rounds"] == 1
     assert res.history.rounds[1]["secure_aggregation"] is True
+
+
+def test_local_grid_equals_the_inprocess_loop(cfg: FederatedConfig, fedavg, tmp_path: Path) -> None:
+    """The ServerApp/ClientApp over LocalGrid (Flower strategy.start loop) == the Flower-free loop, bit for bit."""
+    from router_rl.federated.client import clear_client_cache
+    from router_rl.federated.runner import run_inprocess
+
+    clear_client_cache()
+    ref = run_inprocess(cfg, tmp_path / "ref")
+    assert ref.history.to_json() == fedavg.history.to_json()
+    for k, v in ref.arrays.items():
+        np.testing.assert_array_equal(fedavg.arrays[k], v)
