@@ -67,7 +67,7 @@ def test_secagg_equals_fedavg_with_a_dropout_and_server_never_sees_an_adapter(cf
 
     scfg = cfg.model_copy(update={"secure_aggregation": True})
     res, grid, updates = _run(scfg, tmp_path / "s", drop=((2, 1),))
-    # client 2 trained? no: it failed before training, after sharing its keys
+    # client 2 failed in the masked-vector stage (after sharing its keys), so it never trained
     assert sorted(updates) == [0, 1, 3]
     log = res.history.rounds[1]
     assert log["secure_aggregation"] is True
