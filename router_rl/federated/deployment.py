@@ -1,7 +1,8 @@
 """A local Flower deployment: one SuperLink and one SuperNode per agent type, driven by ``flwr run``.
 
-Processes are started with :func:`subprocess.Popen` and stopped by PID (terminate, then kill after
-a grace period) by :meth:`LocalDeployment.stop`; nothing is stopped by name. ``FLWR_HOME`` is a
+Processes are started with :func:`subprocess.Popen` and stopped by PID, with the descendants they
+spawned (terminate, then kill after a grace period) by :meth:`LocalDeployment.stop`; nothing is
+stopped by name. Linux only (descendants are read from ``/proc``). ``FLWR_HOME`` is a
 folder of the caller's (the SuperLink connection ``local`` is written to its ``config.toml``),
 runtime dependency installation and telemetry are off.
 """
@@ -84,6 +85,7 @@ class LocalDeployment:
     flwr_home: Path
     log_dir: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
     control_address: str = ""
 
     def env(self) -> dict[str, str]:
@@ -96,9 +98,8 @@ class LocalDeployment:
     def _spawn(self, name: str, args: list[str]) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("w")
-        # own session: stop() signals the process group of this PID (its superexec / flwr-* children)
         self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                           cwd=str(self.log_dir), start_new_session=True))
+                                           cwd=str(self.log_dir)))
 
     def start(self) -> LocalDeployment:
         """Start the SuperLink, then the SuperNodes; write the ``local`` connection to ``FLWR_HOME``."""
@@ -128,30 +129,74 @@ class LocalDeployment:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def stop(self, grace: float = 10.0) -> list[int | None]:
-        """Terminate every started process by PID (SuperNodes first), kill after ``grace`` s.
+        """Terminate every started process and its descendants by PID; kill after ``grace`` s.
+
+        Descendants (SuperExec, ``flwr-serverapp`` / ``flwr-clientapp``) are found through
+        ``/proc`` before signalling; some run in their own session, so a process-group signal alone
+        would miss them. Their PIDs are kept in :attr:`seen` for :meth:`live_processes`.
 
         Returns:
-            The exit codes, in start order.
+            The exit codes of the started processes, in start order.
         """
         import signal
 
-        for p in reversed(self.procs):
-            _signal_group(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            self.seen.update({p.pid, *_descendants(p.pid)})
+        for pid in sorted(self.seen, reverse=True):
+            _signal(pid, signal.SIGTERM)
         for p in reversed(self.procs):
             try:
                 p.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=grace)
-            _signal_group(p.pid, signal.SIGKILL)  # children that ignored SIGTERM
+        end = time.monotonic() + grace
+        while self.live_processes() and time.monotonic() < end:
+            time.sleep(0.2)
+        for pid in self.live_processes():
+            _signal(pid, signal.SIGKILL)
         return [p.returncode for p in self.procs]
 
+    def live_processes(self) -> list[int]:
+        """PIDs started or seen by :meth:`stop` that still run (zombies do not count)."""
+        return sorted(pid for pid in self.seen if _state(pid) not in (None, "Z", "X"))
 
-def _signal_group(pid: int, sig: int) -> None:
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields after "(comm)": state, ppid, pgrp, ...
+
+
+def _state(pid: int) -> str | None:
+    st = _stat(pid)
+    return st[0] if st else None
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            st = _stat(int(d.name))
+            if st:
+                children.setdefault(int(st[1]), []).append(int(d.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _signal(pid: int, sig: int) -> None:
     import contextlib
 
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)  # the group led by the PID we started (start_new_session=True)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
