@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,30 @@ class FederatedConfig(BaseModel):
         quality_threshold: A trajectory is accepted when its quality is >= this.
         heldout_fraction: Share of a store's prompts (by prompt hash, seeded) held out for evaluation.
         max_request_tokens: Prompt tokens kept (the end of the prompt) before the response.
+
+    Strategy, secure aggregation and differential privacy (see ``docs/federated.md``):
+
+    Attributes:
+        strategy: ``fedavg``, ``fedprox`` (proximal term on the client), ``fedadam`` or ``fedyogi``
+            (Flower's server optimisers applied to the FedAvg aggregate).
+        proximal_mu: FedProx ``mu`` (only with ``strategy="fedprox"``; 0 equals FedAvg exactly).
+        server_lr: Server learning rate ``eta`` of FedAdam / FedYogi.
+        server_beta_1: First-moment decay of FedAdam / FedYogi.
+        server_beta_2: Second-moment decay of FedAdam / FedYogi.
+        server_tau: Adaptivity ``tau`` of FedAdam / FedYogi.
+        secure_aggregation: Aggregate the adapters with Flower's SecAgg+ workflow (the server
+            only sees masked, quantised contributions and their sum).
+        secagg_num_shares: SecAgg+ shares per client as a fraction of the sampled clients.
+        secagg_reconstruction_threshold: Fraction of the shares needed to reconstruct a secret.
+        secagg_clipping_range: Values are clipped to ``[-r, r]`` before quantisation.
+        secagg_quantization_range: Quantisation levels (integer).
+        secagg_max_weight: Largest client weight (``num-examples``) SecAgg+ quantises exactly.
+        secagg_timeout: Seconds each SecAgg+ stage waits for replies (0 = no limit).
+        dp: Differential privacy: Flower's client-side fixed clipping of each update plus Gaussian
+            noise on the aggregate (uniform client weights, so the sensitivity is ``clip / n``).
+        dp_noise_multiplier: Noise std / clipping norm (of the sum).
+        dp_clipping_norm: L2 bound of each client's update (new adapter - global adapter).
+        dp_delta: ``delta`` at which the cumulative ``epsilon`` is reported.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,6 +114,25 @@ class FederatedConfig(BaseModel):
     quality_threshold: float = Field(default=1.0, ge=0, le=1)
     heldout_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_request_tokens: int = Field(default=48, ge=1)
+    # --- strategy / secure aggregation / differential privacy (issue #22 items 1, 2, 5) -------
+    strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
+    proximal_mu: float = Field(default=0.0, ge=0)
+    server_lr: float = Field(default=1e-2, gt=0, le=10)
+    server_beta_1: float = Field(default=0.9, ge=0, lt=1)
+    server_beta_2: float = Field(default=0.99, ge=0, lt=1)
+    server_tau: float = Field(default=1e-3, gt=0)
+    secure_aggregation: bool = False
+    secagg_num_shares: float = Field(default=1.0, gt=0, le=1)
+    secagg_reconstruction_threshold: float = Field(default=0.5, gt=0, le=1)
+    secagg_clipping_range: float = Field(default=8.0, gt=0)
+    secagg_quantization_range: int = Field(default=2**22, ge=2, lt=2**32)
+    secagg_max_weight: float = Field(default=1000.0, gt=0)
+    secagg_timeout: float = Field(default=0.0, ge=0)
+    dp: bool = False
+    dp_noise_multiplier: float = Field(default=1.0, gt=0)
+    dp_clipping_norm: float = Field(default=1.0, gt=0)
+    dp_delta: float = Field(default=1e-5, gt=0, lt=1)
+    # --- end of the strategy / secagg / dp block ------------------------------------------------
 
     @field_validator("agent_types", "target_modules")
     @classmethod
@@ -124,6 +168,18 @@ class FederatedConfig(BaseModel):
         unknown = [a for a in self.agent_types if a not in AGENT_TYPES]
         if unknown:
             raise ValueError(f"agent_types: unknown agent type(s) {unknown}; expected some of {sorted(AGENT_TYPES)}")
+        return self
+
+    @model_validator(mode="after")
+    def _strategy_settings(self) -> FederatedConfig:
+        if self.proximal_mu and self.strategy != "fedprox":
+            raise ValueError(f"proximal_mu: only used with strategy='fedprox', got strategy={self.strategy!r}")
+        sampled = max(1, math.ceil(self.fraction_train * self.num_clients - 1e-9))
+        if self.secure_aggregation and sampled < 3:
+            raise ValueError(
+                f"secure_aggregation: SecAgg+ needs at least 3 sampled clients per round, got {sampled} "
+                f"({self.num_clients} clients x fraction_train {self.fraction_train})"
+            )
         return self
 
     @property

@@ -60,25 +60,43 @@ def sample_clients(ids: Sequence[int], fraction: float, *, seed: int, server_rou
 
 
 def aggregate_train(
-    history: FederationHistory, server_round: int, replies: Sequence[ClientReply], *, expected_keys: set[str]
+    history: FederationHistory, server_round: int, replies: Sequence[ClientReply], *, expected_keys: set[str],
+    secure_mean: Mapping[str, np.ndarray] | None = None, uniform_weights: bool = False,
 ) -> dict[str, np.ndarray]:
-    """FedAvg the replies' adapters (weighted by ``num-examples``) and log per-client metrics."""
+    """FedAvg the replies' adapters (weighted by ``num-examples``) and log per-client metrics.
+
+    Args:
+        history: Where the round's metrics go.
+        server_round: Current round.
+        replies: One per client that returned a result.
+        expected_keys: The LoRA tensor names.
+        secure_mean: The SecAgg+ aggregate (replies then carry metrics only: the server never
+            held an individual adapter); ``None`` averages the replies' plain adapters.
+        uniform_weights: Weight every client 1 (differential privacy: sensitivity ``clip / n``).
+    """
     if not replies:
         raise RuntimeError(f"round {server_round}: no client returned a training result")
     ordered = sorted(replies, key=lambda r: r.partition_id)
-    states = []
-    for rep in ordered:
-        if rep.arrays is None:
-            raise ValueError(f"round {server_round}: client {rep.partition_id} sent no adapter arrays")
-        keys = set(rep.arrays)
-        if keys != expected_keys or not all(is_adapter_key(k) for k in keys):
-            raise ValueError(
-                f"round {server_round}: client {rep.partition_id} sent tensors other than the LoRA adapter: "
-                f"unexpected {sorted(keys - expected_keys)[:3]}, missing {sorted(expected_keys - keys)[:3]}"
-            )
-        states.append(rep.arrays)
-    weights = [float(r.metrics["num-examples"]) for r in ordered]
-    agg = weighted_fedavg(states, weights)
+    weights = [1.0 if uniform_weights else float(r.metrics["num-examples"]) for r in ordered]
+    if secure_mean is not None:
+        if any(r.arrays for r in ordered):
+            raise ValueError(f"round {server_round}: secure aggregation but a reply carries plain adapter arrays")
+        if set(secure_mean) != expected_keys:
+            raise ValueError(f"round {server_round}: the secure aggregate has keys other than the LoRA adapter")
+        agg = {k: np.asarray(v) for k, v in secure_mean.items()}
+    else:
+        states = []
+        for rep in ordered:
+            if rep.arrays is None:
+                raise ValueError(f"round {server_round}: client {rep.partition_id} sent no adapter arrays")
+            keys = set(rep.arrays)
+            if keys != expected_keys or not all(is_adapter_key(k) for k in keys):
+                raise ValueError(
+                    f"round {server_round}: client {rep.partition_id} sent tensors other than the LoRA adapter: "
+                    f"unexpected {sorted(keys - expected_keys)[:3]}, missing {sorted(expected_keys - keys)[:3]}"
+                )
+            states.append(rep.arrays)
+        agg = weighted_fedavg(states, weights)
     log = history._round(server_round)
     log["train"] = {
         str(r.partition_id): {
@@ -89,6 +107,7 @@ def aggregate_train(
     }
     log["train_loss"] = weighted_mean([float(r.metrics["train-loss"]) for r in ordered], weights)
     log["num_params_exchanged"] = int(sum(a.size for a in agg.values()))
+    log["secure_aggregation"] = secure_mean is not None
     return agg
 
 
@@ -111,9 +130,12 @@ def _scalar(v: Any) -> float | int:
 
 
 def save_outputs(
-    cfg: FederatedConfig, arrays: Mapping[str, np.ndarray], history: FederationHistory, out_dir: str | Path
+    cfg: FederatedConfig, arrays: Mapping[str, np.ndarray], history: FederationHistory, out_dir: str | Path,
+    *, extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Save the global adapter (peft ``save_pretrained``) and ``metrics.json`` under ``out_dir``.
+
+    ``extra`` (e.g. ``{"privacy": ...}``) is added at the top level of ``metrics.json``.
 
     Returns:
         ``(adapter_dir, metrics_path)``.
@@ -127,7 +149,7 @@ def save_outputs(
     adapter_dir = out / "global_adapter"
     model.save_pretrained(str(adapter_dir))
     metrics_path = out / "metrics.json"
-    payload = {"config": json.loads(cfg.model_dump_json()), **history.to_json()}
+    payload = {"config": json.loads(cfg.model_dump_json()), **history.to_json(), **dict(extra or {})}
     metrics_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
     return adapter_dir, metrics_path
 
@@ -140,3 +162,4 @@ class FederationResult:
     history: FederationHistory
     adapter_dir: Path
     metrics_path: Path
+    privacy: dict[str, Any] | None = None

@@ -72,7 +72,7 @@ def _pad_id(model: Any) -> int:
 
 def train_local(
     model: Any, seqs: Sequence[Sequence[int]], cfg: FederatedConfig, *, server_round: int, partition_id: int,
-    lr: float | None = None, local_epochs: int | None = None,
+    lr: float | None = None, local_epochs: int | None = None, proximal_mu: float | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable (LoRA) parameters on ``seqs`` with AdamW.
 
@@ -86,6 +86,9 @@ def train_local(
         partition_id: Client index (part of the seed).
         lr: Learning rate override (the server may send one); default ``cfg.lr``.
         local_epochs: Epochs override; default ``cfg.local_epochs``.
+        proximal_mu: FedProx ``mu``: adds ``mu / 2 * ||w - w_global||^2`` over the LoRA parameters
+            (``w_global`` = their values when this call starts); 0 adds nothing (plain FedAvg).
+            Default: ``cfg.proximal_mu`` (0 unless ``cfg.strategy == "fedprox"``).
 
     Returns:
         Mean token loss over the steps taken, the step count and ``len(seqs)``.
@@ -98,6 +101,11 @@ def train_local(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train_local: model has no trainable parameters (expected a LoRA-wrapped model)")
+    if proximal_mu is None:
+        proximal_mu = cfg.proximal_mu if cfg.strategy == "fedprox" else 0.0
+    if proximal_mu < 0:
+        raise ValueError(f"train_local: proximal_mu must be >= 0, got {proximal_mu}")
+    anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else []
     opt = torch.optim.AdamW(params, lr=lr if lr is not None else cfg.lr, weight_decay=cfg.weight_decay)
     pad = _pad_id(model)
     model.train()
@@ -107,8 +115,11 @@ def train_local(
         for batch in _batches(seqs, cfg.batch_size, rng):
             ids, mask, labels = _batch(batch, pad)
             out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            loss = out.loss
+            if anchor:
+                loss = loss + 0.5 * proximal_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             opt.step()
             losses.append(float(out.loss.detach()))
             steps += 1
