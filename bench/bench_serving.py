@@ -162,9 +162,9 @@ def deploy(policy: Path, *, max_batch_size: int, name: str = "policy", **options
     """(Re)deploy the policy app at ``/name``; the same code version makes a batch-size change a reconfigure."""
     from ray import serve
 
-    from router_rl.serve.app import build_app
+    from router_rl.serve.app import policy_app
 
-    app = build_app({"policy_path": str(policy), "max_batch_size": max_batch_size}, version="1", **options)
+    app = policy_app({"policy_path": str(policy), "max_batch_size": max_batch_size}, version="1", **options)
     serve.run(app, name=name, route_prefix=f"/{name}")
 
 

@@ -35,10 +35,10 @@ def register(app: typer.Typer) -> None:
         import ray
         from ray import serve
 
-        from router_rl.serve.app import build_app
+        from router_rl.serve.app import policy_app
 
         ray.init(address=address, include_dashboard=False)
         serve.start(http_options={"host": host, "port": port})
-        app_ = build_app({"policy_path": str(policy.resolve())}, num_replicas=replicas)
+        app_ = policy_app({"policy_path": str(policy.resolve())}, num_replicas=replicas)
         typer.echo(f"serving {policy} at http://{host}:{port}{route_prefix} (Ctrl-C to stop)")
         serve.run(app_, name="router-rl-policy", route_prefix=route_prefix, blocking=True)

@@ -107,7 +107,19 @@ def load_serve_config(path: str | Path) -> Any:
     return schema
 
 
-def build_app(args: Mapping[str, Any], **options: Any) -> Any:
+def build_app(args: Mapping[str, Any]) -> Any:
+    """The application builder ``serve run`` / ``serve deploy`` call (exactly one parameter).
+
+    Deployment options (replicas, autoscaling, health checks) come from the Serve config YAML
+    (``serve/policy.yaml``); from Python, :func:`policy_app` takes them as keywords.
+
+    Args:
+        args: ``policy_path`` (required), ``max_batch_size``, ``batch_wait_timeout_s``.
+    """
+    return policy_app(args)
+
+
+def policy_app(args: Mapping[str, Any], **options: Any) -> Any:
     """The policy application: one ``RoutingPolicy`` deployment serving ``args['policy_path']``.
 
     Args:

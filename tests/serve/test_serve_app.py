@@ -177,6 +177,8 @@ def test_load_brings_up_a_second_replica(head: Any, artifact: Path, tmp_path: Pa
     cfg_path = tmp_path / "scaled.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     load_serve_config(cfg_path)
+    # a Serve instance keeps the HTTP options it started with: start this one on its own port
+    run_cli(head, ray_bin("serve"), "shutdown", "-a", head.dashboard_url, "-y")
     run_cli(head, ray_bin("serve"), "deploy", str(cfg_path), "-a", head.dashboard_url)
     _wait_running(head, "scaled")
 
