@@ -59,5 +59,6 @@ def test_a_router_trained_with_refine_actions_learns_where_refinement_pays(fleet
     assert refined[cx == "SIMPLE"].mean() > 0.3 > refined[cx == "VERY_COMPLEX"].mean()
     assert refined[cx == "MODERATE"].mean() > refined[cx == "COMPLEX"].mean()
     # whether it then beats the router without refinement depends on the data (docs/judge.md): here
-    # it is level within 0.5 points of quality and 5% of cost at the same lambda
-    assert abs(qr - qb) < 0.005 and abs(cr - cb) / cb < 0.05
+    # it is level within 0.5 points of quality, for at most 20% more cost at the same lambda (with
+    # batched local pricing the extra local call is a larger share of a cheaper bill)
+    assert abs(qr - qb) < 0.005 and -0.05 < (cr - cb) / cb < 0.2

@@ -214,6 +214,10 @@ def test_load_brings_up_a_second_replica(head: Any, artifact: Path, tmp_path: Pa
         assert n == 2, f"still {n} replica(s) after 240 s of load ({len(answered)} requests)"
         assert answered and set(answered) == {200}
     finally:
+        # forget this head's Serve controller: later tests of the process start their own Ray
+        from ray.serve.context import _set_global_client
+
+        _set_global_client(None)
         ray.shutdown()
 
 

@@ -52,6 +52,10 @@ def test_bad_flags_name_the_flag(argv: list[str], needle: str) -> None:
 def test_a_bad_space_fails_before_ray_naming_the_flag(tmp_path: Path) -> None:
     mod = _script()
     args = mod.parse_args(["--space", "num_leaves=int:9:3", "--out-dir", str(tmp_path)])
+    def ray_up() -> bool:
+        return "ray" in sys.modules and bool(__import__("ray").is_initialized())
+
+    before = ray_up()  # another test of the same process may have left a Ray session
     with pytest.raises(SystemExit, match=r"^--space: num_leaves: expected LOW < HIGH"):
         mod.run(args)
-    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+    assert ray_up() == before
