@@ -34,9 +34,11 @@ import numpy as np
 from pydantic import Field
 
 from router_rl.core.config import PositiveFloat, PositiveInt, StrictConfig
+from router_rl.traces.catalog import PREFILL_SPEEDUP
 
-#: Prefill speed of the single-stream setting, as a multiple of decode speed (the old pricing).
-SINGLE_STREAM_PREFILL_FACTOR = 10.0
+#: Prefill speed of the single-stream setting, as a multiple of decode speed: the catalog's own
+#: estimate (:meth:`ModelSpec.gpu_seconds` without a serving config), one constant for both.
+SINGLE_STREAM_PREFILL_FACTOR = PREFILL_SPEEDUP
 #: Fixed per-request overhead of a local call (tokenisation, HTTP to the engine), seconds.
 LOCAL_OVERHEAD_S = 0.05
 #: Share of the memory-bandwidth ceiling a single decode stream reaches (vLLM, Llama-3.1-8B on an
