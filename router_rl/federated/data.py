@@ -44,6 +44,14 @@ class ClientPartition:
         return len(self.eval)
 
 
+def _capped(train: list[Any], held: list[Any], cfg: FederatedConfig) -> tuple[list[Any], list[Any]]:
+    """``train`` / ``held`` cut to the config's per-client caps (0 = no cap)."""
+    if cfg.max_examples_per_client:
+        train = train[: cfg.max_examples_per_client]
+    if cfg.max_eval_examples_per_client:
+        held = held[: cfg.max_eval_examples_per_client]
+    return train, held
+
 def agent_prompts(cfg: FederatedConfig, agent_type: str) -> tuple[list[str], list[str]]:
     """``(train_prompts, heldout_prompts)`` of ``agent_type`` in the simulated fleet of ``cfg``.
 
@@ -56,10 +64,7 @@ def agent_prompts(cfg: FederatedConfig, agent_type: str) -> tuple[list[str], lis
     mine = tasks.filter(tasks["agent_type"] == agent_type)
     train = mine.filter(mine["split"] == "train")["prompt"].to_list()
     held = mine.filter(mine["split"] != "train")["prompt"].to_list()
-    if cfg.max_examples_per_client:
-        train = train[: cfg.max_examples_per_client]
-    if cfg.max_eval_examples_per_client:
-        held = held[: cfg.max_eval_examples_per_client]
+    train, held = _capped(train, held, cfg)
     if not train or not held:
         raise ValueError(
             f"agent type {agent_type!r}: {len(train)} train / {len(held)} held-out prompts in a fleet of "
@@ -122,10 +127,7 @@ def trajectory_partition(cfg: FederatedConfig, partition_id: int, tokenizer: Any
     trajs, rep = store.read(cfg.quality_threshold)
     train, held = split_heldout(trajs, cfg.heldout_fraction, cfg.seed)
     n_train, n_held = len(train), len(held)
-    if cfg.max_examples_per_client:
-        train = train[: cfg.max_examples_per_client]
-    if cfg.max_eval_examples_per_client:
-        held = held[: cfg.max_eval_examples_per_client]
+    train, held = _capped(train, held, cfg)
     if not train or not held:
         raise ValueError(
             f"client {name!r} (store {store.root}): {len(train)} train / {len(held)} held-out accepted "
