@@ -200,8 +200,15 @@ class FederatedConfig(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "FederatedConfig"
-            raise ConfigError(field, f"{err['msg']} (got {err.get('input')!r})", source=source) from exc
+            field = ".".join(str(p) for p in err["loc"])
+            if field:
+                raise ConfigError(field, f"{err['msg']} (got {err.get('input')!r})", source=source) from exc
+            # a cross-field check (model validator) names its field first: "<field>: <problem>"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            field, sep, problem = msg.partition(": ")
+            if not sep or field not in cls.model_fields:
+                field, problem = "FederatedConfig", msg
+            raise ConfigError(field, problem, source=source) from exc
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any], *, source: str = "run_config") -> FederatedConfig:
