@@ -11,7 +11,8 @@ distribution of correct answers' tokens, not reasoning. Parts:
   and local-only (R x S + P local steps, no federation) adapters (:mod:`router_rl.federated.personal`);
 * ``walltime``: wall time per round for 3 / 8 / 20 clients, in the in-process loop (each round's
   time) and in Flower's simulation (Ray), measured as ``(T(R=3) - T(R=1)) / 2`` so Ray's start-up
-  and the model loads cancel out; a simulation that fails to start is recorded with its error.
+  and the model loads cancel out (each simulation in a fresh process); a simulation that fails to start
+  is recorded with its error.
 
 Usage::
 
@@ -88,6 +89,35 @@ def _cfg(args: Args, base: Path, stores: list[Path], names: tuple[str, ...], **k
     return FederatedConfig.create("experiments/federated_sft.py", **values)
 
 
+def _simulate(cfg_json: str, out_dir: str) -> float:
+    """Wall time of one Flower simulation of ``cfg_json`` (run in a fresh process: Ray starts there)."""
+    from router_rl.federated.config import FederatedConfig
+    from router_rl.federated.simulation import run_flower_simulation
+
+    t0 = time.perf_counter()
+    run_flower_simulation(FederatedConfig.model_validate_json(cfg_json), out_dir)
+    return time.perf_counter() - t0
+
+
+def _simulation_in_child(cfg_json: str, out_dir: str) -> float:
+    """:func:`_simulate` in a spawned child process.
+
+    One Ray session per process: a second ``run_simulation`` in the process that ran the first
+    times out while Ray starts again, so every measured run gets a fresh interpreter.
+
+    Raises:
+        RuntimeError: the simulation failed in the child (its error as the cause).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_simulate, cfg_json, out_dir).result()
+        except Exception as exc:
+            raise RuntimeError(f"Flower simulation in a child process failed: {exc}") from exc
+
+
 def main(args: Args) -> dict[str, Any]:
     """Run the selected parts; returns (and writes) the results."""
     from router_rl.engines.tiny import build_tiny_engine_model
@@ -132,8 +162,6 @@ def main(args: Args) -> dict[str, Any]:
         import os
 
         from router_rl.federated.runner import run_inprocess
-        from router_rl.federated.simulation import run_flower_simulation
-
         rows = []
         for n in args.walltime_clients:
             names = tuple(f"node-{k:02d}" for k in range(n))
@@ -158,11 +186,8 @@ def main(args: Args) -> dict[str, Any]:
             times = {}
             try:
                 for r in (1, 3):
-                    clear_client_cache()
                     cfg = _cfg(args, base, wstores, names, num_rounds=r, max_eval_examples_per_client=16)
-                    t0 = time.perf_counter()
-                    run_flower_simulation(cfg, work / f"wall-{n}-{r}")
-                    times[r] = time.perf_counter() - t0
+                    times[r] = _simulation_in_child(cfg.model_dump_json(), str(work / f"wall-{n}-{r}"))
                 row.update(t_1_round_s=times[1], t_3_rounds_s=times[3], per_round_s=(times[3] - times[1]) / 2)
             except RuntimeError as exc:  # recorded, not hidden: Ray may not start on an overloaded machine
                 row["flower_error"] = f"{type(exc).__name__}: {exc}; cause: {exc.__cause__!r}"[:400]

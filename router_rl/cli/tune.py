@@ -7,11 +7,23 @@ The file is read back by ``router-rl train --policy lgbm --config FILE`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 _RUN_HELP = "Ray: '' = start a local Ray, 'auto' or ray://host:port = join a cluster"
+
+# The search settings both commands share (one definition each; TuneSettings validates them).
+_Out = Annotated[Path, typer.Option("-o", "--out", help="Best config file to write (.yaml/.yml or .json)")]
+_Trials = Annotated[int, typer.Option("--trials", help="Trials")]
+_Rungs = Annotated[int, typer.Option("--rungs", help="Reports per trial (budget steps); 1 = no early stop")]
+_GracePeriod = Annotated[int, typer.Option("--grace-period", help="Rungs before ASHA may stop a trial")]
+_ReductionFactor = Annotated[int, typer.Option("--reduction-factor", help="ASHA keeps the top 1/this per rung")]
+_CpusPerTrial = Annotated[int, typer.Option("--cpus-per-trial", help="CPUs per trial")]
+_MaxConcurrent = Annotated[int, typer.Option("--max-concurrent", help="Trials at once (0 = as CPUs allow)")]
+_Address = Annotated[str, typer.Option("--address", help=_RUN_HELP)]
+_NumCpus = Annotated[int, typer.Option("--num-cpus", help="CPUs of a local Ray (0 = all)")]
+_Storage = Annotated[Path, typer.Option("--storage", help="Folder of Ray Tune's records")]
 
 
 def _settings(**kw: Any) -> Any:
@@ -102,7 +114,7 @@ def register(app: typer.Typer) -> None:
 
     @tune_app.command("lgbm")
     def tune_lgbm_cmd(
-        out: Path = typer.Option(..., "-o", "--out", help="Best config file to write (.yaml/.yml or .json)"),
+        out: _Out,
         traces: str = typer.Option("sim", "--traces", help="Trace parquet, a long CSV, or 'sim'"),
         n_tasks: int = typer.Option(2000, "--n-tasks", help="Tasks of the simulated fleet (--traces sim)"),
         space: list[str] = typer.Option(
@@ -110,16 +122,16 @@ def register(app: typer.Typer) -> None:
             "choice:A,B), repeatable; default: a 5-field space (docs/tune.md)"),
         fixed: list[str] = typer.Option([], "--fixed", help="LGBMConfig setting held fixed, KEY=JSON, repeatable"),
         metric: str = typer.Option("val_aiq", "--metric", help="Validation metric: val_aiq | val_quality"),
-        trials: int = typer.Option(8, "--trials", help="Trials"),
+        trials: _Trials = 8,
         seed: int = typer.Option(0, "--seed", help="Base seed: trial values and per-trial seeds, data, val carve"),
-        rungs: int = typer.Option(3, "--rungs", help="Reports per trial (boosting-round budgets); 1 = no early stop"),
-        grace_period: int = typer.Option(1, "--grace-period", help="Rungs before ASHA may stop a trial"),
-        reduction_factor: int = typer.Option(2, "--reduction-factor", help="ASHA keeps the top 1/this per rung"),
-        cpus_per_trial: int = typer.Option(1, "--cpus-per-trial", help="CPUs per trial"),
-        max_concurrent: int = typer.Option(0, "--max-concurrent", help="Trials at once (0 = as CPUs allow)"),
-        address: str = typer.Option("", "--address", help=_RUN_HELP),
-        num_cpus: int = typer.Option(0, "--num-cpus", help="CPUs of a local Ray (0 = all)"),
-        storage: Path = typer.Option(Path("runs/tune"), "--storage", help="Folder of Ray Tune's records"),
+        rungs: _Rungs = 3,
+        grace_period: _GracePeriod = 1,
+        reduction_factor: _ReductionFactor = 2,
+        cpus_per_trial: _CpusPerTrial = 1,
+        max_concurrent: _MaxConcurrent = 0,
+        address: _Address = "",
+        num_cpus: _NumCpus = 0,
+        storage: _Storage = Path("runs/tune"),
         drop_invalid: bool = typer.Option(False, "--drop-invalid", help="CSV traces: drop invalid rows, report counts"),
     ) -> None:
         """Search LightGBM meta-model settings; the metric is computed on the validation split, never test."""
@@ -160,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
     @tune_app.command("ppo")
     def tune_ppo_cmd(
-        out: Path = typer.Option(..., "-o", "--out", help="Best config file to write (.yaml/.yml or .json)"),
+        out: _Out,
         env: str = typer.Option("sim-budgeted", "--env", help="BudgetedRouting env spec: name (envs/), path or id"),
         traces: str | None = typer.Option(None, "--traces", help="Data instead of the spec's: 'sim' or a parquet"),
         n_tasks: int | None = typer.Option(None, "--n-tasks", help="Tasks of the simulated fleet"),
@@ -172,16 +184,16 @@ def register(app: typer.Typer) -> None:
         lgbm_rounds: int = typer.Option(60, "--lgbm-rounds", help="Boosting rounds of the shared LightGBM base"),
         val_days: int = typer.Option(16, "--val-days", help="Validation days per report"),
         metric: str = typer.Option("val_reward", "--metric", help="Validation metric: val_reward | val_quality"),
-        trials: int = typer.Option(8, "--trials", help="Trials"),
+        trials: _Trials = 8,
         seed: int = typer.Option(0, "--seed", help="Base seed: trial values and per-trial seeds, base, data"),
-        rungs: int = typer.Option(3, "--rungs", help="Reports per trial (timestep chunks); 1 = no early stop"),
-        grace_period: int = typer.Option(1, "--grace-period", help="Rungs before ASHA may stop a trial"),
-        reduction_factor: int = typer.Option(2, "--reduction-factor", help="ASHA keeps the top 1/this per rung"),
-        cpus_per_trial: int = typer.Option(1, "--cpus-per-trial", help="CPUs per trial"),
-        max_concurrent: int = typer.Option(0, "--max-concurrent", help="Trials at once (0 = as CPUs allow)"),
-        address: str = typer.Option("", "--address", help=_RUN_HELP),
-        num_cpus: int = typer.Option(0, "--num-cpus", help="CPUs of a local Ray (0 = all)"),
-        storage: Path = typer.Option(Path("runs/tune"), "--storage", help="Folder of Ray Tune's records"),
+        rungs: _Rungs = 3,
+        grace_period: _GracePeriod = 1,
+        reduction_factor: _ReductionFactor = 2,
+        cpus_per_trial: _CpusPerTrial = 1,
+        max_concurrent: _MaxConcurrent = 0,
+        address: _Address = "",
+        num_cpus: _NumCpus = 0,
+        storage: _Storage = Path("runs/tune"),
     ) -> None:
         """Search PPO settings on a budgeted env; the metric is the reward of validation-split days, never test."""
         from router_rl.cli.console import make_console
