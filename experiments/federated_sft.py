@@ -99,8 +99,8 @@ def _simulate(cfg_json: str, out_dir: str) -> float:
     return time.perf_counter() - t0
 
 
-def _simulation_in_child(cfg_json: str, out_dir: str) -> float:
-    """:func:`_simulate` in a spawned child process.
+def _simulation_in_child(cfg_json: str, out_dir: str, *, attempts: int = 3) -> float:
+    """:func:`_simulate` in a spawned child process (``attempts`` tries, 30 s apart).
 
     One Ray session per process: a second ``run_simulation`` in the process that ran the first
     times out while Ray starts again, so every measured run gets a fresh interpreter.
@@ -111,11 +111,16 @@ def _simulation_in_child(cfg_json: str, out_dir: str) -> float:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        try:
-            return pool.submit(_simulate, cfg_json, out_dir).result()
-        except Exception as exc:
-            raise RuntimeError(f"Flower simulation in a child process failed: {exc}") from exc
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):  # Ray's raylet must register within 30 s: a loaded machine misses it
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            try:
+                return pool.submit(_simulate, cfg_json, out_dir).result()
+            except Exception as exc:
+                last = exc
+                print(f"walltime: Flower simulation attempt {attempt}/{attempts} failed: {exc}", flush=True)
+        time.sleep(30.0)
+    raise RuntimeError(f"Flower simulation in a child process failed {attempts} times: {last}") from last
 
 
 def main(args: Args) -> dict[str, Any]:
