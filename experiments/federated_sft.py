@@ -89,38 +89,69 @@ def _cfg(args: Args, base: Path, stores: list[Path], names: tuple[str, ...], **k
     return FederatedConfig.create("experiments/federated_sft.py", **values)
 
 
-def _simulate(cfg_json: str, out_dir: str) -> float:
-    """Wall time of one Flower simulation of ``cfg_json`` (run in a fresh process: Ray starts there)."""
+def _simulate(cfg_json: str, out_dir: str, conn: Any) -> None:
+    """Child process: one Flower simulation of ``cfg_json``; sends ``("ok", seconds)`` or ``("error", text)``.
+
+    Ray is shut down before the answer is sent and the process exits at once afterwards (a failed
+    Ray start can leave threads that would keep it alive).
+    """
+    import os
+
     from router_rl.federated.config import FederatedConfig
     from router_rl.federated.simulation import run_flower_simulation
 
-    t0 = time.perf_counter()
-    run_flower_simulation(FederatedConfig.model_validate_json(cfg_json), out_dir)
-    return time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        run_flower_simulation(FederatedConfig.model_validate_json(cfg_json), out_dir)
+        answer: tuple[str, Any] = ("ok", time.perf_counter() - t0)
+    except Exception as exc:
+        answer = ("error", f"{type(exc).__name__}: {exc}")
+    try:
+        import ray
+
+        ray.shutdown()
+    finally:
+        conn.send(answer)
+        conn.close()
+        os._exit(0)
 
 
-def _simulation_in_child(cfg_json: str, out_dir: str, *, attempts: int = 3) -> float:
-    """:func:`_simulate` in a spawned child process (``attempts`` tries, 30 s apart).
+def _simulation_in_child(cfg_json: str, out_dir: str, *, attempts: int = 3, timeout_s: float = 1800.0) -> float:
+    """Wall time of one Flower simulation, run by :func:`_simulate` in a fresh spawned process.
 
     One Ray session per process: a second ``run_simulation`` in the process that ran the first
-    times out while Ray starts again, so every measured run gets a fresh interpreter.
+    times out while Ray starts again, so every measured run gets a fresh interpreter; a failed
+    start is retried (``attempts`` tries, 30 s apart: Ray's raylet must register within 30 s,
+    which a loaded machine misses).
 
     Raises:
-        RuntimeError: the simulation failed in the child (its error as the cause).
+        RuntimeError: every attempt failed (the last error in the message).
     """
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):  # Ray's raylet must register within 30 s: a loaded machine misses it
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+    ctx = mp.get_context("spawn")
+    last = ""
+    for attempt in range(1, attempts + 1):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_simulate, args=(cfg_json, out_dir, child))
+        proc.start()
+        child.close()
+        status, value = ("error", f"no answer within {timeout_s:g} s")
+        if parent.poll(timeout_s):
             try:
-                return pool.submit(_simulate, cfg_json, out_dir).result()
-            except Exception as exc:
-                last = exc
-                print(f"walltime: Flower simulation attempt {attempt}/{attempts} failed: {exc}", flush=True)
+                status, value = parent.recv()
+            except EOFError:
+                status, value = ("error", f"the child exited with code {proc.exitcode} without an answer")
+        proc.join(30.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        if status == "ok":
+            return float(value)
+        last = str(value)
+        print(f"walltime: Flower simulation attempt {attempt}/{attempts} failed: {last}", flush=True)
         time.sleep(30.0)
-    raise RuntimeError(f"Flower simulation in a child process failed {attempts} times: {last}") from last
+    raise RuntimeError(f"Flower simulation in a child process failed {attempts} times; last: {last}")
 
 
 def main(args: Args) -> dict[str, Any]:
