@@ -10,9 +10,9 @@ distribution of correct answers' tokens, not reasoning. Parts:
 * ``personal``: held-out loss per agent type of the global, personalised (global + P local steps)
   and local-only (R x S + P local steps, no federation) adapters (:mod:`router_rl.federated.personal`);
 * ``walltime``: wall time per round for 3 / 8 / 20 clients, in the in-process loop (each round's
-  time) and in Flower's simulation (Ray), measured as ``(T(R=3) - T(R=1)) / 2`` so Ray's start-up
-  and the model loads cancel out (each simulation in a fresh process); a simulation that fails to start
-  is recorded with its error.
+  time) and in Flower's simulation (Ray): each round's time inside one 3-round run (``round_seconds``
+  of ``metrics.json``, so Ray's start-up and the model loads are left out; each simulation runs in a
+  fresh process); a simulation that fails to start is retried, then recorded with its error.
 
 Usage::
 
@@ -90,7 +90,7 @@ def _cfg(args: Args, base: Path, stores: list[Path], names: tuple[str, ...], **k
 
 
 def _simulate(cfg_json: str, out_dir: str, conn: Any) -> None:
-    """Child process: one Flower simulation of ``cfg_json``; sends ``("ok", seconds)`` or ``("error", text)``.
+    """Child process: one Flower simulation of ``cfg_json``; sends ``("ok", (seconds, round seconds))`` or an error.
 
     Ray is shut down before the answer is sent and the process exits at once afterwards (a failed
     Ray start can leave threads that would keep it alive).
@@ -102,8 +102,8 @@ def _simulate(cfg_json: str, out_dir: str, conn: Any) -> None:
 
     try:
         t0 = time.perf_counter()
-        run_flower_simulation(FederatedConfig.model_validate_json(cfg_json), out_dir)
-        answer: tuple[str, Any] = ("ok", time.perf_counter() - t0)
+        res = run_flower_simulation(FederatedConfig.model_validate_json(cfg_json), out_dir)
+        answer: tuple[str, Any] = ("ok", (time.perf_counter() - t0, list(res.history.round_seconds().values())))
     except Exception as exc:
         answer = ("error", f"{type(exc).__name__}: {exc}")
     try:
@@ -116,8 +116,10 @@ def _simulate(cfg_json: str, out_dir: str, conn: Any) -> None:
         os._exit(0)
 
 
-def _simulation_in_child(cfg_json: str, out_dir: str, *, attempts: int = 3, timeout_s: float = 1800.0) -> float:
-    """Wall time of one Flower simulation, run by :func:`_simulate` in a fresh spawned process.
+def _simulation_in_child(
+    cfg_json: str, out_dir: str, *, attempts: int = 3, timeout_s: float = 1800.0,
+) -> tuple[float, list[float]]:
+    """Wall time of one Flower simulation and of each of its rounds, run by :func:`_simulate` in a fresh process.
 
     One Ray session per process: a second ``run_simulation`` in the process that ran the first
     times out while Ray starts again, so every measured run gets a fresh interpreter; a failed
@@ -147,7 +149,7 @@ def _simulation_in_child(cfg_json: str, out_dir: str, *, attempts: int = 3, time
             proc.kill()
             proc.join()
         if status == "ok":
-            return float(value)
+            return float(value[0]), [float(v) for v in value[1]]
         last = str(value)
         print(f"walltime: Flower simulation attempt {attempt}/{attempts} failed: {last}", flush=True)
         time.sleep(30.0)
@@ -218,15 +220,14 @@ def main(args: Args) -> dict[str, Any]:
 
             run_inprocess(cfg, work / f"wall-inproc-{n}", on_round=stamp)
             row["inprocess_round_s"] = [b - a for a, b in itertools.pairwise(stamps)]
-            # Flower simulation (Ray): (T(R=3) - T(R=1)) / 2, start-up and model loads cancel out
-            times = {}
+            # Flower simulation (Ray): each round's wall time inside one run (metrics.json "round_seconds",
+            # from round r-1's evaluation to round r's), so Ray's start-up and the model loads are left out
             try:
-                for r in (1, 3):
-                    cfg = _cfg(args, base, wstores, names, num_rounds=r, max_eval_examples_per_client=16)
-                    times[r] = _simulation_in_child(cfg.model_dump_json(), str(work / f"wall-{n}-{r}"))
-                row.update(t_1_round_s=times[1], t_3_rounds_s=times[3], per_round_s=(times[3] - times[1]) / 2)
+                cfg = _cfg(args, base, wstores, names, num_rounds=3, max_eval_examples_per_client=16)
+                total, per_round = _simulation_in_child(cfg.model_dump_json(), str(work / f"wall-{n}"))
+                row.update(simulation_total_s=total, simulation_round_s=per_round)
             except RuntimeError as exc:  # recorded, not hidden: Ray may not start on an overloaded machine
-                row["flower_error"] = f"{type(exc).__name__}: {exc}; cause: {exc.__cause__!r}"[:400]
+                row["flower_error"] = f"{type(exc).__name__}: {exc}"[:400]
             rows.append(row)
         out["walltime"] = rows
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -250,14 +251,14 @@ def render(out: dict[str, Any]) -> str:
                          f"{r['local_only']:.3f} |")
         lines.append("")
     if "walltime" in out:
-        lines += ["| clients | in-process s/round (rounds 1-3) | Flower sim T(1) s | T(3) s | s/round | load 1m |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| clients | in-process s/round (rounds 1 / 2 / 3) | Flower simulation s/round (rounds 1 / 2 / 3) "
+                  "| simulation total s (Ray start-up included) | load 1m |", "|---|---|---|---|---|"]
         for r in out["walltime"]:
             ip = " / ".join(f"{x:.1f}" for x in r["inprocess_round_s"])
-            if "per_round_s" in r:
-                fl = f"{r['t_1_round_s']:.1f} | {r['t_3_rounds_s']:.1f} | {r['per_round_s']:.1f}"
+            if "simulation_round_s" in r:
+                fl = " / ".join(f"{x:.1f}" for x in r["simulation_round_s"]) + f" | {r['simulation_total_s']:.0f}"
             else:
-                fl = f"failed: {r['flower_error'][:60]} | - | -"
+                fl = f"failed: {r['flower_error'][:60]} | -"
             lines.append(f"| {r['clients']} | {ip} | {fl} | {r['load_avg_1m']:.1f} |")
         lines.append("")
     return "\n".join(lines)

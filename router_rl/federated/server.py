@@ -8,6 +8,7 @@ kept in a :class:`FederationHistory` and written next to the saved global adapte
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,14 @@ class FederationHistory:
     """
 
     rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: ``time.monotonic()`` when each round's evaluation was aggregated (wall-clock; not in :meth:`to_json`).
+    evaluated_at: dict[int, float] = field(default_factory=dict, compare=False)
+
+    def round_seconds(self) -> dict[str, float]:
+        """Wall seconds of each round ``r >= 1`` (train + aggregate + evaluate): from round ``r-1``'s evaluation
+        to round ``r``'s. Keys are round numbers as strings (JSON)."""
+        t = self.evaluated_at
+        return {str(r): t[r] - t[r - 1] for r in sorted(t) if r - 1 in t}
 
     def _round(self, r: int) -> dict[str, Any]:
         return self.rounds.setdefault(r, {"round": r})
@@ -122,6 +131,7 @@ def aggregate_evaluate(history: FederationHistory, server_round: int, replies: S
     log["evaluate"] = {str(r.partition_id): {k: _scalar(v) for k, v in r.metrics.items()} for r in ordered}
     log["eval_loss"] = loss
     log["eval_perplexity"] = float(np.exp(min(loss, 50.0)))
+    history.evaluated_at[server_round] = time.monotonic()
     return loss
 
 
@@ -149,7 +159,8 @@ def save_outputs(
     adapter_dir = out / "global_adapter"
     model.save_pretrained(str(adapter_dir))
     metrics_path = out / "metrics.json"
-    payload = {"config": json.loads(cfg.model_dump_json()), **history.to_json(), **dict(extra or {})}
+    payload = {"config": json.loads(cfg.model_dump_json()), **history.to_json(), **dict(extra or {}),
+               "round_seconds": history.round_seconds()}
     metrics_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
     return adapter_dir, metrics_path
 

@@ -30,6 +30,8 @@ def test_federated_cli_in_process(tmp_path: Path) -> None:
     rounds = json.loads((out / "metrics.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]
     assert rounds[1]["eval_loss"] < rounds[0]["eval_loss"]
+    seconds = json.loads((out / "metrics.json").read_text())["round_seconds"]
+    assert list(seconds) == ["1"] and seconds["1"] > 0  # round 1's wall time (train + aggregate + evaluate)
 
 
 def test_federated_cli_bad_agent_names_the_field(tmp_path: Path) -> None:

@@ -45,7 +45,10 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
         q = r["ope_live"]["quality"]
         assert abs(q["value"] - q["truth"]) < 0.1 and q["lower"] <= q["value"] <= q["upper"]
     assert rounds[1]["candidate"]["kind"] == "corrupted" and rounds[1]["candidate"]["bad"]
-    assert rounds[1]["promoted"] is None and not rounds[1]["candidate"]["truly_better"]
+    # refused, whatever the live policy is by then: the corrupted candidate is usually truly worse, but when
+    # round 1's promotion was rolled back on live feedback the live rules can be weaker still (the gate is
+    # then conservative, which is allowed; promoting a bad candidate is not)
+    assert rounds[1]["promoted"] is None
     assert s["bad_candidates_promoted"] == 0
     assert s["promotions"] + s["refusals"] == 2
 
