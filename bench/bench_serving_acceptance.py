@@ -16,9 +16,12 @@ Setup, all on 127.0.0.1:
 seconds. Then the decision log is read: the share of requests ``decided_by == "learned"`` (target
 >= 99.9 %) and every other row with its labelled ``fallback_reason`` (``policy_timeout``...);
 rows without a label are counted apart (target 0). Client failures are printed too.
-``--coalesce on,off`` (the default) runs the router twice against the same endpoint, first with
-its policy client coalescing concurrent calls (``learned.coalesce``), then with one ``/route``
-call per request, and prints both; the exit status judges the first setting. ::
+``--endpoint floor`` serves the policy from the floor app instead (uvicorn + FastAPI, no Ray).
+``--coalesce thread,loop,off`` (the default) runs the router three times against the same
+endpoint: its policy client coalescing concurrent calls on its own I/O thread (the default
+``learned.coalesce``), coalescing on the router's event loop (``io_thread: false``), and one
+``/route`` call per request (``enabled: false``); it prints each; the exit status judges the
+first setting. ::
 
     .venv/bin/python bench/bench_serving_acceptance.py --clients 100 --duration 30
 """
@@ -34,11 +37,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 # isort: off
 import _timing  # noqa: F401  (first: pins the BLAS/OpenMP pools to one thread before numpy loads)
-from bench_serving import build_artifact, deploy, free_port, ray_serve, wait_http
+from bench_serving import build_artifact, deploy, floor_server, free_port, ray_serve, wait_http
 # isort: on
 import httpx
 import yaml
@@ -118,15 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.999, help="required learned share")
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
-    ap.add_argument("--coalesce", default="on,off",
-                    help="router learned.coalesce settings to run, in this order, against the same endpoint "
-                         "(comma-separated on / off; default both)")
+    ap.add_argument("--endpoint", choices=("ray", "floor"), default="ray",
+                    help="the policy endpoint: the Ray Serve app, or the floor (uvicorn + FastAPI, no Ray)")
+    ap.add_argument("--coalesce", default="thread,loop,off",
+                    help="router learned.coalesce settings to run, in this order, against the same endpoint: "
+                         "thread (coalescing on its I/O thread, the default), loop (on the router's loop), "
+                         "off (one /route call per request); comma-separated")
     ap.add_argument("--coalesce-max-batch", type=int, default=64)
     ap.add_argument("--coalesce-in-flight", type=int, default=2)
     args = ap.parse_args(argv)
     settings = [s.strip() for s in args.coalesce.split(",") if s.strip()]
-    if not settings or any(s not in ("on", "off") for s in settings):
-        ap.error(f"--coalesce: expected a comma-separated list of on / off, got {args.coalesce!r}")
+    if not settings or any(s not in ("thread", "loop", "off") for s in settings):
+        ap.error(f"--coalesce: expected a comma-separated list of thread / loop / off, got {args.coalesce!r}")
 
     from router_rl.traces.decision_log import read_decision_log
 
@@ -139,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     policy = args.policy or build_artifact(tmp / "lgbm")
     results: list[tuple[str, int, Counter[str], Path]] = []
     try:
-        with ray_serve(dict(kv.split("=", 1) for kv in args.ray_env), num_cpus=max(2, args.replicas),
-                       address=args.ray_address) as port:
-            deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
-            policy_url = f"http://127.0.0.1:{port}/policy"
+        with ExitStack() as stack:
+            if args.endpoint == "ray":
+                port = stack.enter_context(ray_serve(dict(kv.split("=", 1) for kv in args.ray_env),
+                                                     num_cpus=max(2, args.replicas), address=args.ray_address))
+                deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
+                policy_url = f"http://127.0.0.1:{port}/policy"
+            else:
+                policy_url = stack.enter_context(floor_server(policy))
             wait_http(f"{policy_url}/health")
             pb = free_port()
             procs.append(subprocess.Popen(
@@ -152,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(f"http://127.0.0.1:{pb}/health", procs[0])
             for setting in settings:
                 coalesce = {"enabled": True, "max_batch": args.coalesce_max_batch,
-                            "max_in_flight": args.coalesce_in_flight} if setting == "on" else {"enabled": False}
+                            "max_in_flight": args.coalesce_in_flight, "io_thread": setting == "thread"} \
+                    if setting != "off" else {"enabled": False}
                 log_dir = tmp / f"decision_log_coalesce_{setting}"
                 cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, log_dir, coalesce)
                 (tmp / f"router_{setting}.yaml").write_text(yaml.safe_dump(cfg))
@@ -178,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    print(f"{args.clients} clients x {args.duration:g} s; policy timeout {args.policy_timeout * 1e3:g} ms; "
-          f"{args.replicas} replica(s), max_batch_size {args.max_batch_size}; ray env {args.ray_env or 'default'}; "
+    where = (f"Ray Serve, {args.replicas} replica(s), max_batch_size {args.max_batch_size}, ray env "
+             f"{args.ray_env or 'default'}" if args.endpoint == "ray" else "the floor endpoint (no Ray)")
+    print(f"{args.clients} clients x {args.duration:g} s; policy timeout {args.policy_timeout * 1e3:g} ms; {where}; "
           f"load average 1/5/15 min: {'/'.join(f'{x:.2f}' for x in load0)} at start, "
           f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
     passed = True
@@ -192,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                                             strict=True) if d != "learned")
         unlabelled = reasons.pop(None, 0)
         share = learned / n if n else 0.0
-        what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {args.coalesce_in_flight})"
-                if setting == "on" else "off (one /route call per request)")
+        what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {args.coalesce_in_flight}, "
+                f"{'own I/O thread' if setting == 'thread' else 'router loop'})"
+                if setting != "off" else "off (one /route call per request)")
         print(f"-- coalescing {what}")
         print(f"client requests: ok {ok}, failed {sum(failed.values())} {dict(failed) or ''}; "
               f"throughput {ok / args.duration:.1f} req/s")

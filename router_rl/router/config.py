@@ -77,6 +77,10 @@ class CoalesceConfig(BaseModel):
         max_batch: Most records in one call.
         max_in_flight: Most calls outstanding at once; records arriving meanwhile wait for a free
             slot and leave together.
+        io_thread: Run the coalescer, its HTTP client and the callers' deadlines on their own
+            event loop in an I/O thread, so a busy router loop does not delay reading answers
+            (:class:`~router_rl.router.policy_batcher.ThreadedRouteCoalescer`); ``False``: on
+            the router's loop.
     """
 
     model_config = _forbid()
@@ -84,6 +88,7 @@ class CoalesceConfig(BaseModel):
     enabled: bool = True
     max_batch: int = Field(default=64, ge=1, le=4096)
     max_in_flight: int = Field(default=2, ge=1, le=64)
+    io_thread: bool = True
 
 
 class LearnedConfig(BaseModel):

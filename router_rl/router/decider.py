@@ -67,7 +67,7 @@ def build_policy_client(
     if endpoint is not None:
         if coalesce is not None and coalesce.enabled:
             return HTTPPolicyClient(endpoint, models, timeout_s=timeout_s, max_batch=coalesce.max_batch,
-                                    max_in_flight=coalesce.max_in_flight)
+                                    max_in_flight=coalesce.max_in_flight, io_thread=coalesce.io_thread)
         return HTTPPolicyClient(endpoint, models, timeout_s=timeout_s)
     return None
 

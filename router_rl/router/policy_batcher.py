@@ -20,11 +20,16 @@ encoder + policy call, so the router does not need one HTTP round trip per reque
   deadline: only the records the policy really refuses are answered ``refused``
   (:attr:`CoalescerStats.retried_alone` counts the records re-sent);
 * :meth:`RouteCoalescer.aclose` fails every caller still waiting with reason ``closed`` at once.
+
+:class:`ThreadedRouteCoalescer` runs one on its own event loop in an I/O thread, so a busy
+router loop does not delay reading the endpoint's answers (the router's default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -123,8 +128,14 @@ class RouteCoalescer:
         """``/route`` calls outstanding."""
         return len(self._in_flight)
 
-    async def route_one(self, record: TaskRecord, timeout_s: float) -> RouteRow:
+    async def route_one(self, record: TaskRecord, timeout_s: float, *, deadline: float | None = None) -> RouteRow:
         """The answer for one record, within ``timeout_s`` from now (this caller's own deadline).
+
+        Args:
+            record: The record.
+            timeout_s: Time allowed from now.
+            deadline: The caller's deadline on ``clock`` when it arrived earlier than now (the
+                I/O thread's case); overrides ``timeout_s``.
 
         Raises:
             RemotePolicyError: ``timeout`` (no answer by the deadline), ``closed`` (the coalescer
@@ -136,11 +147,12 @@ class RouteCoalescer:
             raise ValueError(f"RouteCoalescer.route_one: timeout_s must be > 0, got {timeout_s}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[RouteRow] = loop.create_future()
-        self._queue.append(_Pending(record, self._clock() + timeout_s, fut))
+        end = self._clock() + timeout_s if deadline is None else deadline
+        self._queue.append(_Pending(record, end, fut))
         self._schedule(loop)
         try:
             # on timeout or cancellation wait_for cancels ``fut``: a queued record is then not sent
-            return await asyncio.wait_for(fut, timeout_s)
+            return await asyncio.wait_for(fut, max(0.0, end - self._clock()))
         except TimeoutError:
             raise RemotePolicyError(
                 "timeout", f"POST {self.client.base_url}/route: no answer within {timeout_s}s "
@@ -243,3 +255,99 @@ def _answer(batch: list[_Pending], resp: RouteResponse) -> None:
     for p, row in zip(batch, resp.probs, strict=True):  # the client checked one row per record
         if not p.future.done():
             p.future.set_result(RouteRow(resp.policy_version, models, tuple(row), len(batch)))
+
+
+class ThreadedRouteCoalescer:
+    """A :class:`RouteCoalescer` on its own event loop in a daemon I/O thread.
+
+    The router's event loop is shared by every request in flight; at 100 concurrent clients on a
+    small machine one turn of it can take longer than the policy timeout, and a policy answer
+    read on that loop is seen only after the turn. Here the HTTP client, the batching and each
+    caller's deadline run on the I/O thread's loop, which only does this: a record is answered
+    if the endpoint answered within ``timeout_s`` of the caller's arrival (measured on the I/O
+    thread), and ``timeout`` otherwise. The caller's own wait on the router's loop is bounded by
+    the same deadline; when that loop is late its timer is seen late too, and an answer that
+    arrived in time wins (``asyncio.wait_for`` returns a result that is ready when it resumes).
+
+    Args:
+        base_url: The endpoint (``/route`` is appended).
+        client_timeout_s: Default time limit of the HTTP client's calls.
+        max_batch: Most records per call.
+        max_in_flight: Most calls outstanding.
+        max_connections: Size of the keep-alive pool.
+    """
+
+    def __init__(self, base_url: str, *, client_timeout_s: float, max_batch: int = 64, max_in_flight: int = 2,
+                 max_connections: int = 32) -> None:
+        self.base_url = base_url
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="router-policy-io", daemon=True)
+        self._thread.start()
+
+        async def build() -> RouteCoalescer:  # the HTTP client belongs to the I/O loop
+            client = RemotePolicyClient(base_url, timeout_s=client_timeout_s, max_connections=max_connections)
+            return RouteCoalescer(client, max_batch=max_batch, max_in_flight=max_in_flight)
+
+        try:
+            self.inner = asyncio.run_coroutine_threadsafe(build(), self._loop).result(timeout=30.0)
+        except BaseException:
+            self._stop()
+            raise
+        self._closed = False
+
+    @property
+    def stats(self) -> CoalescerStats:
+        """The inner coalescer's counters."""
+        return self.inner.stats
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for a call slot."""
+        return self.inner.queued
+
+    @property
+    def in_flight(self) -> int:
+        """``/route`` calls outstanding."""
+        return self.inner.in_flight
+
+    async def route_one(self, record: TaskRecord, timeout_s: float) -> RouteRow:
+        """As :meth:`RouteCoalescer.route_one`, from any event loop.
+
+        Raises:
+            RemotePolicyError: ``timeout``, ``closed`` or the batch call's failure reason.
+        """
+        if self._closed:
+            raise RemotePolicyError("closed", f"{self.base_url}: the policy client is closed")
+        deadline = time.monotonic() + timeout_s
+        cf: concurrent.futures.Future[RouteRow] = asyncio.run_coroutine_threadsafe(
+            self.inner.route_one(record, timeout_s, deadline=deadline), self._loop)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(cf), timeout_s)
+        except TimeoutError:
+            cf.cancel()  # the I/O loop drops the record if it was not sent yet
+            raise RemotePolicyError(
+                "timeout", f"POST {self.base_url}/route: no answer within {timeout_s}s "
+                f"({self.in_flight} call(s) in flight, {self.queued} record(s) queued)"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Fail waiting callers with ``closed``, close the HTTP client, stop the I/O thread."""
+        if self._closed:
+            return
+        self._closed = True
+
+        async def close() -> None:
+            await self.inner.aclose()
+            await self.inner.client.aclose()
+
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(close(), self._loop))
+        finally:
+            self._stop()
+            await asyncio.to_thread(self._thread.join, 10.0)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def _stop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)

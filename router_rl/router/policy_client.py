@@ -197,19 +197,25 @@ class HTTPPolicyClient(PolicyClient):
         timeout_s: Total time allowed per record (from the caller's arrival).
         max_batch: Most records per coalesced call (``None``: no coalescing).
         max_in_flight: Most coalesced calls outstanding.
+        io_thread: Run the coalescer, its HTTP client and the deadlines on their own event loop
+            in an I/O thread (:class:`~router_rl.router.policy_batcher.ThreadedRouteCoalescer`)
+            instead of the caller's loop.
     """
 
     def __init__(self, endpoint: str, models: tuple[str, ...], *, timeout_s: float = 0.05,
-                 max_batch: int | None = None, max_in_flight: int = 2) -> None:
-        from router_rl.router.policy_batcher import RouteCoalescer
+                 max_batch: int | None = None, max_in_flight: int = 2, io_thread: bool = False) -> None:
+        from router_rl.router.policy_batcher import RouteCoalescer, ThreadedRouteCoalescer
         from router_rl.serve.client import RemotePolicyClient
 
         self.endpoint = endpoint.rstrip("/")
         self._models = tuple(models)
         self.timeout_s = timeout_s
         self.client = RemotePolicyClient(self.endpoint, timeout_s=timeout_s)
-        self.coalescer: RouteCoalescer | None = None
-        if max_batch is not None:
+        self.coalescer: RouteCoalescer | ThreadedRouteCoalescer | None = None
+        if max_batch is not None and io_thread:
+            self.coalescer = ThreadedRouteCoalescer(self.endpoint, client_timeout_s=timeout_s, max_batch=max_batch,
+                                                    max_in_flight=max_in_flight)
+        elif max_batch is not None:
             self.coalescer = RouteCoalescer(self.client, max_batch=max_batch, max_in_flight=max_in_flight)
 
     @property
