@@ -25,7 +25,7 @@ from router_rl.features import FeatureEncoder
 from router_rl.policies import RoutingPolicy, make_policy
 from router_rl.router.config import CoalesceConfig, parse_config
 from router_rl.router.engine import HybridRouter
-from router_rl.router.policy_batcher import RouteCoalescer
+from router_rl.router.policy_batcher import RouteCoalescer, ThreadedRouteCoalescer
 from router_rl.router.policy_client import HTTPPolicyClient, PolicyClientError
 from router_rl.serve.client import RemotePolicyClient, RemotePolicyError
 from router_rl.serve.engine import PolicyEngine
@@ -110,7 +110,8 @@ def _failing_app(calls: list[int]) -> FastAPI:
     return app
 
 
-def test_concurrent_callers_share_calls_and_each_gets_its_own_distribution(lgbm_dir: Path) -> None:
+@pytest.mark.parametrize("io_thread", [False, True])
+def test_concurrent_callers_share_calls_and_each_gets_its_own_distribution(lgbm_dir: Path, io_thread: bool) -> None:
     records = _records(40)
     want = PolicyEngine(lgbm_dir).evaluate(records).probs
     assert np.abs(want - want[0]).max() > 1e-3  # the records' distributions differ: a mix-up would show
@@ -118,7 +119,7 @@ def test_concurrent_callers_share_calls_and_each_gets_its_own_distribution(lgbm_
     with ThreadedASGIServer(app) as srv:
         async def go() -> tuple[list[Any], Any]:
             client = HTTPPolicyClient(srv.base_url, tuple(RoutingPolicy.load(lgbm_dir).models), timeout_s=30.0,
-                                      max_batch=16, max_in_flight=2)
+                                      max_batch=16, max_in_flight=2, io_thread=io_thread)
             try:
                 answers = await asyncio.gather(*(client.distribution(r) for r in records))
                 assert client.coalescer is not None
@@ -152,7 +153,8 @@ def test_uncoalesced_client_sends_one_call_per_record(lgbm_dir: Path) -> None:
     np.testing.assert_allclose([a.probs for a in answers], PolicyEngine(lgbm_dir).evaluate(records).probs, atol=1e-9)
 
 
-def test_stalled_endpoint_times_each_caller_out_at_its_own_deadline() -> None:
+@pytest.mark.parametrize("io_thread", [False, True])
+def test_stalled_endpoint_times_each_caller_out_at_its_own_deadline(io_thread: bool) -> None:
     """The first caller's call stalls (its limit is that caller's deadline); the others, queued behind
     it, then share one stalled call: every caller fails ``timeout`` after its own deadline, in
     deadline order, and the short deadlines do not wait for the long one's call limit."""
@@ -160,7 +162,11 @@ def test_stalled_endpoint_times_each_caller_out_at_its_own_deadline() -> None:
     timeouts = [0.3, 0.6, 0.9, 20.0]
     with ThreadedASGIServer(_stall_app(release, arrived)) as srv:
         async def go() -> list[tuple[float, float, RemotePolicyError]]:
-            co = RouteCoalescer(RemotePolicyClient(srv.base_url, timeout_s=30.0), max_batch=64, max_in_flight=1)
+            co: RouteCoalescer | ThreadedRouteCoalescer
+            if io_thread:
+                co = ThreadedRouteCoalescer(srv.base_url, client_timeout_s=30.0, max_batch=64, max_in_flight=1)
+            else:
+                co = RouteCoalescer(RemotePolicyClient(srv.base_url, timeout_s=30.0), max_batch=64, max_in_flight=1)
             done: list[tuple[float, float, RemotePolicyError]] = []
 
             async def caller(rec: TaskRecord, t: float, delay: float) -> None:
@@ -180,7 +186,8 @@ def test_stalled_endpoint_times_each_caller_out_at_its_own_deadline() -> None:
             release.set()
             await asyncio.gather(*tasks)
             await co.aclose()
-            await co.client.aclose()
+            if isinstance(co, RouteCoalescer):
+                await co.client.aclose()
             return done
 
         done = asyncio.run(go())
@@ -192,12 +199,13 @@ def test_stalled_endpoint_times_each_caller_out_at_its_own_deadline() -> None:
     assert arrived == [1, 3]  # the lone first caller was sent at once, then the three queued ones together
 
 
-def test_failing_batch_labels_every_caller(lgbm_dir: Path) -> None:
+@pytest.mark.parametrize("io_thread", [False, True])
+def test_failing_batch_labels_every_caller(lgbm_dir: Path, io_thread: bool) -> None:
     calls: list[int] = []
     with ThreadedASGIServer(_failing_app(calls)) as srv:
         async def go() -> list[BaseException | Any]:
             client = HTTPPolicyClient(srv.base_url, tuple(RoutingPolicy.load(lgbm_dir).models), timeout_s=30.0,
-                                      max_batch=64, max_in_flight=1)
+                                      max_batch=64, max_in_flight=1, io_thread=io_thread)
             try:
                 return await asyncio.gather(*(client.distribution(r) for r in _records(12)), return_exceptions=True)
             finally:
@@ -209,15 +217,20 @@ def test_failing_batch_labels_every_caller(lgbm_dir: Path) -> None:
     assert len(calls) < 12 and sum(calls) == 12
 
 
-def test_closing_the_client_fails_waiting_callers_with_closed() -> None:
+@pytest.mark.parametrize("io_thread", [False, True])
+def test_closing_the_client_fails_waiting_callers_with_closed(io_thread: bool) -> None:
     release, arrived = threading.Event(), []
     with ThreadedASGIServer(_stall_app(release, arrived)) as srv:
         async def go() -> list[BaseException | Any]:
-            client = HTTPPolicyClient(srv.base_url, ("a", "b"), timeout_s=30.0, max_batch=4, max_in_flight=1)
+            client = HTTPPolicyClient(srv.base_url, ("a", "b"), timeout_s=30.0, max_batch=4, max_in_flight=1,
+                                      io_thread=io_thread)
             tasks = [asyncio.create_task(client.distribution(r)) for r in _records(10)]
             while not arrived:  # one call in flight (stalled), the rest queued
                 await asyncio.sleep(0.01)
-            assert client.coalescer is not None and client.coalescer.queued == 6
+            assert client.coalescer is not None
+            # on the caller's loop all 10 queue before the first call leaves (4 of them sent); on the
+            # I/O thread the first call may leave before the others arrive
+            assert client.coalescer.queued == 10 - arrived[0] and 1 <= arrived[0] <= 4
             await client.close()
             out = await asyncio.gather(*tasks, return_exceptions=True)
             with pytest.raises(PolicyClientError, match="closed"):
@@ -228,10 +241,11 @@ def test_closing_the_client_fails_waiting_callers_with_closed() -> None:
         out = asyncio.run(go())
     assert len(out) == 10
     assert all(isinstance(e, PolicyClientError) and e.reason == "closed" for e in out), out
-    assert arrived == [4]  # nothing was sent after the close
+    assert len(arrived) == 1 and (io_thread or arrived == [4])  # nothing was sent after the close
 
 
-def test_refused_batch_is_resent_alone_and_only_the_refused_record_fails(ppo_dir: Path) -> None:
+@pytest.mark.parametrize("io_thread", [False, True])
+def test_refused_batch_is_resent_alone_and_only_the_refused_record_fails(ppo_dir: Path, io_thread: bool) -> None:
     """The deployment refuses a whole request when one record lacks the state PPO needs (HTTP 422):
     the others of the batch are re-sent one per call and answered; only the bad one is ``refused``."""
     engine = PolicyEngine(ppo_dir)
@@ -242,7 +256,8 @@ def test_refused_batch_is_resent_alone_and_only_the_refused_record_fails(ppo_dir
     app = CountingApp(make_floor_app(ppo_dir))
     with ThreadedASGIServer(app) as srv:
         async def go() -> tuple[list[BaseException | Any], Any]:
-            client = HTTPPolicyClient(srv.base_url, engine.models, timeout_s=30.0, max_batch=64, max_in_flight=1)
+            client = HTTPPolicyClient(srv.base_url, engine.models, timeout_s=30.0, max_batch=64, max_in_flight=1,
+                                      io_thread=io_thread)
             try:
                 out = await asyncio.gather(*(client.distribution(r) for r in records), return_exceptions=True)
                 assert client.coalescer is not None
@@ -251,8 +266,10 @@ def test_refused_batch_is_resent_alone_and_only_the_refused_record_fails(ppo_dir
                 await client.close()
 
         out, stats = asyncio.run(go())
-    assert app.calls == [len(records)] + [1] * len(records)  # the refused batch, then each record alone
-    assert stats.retried_alone == len(records)
+    if not io_thread:  # one batch of all four (on the I/O thread the first call may leave alone)
+        assert app.calls == [len(records)] + [1] * len(records)  # the refused batch, then each record alone
+        assert stats.retried_alone == len(records)
+    assert sum(app.calls) == len(records) + stats.retried_alone
     assert isinstance(out[2], PolicyClientError) and out[2].reason == "refused"
     assert "budget_remaining_frac" in str(out[2])
     for i, r in enumerate(records):
@@ -272,9 +289,10 @@ def test_router_with_coalescing_logs_every_decision_as_learned(
             local.base_url, cloud.base_url,
             learned={"endpoint": srv.base_url, "timeout_s": 20.0, "coalesce": {"max_batch": 16}},
             logging={"decision_log_dir": str(tmp_path / "log"), "flush_interval_s": 60}))
-        assert cfg.learned.coalesce == CoalesceConfig(enabled=True, max_batch=16, max_in_flight=2)
+        assert cfg.learned.coalesce == CoalesceConfig(enabled=True, max_batch=16, max_in_flight=2, io_thread=True)
         router = HybridRouter(cfg, wall_clock=lambda: MORNING)
-        assert isinstance(router.policy_client, HTTPPolicyClient) and router.policy_client.coalescer is not None
+        assert isinstance(router.policy_client, HTTPPolicyClient)
+        assert isinstance(router.policy_client.coalescer, ThreadedRouteCoalescer)  # the default: own I/O thread
 
         async def go() -> None:
             try:
@@ -299,6 +317,6 @@ def test_router_with_coalescing_logs_every_decision_as_learned(
 def test_coalesce_config_is_strict() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         CoalesceConfig(max_in_flight=0)
-    with pytest.raises(ValueError, match="extra|max_batches"):
+    with pytest.raises(ValueError, match=r"extra|max_batches"):
         CoalesceConfig.model_validate({"max_batches": 8})
-    assert CoalesceConfig() == CoalesceConfig(enabled=True, max_batch=64, max_in_flight=2)
+    assert CoalesceConfig() == CoalesceConfig(enabled=True, max_batch=64, max_in_flight=2, io_thread=True)
