@@ -323,8 +323,11 @@ class ThreadedRouteCoalescer:
             self.inner.route_one(record, timeout_s, deadline=deadline), self._loop)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(cf), timeout_s)
+        except asyncio.CancelledError:
+            cf.cancel()  # the caller gave up: the I/O loop drops the record if it was not sent yet
+            raise
         except TimeoutError:
-            cf.cancel()  # the I/O loop drops the record if it was not sent yet
+            cf.cancel()
             raise RemotePolicyError(
                 "timeout", f"POST {self.base_url}/route: no answer within {timeout_s}s "
                 f"({self.in_flight} call(s) in flight, {self.queued} record(s) queued)"
