@@ -129,11 +129,17 @@ def main(argv: list[str] | None = None) -> int:
                          "thread (coalescing on its I/O thread, the default), loop (on the router's loop), "
                          "off (one /route call per request); comma-separated")
     ap.add_argument("--coalesce-max-batch", type=int, default=64)
-    ap.add_argument("--coalesce-in-flight", type=int, default=2)
+    ap.add_argument("--coalesce-in-flight", default="2",
+                    help="max_in_flight value(s) of the coalescing settings, comma-separated (each is run)")
     args = ap.parse_args(argv)
-    settings = [s.strip() for s in args.coalesce.split(",") if s.strip()]
-    if not settings or any(s not in ("thread", "loop", "off") for s in settings):
+    names = [s.strip() for s in args.coalesce.split(",") if s.strip()]
+    if not names or any(s not in ("thread", "loop", "off") for s in names):
         ap.error(f"--coalesce: expected a comma-separated list of thread / loop / off, got {args.coalesce!r}")
+    try:
+        in_flights = [int(v) for v in args.coalesce_in_flight.split(",")]
+    except ValueError:
+        ap.error(f"--coalesce-in-flight: expected comma-separated integers, got {args.coalesce_in_flight!r}")
+    settings = [(n, k) for n in names for k in (in_flights if n != "off" else [0])]
 
     from router_rl.traces.decision_log import read_decision_log
 
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     procs: list[subprocess.Popen[bytes]] = []
     policy = args.policy or build_artifact(tmp / "lgbm")
-    results: list[tuple[str, int, Counter[str], Path]] = []
+    results: list[tuple[tuple[str, int], int, Counter[str], Path]] = []
     try:
         with ExitStack() as stack:
             if args.endpoint == "ray":
@@ -161,17 +167,18 @@ def main(argv: list[str] | None = None) -> int:
                  str(args.time_scale), "--seed", "0", "--n-tasks", "200"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_http(f"http://127.0.0.1:{pb}/health", procs[0])
-            for setting in settings:
+            for setting, in_flight in settings:
                 coalesce = {"enabled": True, "max_batch": args.coalesce_max_batch,
-                            "max_in_flight": args.coalesce_in_flight, "io_thread": setting == "thread"} \
+                            "max_in_flight": in_flight, "io_thread": setting == "thread"} \
                     if setting != "off" else {"enabled": False}
-                log_dir = tmp / f"decision_log_coalesce_{setting}"
+                tag = f"{setting}_{in_flight}"
+                log_dir = tmp / f"decision_log_coalesce_{tag}"
                 cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, log_dir, coalesce)
-                (tmp / f"router_{setting}.yaml").write_text(yaml.safe_dump(cfg))
+                (tmp / f"router_{tag}.yaml").write_text(yaml.safe_dump(cfg))
                 pr = free_port()
                 router = subprocess.Popen(
                     [sys.executable, "-m", "router_rl", "router", "serve", "--config",
-                     str(tmp / f"router_{setting}.yaml"), "--port", str(pr)],
+                     str(tmp / f"router_{tag}.yaml"), "--port", str(pr)],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 procs.append(router)
                 wait_http(f"http://127.0.0.1:{pr}/health", router)
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                                args.duration))
                 router.send_signal(signal.SIGINT)  # the router flushes its decision log on shutdown
                 router.wait(timeout=60)
-                results.append((setting, ok, failed, log_dir))
+                results.append(((setting, in_flight), ok, failed, log_dir))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average 1/5/15 min: {'/'.join(f'{x:.2f}' for x in load0)} at start, "
           f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
     passed = True
-    for setting, ok, failed, log_dir in results:
+    for (setting, in_flight), ok, failed, log_dir in results:
         df = read_decision_log(log_dir)
         n = df.height
         by = Counter(df["decided_by"].to_list())
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                             strict=True) if d != "learned")
         unlabelled = reasons.pop(None, 0)
         share = learned / n if n else 0.0
-        what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {args.coalesce_in_flight}, "
+        what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {in_flight}, "
                 f"{'own I/O thread' if setting == 'thread' else 'router loop'})"
                 if setting != "off" else "off (one /route call per request)")
         print(f"-- coalescing {what}")
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decision-log rows: {n}; decided_by: {dict(by)}")
         print(f"learned share: {share:.4%} (target >= {args.target:.1%}); fallbacks by reason: {dict(reasons)}; "
               f"fallbacks without a label: {unlabelled}")
-        if setting == settings[0]:
+        if (setting, in_flight) == settings[0]:
             passed = share >= args.target and unlabelled == 0
     return 0 if passed else 1
 
