@@ -10,7 +10,10 @@ Part ``endpoint`` (default). One policy artifact (LightGBM on the simulated flee
 
 Both are called through the router's own client (:class:`router_rl.serve.client.RemotePolicyClient`,
 one keep-alive pool) with one-record requests as the router sends them (prompt, agent type, router
-state). Timed: ``single`` (one caller, sequential) and ``--concurrency`` callers at once; printed:
+state). Timed: ``single`` (one caller, sequential), ``--concurrency`` callers at once (one
+``/route`` call per record), and the same callers through the router's coalescing client
+(``N coalesced``: :class:`~router_rl.router.policy_client.HTTPPolicyClient` with
+``--coalesce-max-batch`` / ``--coalesce-in-flight``, the records waiting sent together); printed:
 p50 / p99 (ms), requests/s, and the ratio ray / floor. Rounds alternate floor and ray so a load
 change on a shared machine hits both alike. ``--ray-env KEY=VALUE`` sets Ray Serve flags (e.g.
 ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``) before Ray starts.
@@ -183,16 +186,27 @@ def router_records(n: int, seed: int = 0) -> list[Any]:
     return out
 
 
-async def time_calls(url: str, records: list[Any], concurrency: int) -> np.ndarray:
-    """Seconds per ``/route`` call (one record each) with ``concurrency`` callers over one client pool."""
+async def time_calls(url: str, records: list[Any], concurrency: int,
+                     coalesce: tuple[int, int] | None = None) -> np.ndarray:
+    """Seconds per decision (one record each) with ``concurrency`` callers over one client pool.
+
+    ``coalesce`` = ``(max_batch, max_in_flight)``: the callers go through the router's coalescing
+    client (:class:`router_rl.router.policy_client.HTTPPolicyClient`), which sends the records
+    waiting together in one ``/route`` call; ``None``: one ``/route`` call per record.
+    """
+    from router_rl.router.policy_client import HTTPPolicyClient
     from router_rl.serve.client import RemotePolicyClient
     from router_rl.serve.protocol import RouteRequest
 
     client = RemotePolicyClient(url, timeout_s=30.0, max_connections=max(32, concurrency))
     reqs = [RouteRequest(records=[r]) for r in records]
+    policy: HTTPPolicyClient | None = None
+    if coalesce is not None:
+        models = tuple((await client.health()).models)
+        policy = HTTPPolicyClient(url, models, timeout_s=30.0, max_batch=coalesce[0], max_in_flight=coalesce[1])
     try:
         for r in reqs[: min(20, len(reqs))]:  # warm-up: connections, replica caches
-            await client.route(r)
+            await (policy.distribution(r.records[0]) if policy is not None else client.route(r))
         out = np.empty(len(reqs))
         nxt = [0]
 
@@ -201,19 +215,29 @@ async def time_calls(url: str, records: list[Any], concurrency: int) -> np.ndarr
                 k = nxt[0]
                 nxt[0] += 1
                 t = time.perf_counter()
-                await client.route(reqs[k])
+                if policy is not None:
+                    await policy.distribution(reqs[k].records[0])
+                else:
+                    await client.route(reqs[k])
                 out[k] = time.perf_counter() - t
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         return out
     finally:
         await client.aclose()
+        if policy is not None:
+            await policy.close()
 
 
 def endpoint(args: argparse.Namespace) -> None:
     """Part ``endpoint``: Ray Serve vs the floor, single and concurrent, in one run."""
     ray_env = dict(kv.split("=", 1) for kv in args.ray_env)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    co = (args.coalesce_max_batch, args.coalesce_in_flight)
+    modes: list[tuple[str, int, tuple[int, int] | None]] = [
+        ("single", 1, None), (f"{args.concurrency} concurrent", args.concurrency, None)]
+    if args.coalesce_max_batch > 0:
+        modes.append((f"{args.concurrency} coalesced", args.concurrency, co))
     with tempfile.TemporaryDirectory() as tmp:
         policy = args.policy or build_artifact(Path(tmp) / "lgbm")
         records = router_records(args.requests)
@@ -227,14 +251,17 @@ def endpoint(args: argparse.Namespace) -> None:
                     for label, url in (("floor", floor_url), (f"ray (max_batch_size={b})", ray_url)):
                         if label == "floor" and b != batch_sizes[0]:
                             continue  # the floor does not depend on the batch size: time it once per round
-                        for mode, conc in (("single", 1), (f"{args.concurrency} concurrent", args.concurrency)):
-                            lat = asyncio.run(time_calls(url, records, conc))
+                        for mode, conc, co in modes:
+                            lat = asyncio.run(time_calls(url, records, conc, co))
                             figures.setdefault((label, mode), []).append(lat)
     print(f"policy: {policy if args.policy else 'lgbm, simulated fleet (600 tasks)'}; {args.requests} one-record "
           f"requests per measurement x {args.rounds} rounds; ray env {ray_env or 'default'}")
+    if args.coalesce_max_batch > 0:
+        print(f"'{args.concurrency} coalesced': {args.concurrency} callers through the router's coalescing client "
+              f"(max_batch {co[0]}, max_in_flight {co[1]}); latency per caller's decision")
     print(f"{'endpoint':28} {'callers':>14} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
           f"{'p50/floor':>10} {'p99/floor':>10}")
-    for mode in ("single", f"{args.concurrency} concurrent"):
+    for mode, _, _ in modes:
         f = np.concatenate(figures[("floor", mode)])
         f50, f99 = np.percentile(f, 50) * 1e3, np.percentile(f, 99) * 1e3
         for label in ["floor", *(f"ray (max_batch_size={b})" for b in batch_sizes)]:
@@ -256,6 +283,9 @@ def main() -> None:
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the Ray processes (Ray Serve flags), repeatable")
     ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
+    ap.add_argument("--coalesce-max-batch", type=int, default=64,
+                    help="also time the concurrent callers through the coalescing client (0: skip)")
+    ap.add_argument("--coalesce-in-flight", type=int, default=2, help="max_in_flight of the coalescing client")
     ap.add_argument("--repeats", type=int, default=2000, help="decisions timed (inprocess part)")
     args = ap.parse_args()
     if args.part == "inprocess":

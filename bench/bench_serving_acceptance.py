@@ -15,7 +15,13 @@ Setup, all on 127.0.0.1:
 ``--clients`` clients call ``/v1/chat/completions`` (``router-rl/auto``) for ``--duration``
 seconds. Then the decision log is read: the share of requests ``decided_by == "learned"`` (target
 >= 99.9 %) and every other row with its labelled ``fallback_reason`` (``policy_timeout``...);
-rows without a label are counted apart (target 0). Client failures are printed too. ::
+rows without a label are counted apart (target 0). Client failures are printed too.
+``--endpoint floor`` serves the policy from the floor app instead (uvicorn + FastAPI, no Ray).
+``--coalesce thread,loop,off`` (the default) runs the router three times against the same
+endpoint: its policy client coalescing concurrent calls on its own I/O thread (the default
+``learned.coalesce``), coalescing on the router's event loop (``io_thread: false``), and one
+``/route`` call per request (``enabled: false``); it prints each; the exit status judges the
+first setting. ::
 
     .venv/bin/python bench/bench_serving_acceptance.py --clients 100 --duration 30
 """
@@ -31,11 +37,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 # isort: off
 import _timing  # noqa: F401  (first: pins the BLAS/OpenMP pools to one thread before numpy loads)
-from bench_serving import build_artifact, deploy, free_port, ray_serve, wait_http
+from bench_serving import build_artifact, deploy, floor_server, free_port, ray_serve, wait_http
 # isort: on
 import httpx
 import yaml
@@ -51,7 +58,8 @@ PROMPTS = (
 )
 
 
-def router_config(backend_url: str, policy_url: str, timeout_s: float, log_dir: Path) -> dict[str, object]:
+def router_config(backend_url: str, policy_url: str, timeout_s: float, log_dir: Path,
+                  coalesce: dict[str, object] | None = None) -> dict[str, object]:
     """The router: every fleet model on the replay backend, the Ray endpoint as its learned policy."""
     return {
         "providers": [
@@ -64,7 +72,8 @@ def router_config(backend_url: str, policy_url: str, timeout_s: float, log_dir: 
         ],
         "tiers": {"simple": LOCAL[1], "moderate": LOCAL[1], "complex": LOCAL[3], "very_complex": LOCAL[4]},
         "strategy": "learned",
-        "learned": {"endpoint": policy_url, "timeout_s": timeout_s, "sample": False},
+        "learned": {"endpoint": policy_url, "timeout_s": timeout_s, "sample": False,
+                    "coalesce": coalesce or {"enabled": False}},
         "breaker": {"consecutive_failures": 50, "reset_timeout_s": 5.0},
         "logging": {"decision_log_dir": str(log_dir), "batch_size": 1024},
         "server": {"auth": {"enabled": False, "admin_enabled": False}},
@@ -113,38 +122,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.999, help="required learned share")
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
+    ap.add_argument("--endpoint", choices=("ray", "floor"), default="ray",
+                    help="the policy endpoint: the Ray Serve app, or the floor (uvicorn + FastAPI, no Ray)")
+    ap.add_argument("--coalesce", default="thread,loop,off",
+                    help="router learned.coalesce settings to run, in this order, against the same endpoint: "
+                         "thread (coalescing on its I/O thread, the default), loop (on the router's loop), "
+                         "off (one /route call per request); comma-separated")
+    ap.add_argument("--coalesce-max-batch", type=int, default=64)
+    ap.add_argument("--coalesce-in-flight", default="2",
+                    help="max_in_flight value(s) of the coalescing settings, comma-separated (each is run)")
     args = ap.parse_args(argv)
+    names = [s.strip() for s in args.coalesce.split(",") if s.strip()]
+    if not names or any(s not in ("thread", "loop", "off") for s in names):
+        ap.error(f"--coalesce: expected a comma-separated list of thread / loop / off, got {args.coalesce!r}")
+    try:
+        in_flights = [int(v) for v in args.coalesce_in_flight.split(",")]
+    except ValueError:
+        ap.error(f"--coalesce-in-flight: expected comma-separated integers, got {args.coalesce_in_flight!r}")
+    settings = [(n, k) for n in names for k in (in_flights if n != "off" else [0])]
 
     from router_rl.traces.decision_log import read_decision_log
 
+    load0 = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-acceptance-"))
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     procs: list[subprocess.Popen[bytes]] = []
     policy = args.policy or build_artifact(tmp / "lgbm")
+    results: list[tuple[tuple[str, int], int, Counter[str], Path]] = []
     try:
-        with ray_serve(dict(kv.split("=", 1) for kv in args.ray_env), num_cpus=max(2, args.replicas),
-                       address=args.ray_address) as port:
-            deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
-            policy_url = f"http://127.0.0.1:{port}/policy"
+        with ExitStack() as stack:
+            if args.endpoint == "ray":
+                port = stack.enter_context(ray_serve(dict(kv.split("=", 1) for kv in args.ray_env),
+                                                     num_cpus=max(2, args.replicas), address=args.ray_address))
+                deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
+                policy_url = f"http://127.0.0.1:{port}/policy"
+            else:
+                policy_url = stack.enter_context(floor_server(policy))
             wait_http(f"{policy_url}/health")
-            pb, pr = free_port(), free_port()
+            pb = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "router_rl", "replay-backend", "--port", str(pb), "--time-scale",
                  str(args.time_scale), "--seed", "0", "--n-tasks", "200"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, tmp / "decision_log")
-            (tmp / "router.yaml").write_text(yaml.safe_dump(cfg))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "router_rl", "router", "serve", "--config", str(tmp / "router.yaml"),
-                 "--port", str(pr)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_http(f"http://127.0.0.1:{pb}/health", procs[0])
-            wait_http(f"http://127.0.0.1:{pr}/health", procs[1])
-            ok, failed = asyncio.run(drive(f"http://127.0.0.1:{pr}/v1/chat/completions", args.clients,
-                                           args.duration))
-            procs[1].send_signal(signal.SIGINT)  # the router flushes its decision log on shutdown
-            procs[1].wait(timeout=60)
+            for setting, in_flight in settings:
+                coalesce = {"enabled": True, "max_batch": args.coalesce_max_batch,
+                            "max_in_flight": in_flight, "io_thread": setting == "thread"} \
+                    if setting != "off" else {"enabled": False}
+                tag = f"{setting}_{in_flight}"
+                log_dir = tmp / f"decision_log_coalesce_{tag}"
+                cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, log_dir, coalesce)
+                (tmp / f"router_{tag}.yaml").write_text(yaml.safe_dump(cfg))
+                pr = free_port()
+                router = subprocess.Popen(
+                    [sys.executable, "-m", "router_rl", "router", "serve", "--config",
+                     str(tmp / f"router_{tag}.yaml"), "--port", str(pr)],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(router)
+                wait_http(f"http://127.0.0.1:{pr}/health", router)
+                ok, failed = asyncio.run(drive(f"http://127.0.0.1:{pr}/v1/chat/completions", args.clients,
+                                               args.duration))
+                router.send_signal(signal.SIGINT)  # the router flushes its decision log on shutdown
+                router.wait(timeout=60)
+                results.append(((setting, in_flight), ok, failed, log_dir))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -155,22 +197,33 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    df = read_decision_log(tmp / "decision_log")
-    n = df.height
-    by = Counter(df["decided_by"].to_list())
-    learned = by.get("learned", 0)
-    reasons = Counter(r for d, r in zip(df["decided_by"].to_list(), df["fallback_reason"].to_list(), strict=True)
-                      if d != "learned")
-    unlabelled = reasons.pop(None, 0)
-    share = learned / n if n else 0.0
-    print(f"{args.clients} clients x {args.duration:g} s; policy timeout {args.policy_timeout * 1e3:g} ms; "
-          f"{args.replicas} replica(s), max_batch_size {args.max_batch_size}; ray env {args.ray_env or 'default'}")
-    print(f"client requests: ok {ok}, failed {sum(failed.values())} {dict(failed) or ''}; "
-          f"throughput {ok / args.duration:.1f} req/s")
-    print(f"decision-log rows: {n}; decided_by: {dict(by)}")
-    print(f"learned share: {share:.4%} (target >= {args.target:.1%}); fallbacks by reason: {dict(reasons)}; "
-          f"fallbacks without a label: {unlabelled}")
-    return 0 if share >= args.target and unlabelled == 0 else 1
+    where = (f"Ray Serve, {args.replicas} replica(s), max_batch_size {args.max_batch_size}, ray env "
+             f"{args.ray_env or 'default'}" if args.endpoint == "ray" else "the floor endpoint (no Ray)")
+    print(f"{args.clients} clients x {args.duration:g} s; policy timeout {args.policy_timeout * 1e3:g} ms; {where}; "
+          f"load average 1/5/15 min: {'/'.join(f'{x:.2f}' for x in load0)} at start, "
+          f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
+    passed = True
+    for (setting, in_flight), ok, failed, log_dir in results:
+        df = read_decision_log(log_dir)
+        n = df.height
+        by = Counter(df["decided_by"].to_list())
+        learned = by.get("learned", 0)
+        reasons = Counter(r for d, r in zip(df["decided_by"].to_list(), df["fallback_reason"].to_list(),
+                                            strict=True) if d != "learned")
+        unlabelled = reasons.pop(None, 0)
+        share = learned / n if n else 0.0
+        what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {in_flight}, "
+                f"{'own I/O thread' if setting == 'thread' else 'router loop'})"
+                if setting != "off" else "off (one /route call per request)")
+        print(f"-- coalescing {what}")
+        print(f"client requests: ok {ok}, failed {sum(failed.values())} {dict(failed) or ''}; "
+              f"throughput {ok / args.duration:.1f} req/s")
+        print(f"decision-log rows: {n}; decided_by: {dict(by)}")
+        print(f"learned share: {share:.4%} (target >= {args.target:.1%}); fallbacks by reason: {dict(reasons)}; "
+              f"fallbacks without a label: {unlabelled}")
+        if (setting, in_flight) == settings[0]:
+            passed = share >= args.target and unlabelled == 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -65,6 +65,32 @@ class TiersConfig(BaseModel):
         return str(getattr(self, level))
 
 
+class CoalesceConfig(BaseModel):
+    """Client-side coalescing of a remote policy's calls (``learned.coalesce``; endpoint only).
+
+    Concurrent requests' records are queued and sent together in one ``POST /route`` call
+    (:class:`~router_rl.router.policy_batcher.RouteCoalescer`); each request keeps its own
+    ``learned.timeout_s`` deadline from its own arrival.
+
+    Attributes:
+        enabled: Coalesce (``False``: one ``/route`` call per request).
+        max_batch: Most records in one call.
+        max_in_flight: Most calls outstanding at once; records arriving meanwhile wait for a free
+            slot and leave together.
+        io_thread: Run the coalescer, its HTTP client and the callers' deadlines on their own
+            event loop in an I/O thread, so a busy router loop does not delay reading answers
+            (:class:`~router_rl.router.policy_batcher.ThreadedRouteCoalescer`); ``False``: on
+            the router's loop.
+    """
+
+    model_config = _forbid()
+
+    enabled: bool = True
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_in_flight: int = Field(default=2, ge=1, le=64)
+    io_thread: bool = True
+
+
 class LearnedConfig(BaseModel):
     """Where the LEARNED strategy's policy comes from, and how its versions are rolled out.
 
@@ -79,6 +105,7 @@ class LearnedConfig(BaseModel):
         timeout_s: Remote call timeout; past it the rule policy answers.
         sample: Sample the action from the distribution (exploration, valid propensities);
             ``False`` takes the argmax.
+        coalesce: How the remote endpoint's calls are coalesced (:class:`CoalesceConfig`).
     """
 
     model_config = _forbid()
@@ -88,6 +115,7 @@ class LearnedConfig(BaseModel):
     registry: Path | None = None
     timeout_s: float = Field(default=0.05, gt=0)
     sample: bool = True
+    coalesce: CoalesceConfig = Field(default_factory=CoalesceConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from router_rl.core.errors import ConfigError
 from router_rl.policies.exploration import ExplorationConfig, explore, explored
 from router_rl.router.budget import BudgetTracker, ExhaustedBehaviour
-from router_rl.router.config import RouterConfig, Strategy
+from router_rl.router.config import CoalesceConfig, RouterConfig, Strategy
 from router_rl.router.draws import sample_index, uniform
 from router_rl.router.errors import NoProviderAvailableError, UnknownModelError
 from router_rl.router.live_policy import LivePolicies
@@ -50,8 +50,11 @@ def build_policy_client(
     endpoint: str | None = None,
     timeout_s: float = 0.05,
     setting: str = "learned",
+    coalesce: CoalesceConfig | None = None,
 ) -> PolicyClient | None:
     """The policy client of a ``policy_dir`` (in-process) or an ``endpoint`` (HTTP); ``None`` without either.
+
+    ``coalesce`` (enabled) makes the HTTP client coalesce concurrent calls (``learned.coalesce``).
 
     Raises:
         ConfigError: the artifact cannot be loaded (names ``<setting>.policy_dir``).
@@ -62,6 +65,9 @@ def build_policy_client(
         except (OSError, ValueError) as e:
             raise ConfigError(f"{setting}.policy_dir", str(e)) from None
     if endpoint is not None:
+        if coalesce is not None and coalesce.enabled:
+            return HTTPPolicyClient(endpoint, models, timeout_s=timeout_s, max_batch=coalesce.max_batch,
+                                    max_in_flight=coalesce.max_in_flight, io_thread=coalesce.io_thread)
         return HTTPPolicyClient(endpoint, models, timeout_s=timeout_s)
     return None
 
@@ -143,7 +149,8 @@ class Decider:
                 canary = load_registry_slot(registry, cs.version, "learned.registry")
                 share = float(cs.share)
         else:
-            client = build_policy_client(self.table.models, lc.policy_dir, lc.endpoint, lc.timeout_s)
+            client = build_policy_client(self.table.models, lc.policy_dir, lc.endpoint, lc.timeout_s,
+                                         coalesce=lc.coalesce)
             if client is not None:
                 live = PolicySlot(client, source=lc.policy_dir)
         setting = "learned.registry" if registry is not None else "learned"

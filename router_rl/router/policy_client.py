@@ -186,19 +186,37 @@ class HTTPPolicyClient(PolicyClient):
     state with every record (a stateless policy ignores it; a stateful one refuses a record
     without it, HTTP 422, logged as ``policy_refused``).
 
+    With ``max_batch`` set, concurrent calls are coalesced
+    (:class:`~router_rl.router.policy_batcher.RouteCoalescer`): the records waiting go out
+    together in one ``/route`` call, at most ``max_in_flight`` calls outstanding, each caller
+    within its own ``timeout_s`` from its arrival. Without it, one call per record.
+
     Args:
         endpoint: Base URL (``/route`` is appended).
         models: The models the endpoint may answer for (checked on every answer).
-        timeout_s: Total time allowed per call.
+        timeout_s: Total time allowed per record (from the caller's arrival).
+        max_batch: Most records per coalesced call (``None``: no coalescing).
+        max_in_flight: Most coalesced calls outstanding.
+        io_thread: Run the coalescer, its HTTP client and the deadlines on their own event loop
+            in an I/O thread (:class:`~router_rl.router.policy_batcher.ThreadedRouteCoalescer`)
+            instead of the caller's loop.
     """
 
-    def __init__(self, endpoint: str, models: tuple[str, ...], *, timeout_s: float = 0.05) -> None:
+    def __init__(self, endpoint: str, models: tuple[str, ...], *, timeout_s: float = 0.05,
+                 max_batch: int | None = None, max_in_flight: int = 2, io_thread: bool = False) -> None:
+        from router_rl.router.policy_batcher import RouteCoalescer, ThreadedRouteCoalescer
         from router_rl.serve.client import RemotePolicyClient
 
         self.endpoint = endpoint.rstrip("/")
         self._models = tuple(models)
         self.timeout_s = timeout_s
         self.client = RemotePolicyClient(self.endpoint, timeout_s=timeout_s)
+        self.coalescer: RouteCoalescer | ThreadedRouteCoalescer | None = None
+        if max_batch is not None and io_thread:
+            self.coalescer = ThreadedRouteCoalescer(self.endpoint, client_timeout_s=timeout_s, max_batch=max_batch,
+                                                    max_in_flight=max_in_flight)
+        elif max_batch is not None:
+            self.coalescer = RouteCoalescer(self.client, max_batch=max_batch, max_in_flight=max_in_flight)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -216,13 +234,20 @@ class HTTPPolicyClient(PolicyClient):
         from router_rl.serve.client import RemotePolicyError
 
         try:
-            resp = await self.client.route(RouteRequest(records=[record]))
+            if self.coalescer is not None:
+                row = await self.coalescer.route_one(record, self.timeout_s)
+                models, probs, version = row.models, row.probs, row.policy_version
+            else:
+                resp = await self.client.route(RouteRequest(records=[record]))
+                models, probs, version = tuple(resp.models), tuple(resp.probs[0]), resp.policy_version
         except RemotePolicyError as e:
             raise PolicyClientError(e.reason, str(e)) from e
-        unknown = [m for m in resp.models if m not in self._models]
+        unknown = [m for m in models if m not in self._models]
         if unknown:
             raise PolicyClientError("invalid", f"{self.endpoint}/route answered unknown models {unknown}")
-        return PolicyAnswer(tuple(resp.models), tuple(resp.probs[0]), resp.policy_version)
+        return PolicyAnswer(models, probs, version)
 
     async def close(self) -> None:
+        if self.coalescer is not None:
+            await self.coalescer.aclose()
         await self.client.aclose()

@@ -16,7 +16,7 @@ from router_rl.core.errors import RouterRLError
 from router_rl.serve.protocol import HealthResponse, RouteRequest, RouteResponse, TaskRecord
 
 #: Failure kinds of :class:`RemotePolicyError` (also the router's ``policy_<reason>`` notes).
-REASONS = ("timeout", "connection", "http_error", "refused", "invalid")
+REASONS = ("timeout", "connection", "http_error", "refused", "invalid", "closed")
 
 
 class RemotePolicyError(RouterRLError):
@@ -24,11 +24,14 @@ class RemotePolicyError(RouterRLError):
 
     Attributes:
         reason: One of :data:`REASONS` (``refused``: HTTP 422, the policy cannot answer this
-            request, e.g. it lacks router state it needs; the detail says what).
+            request, e.g. it lacks router state it needs; the detail says what; ``closed``: the
+            caller's client was closed while the call waited).
+        detail: What failed, without the reason prefix.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
+        self.detail = detail
         super().__init__(f"remote policy {reason}: {detail}")
 
 
@@ -64,18 +67,21 @@ class RemotePolicyClient:
                                 keepalive_expiry=60.0),
         )
 
-    async def _call(self, method: str, path: str, body: str | None = None) -> httpx.Response:
+    async def _call(self, method: str, path: str, body: str | None = None,
+                    timeout_s: float | None = None) -> httpx.Response:
         import asyncio
 
         url = f"{self.base_url}{path}"
+        limit = self.timeout_s if timeout_s is None else timeout_s
         try:
             if body is None:
-                coro = self._client.get(url)
+                coro = self._client.get(url, timeout=limit)
             else:
-                coro = self._client.post(url, content=body, headers={"content-type": "application/json"})
-            resp = await asyncio.wait_for(coro, self.timeout_s)
+                coro = self._client.post(url, content=body, headers={"content-type": "application/json"},
+                                         timeout=limit)
+            resp = await asyncio.wait_for(coro, limit)
         except (TimeoutError, httpx.TimeoutException) as e:
-            raise RemotePolicyError("timeout", f"{method} {url} took longer than {self.timeout_s}s") from e
+            raise RemotePolicyError("timeout", f"{method} {url} took longer than {limit:.3g}s") from e
         except httpx.HTTPError as e:
             raise RemotePolicyError("connection", f"{method} {url}: {type(e).__name__}: {e}") from e
         if resp.status_code == 422:
@@ -84,14 +90,22 @@ class RemotePolicyClient:
             raise RemotePolicyError("http_error", f"{method} {url} answered HTTP {resp.status_code}: {_detail(resp)}")
         return resp
 
-    async def route(self, request: RouteRequest | Sequence[TaskRecord | dict[str, Any]]) -> RouteResponse:
-        """Route a request (or a list of records); raises :class:`RemotePolicyError` on any failure."""
+    async def route(self, request: RouteRequest | Sequence[TaskRecord | dict[str, Any]], *,
+                    timeout_s: float | None = None) -> RouteResponse:
+        """Route a request (or a list of records); raises :class:`RemotePolicyError` on any failure.
+
+        Args:
+            request: The records.
+            timeout_s: This call's total time limit (default: the client's ``timeout_s``).
+        """
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"RemotePolicyClient.route: timeout_s must be > 0, got {timeout_s}")
         if not isinstance(request, RouteRequest):
             try:
                 request = RouteRequest(records=[r if isinstance(r, TaskRecord) else TaskRecord(**r) for r in request])
             except ValidationError as e:
                 raise RemotePolicyError("invalid", f"request: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from e
-        resp = await self._call("POST", "/route", request.model_dump_json(exclude_none=True))
+        resp = await self._call("POST", "/route", request.model_dump_json(exclude_none=True), timeout_s)
         try:
             out = RouteResponse.model_validate_json(resp.content)
         except ValidationError as e:
