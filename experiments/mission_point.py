@@ -11,6 +11,7 @@ Usage::
 
     .venv/bin/python experiments/mission_point.py                    # 5 seeds, ~10 min on 2 cores
     .venv/bin/python experiments/mission_point.py --seeds 0 --quick
+    .venv/bin/python experiments/mission_point.py --hardness-visibility 0 --out-dir /tmp/rho0
 
 Writes ``<out-dir>/mission_point.json`` and ``.md`` (default ``experiments/results/``).
 """
@@ -40,6 +41,8 @@ class Args:
     declared: list[int] = field(default_factory=lambda: [0, 1])
     out_dir: str = "experiments/results"
     quick: bool = False
+    #: ``SimulationConfig.hardness_visibility`` (None: the built-in fleet's default).
+    hardness_visibility: float | None = None
 
 
 def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
@@ -48,8 +51,11 @@ def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
     from router_rl.features.encoder import EncoderConfig, FeatureEncoder
     from router_rl.policies import make_policy
     from router_rl.traces import simulate_fleet
+    from router_rl.traces.simulate import SimulationConfig
 
-    m = simulate_fleet(args.n_tasks, seed=seed).matrix()
+    cfg = SimulationConfig() if args.hardness_visibility is None else SimulationConfig(
+        hardness_visibility=args.hardness_visibility)
+    m = simulate_fleet(args.n_tasks, seed=seed, config=cfg).matrix()
     train, val, test = m.split("train"), m.split("val"), m.split("test")
     cats = ("agent_type", "category", "complexity") if declared else ("agent_type", "category")
     enc = FeatureEncoder(EncoderConfig(categorical_columns=cats)).fit(train.tasks)
@@ -67,8 +73,12 @@ def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
 
 def summarise(rows: list[dict[str, Any]], args: Args) -> str:
     """Markdown: per setting and policy, mean ± sd over seeds, and lgbm − cells paired differences."""
+    from router_rl.traces.simulate import SimulationConfig
+
+    rho = SimulationConfig().hardness_visibility if args.hardness_visibility is None else args.hardness_visibility
     out = [f"# Mission point on the built-in fleet ({time.strftime('%Y-%m-%d')})", "",
-           f"`experiments/mission_point.py` seeds {args.seeds}, {args.n_tasks} tasks, floor {args.floor:g} "
+           f"`experiments/mission_point.py` seeds {args.seeds}, {args.n_tasks} tasks, hardness visibility "
+           f"ρ = {rho:g}, floor {args.floor:g} "
            "of the reference quality; deployed = calibrated on validation, measured on test; frontier = "
            "best test local share at test quality >= floor over (λ, ν).", ""]
 
@@ -129,7 +139,12 @@ def _parse() -> Args:
     ap.add_argument("--declared", type=int, nargs="+", default=d.declared, choices=(0, 1))
     ap.add_argument("--out-dir", default=d.out_dir)
     ap.add_argument("--quick", action="store_true")
-    return Args(**{k.replace("-", "_"): v for k, v in vars(ap.parse_args()).items()})
+    ap.add_argument("--hardness-visibility", type=float, default=d.hardness_visibility,
+                    help="correlation of the prompt cues with the task hardness, in [0, 1] (default: the fleet's)")
+    ns = ap.parse_args()
+    if ns.hardness_visibility is not None and not 0.0 <= ns.hardness_visibility <= 1.0:
+        ap.error(f"--hardness-visibility: expected a number in [0, 1], got {ns.hardness_visibility}")
+    return Args(**{k.replace("-", "_"): v for k, v in vars(ns).items()})
 
 
 if __name__ == "__main__":
