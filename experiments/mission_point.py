@@ -12,6 +12,7 @@ Usage::
     .venv/bin/python experiments/mission_point.py                    # 5 seeds, ~10 min on 2 cores
     .venv/bin/python experiments/mission_point.py --seeds 0 --quick
     .venv/bin/python experiments/mission_point.py --hardness-visibility 0 --out-dir /tmp/rho0
+    .venv/bin/python experiments/mission_point.py --ceiling    # what knowing the hardness is worth
 
 Writes ``<out-dir>/mission_point.json`` and ``.md`` (default ``experiments/results/``).
 """
@@ -45,6 +46,10 @@ class Args:
     quick: bool = False
     #: ``SimulationConfig.hardness_visibility`` (None: the built-in fleet's default).
     hardness_visibility: float | None = None
+    #: Instead of the routers: the local-share ceilings of routers that know the truth (see
+    #: :func:`ceilings`), on ``ceiling_tasks`` tasks per seed.
+    ceiling: bool = False
+    ceiling_tasks: int = 20000
 
 
 def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
@@ -71,6 +76,52 @@ def run_one(seed: int, declared: bool, args: Args) -> list[dict[str, Any]]:
         pt = mission_point(name, pol, Xva, val, Xte, test, reference=ref, floor=args.floor)
         rows.append({"seed": seed, "declared_complexity": declared, **pt.to_dict()})
     return rows
+
+
+def _greedy_local_share(pred: np.ndarray, truth: np.ndarray, local: np.ndarray, cloud: int, floor: float) -> float:
+    """Local share when tasks go to the cloud in order of ``pred``'s cloud-minus-best-local gap until
+    the true mean quality reaches ``floor`` x the cloud model's (the rest to their best predicted local)."""
+    n = truth.shape[0]
+    best_local = local[pred[:, local].argmax(1)]
+    order = np.argsort(-(pred[:, cloud] - pred[np.arange(n), best_local]), kind="stable")
+    q0, target = truth[np.arange(n), best_local].sum(), floor * truth[:, cloud].mean()
+    reached = (q0 + np.cumsum(truth[order, cloud] - truth[order, best_local[order]])) / n >= target
+    if q0 / n >= target:
+        return 1.0
+    return 1.0 - (int(np.argmax(reached)) + 1) / n if reached.any() else 0.0
+
+
+def ceilings(seed: int, args: Args) -> dict[str, float]:
+    """What knowing more is worth at the mission point, on the simulator's truth (no learning).
+
+    Routers that rank tasks by their true expected quality gap (cloud minus best local) with:
+    the (agent, complexity) cell means (``cells``: what the lookup table converges to); the
+    cell's mean logit plus ``E[h | z]`` for the prompt signal ``z`` at visibility ρ (``h|ρ``:
+    ``z`` drawn as the simulator does, so ``E[h | z] = ρ² h + ρ sqrt(1 − ρ²) sd ε``); and the
+    true per-(task, model) probability (``truth``: hardness and cell noise known).
+    """
+    from router_rl.traces import simulate_fleet
+
+    ts = simulate_fleet(args.ceiling_tasks, seed=seed)
+    m = ts.matrix()
+    gt = ts.ground_truth_matrix()
+    assert ts.ground_truth is not None
+    ps = ts.ground_truth["p_success"].to_numpy().reshape(gt.shape)
+    keys = (m.tasks["agent_type"] + "|" + m.tasks["complexity"]).to_numpy()
+    logit = np.log(ps / (1 - ps))
+    cell_logit, cell_q = np.zeros_like(gt), np.zeros_like(gt)
+    for k in np.unique(keys):
+        i = keys == k
+        cell_logit[i], cell_q[i] = logit[i].mean(0), gt[i].mean(0)
+    h = (logit - cell_logit).mean(1, keepdims=True)  # the task's hardness (+ its cell noise's mean)
+    local, cloud = np.flatnonzero(m.is_local()), m.model_index("claude-sonnet-4.5")
+    eps = np.random.default_rng([seed, 9]).standard_normal(h.shape)
+    out = {"cells": _greedy_local_share(cell_q, gt, local, cloud, args.floor)}
+    for rho in (0.0, 0.6, 0.9, 1.0):
+        h_hat = rho**2 * h + rho * np.sqrt(1 - rho**2) * h.std() * eps
+        out[f"h|ρ={rho:g}"] = _greedy_local_share(1 / (1 + np.exp(-(cell_logit + h_hat))), gt, local, cloud, args.floor)
+    out["truth"] = _greedy_local_share(gt, gt, local, cloud, args.floor)
+    return out
 
 
 def summarise(rows: list[dict[str, Any]], args: Args) -> str:
@@ -119,6 +170,13 @@ def main(args: Args) -> None:
     """Run every seed and setting, write JSON + Markdown."""
     if args.quick:
         args.seeds, args.n_tasks = args.seeds[:1], 1500
+    if args.ceiling:
+        per = [ceilings(seed, args) for seed in args.seeds]
+        print(f"local share at {args.floor:g} of the cloud quality, {args.ceiling_tasks} tasks, seeds {args.seeds}:")
+        for k in per[0]:
+            v = np.array([p[k] for p in per])
+            print(f"  {k:10s} {100 * v.mean():.1f} ± {100 * v.std(ddof=1) if v.size > 1 else 0:.1f}")
+        return
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         for declared in args.declared:
@@ -143,6 +201,8 @@ def _parse() -> Args:
     ap.add_argument("--declared", type=int, nargs="+", default=d.declared, choices=(0, 1))
     ap.add_argument("--out-dir", default=d.out_dir)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ceiling", action="store_true", help="print the truth-knowing ceilings instead")
+    ap.add_argument("--ceiling-tasks", type=int, default=d.ceiling_tasks)
     ap.add_argument("--hardness-visibility", type=float, default=d.hardness_visibility,
                     help="correlation of the prompt cues with the task hardness, in [0, 1] (default: the fleet's)")
     ns = ap.parse_args()
