@@ -28,6 +28,9 @@ USD/hour, where the GPU-seconds follow from how the model is served
 default, or a GPU per request). Latency: local = prefill + decode at the per-stream speed of that
 setting x jitter, plus a queueing wait for a batch slot; cloud = network RTT + time-to-first-token
 + output / cloud throughput.
+
+(Over 500 lines: one generative model whose random streams and draw order are its reproducibility
+contract; the prompt cues live next to the prompt templates they extend.)
 """
 
 from __future__ import annotations
