@@ -8,7 +8,13 @@ seven catalog models the true success probability is::
               + task_hardness + cell_noise
 
 ``task_hardness`` (shared by all models of a task) makes some tasks hard for everybody;
-``cell_noise`` is a small per (task, model) deviation. Observed quality is Bernoulli(p) for
+``cell_noise`` is a small per (task, model) deviation. Part of ``task_hardness`` shows in the
+prompt, as in real QE requests: a visible signal ``z = rho * h / sd + sqrt(1 - rho^2) * eps``
+(``rho`` = :attr:`SimulationConfig.hardness_visibility`, ``eps`` from its own generator) sets
+the size of the code under test, the depth of the stack trace and how often "legacy module
+without tests" / "touches N services" / "shared mutable state" (or, for easy tasks, "pure
+function, well covered") sentences appear (:func:`_cues`). With ``rho = 0`` the prompts are
+exactly those of a fleet without cues; ``rho`` never moves a quality draw. Observed quality is Bernoulli(p) for
 pass/fail agent types and a Beta draw with mean p for graded ones (coverage, review,
 requirements). Calls fail with a small per-provider probability (quality 0, ``error`` set).
 
@@ -22,9 +28,14 @@ USD/hour, where the GPU-seconds follow from how the model is served
 default, or a GPU per request). Latency: local = prefill + decode at the per-stream speed of that
 setting x jitter, plus a queueing wait for a batch slot; cloud = network RTT + time-to-first-token
 + output / cloud throughput.
+
+(Over 500 lines: one generative model whose random streams and draw order are its reproducibility
+contract; the prompt cues live next to the prompt templates they extend.)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -144,6 +155,10 @@ class SimulationConfig(StrictConfig):
         graded_concentration: Beta concentration of graded (non-binary) quality.
         cloud_rtt_s: Network round trip added to cloud latency (seconds).
         local_serving: How local models are served, which sets their cost and latency.
+        hardness_visibility: Correlation ``rho`` between the prompt's visible hardness signal and
+            the task hardness (0: the prompts carry none of it, exactly the cue-free prompts).
+            The default 0.6 means the prompt reveals ``rho^2`` = 36% of the hardness variance
+            (docs/traces.md "Hardness visible in the prompt" gives the reason).
     """
 
     task_hardness_sd: NonNegativeFloat = 0.8
@@ -152,6 +167,7 @@ class SimulationConfig(StrictConfig):
     graded_concentration: NonNegativeFloat = 10.0
     cloud_rtt_s: NonNegativeFloat = 0.35
     local_serving: LocalServingConfig = LocalServingConfig()
+    hardness_visibility: UnitFloat = 0.6
 
 
 # --- prompt text ---------------------------------------------------------------------------
@@ -186,16 +202,21 @@ _INSTR = {
 }
 
 
-def _code(rng: np.random.Generator, fn: str, lang: str, lines: int) -> str:
-    body = []
-    for i in range(lines):
+def _code(rng: np.random.Generator, fn: str, lang: str, lines: int, delta: int = 0,
+          cue_rng: np.random.Generator | None = None) -> str:
+    def line(g: np.random.Generator, i: int) -> str:
         v = f"v{i}"
         if lang == "python":
-            body.append(f"    {v} = {fn}_step({v if i else 'data'}, limit={int(rng.integers(1, 99))})")
-        elif lang == "go":
-            body.append(f"\t{v} := {fn}Step(ctx, {int(rng.integers(1, 99))})")
-        else:
-            body.append(f"    const {v} = await {fn}Step(input, {int(rng.integers(1, 99))});")
+            return f"    {v} = {fn}_step({v if i else 'data'}, limit={int(g.integers(1, 99))})"
+        if lang == "go":
+            return f"\t{v} := {fn}Step(ctx, {int(g.integers(1, 99))})"
+        return f"    const {v} = await {fn}Step(input, {int(g.integers(1, 99))});"
+
+    body = [line(rng, i) for i in range(lines)]  # the cue-free draws come first, always the same
+    if delta < 0:
+        body = body[: max(2, lines + delta)]
+    elif delta > 0 and cue_rng is not None:
+        body += [line(cue_rng, i) for i in range(lines, lines + delta)]
     if lang == "python":
         return f"```python\ndef {fn}(data):\n" + "\n".join(body) + "\n    return v0\n```"
     if lang == "go":
@@ -203,9 +224,15 @@ def _code(rng: np.random.Generator, fn: str, lang: str, lines: int) -> str:
     return f"```{lang}\nasync function {fn}(input) {{\n" + "\n".join(body) + "\n    return v0;\n}\n```"
 
 
-def _trace(rng: np.random.Generator, mod: str, fn: str, depth: int) -> str:
+def _trace(rng: np.random.Generator, mod: str, fn: str, depth: int, delta: int = 0,
+           cue_rng: np.random.Generator | None = None) -> str:
     exc = _EXC[int(rng.integers(len(_EXC)))]
     frames = [f'  File "src/{mod}/{fn}.py", line {int(rng.integers(10, 400))}, in {fn}_{k}' for k in range(depth)]
+    if delta < 0:
+        frames = frames[: max(1, depth + delta)]
+    elif delta > 0 and cue_rng is not None:
+        frames += [f'  File "src/{mod}/{fn}.py", line {int(cue_rng.integers(10, 400))}, in {fn}_{k}'
+                   for k in range(depth, depth + delta)]
     return "Traceback (most recent call last):\n" + "\n".join(frames) + f"\n{exc}: unexpected state in {fn}"
 
 
@@ -225,7 +252,54 @@ def _secret(rng: np.random.Generator) -> str:
     return "db_url: postgres://svc:password=" + "".join(rng.choice(alphabet, 12)).lower() + "@db:5432/app"
 
 
-def _prompt(rng: np.random.Generator, agent: str, cx: int, privacy: bool) -> str:
+@dataclass(frozen=True)
+class _Cue:
+    """What a task's visible hardness signal ``z`` does to its prompt (see :func:`_cues`)."""
+
+    code_delta: int  # lines added to (> 0) or cut from (< 0) the code under test
+    trace_delta: int  # frames added to / cut from the stack trace
+    sentences: tuple[str, ...]  # templates with ``{mod}`` / ``{fn}``
+    rng: np.random.Generator  # draws of the added lines / frames
+
+
+#: Cue sentences: (template, logistic centre in z); each appears with probability
+#: ``sigmoid(CUE_SLOPE * (z - centre))`` (the easy-task sentence with ``-z``).
+_LEGACY = ("Context: `{mod}` is a legacy module without tests; callers rely on undocumented behaviour "
+           "and it was last refactored in {year}.", 0.7)
+_SERVICES = ("This change touches {n} services that share the `{mod}` database schema.", 0.2)
+_SHARED = ("Note: `{fn}` reads and writes shared mutable state (a module-level cache) from concurrent "
+           "worker threads.", 1.0)
+_EASY = ("`{fn}` is a pure function without I/O and `{mod}` already has {cov}% branch coverage.", 0.4)
+CUE_SLOPE = 1.6
+
+
+def _cues(z: float, cx: int, rng: np.random.Generator) -> _Cue:
+    """Map a task's visible hardness signal ``z`` (standard normal) to prompt cues.
+
+    Harder-looking tasks (large ``z``) get more code under test (``round(z * (2 + 2 * cx))``
+    lines, so a big simple task can look like a small complex one), deeper stack traces
+    (``round(1.5 * z)`` frames) and, more often, the legacy / services / shared-state sentences;
+    easy-looking ones lose lines and frames and more often say the function is pure and covered.
+    """
+
+    def sig(x: float) -> float:
+        return float(1.0 / (1.0 + np.exp(-CUE_SLOPE * x)))
+
+    sentences = []
+    if rng.random() < sig(z - _LEGACY[1]):
+        sentences.append(_LEGACY[0].replace("{year}", str(int(rng.integers(2012, 2020)))))
+    if rng.random() < sig(z - _SERVICES[1]):
+        n = int(np.clip(round(3 + 1.5 * z + rng.normal(0.0, 0.7)), 2, 12))
+        sentences.append(_SERVICES[0].replace("{n}", str(n)))
+    if rng.random() < sig(z - _SHARED[1]):
+        sentences.append(_SHARED[0])
+    if rng.random() < sig(-z - _EASY[1]):
+        cov = int(np.clip(round(88 - 4 * z + rng.normal(0.0, 3.0)), 70, 99))
+        sentences.append(_EASY[0].replace("{cov}", str(cov)))
+    return _Cue(round(z * (2 + 2 * cx)), round(1.5 * z), tuple(sentences), rng)
+
+
+def _prompt(rng: np.random.Generator, agent: str, cx: int, privacy: bool, cue: _Cue | None = None) -> str:
     fn = _FUNCS[int(rng.integers(len(_FUNCS)))]
     mod = _MODULES[int(rng.integers(len(_MODULES)))]
     text = _INSTR[agent].format(
@@ -234,19 +308,40 @@ def _prompt(rng: np.random.Generator, agent: str, cx: int, privacy: bool) -> str
         p95=int(rng.integers(50, 900)), rps=int(rng.integers(10, 5000)), story=f"QE-{int(rng.integers(100, 9999))}",
     )
     parts = [text]
+    if cue is not None:
+        parts += [t.replace("{mod}", mod).replace("{fn}", fn) for t in cue.sentences]
+    code_delta, trace_delta, cue_rng = (cue.code_delta, cue.trace_delta, cue.rng) if cue else (0, 0, None)
     lang = _LANGS[int(rng.integers(len(_LANGS)))]
     n_code = 3 + 6 * cx + int(rng.integers(0, 4 + 4 * cx))
     if agent in ("code-reviewer", "security-scanner", "api-contract-validator"):
         parts.append(_diff(rng, mod, fn, 1 + cx))
     if agent in ("flaky-test-hunter", "test-generator") and (cx >= 1 or rng.random() < 0.3):
-        parts.append(_trace(rng, mod, fn, 2 + 2 * cx))
-    parts.append(_code(rng, fn, lang, n_code))
+        parts.append(_trace(rng, mod, fn, 2 + 2 * cx, trace_delta, cue_rng))
+    parts.append(_code(rng, fn, lang, n_code, code_delta, cue_rng))
     if cx >= 2:
         parts.append(f"Constraints: keep backwards compatibility across {2 + cx} services; "
                      "consider concurrency and transactional rollback.")
     if privacy:
         parts.append("Environment (from the failing CI job):\n" + _secret(rng))
     return "\n\n".join(parts)
+
+
+def _prompts(
+    rng: np.random.Generator, agents: list[str], a_idx: np.ndarray, c_idx: np.ndarray, privacy: np.ndarray,
+    hardness: np.ndarray, cfg: SimulationConfig, seed: int,
+) -> list[str]:
+    """Every task's prompt; with ``hardness_visibility > 0`` each carries the cues of its signal ``z``."""
+    rho = cfg.hardness_visibility
+    if rho == 0.0:
+        return [_prompt(rng, agents[a], int(c), bool(p)) for a, c, p in zip(a_idx, c_idx, privacy, strict=True)]
+    cue_rng = np.random.default_rng([seed, 3])  # its own stream: no other draw moves
+    eps = cue_rng.standard_normal(len(a_idx))
+    h = hardness / cfg.task_hardness_sd if cfg.task_hardness_sd > 0 else np.zeros_like(hardness)
+    z = rho * h + np.sqrt(1.0 - rho * rho) * eps
+    return [
+        _prompt(rng, agents[a], int(c), bool(p), _cues(float(zi), int(c), cue_rng))
+        for a, c, p, zi in zip(a_idx, c_idx, privacy, z, strict=True)
+    ]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -315,7 +410,7 @@ def simulate_fleet(
     quality = np.where(failed, 0.0, quality)
 
     # tokens: prompt -> input tokens (~4 chars/token + system/context), output by complexity x verbosity
-    prompts = [_prompt(prompt_rng, agents[a], int(c), bool(p)) for a, c, p in zip(a_idx, c_idx, privacy, strict=True)]
+    prompts = _prompts(prompt_rng, agents, a_idx, c_idx, privacy, hardness[:, 0], cfg, seed)
     chars = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=n)
     context = np.round(rng.lognormal(np.log(300 + 900 * c_idx), 0.5)).astype(np.int64)
     input_tokens = (chars // 4 + 120 + context)[:, None] * np.ones((1, m), dtype=np.int64)

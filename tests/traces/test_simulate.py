@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import polars as pl
 import pytest
@@ -116,8 +118,86 @@ def test_prompts_carry_signal_and_privacy_secrets(fleet) -> None:  # type: ignor
     assert t.filter(pl.col("agent_type") == "code-reviewer")["prompt"].str.contains("@@ -").all()
 
 
+#: sha256 of the 300 prompts of ``simulate_fleet(300, seed=0)`` joined by NUL, made by the
+#: simulator before the hardness cues existed (commit 4820b2c): visibility 0 must reproduce them.
+CUE_FREE_PROMPTS_SHA256 = "1bd3312bc509f7b57315c96d54d2e00b4914a375dcc953aaf3e288f11853d498"
+
+
+def _prompts(ts) -> list[str]:  # type: ignore[no-untyped-def]
+    return ts.matrix().tasks["prompt"].to_list()  # type: ignore[no-any-return]
+
+
+def test_zero_visibility_is_the_cue_free_fleet_bit_for_bit() -> None:
+    ts = simulate_fleet(300, seed=0, config=SimulationConfig(hardness_visibility=0.0))
+    assert hashlib.sha256("\x00".join(_prompts(ts)).encode()).hexdigest() == CUE_FREE_PROMPTS_SHA256
+    cued = simulate_fleet(300, seed=0)  # the default fleet carries cues: a different hash
+    assert hashlib.sha256("\x00".join(_prompts(cued)).encode()).hexdigest() != CUE_FREE_PROMPTS_SHA256
+
+
+def test_visibility_moves_only_prompts_and_token_driven_columns() -> None:
+    a = simulate_fleet(1500, seed=5, config=SimulationConfig(hardness_visibility=0.0))
+    b = simulate_fleet(1500, seed=5, config=SimulationConfig(hardness_visibility=0.6))
+    assert a.ground_truth is not None and b.ground_truth is not None
+    assert a.ground_truth.equals(b.ground_truth)  # the truth and every quality draw stay put
+    moved = {"prompt", "input_tokens", "cost_usd", "latency_s"}
+    same = [c for c in a.outcomes.columns if c not in moved]
+    assert a.outcomes.select(same).equals(b.outcomes.select(same))
+    pa, pb = np.array(_prompts(a)), np.array(_prompts(b))
+    assert (pa != pb).mean() > 0.9
+    ia, ib = a.matrix().input_tokens, b.matrix().input_tokens
+    assert (ia != ib).any(axis=1).mean() > 0.9
+    cloud = a.matrix().model_index("claude-sonnet-4.5")
+    ca, cb = a.matrix().cost[:, cloud], b.matrix().cost[:, cloud]
+    assert (ca != cb).mean() > 0.9  # tokens x list price moves with the prompt
+
+
+def _within_cell(x: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    out = x.astype(float).copy()
+    for k in np.unique(keys):
+        out[keys == k] -= out[keys == k].mean()
+    return out
+
+
+@pytest.mark.parametrize(("rho", "lo", "hi"), [(0.0, -0.08, 0.08), (0.6, 0.3, 0.55), (0.9, 0.5, 0.75)])
+def test_prompt_cues_track_hardness_within_a_cell(rho: float, lo: float, hi: float) -> None:
+    """Within an (agent, complexity) cell, prompt length follows the hidden hardness as rho says."""
+    ts = simulate_fleet(3000, seed=11, config=SimulationConfig(hardness_visibility=rho))
+    m = ts.matrix()
+    assert ts.ground_truth is not None
+    sonnet = ts.ground_truth.filter(pl.col("model") == "claude-sonnet-4.5")
+    assert sonnet["task_id"].to_list() == m.tasks["task_id"].to_list()
+    p = sonnet["p_success"].to_numpy()
+    keys = (m.tasks["agent_type"] + "|" + m.tasks["complexity"]).to_numpy()
+    h = _within_cell(np.log(p / (1 - p)), keys)  # hardness + that model's cell noise
+    chars = _within_cell(m.tasks["prompt"].str.len_chars().to_numpy(), keys)
+    assert lo < np.corrcoef(h, chars)[0, 1] < hi
+    legacy = m.tasks["prompt"].str.contains("legacy module without tests").to_numpy()
+    easy = m.tasks["prompt"].str.contains("pure function without I/O").to_numpy()
+    q1, q3 = np.quantile(h, [0.25, 0.75])
+    if rho == 0.0:
+        assert not legacy.any() and not easy.any()
+    else:  # hard-looking sentences on hard tasks, easy-looking ones on easy tasks
+        assert legacy[h > q3].mean() > 2 * legacy[h < q1].mean() > 0
+        assert easy[h < q1].mean() > 2 * easy[h > q3].mean() > 0
+
+
+def test_complexity_heuristic_does_not_leak_the_declared_level() -> None:
+    from router_rl.features.complexity import complexity_score
+
+    for rho, top in ((0.0, 0.8), (0.6, 0.6)):
+        t = simulate_fleet(1500, seed=11, config=SimulationConfig(hardness_visibility=rho)).matrix().tasks
+        level = np.array([complexity_score(p, max_tokens=int(mt), n_messages=int(nm))[1].rank
+                          for p, mt, nm in zip(t["prompt"], t["max_tokens"], t["n_messages"], strict=True)])
+        cx = np.array([COMPLEXITIES.index(c) for c in t["complexity"]])
+        agree = float((level == cx).mean())
+        assert 0.3 < agree < top  # informative, never the label itself
+        assert np.corrcoef(level, cx)[0, 1] > 0.6
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="n_tasks"):
         simulate_fleet(0)
     with pytest.raises(ValueError, match="privacy_rate"):
         SimulationConfig(privacy_rate=2.0)
+    with pytest.raises(ValueError, match="hardness_visibility"):
+        SimulationConfig(hardness_visibility=1.5)
