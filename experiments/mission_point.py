@@ -11,7 +11,7 @@ Usage::
 
     .venv/bin/python experiments/mission_point.py                    # 5 seeds, ~10 min on 2 cores
     .venv/bin/python experiments/mission_point.py --seeds 0 --quick
-    .venv/bin/python experiments/mission_point.py --hardness-visibility 0 --out-dir /tmp/rho0
+    .venv/bin/python experiments/mission_point.py --hardness-visibility 0 --out-dir /tmp/rho0   # the built-in fleet
     .venv/bin/python experiments/mission_point.py --ceiling    # what knowing the hardness is worth
 
 Writes ``<out-dir>/mission_point.json`` and ``.md`` (default ``experiments/results/``).
@@ -44,8 +44,8 @@ class Args:
     declared: list[int] = field(default_factory=lambda: [0, 1])
     out_dir: str = "experiments/results"
     quick: bool = False
-    #: ``SimulationConfig.hardness_visibility`` (None: the built-in fleet's default).
-    hardness_visibility: float | None = None
+    #: ``SimulationConfig.hardness_visibility``: 0.6, the studied setting (the built-in fleet's default is 0).
+    hardness_visibility: float | None = 0.6
     #: Instead of the routers: the local-share ceilings of routers that know the truth (see
     #: :func:`ceilings`), on ``ceiling_tasks`` tasks per seed.
     ceiling: bool = False

@@ -157,8 +157,9 @@ class SimulationConfig(StrictConfig):
         local_serving: How local models are served, which sets their cost and latency.
         hardness_visibility: Correlation ``rho`` between the prompt's visible hardness signal and
             the task hardness (0: the prompts carry none of it, exactly the cue-free prompts).
-            The default 0.6 means the prompt reveals ``rho^2`` = 36% of the hardness variance
-            (docs/traces.md "Hardness visible in the prompt" gives the reason).
+            The default 0 keeps the fleet's prompts as they were; 0.6 (the prompt reveals
+            ``rho^2`` = 36% of the hardness variance) is the setting studied in docs/policies.md
+            (docs/traces.md "Hardness visible in the prompt" gives the reasons for both).
     """
 
     task_hardness_sd: NonNegativeFloat = 0.8
@@ -167,7 +168,7 @@ class SimulationConfig(StrictConfig):
     graded_concentration: NonNegativeFloat = 10.0
     cloud_rtt_s: NonNegativeFloat = 0.35
     local_serving: LocalServingConfig = LocalServingConfig()
-    hardness_visibility: UnitFloat = 0.6
+    hardness_visibility: UnitFloat = 0.0
 
 
 # --- prompt text ---------------------------------------------------------------------------

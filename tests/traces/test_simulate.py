@@ -130,7 +130,9 @@ def _prompts(ts) -> list[str]:  # type: ignore[no-untyped-def]
 def test_zero_visibility_is_the_cue_free_fleet_bit_for_bit() -> None:
     ts = simulate_fleet(300, seed=0, config=SimulationConfig(hardness_visibility=0.0))
     assert hashlib.sha256("\x00".join(_prompts(ts)).encode()).hexdigest() == CUE_FREE_PROMPTS_SHA256
-    cued = simulate_fleet(300, seed=0)  # the default fleet carries cues: a different hash
+    default = simulate_fleet(300, seed=0)  # the built-in fleet's default is the cue-free fleet
+    assert hashlib.sha256("\x00".join(_prompts(default)).encode()).hexdigest() == CUE_FREE_PROMPTS_SHA256
+    cued = simulate_fleet(300, seed=0, config=SimulationConfig(hardness_visibility=0.6))  # cues: another hash
     assert hashlib.sha256("\x00".join(_prompts(cued)).encode()).hexdigest() != CUE_FREE_PROMPTS_SHA256
 
 
