@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +31,27 @@ def datasets_root() -> Path:
             pytest.fail("CI=true but ../shared/datasets (or $ROUTER_RL_DATASETS) is missing")
         pytest.skip("real datasets not available (set $ROUTER_RL_DATASETS)")
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[Any]:
+    """One real local Ray head with its dashboard on 127.0.0.1 (``_ray_head.LocalHead``), for the session.
+
+    Started on first use and stopped at the end of the session; ``router_rl`` is on its workers'
+    ``PYTHONPATH``. A module that leaves Serve applications on it shuts them down when it ends
+    (``serve shutdown``), so the next module finds a bare head.
+    """
+    pytest.importorskip("ray")
+    from _ray_head import start_head
+
+    try:
+        head = start_head(pythonpath=str(REPO))
+    except RuntimeError:  # a loaded machine: one more try before failing with the head's output
+        head = start_head(pythonpath=str(REPO))
+    try:
+        yield head
+    finally:
+        head.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -27,6 +27,28 @@ from router_rl.core.errors import ConfigError
 Trainer = Literal["lgbm", "ppo"]
 
 
+class TrialRow(StrictConfig):
+    """One trial of the search, as the file records it.
+
+    Attributes:
+        index: The trial's index (0-based, the order the trials were sampled in).
+        seed: The trial's seed.
+        params: The searched values it ran with.
+        rungs_done: Rungs it reported (fewer than ``TuneRecord.rungs``: the scheduler stopped it).
+        history: The ranking metric at each rung reported, in order.
+        score: Its last reported value of the ranking metric (``None``: it never reported).
+        error: The error text when the trial failed.
+    """
+
+    index: NonNegativeInt
+    seed: NonNegativeInt
+    params: dict[str, Any]
+    rungs_done: NonNegativeInt
+    history: list[float] = Field(default_factory=list)
+    score: float | None = None
+    error: str | None = None
+
+
 class TuneRecord(StrictConfig):
     """How the config was found (kept with it, read by nobody but people).
 
@@ -47,6 +69,7 @@ class TuneRecord(StrictConfig):
         fixed: Settings held fixed across trials.
         extra: Other settings of the run (e.g. the PPO base's boosting rounds).
         created: UTC time of writing.
+        trial_log: Every trial, by index (empty in files written before it was recorded).
     """
 
     metric: str
@@ -65,6 +88,7 @@ class TuneRecord(StrictConfig):
     fixed: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
     created: str
+    trial_log: list[TrialRow] = Field(default_factory=list)
 
 
 class TunedConfig(StrictConfig):
@@ -194,5 +218,14 @@ def tuned_from_outcome(outcome: Any, *, trainer: Trainer, space: dict[str, Any],
         search_space={k: d.describe() for k, d in space.items()}, fixed=dict(outcome.extra.get("fixed") or {}),
         extra=json.loads(json.dumps(extra, default=str)),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        trial_log=[_trial_row(r, outcome.metric) for r in outcome.trials],
     )
     return TunedConfig(trainer=trainer, config=dict(best.spec.config), tune=record)
+
+
+def _trial_row(result: Any, metric: str) -> TrialRow:
+    score = result.metrics.get(metric)
+    params = json.loads(json.dumps(dict(result.spec.params), default=str))
+    return TrialRow(index=result.spec.index, seed=result.spec.seed, params=params,
+                    rungs_done=result.rungs_done, history=[float(v) for v in result.history],
+                    score=None if score is None else float(score), error=result.error)

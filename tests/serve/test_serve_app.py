@@ -110,18 +110,14 @@ def test_a_batched_answer_splits_back_into_its_requests() -> None:
 
 
 @pytest.fixture(scope="module")
-def head() -> Iterator[Any]:
-    pytest.importorskip("ray")
-    from _ray_head import start_head
+def head(ray_head: Any) -> Iterator[Any]:
+    """The session's head; this module's Serve applications are shut down when it ends."""
+    from _ray_head import ray_bin, run_cli
 
     try:
-        h = start_head(pythonpath=str(REPO))
-    except RuntimeError:  # a loaded machine: one more try before failing with the head's output
-        h = start_head(pythonpath=str(REPO))
-    try:
-        yield h
+        yield ray_head
     finally:
-        h.stop()
+        run_cli(ray_head, ray_bin("serve"), "shutdown", "-a", ray_head.dashboard_url, "-y")
 
 
 def _wait_running(head: Any, app: str, timeout_s: float = 300.0) -> dict[str, Any]:

@@ -67,7 +67,6 @@ def test_tune_lgbm_end_to_end_and_the_config_trains(local_ray: None, tmp_path: P
     from router_rl.policies.lgbm import LGBMConfig, LGBMPolicy
     from router_rl.traces import simulate_fleet
     from router_rl.tune.lgbm import cost_axis_max, lgbm_validation_metrics, split_and_encode, validation_lambdas
-    from router_rl.tune.runner import TuneSettings
     from router_rl.tune.space import trial_seeds
 
     best = tmp_path / "best.yaml"
@@ -84,23 +83,25 @@ def test_tune_lgbm_end_to_end_and_the_config_trains(local_ray: None, tmp_path: P
     assert set(rec.search_space) == {"num_leaves", "learning_rate"}
     assert tuned.config["num_boost_round"] == 16 and 3 <= tuned.config["num_leaves"] <= 15
 
-    # the search again through the library (same seeds -> same trials and scores), to read every trial
-    from router_rl.tune.lgbm import parse_lgbm_space, tune_lgbm
+    # every trial is in the file: its seed and values are the seeded samples, ASHA stopped exactly
+    # the trials its rule stops, and the best is the best complete trial
+    from router_rl.tune.lgbm import parse_lgbm_space
+    from router_rl.tune.space import sample_trials
 
-    ts = simulate_fleet(400, seed=3)
-    tr, va, X_tr, X_va, _ = split_and_encode(ts, seed=3, source="sim")
     space = parse_lgbm_space(["num_leaves=int:3:15", "learning_rate=loguniform:0.03:0.3"])
-    out = tune_lgbm(tr, va, X_tr, X_va, space=space,
-                    fixed={"num_boost_round": 16, "early_stopping_rounds": 4, "cv_folds": 2},
-                    settings=TuneSettings(trials=4, base_seed=3, rungs=2, max_concurrent=1,
-                                          storage=str(tmp_path / "ray"), name="again"))
-    assert out.best.spec.index == rec.trial and out.best.metrics["val_aiq"] == pytest.approx(rec.score, abs=1e-12)
-    hist = [r.history for r in out.trials]
-    stops = _asha_stops(hist)
-    assert [r.rungs_done for r in out.trials] == [1 if s else 2 for s in stops]
-    assert out.stopped_early == sum(stops) == rec.stopped_early and out.failed == 0
-    complete = [r for r in out.trials if r.rungs_done == 2]
-    assert out.best.metrics["val_aiq"] == max(r.metrics["val_aiq"] for r in complete)
+    specs = sample_trials(space, n_trials=4, base_seed=3, config_cls=LGBMConfig,
+                          fixed={"num_boost_round": 16, "early_stopping_rounds": 4})
+    log = rec.trial_log
+    assert [t.index for t in log] == [0, 1, 2, 3] and all(t.error is None for t in log)
+    assert [t.seed for t in log] == trial_seeds(3, 4) == [sp.seed for sp in specs]
+    assert [t.params for t in log] == [json.loads(json.dumps(sp.params)) for sp in specs]
+    stops = _asha_stops([t.history for t in log])
+    assert [t.rungs_done for t in log] == [1 if s else 2 for s in stops]
+    assert sum(stops) == rec.stopped_early
+    complete = [t for t in log if t.rungs_done == 2]
+    assert rec.score == max(t.score for t in complete if t.score is not None) == log[rec.trial].score
+    assert all(t.score == t.history[-1] for t in log)
+    tr, va, X_tr, X_va, _ = split_and_encode(simulate_fleet(400, seed=3), seed=3, source="sim")
 
     # the reported score is the validation split's: refit the best trial here and recompute it
     cfg = LGBMConfig.from_dict(tuned.config)

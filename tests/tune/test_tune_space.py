@@ -162,3 +162,25 @@ def test_tuned_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
         read_tuned_config(broken)
     with pytest.raises(ConfigError, match="no such file"):
         read_tuned_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_the_file_records_every_trial(tmp_path: Path, suffix: str) -> None:
+    from router_rl.tune.best import tuned_from_outcome
+    from router_rl.tune.runner import TrialResult, TuneOutcome
+
+    space = parse_lgbm_space(["num_leaves=int:3:9"])
+    specs = sample_trials(space, n_trials=3, base_seed=4, fixed={"num_boost_round": 8}, config_cls=LGBMConfig)
+    trials = [TrialResult(specs[0], 2, {"val_aiq": 0.61}, [0.55, 0.61]),
+              TrialResult(specs[1], 1, {"val_aiq": 0.41}, [0.41]),  # stopped at rung 1
+              TrialResult(specs[2], 0, {}, [], error="ValueError: boom")]
+    outcome = TuneOutcome(trials, trials[0], "val_aiq", "max", 2, 1, 1, str(tmp_path / "ray"))
+    tuned = tuned_from_outcome(outcome, trainer="lgbm", space=space, base_seed=4, data="sim")
+    log = read_tuned_config(write_tuned_config(tmp_path / f"best{suffix}", tuned)).tune.trial_log
+    assert [(t.index, t.seed, t.rungs_done, t.history, t.score, t.error) for t in log] == [
+        (0, specs[0].seed, 2, [0.55, 0.61], 0.61, None),
+        (1, specs[1].seed, 1, [0.41], 0.41, None),
+        (2, specs[2].seed, 0, [], None, "ValueError: boom"),
+    ]
+    assert [t.params for t in log] == [sp.params for sp in specs]
+    assert _record().trial_log == []  # a file written before trials were recorded still reads

@@ -1,4 +1,8 @@
-"""A real local Ray head for the Serve CLI tests: ``ray start --head`` with its dashboard on 127.0.0.1.
+"""A real local Ray head for the tests that need one: ``ray start --head`` with its dashboard on 127.0.0.1.
+
+One head serves the whole session (the ``ray_head`` fixture of ``tests/conftest.py``): ``serve
+deploy`` / ``serve status`` and autoscaling (tests/serve/test_serve_app.py) and ``ray job submit``
+(tests/tune/test_ray_job_submit.py) all need the dashboard's API, and its start-up is the slow part.
 
 Every port is a free one picked here and the head gets its own ``--temp-dir``, so it never meets
 another Ray instance on the machine. Stopping it never runs ``ray stop`` (that would stop every
@@ -93,7 +97,9 @@ def start_head(*, num_cpus: int = 4, pythonpath: str, timeout_s: float = 480.0) 
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="rrl-head-", dir="/tmp"))
     gcs, dash = free_port(), free_port()
-    env = {**os.environ, **RAY_ENV, "PYTHONPATH": pythonpath}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # a job's `python` is this interpreter (CI runs `.venv/bin/python -m pytest` without activating it)
+    env.update(RAY_ENV, PYTHONPATH=pythonpath, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     log = temp_dir / "ray-start.log"
     cmd = [
         ray_bin("ray"), "start", "--head", "--disable-usage-stats",
