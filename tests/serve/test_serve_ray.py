@@ -51,13 +51,13 @@ def _save_single(tmp: Path, name: str, model: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def serve_url() -> Iterator[str]:
-    """Ray + Serve on 127.0.0.1 (HTTP proxy on a free port); yields the proxy's base URL."""
+def serve_url(ray_head: Any) -> Iterator[str]:
+    """Serve on the session's Ray head (HTTP proxy on 127.0.0.1, a free port); yields the proxy's base URL."""
     ray = pytest.importorskip("ray")
     from ray import serve
 
     port = _free_port()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address=ray_head.gcs_address, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         yield f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """`router-rl tune lgbm|ppo` end to end on a local Ray: tiny searches, ASHA, the written config trains.
 
-One local Ray for the module (its startup is the slow part); the searches join it. Trials run one at a
+The session's local Ray head for the module (tests/conftest.py; its start-up is the slow part); the
+searches join it. Trials run one at a
 time (``--max-concurrent 1``), so ASHA's decisions follow from the reported values alone and are
 checked against its rule.
 """
@@ -23,23 +24,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def local_ray(ray_head: Any) -> Iterator[None]:
+    """This process joins the session's Ray head (4 CPUs); the searches run their trials there."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
-    from router_rl.tune.runner import child_pids, stop_new_children
-
-    errors = []
-    for _ in range(3):  # on a loaded machine the raylet can miss Ray's fixed startup windows (15 s / 30 s)
-        before = child_pids()
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception as e:  # say why Ray did not start, never hide it
-            errors.append(f"{type(e).__name__}: {e}")
-            ray.shutdown()
-            stop_new_children(before)  # a half-started node's processes
-    else:
-        pytest.fail(f"a local Ray did not start in 3 attempts: {errors}")
+    ray.init(address=ray_head.gcs_address, log_to_driver=False)
     try:
         yield
     finally:
