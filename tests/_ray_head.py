@@ -75,7 +75,7 @@ class LocalHead:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=60)
         left = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 10  # then SIGKILL: nothing of a test head needs a clean exit
         while time.monotonic() < deadline:
             left = [p for p in psutil.process_iter(["pid", "cmdline"])
                     if any(str(self.temp_dir) in a for a in (p.info["cmdline"] or []))]
