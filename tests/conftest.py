@@ -54,6 +54,21 @@ def ray_head() -> Iterator[Any]:
         head.stop()
 
 
+@pytest.fixture
+def ray_joined(ray_head: Any) -> Iterator[Any]:
+    """This process joined to the session's head for one test (``ray.init(address=...)``), then disconnected.
+
+    Code under test that starts Ray only when ``ray.is_initialized()`` is false runs its tasks there.
+    """
+    import ray
+
+    ray.init(address=ray_head.gcs_address, log_to_driver=False)
+    try:
+        yield ray_head
+    finally:
+        ray.shutdown()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test of a module that drives the CLI (imports typer's ``CliRunner``) with ``cli``.
 

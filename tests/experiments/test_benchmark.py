@@ -158,13 +158,17 @@ def test_quick_routerbench_task(bench: ModuleType, datasets_root: Path, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ray_local_matches_in_process(bench: ModuleType, tmp_path: Path) -> None:
+def test_ray_local_matches_in_process(bench: ModuleType, tmp_path: Path, ray_joined: Any) -> None:
+    """``--address local`` on a Ray that is already up (the session's head) uses it and leaves it running."""
+    import ray
+
     flags = ["--quick", "--sim-tasks", "500", "--seeds", "0", "1", "--policies", "lgbm", "random", "single"]
     local = bench.main([*flags, "--out-dir", str(tmp_path / "local")])
     ray_run = bench.main([*flags, "--address", "local", "--out-dir", str(tmp_path / "ray")])
     assert ray_run["failures"] == [] and ray_run["args"]["address"] == "local"
     assert ray_run["results"] == local["results"]
     assert ray_run["datasets"] == local["datasets"]
+    assert ray.is_initialized()
 
 
 def test_script_entry_point_runs_without_ray(tmp_path: Path) -> None:

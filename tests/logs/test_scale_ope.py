@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -82,18 +83,14 @@ def test_filters_fit_days_and_errors(logged: tuple[Path, SyntheticLog]) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_workers_give_the_same_numbers(logged: tuple[Path, SyntheticLog], tmp_path: Path) -> None:
-    import ray
-
+def test_ray_workers_give_the_same_numbers(logged: tuple[Path, SyntheticLog], tmp_path: Path,
+                                          ray_joined: Any) -> None:
     root, log = logged
     tgt = _target(7, log.W.shape)
     local = evaluate_partitioned(root, tgt, locations=log.locations)
-    try:
-        on_ray = evaluate_partitioned(root, tgt, locations=log.locations, workers=2)
-        dec_root = root.parent / "p" / "decisions"
-        rep = join_partitioned(dec_root, root.parent / "p" / "feedback", tmp_path / "logged", workers=2)
-    finally:
-        ray.shutdown()
+    on_ray = evaluate_partitioned(root, tgt, locations=log.locations, workers=2)
+    dec_root = root.parent / "p" / "decisions"
+    rep = join_partitioned(dec_root, root.parent / "p" / "feedback", tmp_path / "logged", workers=2)
     for name, e in local.estimates.items():
         assert on_ray.estimates[name].value == pytest.approx(e.value, rel=1e-12)
     assert rep.workers == 2 and rep.total.rows == 12000
