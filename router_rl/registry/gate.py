@@ -70,6 +70,11 @@ class GateConfig(StrictConfig):
 
     Attributes:
         confidence: Two-sided level of every interval (0.95: the 2.5% / 97.5% percentiles).
+        interval: Interval of the estimates and of the paired difference: ``percentile`` (the
+            paired bootstrap, default), ``studentized`` (bootstrap-t) or ``betting`` (finite-sample,
+            valid at any ESS, but its width scales with the metric's range: a utility's observed
+            range makes it wide enough at gate-sized logs to refuse every real gain;
+            docs/promotion.md). The quality ratio's interval is always the paired percentile one.
         estimator: Estimator the decision uses (``dm``, ``ips``, ``snips``, ``dr``, ``switch_dr``);
             every estimator is still computed and recorded.
         min_utility_gain: The utility difference's lower bound must exceed this (default 0).
@@ -98,6 +103,7 @@ class GateConfig(StrictConfig):
     """
 
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    interval: Literal["percentile", "studentized", "betting"] = "percentile"
     estimator: Annotated[Literal["dm", "ips", "snips", "dr", "switch_dr"], BeforeValidator(_estimator_name)] = "dr"
     min_utility_gain: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     quality_floor: Annotated[float, Field(gt=0, le=2)] = 0.95
@@ -165,6 +171,7 @@ class GateConfig(StrictConfig):
         return LogOPEConfig(
             n_bootstrap=self.n_boot,
             alpha=self.alpha,
+            interval=self.interval,
             seed=self.seed,
             folds=self.folds,
             reward_model=self.reward_model,

@@ -177,3 +177,19 @@ def test_candidates_that_do_not_fit_the_log_raise(world: dict[str, Any]) -> None
         evaluate_gate(world["policies"]["good"], "logged", world["data"], GateConfig(**FAST_GATE, reference="gpt-9"))
     with pytest.raises(GateError, match="incumbent: expected a RoutingPolicy or 'logged', got 'v0001'"):
         evaluate_gate(world["policies"]["good"], "v0001", world["data"], GateConfig(**FAST_GATE))
+
+
+def test_the_gate_uses_the_paired_percentile_bootstrap_unless_told(world: dict[str, Any]) -> None:
+    """The gate's interval is its own setting: the OPE report's default (betting) does not leak into it."""
+    base = GateConfig(**FAST_GATE)
+    assert base.interval == "percentile"
+    good, data = world["policies"]["good"], world["data"]
+    pct = evaluate_gate(good, "logged", data, base)
+    bet = evaluate_gate(good, "logged", data, GateConfig(**{**FAST_GATE, "interval": "betting"}))
+    assert pct.to_dict()["gate"]["interval"] == "percentile" and bet.to_dict()["gate"]["interval"] == "betting"
+    d_p, d_b = (v.estimates["difference"]["utility"]["dr"] for v in (pct, bet))
+    assert d_p["value"] == pytest.approx(d_b["value"], abs=1e-12)  # the same point estimate
+    assert d_b["upper"] - d_b["lower"] > d_p["upper"] - d_p["lower"]
+    assert pct.check("utility_gain_lower").value == d_p["lower"]
+    with pytest.raises(ConfigError, match=r"GateConfig\.interval"):
+        GateConfig(interval="wald")  # type: ignore[arg-type]
