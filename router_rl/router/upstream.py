@@ -139,7 +139,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             import urllib.request
 
             env = urllib.request.getproxies_environment()
-            bypass = urllib.request.proxy_bypass_environment(url.host, env) if env.get("no") else False
+            bypass = urllib.request.proxy_bypass_environment(url.host, env) if env.get("no") else False  # type: ignore[attr-defined]
             self._proxies[key] = None if bypass else (env.get(url.scheme) or env.get("all"))
         return self._proxies[key]
 
