@@ -183,17 +183,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session = None
 
 
+#: httpx's client default headers (``Accept-Encoding`` without ``br`` / ``zstd``: decoded by aiohttp here)
+_HTTPX_DEFAULT_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
+                          "User-Agent": f"python-httpx/{httpx.__version__}"}
+
+
 class AiohttpPostMixin:
     """Mixed into an HTTP provider class: :meth:`post_json` (every non-streaming call) straight on aiohttp.
 
     The provider's own ``post_json`` builds an ``httpx.Request`` and reads an ``httpx.Response``
     (URL parsing, header merging, cookie extraction) for every call: that costs more CPU than
     the send itself. This one sends the same bytes (httpx's JSON encoding: compact, UTF-8,
-    ``NaN`` refused; the provider's default headers, then the call's, case-insensitively) on the
-    provider's :class:`AiohttpTransport` pool, under the same timeouts, and hands failures to
-    the provider's own mapping: a non-2xx status to ``map_status`` (with an ``httpx.Response``
-    carrying the status, headers and reason), an aiohttp exception to ``map_transport_error``
-    as the httpx exception it stands for. Streams and GETs keep the provider's httpx path (on the
+    ``NaN`` refused; httpx's default headers, the provider's, then the call's, case-insensitively)
+    on the provider's :class:`AiohttpTransport` pool, under the same timeouts; a gzip / deflate
+    answer is decoded, as httpx does. Failures go to the provider's own mapping: a non-2xx status
+    to ``map_status`` (with an ``httpx.Response`` carrying the status, headers and reason), an
+    aiohttp exception to ``map_transport_error`` as the httpx exception it stands for. Streams
+    and GETs keep the provider's httpx path (on the
     same pool, through the transport).
     """
 
@@ -211,7 +217,8 @@ class AiohttpPostMixin:
 
         provider: Any = self
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        h: CIMultiDict[str] = CIMultiDict(provider._headers())
+        h: CIMultiDict[str] = CIMultiDict(_HTTPX_DEFAULT_HEADERS)  # what httpx's client sends by default
+        h.update(provider._headers())
         h.update(headers)
         h["Content-Type"] = "application/json"
         t = provider._timeout(req.timeout_s if req else None)
@@ -222,7 +229,7 @@ class AiohttpPostMixin:
         t0 = time.perf_counter()
         try:
             async with session.post(url, data=payload, headers=h, timeout=timeout, allow_redirects=False,
-                                    proxy=transport.proxy_for(url)) as resp:
+                                    proxy=transport.proxy_for(url), auto_decompress=True) as resp:
                 raw = await resp.read()
                 status, reason, resp_headers = resp.status, resp.reason or "", list(resp.raw_headers)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
@@ -231,7 +238,9 @@ class AiohttpPostMixin:
             raise provider.map_transport_error(_httpx_error(e, request, reading=reading), req) from None
         latency = time.perf_counter() - t0
         if status >= 300:
-            response = httpx.Response(status, headers=resp_headers, content=raw,
+            decoded = [(k, v) for k, v in resp_headers  # aiohttp decoded the body already
+                       if k.lower() not in (b"content-encoding", b"content-length")]
+            response = httpx.Response(status, headers=decoded, content=raw,
                                       extensions={"reason_phrase": reason.encode("latin-1", "replace")})
             raise provider.map_status(response, response.text, req)
         try:

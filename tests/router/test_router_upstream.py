@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from router_rl.core.asgi import ThreadedASGIServer
@@ -33,6 +34,7 @@ KEY_ENV = "ROUTER_RL_TEST_UPSTREAM_KEY"
 
 def _app() -> FastAPI:
     app = FastAPI()
+    app.add_middleware(GZipMiddleware, minimum_size=16)  # answers gzip-encoded to a client that accepts it
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -43,7 +45,8 @@ def _app() -> FastAPI:
         echo = {
             "port": client[1] if client else None,
             "sha": hashlib.sha256(raw).hexdigest(),
-            "headers": {k: request.headers.get(k) for k in ("authorization", "content-type", "x-task-id")},
+            "headers": {k: request.headers.get(k) for k in ("authorization", "content-type", "x-task-id", "accept",
+                                                              "accept-encoding", "user-agent")},
         }
         if body.get("stream"):
             if scenario == "stream-broken":
@@ -146,7 +149,9 @@ def test_answers_and_errors_are_those_of_httpx(server: ThreadedASGIServer, monke
                 "no-choices": ProviderErrorKind.MALFORMED}[scenario]
     if expected is None:  # the server received the same bytes and headers from both clients
         assert fast["echo"]["headers"] == {"authorization": "Bearer sk-upstream-test-0123456789",
-                                           "content-type": "application/json", "x-task-id": "t-7"}
+                                           "content-type": "application/json", "x-task-id": "t-7",
+                                           "accept": "application/json", "accept-encoding": "gzip, deflate",
+                                           "user-agent": ref["echo"]["headers"]["user-agent"]}
         assert fast["usage"] == (7, 5, False) and fast["finish"] == "stop"
     else:
         assert fast["kind"] == expected
