@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attempt-timeout", type=float, default=4.0,
                     help="router fallback.latency_threshold_s: local attempt / first-token deadline (default 4)")
     ap.add_argument("--no-decision-log", action="store_true", help="run the router without its decision log")
+    ap.add_argument("--upstream-client", choices=("aiohttp", "httpx"), default="aiohttp",
+                    help="router upstream_client: the providers' connection pool (default aiohttp, the router's "
+                         "default; httpx: httpx's own pool, as before 2026-12-02)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if not 1 <= args.duration <= 600:
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
+    load0 = list(os.getloadavg())
     py = sys.executable
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
@@ -241,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "logging": {"decision_log_dir": None if args.no_decision_log else str(tmp / "decision_log"),
                         "batch_size": 1024},
             "server": {"auth": {"enabled": False, "admin_enabled": False}},
+            "upstream_client": args.upstream_client,
         }
         (tmp / "router.yaml").write_text(yaml.safe_dump(cfg))
         router = subprocess.Popen(
@@ -295,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
 
     fallbacks = metric_sum("router_rl_fallbacks_total{")
     hedges = metric_sum("router_rl_hedged_attempts_total{")
+    by_reason: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("router_rl_fallbacks_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            by_reason[reason] = by_reason.get(reason, 0.0) + float(line.rsplit(" ", 1)[1])
     rows = None
     if not args.no_decision_log:
         from router_rl.traces.decision_log import read_decision_log
@@ -327,9 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row("  CPU ms / request: backend Z, router", f"{cpu[f'backend_cpu_ms_per_request_{n}']:.2f}",
                       f"{cpu[f'router_cpu_ms_per_request_{n}']:.2f}", "")
     console.print(table)
+    console.print(f"upstream_client: {args.upstream_client}; load average 1/5/15 min: "
+                  f"{'/'.join(f'{x:.2f}' for x in load0)} at start, "
+                  f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
     n_rows = rows.height if rows is not None else None
     console.print(f"served by (router phase): {routed.served}; client errors: {routed.errors or 'none'}; "
-                  f"router fallbacks: {fallbacks:.0f}; hedged attempts: {hedges:.0f}; decision-log rows: {n_rows}; "
+                  f"router fallbacks: {fallbacks:.0f} {by_reason}; hedged attempts: {hedges:.0f}; "
+                  f"decision-log rows: {n_rows}; "
                   f"breakers at end: {health.get('breakers')}")
     all_router = [routed, zero["router-1"], zero[f"router-{args.clients}"]]
     figures = {
@@ -338,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         "zero_duration_s": args.zero_duration,
         "hedge_after_s": args.hedge_after,
         "attempt_timeout_s": args.attempt_timeout,
+        "upstream_client": args.upstream_client,
+        "load_avg_start": load0,
+        "load_avg_end": list(os.getloadavg()),
         "failed_direct": base.failed,
         "failed_router": routed.failed,
         "failed_router_zero": [r.failed for r in all_router[1:]],
@@ -349,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         **cpu,
         "served": routed.served,
         "fallbacks": fallbacks,
+        "fallbacks_by_reason": by_reason,
         "hedged_attempts": hedges,
         "decision_log_rows": n_rows,
         "client_requests_to_router": sum(r.ok + r.failed for r in all_router),

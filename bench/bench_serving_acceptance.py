@@ -16,7 +16,10 @@ Setup, all on 127.0.0.1:
 seconds. Then the decision log is read: the share of requests ``decided_by == "learned"`` (target
 >= 99.9 %) and every other row with its labelled ``fallback_reason`` (``policy_timeout``...);
 rows without a label are counted apart (target 0). Client failures are printed too.
-``--endpoint floor`` serves the policy from the floor app instead (uvicorn + FastAPI, no Ray).
+``--endpoint floor`` serves the policy from the floor app instead (uvicorn + FastAPI, no Ray);
+``--endpoint inprocess`` has no endpoint: the router loads the artifact itself
+(``learned.policy_dir``) and decides on its own event loop (no Ray, no coalescing: ``--coalesce``
+is ignored, one run).
 ``--coalesce thread,loop,off`` (the default) runs the router three times against the same
 endpoint: its policy client coalescing concurrent calls on its own I/O thread (the default
 ``learned.coalesce``), coalescing on the router's event loop (``io_thread: false``), and one
@@ -58,9 +61,13 @@ PROMPTS = (
 )
 
 
-def router_config(backend_url: str, policy_url: str, timeout_s: float, log_dir: Path,
-                  coalesce: dict[str, object] | None = None) -> dict[str, object]:
-    """The router: every fleet model on the replay backend, the Ray endpoint as its learned policy."""
+def router_config(backend_url: str, policy_url: str | None, timeout_s: float, log_dir: Path,
+                  coalesce: dict[str, object] | None = None, policy_dir: Path | None = None) -> dict[str, object]:
+    """The router: every fleet model on the replay backend, the Ray endpoint (or ``policy_dir`` in-process) as its
+    learned policy."""
+    learned: dict[str, object] = (
+        {"policy_dir": str(policy_dir), "timeout_s": timeout_s, "sample": False} if policy_dir is not None else
+        {"endpoint": policy_url, "timeout_s": timeout_s, "sample": False, "coalesce": coalesce or {"enabled": False}})
     return {
         "providers": [
             {"name": "local", "kind": "openai_compatible", "base_url": backend_url, "location": "local",
@@ -72,8 +79,7 @@ def router_config(backend_url: str, policy_url: str, timeout_s: float, log_dir: 
         ],
         "tiers": {"simple": LOCAL[1], "moderate": LOCAL[1], "complex": LOCAL[3], "very_complex": LOCAL[4]},
         "strategy": "learned",
-        "learned": {"endpoint": policy_url, "timeout_s": timeout_s, "sample": False,
-                    "coalesce": coalesce or {"enabled": False}},
+        "learned": learned,
         "breaker": {"consecutive_failures": 50, "reset_timeout_s": 5.0},
         "logging": {"decision_log_dir": str(log_dir), "batch_size": 1024},
         "server": {"auth": {"enabled": False, "admin_enabled": False}},
@@ -122,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.999, help="required learned share")
     ap.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local Ray)")
-    ap.add_argument("--endpoint", choices=("ray", "floor"), default="ray",
-                    help="the policy endpoint: the Ray Serve app, or the floor (uvicorn + FastAPI, no Ray)")
+    ap.add_argument("--endpoint", choices=("ray", "floor", "inprocess"), default="ray",
+                    help="the policy endpoint: the Ray Serve app, the floor (uvicorn + FastAPI, no Ray), or none: "
+                         "inprocess (the router loads the artifact, learned.policy_dir)")
     ap.add_argument("--coalesce", default="thread,loop,off",
                     help="router learned.coalesce settings to run, in this order, against the same endpoint: "
                          "thread (coalescing on its I/O thread, the default), loop (on the router's loop), "
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error(f"--coalesce-in-flight: expected comma-separated integers, got {args.coalesce_in_flight!r}")
     settings = [(n, k) for n in names for k in (in_flights if n != "off" else [0])]
+    if args.endpoint == "inprocess":
+        settings = [("inprocess", 0)]
 
     from router_rl.traces.decision_log import read_decision_log
 
@@ -157,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                 port = stack.enter_context(ray_serve(dict(kv.split("=", 1) for kv in args.ray_env),
                                                      num_cpus=max(2, args.replicas), address=args.ray_address))
                 deploy(policy, max_batch_size=args.max_batch_size, num_replicas=args.replicas)
-                policy_url = f"http://127.0.0.1:{port}/policy"
-            else:
+                policy_url: str | None = f"http://127.0.0.1:{port}/policy"
+            elif args.endpoint == "floor":
                 policy_url = stack.enter_context(floor_server(policy))
-            wait_http(f"{policy_url}/health")
+            else:
+                policy_url = None
+            if policy_url is not None:
+                wait_http(f"{policy_url}/health")
             pb = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "router_rl", "replay-backend", "--port", str(pb), "--time-scale",
@@ -173,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                     if setting != "off" else {"enabled": False}
                 tag = f"{setting}_{in_flight}"
                 log_dir = tmp / f"decision_log_coalesce_{tag}"
-                cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, log_dir, coalesce)
+                cfg = router_config(f"http://127.0.0.1:{pb}", policy_url, args.policy_timeout, log_dir, coalesce,
+                                    policy_dir=policy if args.endpoint == "inprocess" else None)
                 (tmp / f"router_{tag}.yaml").write_text(yaml.safe_dump(cfg))
                 pr = free_port()
                 router = subprocess.Popen(
@@ -197,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    where = (f"Ray Serve, {args.replicas} replica(s), max_batch_size {args.max_batch_size}, ray env "
-             f"{args.ray_env or 'default'}" if args.endpoint == "ray" else "the floor endpoint (no Ray)")
+    where = {"ray": f"Ray Serve, {args.replicas} replica(s), max_batch_size {args.max_batch_size}, ray env "
+                    f"{args.ray_env or 'default'}",
+             "floor": "the floor endpoint (no Ray)",
+             "inprocess": "in-process (the router loads the artifact; no endpoint, no Ray)"}[args.endpoint]
     print(f"{args.clients} clients x {args.duration:g} s; policy timeout {args.policy_timeout * 1e3:g} ms; {where}; "
           f"load average 1/5/15 min: {'/'.join(f'{x:.2f}' for x in load0)} at start, "
           f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
@@ -214,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         share = learned / n if n else 0.0
         what = (f"on (max_batch {args.coalesce_max_batch}, max_in_flight {in_flight}, "
                 f"{'own I/O thread' if setting == 'thread' else 'router loop'})"
-                if setting != "off" else "off (one /route call per request)")
-        print(f"-- coalescing {what}")
+                if setting not in ("off", "inprocess") else "off (one /route call per request)")
+        print("-- in-process policy (no coalescing)" if setting == "inprocess" else f"-- coalescing {what}")
         print(f"client requests: ok {ok}, failed {sum(failed.values())} {dict(failed) or ''}; "
               f"throughput {ok / args.duration:.1f} req/s")
         print(f"decision-log rows: {n}; decided_by: {dict(by)}")

@@ -18,6 +18,7 @@ by the router, not here).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -112,7 +113,12 @@ class Reservation:
 
 
 def _periods(ts: float) -> tuple[str, str]:
-    d = datetime.fromtimestamp(ts, tz=UTC)
+    return _periods_of_second(int(ts // 1))  # a UTC day / month starts on a whole second
+
+
+@functools.lru_cache(maxsize=8)
+def _periods_of_second(second: int) -> tuple[str, str]:
+    d = datetime.fromtimestamp(second, tz=UTC)
     return d.strftime("%Y-%m-%d"), d.strftime("%Y-%m")
 
 

@@ -17,7 +17,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -376,6 +376,9 @@ class RouterConfig(BaseModel):
         exploration: Exploration applied to the decisions.
         features: The encoder of the features logged with every decision.
         server: HTTP server.
+        upstream_client: The connection pool of the HTTP providers: ``aiohttp`` (default, about
+            a third of httpx's CPU per request; :mod:`router_rl.router.upstream`) or ``httpx``
+            (httpx's own pool).
         refine: Iterative refinement of local answers (:class:`~router_rl.router.refine.RefineConfig`;
             absent: off; ``refine: {}``: on with the fleet plan's caps and thresholds).
         seed: Seed of every random choice the router makes.
@@ -399,6 +402,7 @@ class RouterConfig(BaseModel):
     exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
     refine: RefineConfig = Field(default_factory=lambda: RefineConfig(enabled=False))
     seed: int = 0
 

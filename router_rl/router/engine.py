@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router_rl.core.errors import ConfigError
-from router_rl.providers.base import Provider, StreamChunk, Usage, build_providers
+from router_rl.providers.base import Provider, StreamChunk, Usage
 from router_rl.router.accounting import Accounting, end_span
 from router_rl.router.breaker import BreakerState, CircuitBreaker
 from router_rl.router.budget import BudgetStatus, BudgetTracker, ExhaustedBehaviour
@@ -53,6 +53,7 @@ from router_rl.router.screening import RequestScreener
 from router_rl.router.strategies import ModelTable
 from router_rl.router.stream import StreamEnd, StreamSession, aclose_quietly
 from router_rl.router.telemetry import RouterMetrics, get_tracer
+from router_rl.router.upstream import build_router_providers
 from router_rl.traces.decision_log import DecisionLogWriter
 
 if TYPE_CHECKING:
@@ -103,8 +104,9 @@ class HybridRouter:
         self.config = config
         self.catalog = config.build_catalog()
         self._clock = clock
-        self.providers = providers if providers is not None else build_providers(
-            config.providers, catalog=self.catalog, rng=np.random.default_rng(config.seed)
+        self.providers = providers if providers is not None else build_router_providers(
+            config.providers, catalog=self.catalog, rng=np.random.default_rng(config.seed),
+            client=config.upstream_client,
         )
         missing = [p.name for p in config.providers if p.name not in self.providers]
         if missing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from router_rl.router.errors import RouterRequestError
@@ -97,6 +98,9 @@ def _deep_key(raw: bytes) -> str | None:
     return None
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_json_body(raw: bytes) -> Any:
     """Decode a JSON request body, refusing what no OpenAI field can hold.
 
@@ -117,6 +121,9 @@ def parse_json_body(raw: bytes) -> Any:
         raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
     except ValueError as e:  # e.g. an integer literal over Python's digit limit
         raise BadRequest(f"request body holds an unparseable number: {str(e)[:80]}") from None
+    # valid UTF-8 decodes to no surrogate: only a \\uD800-\\uDFFF escape can make one, so without
+    # such an escape (false positives only cost the check) no string needs encoding to be checked
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
     stack: list[tuple[Any, list[str | int]]] = [(body, [])]
     while stack:  # iterative: depth and string checks without recursion
         node, at = stack.pop()
@@ -124,6 +131,8 @@ def parse_json_body(raw: bytes) -> Any:
             raise BadRequest(f"{_path(at[:MAX_JSON_DEPTH])}: nests deeper than {MAX_JSON_DEPTH} levels",
                              param=_path(at[:1]))
         if isinstance(node, str):
+            if not surrogates:
+                continue
             try:
                 node.encode("utf-8")
             except UnicodeEncodeError:
@@ -132,7 +141,8 @@ def parse_json_body(raw: bytes) -> Any:
         elif isinstance(node, dict):
             for k, v in node.items():
                 try:
-                    k.encode("utf-8")
+                    if surrogates:
+                        k.encode("utf-8")
                 except UnicodeEncodeError:
                     raise BadRequest(f"{_path(at)}: a key holds a lone UTF-16 surrogate", param=_path(at)) from None
                 stack.append((v, [*at, k]))
