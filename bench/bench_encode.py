@@ -137,6 +137,8 @@ def main() -> None:
     # --- the live router's single-request path ---------------------------------------------
     # requests of ~1,000 characters (the size): each prompt cut or padded to 1,000
     import router_rl.features.hashing as hashing_mod
+    import router_rl.features.privacy_prefilter as prefilter_mod
+    import router_rl.policies.one_row as one_row_mod
     import router_rl.features.text_stats as text_stats_mod
     import router_rl.policies.treeeval as treeeval_mod
     from router_rl.features.jit import kernel_backend
@@ -178,12 +180,16 @@ def main() -> None:
     st_us = per_call_us(lambda p: prompt_stats_one(p.lower()), one_prompts)  # type: ignore[attr-defined]
     pv_us = per_call_us(is_sensitive, one_prompts)  # type: ignore[arg-type]
     # the same request path with the numpy twins (numba switched off), in the same run
-    kernels = (hashing_mod._one_row_kernel, text_stats_mod._substring_kernel, treeeval_mod._one_row_kernel)
-    hashing_mod._one_row_kernel = text_stats_mod._substring_kernel = treeeval_mod._one_row_kernel = lambda: None
+    mods = (hashing_mod, text_stats_mod, treeeval_mod, one_row_mod, prefilter_mod)
+    names = ("_one_row_kernel", "_substring_kernel", "_one_row_kernel", "_kernel", "_kernel")
+    kernels = [getattr(mod, name) for mod, name in zip(mods, names, strict=True)]
+    for mod, name in zip(mods, names, strict=True):
+        setattr(mod, name, lambda: None)
     try:
         both_np_us = per_call_us(encode_decide, records)
     finally:
-        hashing_mod._one_row_kernel, text_stats_mod._substring_kernel, treeeval_mod._one_row_kernel = kernels
+        for mod, name, k in zip(mods, names, kernels, strict=True):
+            setattr(mod, name, k)
     batch_hash_us = 1e6 / ours_rate  # per prompt, from the batch throughput above (mean 1k chars)
 
     def row(name: str, us: np.ndarray) -> None:
