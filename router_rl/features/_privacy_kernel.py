@@ -44,9 +44,55 @@ def _literals(buf, view, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, f
 
 
 @nb.njit(cache=True, nogil=True)
+def _assign_possible(lab, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids, assign_bit, run_class):
+    """Whether an assignment can be accepted: ``--`` somewhere, or a keyword in a name followed by an operator.
+
+    A name is a maximal run of ``[a-z0-9_.-]`` (the keyword's and the tail's class); after the
+    run, an optional quote, blanks, then ``:`` or ``=``. Each byte is looked at a bounded number
+    of times (runs and the blanks after them are walked once).
+    """
+    n = len(lab)
+    for i in range(n - 1):
+        if lab[i] == 45 and lab[i + 1] == 45:
+            return True
+    kw_in_run = False
+    for i in range(n):
+        c = lab[i]
+        if run_class[c]:
+            if not kw_in_run:
+                for k in range(first_ptr[256 + c], first_ptr[256 + c + 1]):
+                    lit = first_ids[k]
+                    if lit_bit[lit] != assign_bit:
+                        continue
+                    ln = lit_len[lit]
+                    if i + ln > n:
+                        continue
+                    s = lit_start[lit]
+                    ok = True
+                    for t in range(1, ln):
+                        if lab[i + t] != lits[s + t]:
+                            ok = False
+                            break
+                    if ok:
+                        kw_in_run = True
+                        break
+            continue
+        if kw_in_run:
+            j = i
+            if lab[j] == 34 or lab[j] == 39:
+                j += 1
+            while j < n and (lab[j] == 32 or lab[j] == 9):
+                j += 1
+            if j < n and (lab[j] == 58 or lab[j] == 61):
+                return True
+            kw_in_run = False
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
 def prefilter_mask(
     ab, lab, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids, bigram, b64_class, b64_bit, card_bit,
-    email_class, email_bit,
+    email_class, email_bit, assign_bit, run_class,
 ):
     """Bit ``b`` set when the rule group with bit ``b`` may hit (see the module docstring)."""
     mask = _literals(ab, 0, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
@@ -77,4 +123,10 @@ def prefilter_mask(
         mask |= np.uint64(1) << np.uint64(card_bit)
     if has_at and email_bit >= 0:
         mask |= np.uint64(1) << np.uint64(email_bit)
+    if assign_bit >= 0:
+        a = np.uint64(1) << np.uint64(assign_bit)
+        if mask & a and not _assign_possible(
+            lab, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids, assign_bit, run_class
+        ):
+            mask &= ~a
     return mask

@@ -7,7 +7,10 @@ Every rule of :mod:`router_rl.features.privacy_rules` declares a necessary condi
   read from the parsed patterns, so a head can never be missing from a text that matches);
 * context rules: :attr:`~router_rl.features.privacy_rules.ContextRule.needs` (the literal their
   patterns or candidate searches start with) or ``needs_shape`` (the scan's own first exit, or
-  for e-mail ``@`` followed by a domain character, which ``_EMAIL_AT`` requires).
+  for e-mail ``@`` followed by a domain character, which ``_EMAIL_AT`` requires; with both, both
+  must hold: an assignment needs a keyword literal *and* ``"assign_op"``, a name holding the
+  keyword followed by an optional quote, blanks and ``:`` / ``=``, or a ``--`` flag somewhere,
+  which every accepted ``_ASSIGN`` match has).
 
 :func:`rule_mask` evaluates all of them in one linear pass (the numba kernel of
 :mod:`router_rl.features._privacy_kernel`); a rule whose bit is clear is skipped, so the
@@ -36,6 +39,8 @@ _VIEWS: Final = ("ab", "lab")
 _B64: Final = frozenset(_ALNUM + b"/+")
 #: What may follow the ``@`` of an e-mail address (``_EMAIL_AT`` of privacy_rules, on ``lab``).
 _EMAIL_NEXT: Final = frozenset(_ALNUM + b"-")
+#: A secret-like name's characters (``_ASSIGN``'s keyword and tail class, on ``lab``).
+_NAME_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 _kernel = compiled("router_rl.features._privacy_kernel", "prefilter_mask")
 
@@ -72,7 +77,7 @@ def always_run() -> int:
 @functools.lru_cache(maxsize=1)
 def _table() -> tuple[object, ...]:
     """Flat arrays of :func:`literals` with a first-byte index per view (built on first use)."""
-    known = {"", "b64_run_40", "card_digits", "email_at"}
+    known = {"", "b64_run_40", "card_digits", "email_at", "assign_op"}
     for r in CONTEXT_RULES:
         if r.needs_shape not in known:
             raise ValueError(f"privacy prefilter: rule {r.name!r} has unknown needs_shape {r.needs_shape!r}")
@@ -109,6 +114,8 @@ def _table() -> tuple[object, ...]:
         _shape_bit("card_digits"),
         email,
         _shape_bit("email_at"),
+        _shape_bit("assign_op"),
+        np.array([c in _NAME_CHARS for c in range(256)], dtype=np.bool_),
     )
 
 
@@ -124,6 +131,28 @@ def rule_mask(ab: bytes, lab: bytes) -> int:
 def always_run_bits() -> int:
     """:func:`always_run`, cached."""
     return always_run()
+
+
+def _assign_possible_reference(lab: bytes, bit: int) -> bool:
+    """The kernel's assignment condition, from each keyword occurrence (another algorithm, same answer)."""
+    if b"--" in lab:
+        return True
+    n = len(lab)
+    for lit in literals():
+        if lit.bit != bit:
+            continue
+        p = lab.find(lit.text)
+        while p >= 0:
+            e = p
+            while e < n and lab[e] in _NAME_CHARS:
+                e += 1
+            j = e + 1 if e < n and lab[e] in b"\"'" else e
+            while j < n and lab[j] in b" \t":
+                j += 1
+            if j < n and lab[j] in b":=":
+                return True
+            p = lab.find(lit.text, p + 1)
+    return False
 
 
 def mask_reference(ab: bytes, lab: bytes) -> int:
@@ -146,4 +175,7 @@ def mask_reference(ab: bytes, lab: bytes) -> int:
     at = any(lab[i] == 64 and lab[i + 1] in _EMAIL_NEXT for i in range(len(lab) - 1))
     if at and (b := _shape_bit("email_at")) >= 0:
         mask |= 1 << b
+    b = _shape_bit("assign_op")
+    if b >= 0 and mask >> b & 1 and not _assign_possible_reference(lab, b):
+        mask &= ~(1 << b)
     return mask | always_run()

@@ -669,7 +669,8 @@ class ContextRule:
     #: rule hits (the literal its patterns or candidate search start with), or a shape the scan
     #: itself requires first (``"b64_run_40"``: a run of 40 ``[A-Za-z0-9/+]``; ``"card_digits"``:
     #: 13 digits in all and a run of 4; ``"email_at"``: ``@`` followed by ``[A-Za-z0-9-]`` in
-    #: ``lab``). Neither: the rule always runs.
+    #: ``lab``; ``"assign_op"``: see :mod:`~router_rl.features.privacy_prefilter`). With both, both
+    #: must hold. Neither: the rule always runs.
     needs: tuple[tuple[str, bytes], ...] = ()
     needs_shape: str = ""
 
@@ -696,9 +697,12 @@ CONTEXT_RULES: Final[tuple[ContextRule, ...]] = (
                 needs=_lab(b"bearer", b"basic")),
     ContextRule("cli_passwords", scan_cli_passwords, "mysql(1) -p option; sshpass(1)",
                 (b"mysql", b"mariadb", b"sshpass"), needs=(("ab", b"mysql"), ("ab", b"mariadb"), ("ab", b"sshpass"))),
-    # candidates are only tried where a keyword literal occurs (_assignment_matches)
+    # candidates are only tried where a keyword literal occurs (_assignment_matches); an accepted
+    # match has an operator after the name's run of [a-z0-9_.-] (and an optional quote and
+    # blanks), or is a --flag (a bare blank is refused otherwise): "assign_op"
     ContextRule("assignments", scan_assignments,
-                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)", needs=_lab(*_KW_STARTS)),
+                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)", needs=_lab(*_KW_STARTS),
+                needs_shape="assign_op"),
     # _EMAIL_AT: "@" then [A-Za-z0-9-] (on lab)
     ContextRule("email", scan_emails, "PII (kept from the first detector)", needs_shape="email_at"),
     ContextRule("credit_card", scan_cards, "PII (kept from the first detector), Luhn", needs_shape="card_digits"),
