@@ -138,8 +138,8 @@ def main() -> None:
     # requests of ~1,000 characters (the size): each prompt cut or padded to 1,000
     import router_rl.features.hashing as hashing_mod
     import router_rl.features.privacy_prefilter as prefilter_mod
-    import router_rl.policies.one_row as one_row_mod
     import router_rl.features.text_stats as text_stats_mod
+    import router_rl.policies.one_row as one_row_mod
     import router_rl.policies.treeeval as treeeval_mod
     from router_rl.features.jit import kernel_backend
 

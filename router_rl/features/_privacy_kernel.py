@@ -23,9 +23,8 @@ def _literals(buf, view, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, f
     for i in range(n):
         c = buf[i]
         nxt = buf[i + 1] if i + 1 < n else 256  # 256: the end (only one-byte literals can start here)
-        if nxt < 256:
-            if not bigram[off + c * 256 + nxt]:
-                continue
+        if nxt < 256 and not bigram[off + c * 256 + nxt]:
+            continue
         base = view * 256 + c
         for k in range(first_ptr[base], first_ptr[base + 1]):
             lit = first_ids[k]

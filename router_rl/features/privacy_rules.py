@@ -123,8 +123,10 @@ def literal_heads(src: bytes) -> tuple[bytes, ...]:
     ``h`` proves the pattern has no match (the privacy scan's prefilter; a head that is a
     substring of another is enough, so only the minimal ones are kept).
     """
-    from re import _constants as c
-    from re import _parser as sre_parse
+    import importlib
+
+    c: Any = importlib.import_module("re._constants")  # the parser of ``re`` itself (private, stable in 3.11+)
+    sre_parse: Any = importlib.import_module("re._parser")
 
     def heads(items: Any) -> tuple[set[bytes], bool]:
         cur = {b""}
@@ -245,8 +247,8 @@ def _grouped_by_first_byte(rules: tuple[TokenRule, ...]) -> tuple[tuple[tuple[by
             group_heads.setdefault(prefix[0], set()).update(hs)
     out = []
     for c, rests in groups.items():
-        hs = group_heads[c]
-        minimal = tuple(sorted(h for h in hs if not any(o != h and o in h for o in hs)))
+        found = group_heads[c]
+        minimal = tuple(sorted(h for h in found if not any(o != h and o in h for o in found)))
         out.append((minimal, re.compile(re.escape(bytes([c])) + b"(?:" + b"|".join(rests) + b")", re.DOTALL)))
     return tuple(out)
 
@@ -701,8 +703,8 @@ CONTEXT_RULES: Final[tuple[ContextRule, ...]] = (
     # match has an operator after the name's run of [a-z0-9_.-] (and an optional quote and
     # blanks), or is a --flag (a bare blank is refused otherwise): "assign_op"
     ContextRule("assignments", scan_assignments,
-                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)", needs=_lab(*_KW_STARTS),
-                needs_shape="assign_op"),
+                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)",
+                needs=_lab(*_KW_STARTS), needs_shape="assign_op"),
     # _EMAIL_AT: "@" then [A-Za-z0-9-] (on lab)
     ContextRule("email", scan_emails, "PII (kept from the first detector)", needs_shape="email_at"),
     ContextRule("credit_card", scan_cards, "PII (kept from the first detector), Luhn", needs_shape="card_digits"),

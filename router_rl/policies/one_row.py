@@ -127,7 +127,7 @@ class OneRowPlan:
 
     def matches(self, pol: LGBMPolicy) -> bool:
         """Whether ``pol``'s state is still the one this plan was built from."""
-        for a, b in zip(self.state, _state_of(pol), strict=True):
+        for a, b in zip(self.state, _state_of(pol), strict=True):  # noqa: SIM110 (a loop: no generator per call)
             if a is not b:
                 return False
         return True

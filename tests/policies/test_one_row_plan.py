@@ -38,7 +38,9 @@ def data() -> tuple[object, np.ndarray, FeatureEncoder]:
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def fitted(request: pytest.FixtureRequest, data: tuple[object, np.ndarray, FeatureEncoder]) -> tuple[LGBMPolicy, np.ndarray]:
+def fitted(
+    request: pytest.FixtureRequest, data: tuple[object, np.ndarray, FeatureEncoder]
+) -> tuple[LGBMPolicy, np.ndarray]:
     train, X, enc = data
     pol = LGBMPolicy(train.models, config={**FAST, **VARIANTS[request.param]})  # type: ignore[attr-defined]
     pol.fit(enc.transform(train.tasks), train, seed=0)  # type: ignore[attr-defined, arg-type]
@@ -94,7 +96,7 @@ def test_exact_ties_are_decided_like_the_general_path(fitted: tuple[LGBMPolicy, 
         pol.calibrator = ProbabilityCalibrator("isotonic", [0.0, 1.0], [0.6, 0.6])
         pol.shrinkage = 0.0  # no blend towards the per-model prior: the qualities tie exactly
         pol.decision = DecisionConfig()
-        n, general = _check_rows(pol, X[:40])
+        _, general = _check_rows(pol, X[:40])
         assert general == 0  # exact on both sides: certified by the kernel, not handed back
         assert (pol.action_distribution(X[:40]).argmax(axis=1) == 0).all()
         pol.decision = DecisionConfig(lam=0.5)  # costs break the tie
