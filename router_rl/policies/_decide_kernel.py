@@ -1,5 +1,8 @@
 """numba kernel: the LightGBM router's whole one-row decision in one call (see :mod:`router_rl.policies.one_row`).
 
+:func:`decide_one` unpacks four dtype-packed arrays (cheap to dispatch) and runs
+:func:`decide_arrays`.
+
 Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. Trees are
 walked by :func:`router_rl.policies._tree_kernel.predict_one` (the same code as the one-row tree
 walk, so the raw scores are the same bytes); sigmoid, isotonic interpolation, shrinkage, the cost
@@ -73,7 +76,78 @@ def _fp_at(fp, j):
 
 
 @nb.njit(cache=True, nogil=True)
-def decide_one(
+def decide_one(x, lin, ints, f32s, u64s, f64s, is_local):
+    """:func:`decide_arrays` of the packed arrays of :class:`~router_rl.policies.one_row.OneRowPlan`.
+
+    ``ints`` starts with a header of offsets and sizes (see ``one_row._pack``); one call with
+    seven arguments costs far less to dispatch than one with forty.
+    """
+    m, nx, kq, r, kt, cal_kind, c_on, priv_col = ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7]
+    q_s, q_k, q_nl, q_np = ints[8], ints[9], ints[10], ints[11]
+    c_s, c_k, c_nl, c_np = ints[12], ints[13], ints[14], ints[15]
+    i = 16
+    q_feat = ints[i : i + q_s * q_k].reshape((q_s, q_k))
+    i += q_s * q_k
+    q_present = ints[i : i + q_np]
+    i += q_np
+    q_start = ints[i : i + q_np]
+    i += q_np
+    c_feat = ints[i : i + c_s * c_k].reshape((c_s, c_k))
+    i += c_s * c_k
+    c_present = ints[i : i + c_np]
+    i += c_np
+    c_start = ints[i : i + c_np]
+    q_thr = f32s[: q_s * q_k].reshape((q_s, q_k))
+    c_thr = f32s[q_s * q_k : q_s * q_k + c_s * c_k].reshape((c_s, c_k))
+    q_all, c_all = u64s[0], u64s[1]
+    q_clear = u64s[2 : 2 + q_s * q_k].reshape((q_s, q_k))
+    c_clear = u64s[2 + q_s * q_k : 2 + q_s * q_k + c_s * c_k].reshape((c_s, c_k))
+    shrink, lam, mu, nu, cs, ls = f64s[0], f64s[1], f64s[2], f64s[3], f64s[4], f64s[5]
+    j = 6
+    q_delta = f64s[j : j + q_s * q_nl]
+    j += q_s * q_nl
+    n_out_q = m if kq == 0 else kq
+    q_base = f64s[j : j + n_out_q]
+    j += n_out_q
+    c_delta = f64s[j : j + c_s * c_nl]
+    j += c_s * c_nl
+    c_base = f64s[j : j + r]
+    j += r
+    q_load = f64s[j : j + kq * m].reshape((kq, m))
+    j += kq * m
+    base_logit = f64s[j : j + m]
+    j += m
+    cal_x = f64s[j : j + nx]
+    j += nx
+    cal_y = f64s[j : j + nx]
+    j += nx
+    prior = f64s[j : j + m]
+    j += m
+    c_load = f64s[j : j + r * kt].reshape((r, kt))
+    j += r * kt
+    c_icpt = f64s[j : j + kt]
+    j += kt
+    c_off = f64s[j : j + kt]
+    j += kt
+    c_coef = f64s[j : j + kt * 2 * m].reshape((kt, 2 * m))
+    j += kt * 2 * m
+    c_const = f64s[j : j + 2 * m]
+    j += 2 * m
+    cost_mean = f64s[j : j + m]
+    j += m
+    lat_mean = f64s[j : j + m]
+    return decide_arrays(
+        x, lin,
+        q_feat, q_thr, q_clear, q_all, q_delta, q_nl, q_base, q_present, q_start, q_load,
+        base_logit, cal_kind, cal_x, cal_y, shrink, prior,
+        c_on != 0, c_feat, c_thr, c_clear, c_all, c_delta, c_nl, c_base, c_present, c_start,
+        c_load, c_icpt, c_off, c_coef, c_const, cost_mean, lat_mean,
+        lam, mu, nu, cs, ls, priv_col, is_local,
+    )
+
+
+@nb.njit(cache=True, nogil=True)
+def decide_arrays(
     x, lin,
     q_feat, q_thr, q_clear, q_all, q_delta, q_nleaves, q_base, q_present, q_start, q_load,
     base_logit, cal_kind, cal_x, cal_y, shrink, prior,

@@ -44,11 +44,54 @@ def _state_of(pol: LGBMPolicy) -> tuple[Any, ...]:
     )
 
 
-def _tree_args(ens: Any) -> tuple[Any, ...]:
-    return (
-        ens.node_feature, ens.node_threshold, ens._clear64, ens._all_bits, ens._delta, int(ens.leaf_value.shape[1]),
-        ens._base, ens._out_present, ens._out_start,
-    )
+def _pack(pol: LGBMPolicy, cm: Any, cal: Any, is_local: np.ndarray, priv: int, cfg: Any, ref: int) -> tuple[Any, ...]:
+    """``(ints, f32s, u64s, f64s, is_local)``: every array the kernel reads, by dtype (layout: ``decide_one``)."""
+    m = pol.n_models
+    q = pol._engine
+    c = cm._ens if cm is not None else None
+    kq = 0 if pol.loadings is None else int(pol.loadings.shape[0])
+    iso = cal.method == "isotonic"
+    cal_x = np.asarray(cal._x, dtype=np.float64) if iso else np.zeros(1)
+    cal_y = np.asarray(cal._y, dtype=np.float64) if iso else np.zeros(1)
+    r = 0 if cm is None else int(cm.rank)
+    kt = 0 if cm is None else int(cm.loadings.shape[1])
+
+    def shape(ens: Any) -> tuple[int, int]:
+        return (0, 1) if ens is None else (int(ens.node_feature.shape[0]), int(ens.node_feature.shape[1]))
+
+    (q_s, q_k), (c_s, c_k) = shape(q), shape(c)
+    q_nl = int(q.leaf_value.shape[1])
+    c_nl = 1 if c is None else int(c.leaf_value.shape[1])
+    q_np = int(q._out_present.size)
+    c_np = 0 if c is None else int(c._out_present.size)
+    header = [m, cal_x.size, kq, r, kt, 1 if iso else 0, int(c is not None), priv, q_s, q_k, q_nl, q_np, c_s, c_k, c_nl,
+              c_np]
+    empty_i = np.zeros(0, dtype=np.int64)
+    ints = np.concatenate([
+        np.asarray(header, dtype=np.int64), q.node_feature.ravel(), q._out_present, q._out_start,
+        empty_i if c is None else c.node_feature.ravel(), empty_i if c is None else c._out_present,
+        empty_i if c is None else c._out_start,
+    ]).astype(np.int64)
+    c_thr = np.zeros(0, np.float32) if c is None else c.node_threshold.ravel()
+    f32s = np.concatenate([q.node_threshold.ravel(), c_thr])
+    u64s = np.concatenate([
+        np.array([q._all_bits, q._all_bits if c is None else c._all_bits], dtype=np.uint64), q._clear64.ravel(),
+        np.zeros(0, np.uint64) if c is None else c._clear64.ravel(),
+    ]).astype(np.uint64)
+    z = np.zeros(0)
+    f64s = np.concatenate([
+        np.array([float(pol.shrinkage), float(cfg.lam), float(cfg.mu), float(cfg.nu),
+                  max(float(pol.cost_mean[ref]) or 1.0, 1e-12), max(float(pol.latency_mean[ref]) or 1.0, 1e-12)]),
+        q._delta, q._base, z if c is None else c._delta, z if c is None else c._base,
+        z if pol.loadings is None else np.asarray(pol.loadings, dtype=np.float64).ravel(),
+        np.asarray(pol.base_logit, dtype=np.float64), cal_x, cal_y, np.asarray(pol.prior, dtype=np.float64),
+        z if cm is None else cm.loadings.ravel(), z if cm is None else cm.intercept, z if cm is None else cm.offset,
+        z if cm is None else cm.coef.ravel(), np.zeros(2 * m) if cm is None else cm.const,
+        np.asarray(pol.cost_mean, dtype=np.float64), np.asarray(pol.latency_mean, dtype=np.float64),
+    ]).astype(np.float64)
+    if q._base.size != (m if kq == 0 else kq) or (c is not None and c._base.size != r):
+        raise AssertionError("one-row plan: ensemble outputs do not match the model / rank counts")
+    return ints, f32s.astype(np.float32), u64s, f64s, is_local
 
 
 class OneRowPlan:
@@ -75,33 +118,8 @@ class OneRowPlan:
         loc = pol.is_local()
         is_local = np.zeros(m, dtype=np.bool_) if loc is None else np.ascontiguousarray(loc, dtype=np.bool_)
         priv = pol.privacy_col if (cfg.privacy_local_only and pol.privacy_col is not None) else -1
-        c_on = cm is not None
-        c_tree = _tree_args(cm._ens) if cm is not None else _tree_args(pol._engine)
         self._lin_zero = np.zeros(m, dtype=np.float32)
-        self._args = (
-            *_tree_args(pol._engine),
-            np.zeros((0, m)) if pol.loadings is None else np.ascontiguousarray(pol.loadings, dtype=np.float64),
-            np.ascontiguousarray(pol.base_logit, dtype=np.float64),
-            1 if cal.method == "isotonic" else 0,
-            np.ascontiguousarray(cal._x, dtype=np.float64) if cal.method == "isotonic" else np.zeros(1),
-            np.ascontiguousarray(cal._y, dtype=np.float64) if cal.method == "isotonic" else np.zeros(1),
-            float(pol.shrinkage),
-            np.ascontiguousarray(pol.prior, dtype=np.float64),
-            c_on,
-            *c_tree,
-            cm.loadings if cm is not None else _EMPTY_2D,
-            cm.intercept if cm is not None else np.zeros(0),
-            cm.offset if cm is not None else np.zeros(0),
-            cm.coef if cm is not None else _EMPTY_2D,
-            cm.const if cm is not None else np.zeros(0),
-            np.ascontiguousarray(pol.cost_mean, dtype=np.float64),
-            np.ascontiguousarray(pol.latency_mean, dtype=np.float64),
-            float(cfg.lam), float(cfg.mu), float(cfg.nu),
-            max(float(pol.cost_mean[ref]) or 1.0, 1e-12),
-            max(float(pol.latency_mean[ref]) or 1.0, 1e-12),
-            int(priv),
-            is_local,
-        )
+        self._args = _pack(pol, cm, cal, is_local, priv, cfg, ref)
 
     @classmethod
     def build(cls, pol: LGBMPolicy) -> OneRowPlan | None:
@@ -159,3 +177,23 @@ def plan_for(pol: LGBMPolicy) -> OneRowPlan | None:
     plan = OneRowPlan.build(pol)
     pol._one_row = (_state_of(pol) if plan is None else plan.state, plan)
     return plan
+
+
+def warm_up_kernel(ens: Any) -> None:
+    """Compile (or load from numba's cache) the kernel with the argument types of a real plan.
+
+    ``ens`` is any compiled one-output :class:`~router_rl.policies.treeeval.TreeEnsemble`
+    reading one feature (:func:`router_rl.features.jit.warm_up` passes a one-split tree).
+    """
+    from types import SimpleNamespace
+
+    kernel = _kernel()
+    if kernel is None:
+        return
+    one = np.zeros(1)
+    pol: Any = SimpleNamespace(n_models=1, _engine=ens, loadings=None, shrinkage=0.0, cost_mean=one, latency_mean=one,
+                               base_logit=one, prior=one)
+    cal = SimpleNamespace(method="isotonic", _x=np.array([0.0, 1.0]), _y=np.array([0.0, 1.0]))
+    cfg = SimpleNamespace(lam=0.0, mu=0.0, nu=0.0)
+    args = _pack(pol, None, cal, np.ones(1, dtype=np.bool_), -1, cfg, 0)
+    kernel(np.zeros(1, dtype=np.float32), np.zeros(1, dtype=np.float32), *args)
