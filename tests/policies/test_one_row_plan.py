@@ -25,6 +25,7 @@ VARIANTS = {
     "small-data": {},  # linear head stacked + prior shrinkage chosen (<= 1000 training tasks)
     "plain": {"linear_stack": False, "prior_shrinkage": 0.0, "calibration": "none"},
     "shared-factors": {"linear_stack": False, "shared_rank": 2, "prior_shrinkage": 0.3},
+    "mean-costs": {"linear_stack": False, "cost_model": "mean"},  # no per-task cost model: the means
 }
 
 
@@ -45,7 +46,8 @@ def fitted(
     pol = LGBMPolicy(train.models, config={**FAST, **VARIANTS[request.param]})  # type: ignore[attr-defined]
     pol.fit(enc.transform(train.tasks), train, seed=0)  # type: ignore[attr-defined, arg-type]
     pol.attach_encoder(enc)
-    assert pol.privacy_col is not None and pol.catalog is not None and pol.cost_model is not None
+    assert pol.privacy_col is not None and pol.catalog is not None
+    assert (pol.cost_model is None) == (request.param == "mean-costs")
     return pol, X
 
 
@@ -167,3 +169,18 @@ def test_errors_are_the_general_paths(fitted: tuple[LGBMPolicy, np.ndarray]) -> 
             pol.action_distribution(sens)
     finally:
         pol.catalog = catalog
+
+
+def test_a_loaded_policy_decides_the_same(fitted: tuple[LGBMPolicy, np.ndarray], tmp_path) -> None:
+    pol, X = fitted
+    pol.decision = DecisionConfig(lam=0.6, mu=0.1)
+    pol.save(tmp_path / "p")
+    loaded = LGBMPolicy.load(tmp_path / "p")
+    assert isinstance(loaded, LGBMPolicy)
+    for i in range(40):
+        x = X[i : i + 1]
+        assert loaded.action_distribution(x).tobytes() == pol.action_distribution(x).tobytes() == \
+            _general(loaded, x).tobytes(), i
+    plan = one_row.plan_for(loaded)
+    assert plan is not None and plan.general_runs <= 4
+    pol.decision = DecisionConfig()
