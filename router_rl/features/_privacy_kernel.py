@@ -1,8 +1,8 @@
 """numba kernel of the privacy prefilter (:mod:`router_rl.features.privacy_prefilter`).
 
-Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. One pass per
-byte view: at each position a bigram table says whether any literal starts with these two bytes
-(one load); only then are the literals starting with that byte (a first-byte index into a flat
+Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. One pass over
+both byte views: at each position a bigram table says whether any literal of that view starts
+with these two bytes (one load); only then are the literals starting with that byte (a first-byte index into a flat
 table) compared in full. The shapes (a run of 40 base64 characters; 13 digits with a run of 4;
 ``@`` followed by an e-mail domain character) are tracked with counters. Work per position is
 bounded by the table (no input makes it more than linear). The numpy twin is
@@ -16,29 +16,24 @@ import numpy as np
 
 
 @nb.njit(cache=True, nogil=True)
-def _literals(buf, view, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids):
+def _literals_at(buf, i, view, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids):
+    """Bits of the literals of ``view`` that start at ``buf[i]`` (compared in full)."""
     n = len(buf)
     mask = np.uint64(0)
-    off = view * 65536
-    for i in range(n):
-        c = buf[i]
-        nxt = buf[i + 1] if i + 1 < n else 256  # 256: the end (only one-byte literals can start here)
-        if nxt < 256 and not bigram[off + c * 256 + nxt]:
+    base = view * 256 + buf[i]
+    for k in range(first_ptr[base], first_ptr[base + 1]):
+        lit = first_ids[k]
+        ln = lit_len[lit]
+        if i + ln > n:
             continue
-        base = view * 256 + c
-        for k in range(first_ptr[base], first_ptr[base + 1]):
-            lit = first_ids[k]
-            ln = lit_len[lit]
-            if i + ln > n:
-                continue
-            s = lit_start[lit]
-            ok = True
-            for t in range(1, ln):
-                if buf[i + t] != lits[s + t]:
-                    ok = False
-                    break
-            if ok:
-                mask |= np.uint64(1) << np.uint64(lit_bit[lit])
+        s = lit_start[lit]
+        ok = True
+        for t in range(1, ln):
+            if buf[i + t] != lits[s + t]:
+                ok = False
+                break
+        if ok:
+            mask |= np.uint64(1) << np.uint64(lit_bit[lit])
     return mask
 
 
@@ -94,26 +89,34 @@ def prefilter_mask(
     email_class, email_bit, assign_bit, run_class,
 ):
     """Bit ``b`` set when the rule group with bit ``b`` may hit (see the module docstring)."""
-    mask = _literals(ab, 0, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
-    mask |= _literals(lab, 1, bigram, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
     n = len(ab)
+    mask = np.uint64(0)
     b64_run = 0
     digit_run = 0
     digits = 0
     best_b64 = 0
     best_digit = 0
     has_at = False
-    for i in range(n):  # branch-free counters (byte classes: 1 base64, 2 digit)
+    for i in range(n):  # one pass: both views' bigram tests, then branch-free counters
         c = ab[i]
-        k = b64_class[c]
+        lc = lab[i]
+        if i + 1 < n:
+            if bigram[c * 256 + ab[i + 1]]:
+                mask |= _literals_at(ab, i, 0, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
+            if bigram[65536 + lc * 256 + lab[i + 1]]:
+                mask |= _literals_at(lab, i, 1, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
+            if lc == 64 and email_class[lab[i + 1]]:
+                has_at = True
+        else:
+            mask |= _literals_at(ab, i, 0, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
+            mask |= _literals_at(lab, i, 1, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids)
+        k = b64_class[c]  # byte classes: 1 base64, 2 digit
         b64_run = (b64_run + 1) * (k & 1)
         best_b64 = max(best_b64, b64_run)
         dg = k >> 1
         digit_run = (digit_run + 1) * dg
         digits += dg
         best_digit = max(best_digit, digit_run)
-        if c == 64 and i + 1 < n and email_class[lab[i + 1]]:
-            has_at = True
     has_b64 = best_b64 >= 40
     has_run4 = best_digit >= 4
     if has_b64 and b64_bit >= 0:
