@@ -374,7 +374,8 @@ class LGBMPolicy(UtilityPolicy):
         anything it does not cover).
         """
         if (
-            type(X) is np.ndarray
+            type(self) is LGBMPolicy  # a subclass may override a step the kernel fuses: general path
+            and type(X) is np.ndarray
             and X.ndim == 2
             and X.shape[0] == 1
             and X.dtype == np.float32

@@ -13,7 +13,8 @@ computed with identical operations); otherwise, and without numba (``ROUTER_RL_N
 general path is the kernel's numpy twin), the general path runs. So the distribution is the
 general path's, bit for bit (``tests/policies/test_one_row_plan.py``). The plan covers the
 default decision rule (argmax: no temperature, exploration, floor or escalation), isotonic or no
-calibration and the compiled tree engines; anything else runs the general path.
+calibration and the compiled tree engines, on ``LGBMPolicy`` itself (a subclass may override a
+fused step); anything else runs the general path.
 :attr:`OneRowPlan.general_runs` counts the rows that went the general path after all.
 """
 
