@@ -108,7 +108,7 @@ def _table() -> tuple[object, ...]:
         np.array([lit.bit for lit in lits], dtype=np.int64),
         first_ptr,
         np.array(order, dtype=np.int64),
-        bigram,
+        np.packbits(bigram, bitorder="little"),
         b64,
         _shape_bit("b64_run_40"),
         _shape_bit("card_digits"),
