@@ -10,8 +10,9 @@ Prints, for ``--n`` prompts from :func:`router_rl.traces.simulate.simulate_fleet
   1,000-character request), pinned to one core: the hashed n-gram blocks alone on the same
   request with the numpy one-row form (the in-run baseline; also the batch form's per-prompt
   cost and the compiled form), ``transform_one`` (encode), the LightGBM policy's one-row
-  ``action_distribution`` (decide), encode + decide as the router runs them, the same with the
-  numba kernels switched off, and the ratios to the baseline (robust to machine load).
+  ``action_distribution`` (decide: the fused one-row kernel of ``policies/one_row.py``) and the
+  general path it replaces, encode + decide as the router runs them, the same with the numba
+  kernels switched off, and the ratios to the baseline (robust to machine load).
 
 Usage::
 
@@ -82,6 +83,7 @@ def main() -> None:
     from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
     from router_rl.features.text_stats import prompt_stats_one
     from router_rl.policies.lgbm import LGBMPolicy
+    from router_rl.policies.utility import UtilityPolicy
     from router_rl.traces.simulate import simulate_fleet
 
     t = time.perf_counter()
@@ -137,7 +139,9 @@ def main() -> None:
     # --- the live router's single-request path ---------------------------------------------
     # requests of ~1,000 characters (the size): each prompt cut or padded to 1,000
     import router_rl.features.hashing as hashing_mod
+    import router_rl.features.privacy_prefilter as prefilter_mod
     import router_rl.features.text_stats as text_stats_mod
+    import router_rl.policies.one_row as one_row_mod
     import router_rl.policies.treeeval as treeeval_mod
     from router_rl.features.jit import kernel_backend
 
@@ -172,18 +176,25 @@ def main() -> None:
     enc_us = per_call_us(lambda r: enc.transform_one(r), records)  # type: ignore[arg-type]
     X1 = [enc.transform_one(r)[None, :] for r in records]
     dec_us = per_call_us(lambda x: pol.action_distribution(x), X1)  # type: ignore[arg-type]
+    plan = one_row_mod.plan_for(pol)
+    general_before = plan.general_runs if plan is not None else 0
+    dec_gen_us = per_call_us(lambda x: UtilityPolicy.action_distribution(pol, x), X1)  # type: ignore[arg-type]
     both_us = per_call_us(encode_decide, records)
     h1_us = per_call_us(hash_one, lowered1)
     hn_us = per_call_us(hash_one_numpy, lowered1)
     st_us = per_call_us(lambda p: prompt_stats_one(p.lower()), one_prompts)  # type: ignore[attr-defined]
     pv_us = per_call_us(is_sensitive, one_prompts)  # type: ignore[arg-type]
     # the same request path with the numpy twins (numba switched off), in the same run
-    kernels = (hashing_mod._one_row_kernel, text_stats_mod._substring_kernel, treeeval_mod._one_row_kernel)
-    hashing_mod._one_row_kernel = text_stats_mod._substring_kernel = treeeval_mod._one_row_kernel = lambda: None
+    mods = (hashing_mod, text_stats_mod, treeeval_mod, one_row_mod, prefilter_mod)
+    names = ("_one_row_kernel", "_substring_kernel", "_one_row_kernel", "_kernel", "_kernel")
+    kernels = [getattr(mod, name) for mod, name in zip(mods, names, strict=True)]
+    for mod, name in zip(mods, names, strict=True):
+        setattr(mod, name, lambda: None)
     try:
         both_np_us = per_call_us(encode_decide, records)
     finally:
-        hashing_mod._one_row_kernel, text_stats_mod._substring_kernel, treeeval_mod._one_row_kernel = kernels
+        for mod, name, k in zip(mods, names, kernels, strict=True):
+            setattr(mod, name, k)
     batch_hash_us = 1e6 / ours_rate  # per prompt, from the batch throughput above (mean 1k chars)
 
     def row(name: str, us: np.ndarray) -> None:
@@ -198,6 +209,11 @@ def main() -> None:
     row("  of which structure statistics (str.count form)", st_us)
     row("  of which privacy scan (is_sensitive)", pv_us)
     row("LightGBM action_distribution, one row (decide)", dec_us)
+    row("  the same, general path (no fused kernel)", dec_gen_us)
+    if plan is not None:
+        print(f"  fused kernel: {general_before} of {3 * len(X1) + 20} decide calls handed to the general path")
+    else:
+        print("  fused kernel: not used (numba off or the policy's state is not covered)")
     row("encode + decide (transform_records + decide)", both_us)
     row("encode + decide, numpy twins (numba off)", both_np_us)
     base = float(np.median(hn_us))

@@ -68,7 +68,9 @@ def warm_up() -> str:
     import numpy as np
 
     from router_rl.features.hashing import hash_ngrams_one
+    from router_rl.features.privacy import is_sensitive
     from router_rl.features.text_stats import KeywordTable, substring_counts_one
+    from router_rl.policies.one_row import warm_up_kernel
     from router_rl.policies.treeeval import TreeEnsemble
 
     hash_ngrams_one(b"warm up kernels", n_word=4, n_char=4)
@@ -76,5 +78,8 @@ def warm_up() -> str:
     tree = {"split_feature": 0, "threshold": 0.5, "decision_type": "<=", "missing_type": "None",
             "left_child": {"leaf_value": 1.0}, "right_child": {"leaf_value": 2.0}}
     dump = {"num_tree_per_iteration": 1, "max_feature_idx": 0, "tree_info": [{"num_leaves": 2, "tree_structure": tree}]}
-    TreeEnsemble.from_dump(dump).predict_raw_t(np.zeros((1, 1), dtype=np.float32))
+    ens = TreeEnsemble.from_dump(dump)
+    ens.predict_raw_t(np.zeros((1, 1), dtype=np.float32))
+    is_sensitive("warm up the privacy prefilter")
+    warm_up_kernel(ens)
     return kernel_backend()

@@ -22,10 +22,12 @@ own), ``api_key`` (OpenAI / Anthropic ``sk-``, Google ``AIza``, Slack ``xox?-``)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from router_rl.features.privacy_prefilter import CONTEXT_BASE, rule_mask
 from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_ANY_PATTERNS, TOKEN_RULES, Hit
 
 #: The per-request scan rule, as documented (also in ``docs/features.md``).
@@ -60,19 +62,36 @@ def _views(text: str) -> tuple[bytes, bytes]:
 
 def _hits(text: str) -> Iterator[Hit]:
     ab, lab = _views(text)
-    for rule in TOKEN_RULES:
-        yield from rule.scan(ab, lab)
-    for crule in CONTEXT_RULES:
-        if crule.applies(lab):
+    mask = rule_mask(ab, lab)  # rules that cannot hit are skipped (privacy_prefilter)
+    for rule, groups in zip(TOKEN_RULES, _token_groups(), strict=True):
+        for pat, g in zip(rule.patterns, groups, strict=True):
+            if mask >> g & 1:
+                for m in pat.finditer(ab):
+                    yield rule.kind, m.start(), m.end()
+    for k, crule in enumerate(CONTEXT_RULES):
+        if mask >> (CONTEXT_BASE + k) & 1 and crule.applies(lab):
             yield from crule.scan(ab, lab)
 
 
 def _any_hit(text: str) -> bool:
     ab, lab = _views(text)
-    for pat in TOKEN_ANY_PATTERNS:
-        if pat.search(ab) is not None:
+    mask = rule_mask(ab, lab)
+    if not mask:
+        return False
+    for g, (_, pat) in enumerate(TOKEN_ANY_PATTERNS):
+        if mask >> g & 1 and pat.search(ab) is not None:
             return True
-    return any(crule.applies(lab) and next(crule.scan(ab, lab), None) is not None for crule in CONTEXT_RULES)
+    for k, crule in enumerate(CONTEXT_RULES):
+        if mask >> (CONTEXT_BASE + k) & 1 and crule.applies(lab) and next(crule.scan(ab, lab), None) is not None:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _token_groups() -> tuple[tuple[int, ...], ...]:
+    """Per token rule, the prefilter bit (first-byte group) of each of its patterns."""
+    first = [pat.pattern[:1] for _, pat in TOKEN_ANY_PATTERNS]
+    return tuple(tuple(first.index(p[:1]) for p in rule.prefixes) for rule in TOKEN_RULES)
 
 
 def detect_sensitive(text: str | None) -> list[Finding]:

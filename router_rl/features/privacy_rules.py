@@ -44,7 +44,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 #: ``(kind, start, end)`` in code points.
 Hit = tuple[str, int, int]
@@ -100,12 +100,67 @@ class TokenRule:
     source: str
     prefixes: tuple[bytes, ...] = ()
     branches: tuple[bytes, ...] = ()
+    #: Per pattern, literals one of which starts every match (:func:`literal_heads`).
+    heads: tuple[tuple[bytes, ...], ...] = ()
 
     def scan(self, ab: bytes, lab: bytes) -> Iterator[Hit]:
         """Yield the hits of this rule."""
         for pat in self.patterns:
             for m in pat.finditer(ab):
                 yield self.kind, m.start(), m.end()
+
+
+#: At most this many literal heads per pattern (a longer expansion stops at the shorter heads).
+MAX_HEADS: Final = 32
+
+
+def literal_heads(src: bytes) -> tuple[bytes, ...]:
+    """Literals one of which every match of the (case-sensitive) pattern ``src`` starts with.
+
+    Read from the parsed pattern: leading literals, small character sets of literals and
+    alternations of those are expanded (at most :data:`MAX_HEADS` heads), zero-width assertions
+    are skipped, and the expansion stops at the first other item. So ``h in text`` for no head
+    ``h`` proves the pattern has no match (the privacy scan's prefilter; a head that is a
+    substring of another is enough, so only the minimal ones are kept).
+    """
+    import importlib
+
+    c: Any = importlib.import_module("re._constants")  # the parser of ``re`` itself (private, stable in 3.11+)
+    sre_parse: Any = importlib.import_module("re._parser")
+
+    def heads(items: Any) -> tuple[set[bytes], bool]:
+        cur = {b""}
+        for op, av in items:
+            if op in (c.ASSERT, c.ASSERT_NOT):
+                continue  # zero width
+            if op is c.LITERAL:
+                cur = {h + bytes([av]) for h in cur}
+                continue
+            if op is c.IN and all(o is c.LITERAL for o, _ in av):
+                alts, complete = {bytes([v]) for _, v in av}, True
+            elif op is c.BRANCH:
+                alts, complete = set(), True
+                for branch in av[1]:
+                    h, ok = heads(branch)
+                    alts |= h
+                    complete &= ok
+            elif op is c.SUBPATTERN and not av[1] and not av[2]:
+                alts, complete = heads(av[3])
+            else:
+                return cur, False
+            if len(cur) * len(alts) > MAX_HEADS:
+                return cur, False
+            cur = {h + a for h in cur for a in alts}
+            if not complete:
+                return cur, False
+        return cur, True
+
+    pat = sre_parse.parse(src, re.DOTALL)
+    if pat.state.flags & re.IGNORECASE:
+        return (b"",)
+    found, _ = heads(pat)
+    minimal = sorted({h for h in found if not any(o != h and o in h for o in found)})
+    return tuple(minimal) if minimal else (b"",)
 
 
 _TOKEN_CLASS: Final = rb"A-Za-z0-9_\-"
@@ -124,7 +179,7 @@ def _tok(
 ) -> TokenRule:
     srcs = tuple(_branch(p, r, boundary) for p, r in branches)
     pats = tuple(re.compile(b, re.DOTALL) for b in srcs)
-    return TokenRule(kind, pats, source, tuple(p for p, _ in branches), srcs)
+    return TokenRule(kind, pats, source, tuple(p for p, _ in branches), srcs, tuple(literal_heads(b) for b in srcs))
 
 
 _GH: Final = rb"_[A-Za-z0-9]{36,255}+"
@@ -174,7 +229,7 @@ TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
 
 
 
-def _grouped_by_first_byte(rules: tuple[TokenRule, ...]) -> tuple[re.Pattern[bytes], ...]:
+def _grouped_by_first_byte(rules: tuple[TokenRule, ...]) -> tuple[tuple[tuple[bytes, ...], re.Pattern[bytes]], ...]:
     """One pattern per first byte: ``c(?:rest1|rest2|...)`` (a single-byte literal prefix each).
 
     Used by :func:`~router_rl.features.privacy.is_sensitive`: it finds a match whenever any
@@ -183,17 +238,23 @@ def _grouped_by_first_byte(rules: tuple[TokenRule, ...]) -> tuple[re.Pattern[byt
     separate patterns, which also report overlapping matches of different families.
     """
     groups: dict[int, list[bytes]] = {}
+    group_heads: dict[int, set[bytes]] = {}
     for r in rules:
-        for prefix, src in zip(r.prefixes, r.branches, strict=True):
+        for prefix, src, hs in zip(r.prefixes, r.branches, r.heads, strict=True):
             lit = re.escape(prefix[:1])
             assert src.startswith(lit), (prefix, src)
             groups.setdefault(prefix[0], []).append(src[len(lit) :])
-    return tuple(
-        re.compile(re.escape(bytes([c])) + b"(?:" + b"|".join(rests) + b")", re.DOTALL) for c, rests in groups.items()
-    )
+            group_heads.setdefault(prefix[0], set()).update(hs)
+    out = []
+    for c, rests in groups.items():
+        found = group_heads[c]
+        minimal = tuple(sorted(h for h in found if not any(o != h and o in h for o in found)))
+        out.append((minimal, re.compile(re.escape(bytes([c])) + b"(?:" + b"|".join(rests) + b")", re.DOTALL)))
+    return tuple(out)
 
 
-#: :data:`TOKEN_RULES` grouped by first byte (the boolean fast path).
+#: :data:`TOKEN_RULES` grouped by first byte, each with its literal heads (the boolean fast path:
+#: a group runs only when one of its heads occurs).
 TOKEN_ANY_PATTERNS: Final = _grouped_by_first_byte(TOKEN_RULES)
 
 # --- rules that read context around a literal anchor --------------------------------------------
@@ -605,23 +666,46 @@ class ContextRule:
     scan: Callable[[bytes, bytes], Iterator[Hit]]
     source: str
     triggers: tuple[bytes, ...] = ()
+    #: The prefilter's proof that the rule cannot hit (:mod:`router_rl.features.privacy_prefilter`):
+    #: ``(view, literal)`` pairs (view ``"ab"`` or ``"lab"``), one of which occurs wherever the
+    #: rule hits (the literal its patterns or candidate search start with), or a shape the scan
+    #: itself requires first (``"b64_run_40"``: a run of 40 ``[A-Za-z0-9/+]``; ``"card_digits"``:
+    #: 13 digits in all and a run of 4; ``"email_at"``: ``@`` followed by ``[A-Za-z0-9-]`` in
+    #: ``lab``; ``"assign_op"``: see :mod:`~router_rl.features.privacy_prefilter`). With both, both
+    #: must hold. Neither: the rule always runs.
+    needs: tuple[tuple[str, bytes], ...] = ()
+    needs_shape: str = ""
 
     def applies(self, lab: bytes) -> bool:
         """False when no trigger occurs (the rule cannot hit)."""
         return not self.triggers or any(t in lab for t in self.triggers)
 
 
+def _lab(*lits: bytes) -> tuple[tuple[str, bytes], ...]:
+    return tuple(("lab", lit) for lit in lits)
+
+
 CONTEXT_RULES: Final[tuple[ContextRule, ...]] = (
-    ContextRule("private_key", scan_private_keys, "gitleaks private-key; detect-secrets PrivateKeyDetector"),
-    ContextRule("aws_secret_key_labelled", scan_aws_secret_labelled, "detect-secrets AWSKeyDetector"),
+    # every hit starts at a BEGIN marker (searched in ab)
+    ContextRule("private_key", scan_private_keys, "gitleaks private-key; detect-secrets PrivateKeyDetector",
+                needs=(("ab", b"-----BEGIN "), ("ab", b"PuTTY-User-Key-File-"))),
+    ContextRule("aws_secret_key_labelled", scan_aws_secret_labelled, "detect-secrets AWSKeyDetector",
+                needs=_lab(b"aws")),
     ContextRule("aws_secret_key_unlabelled", scan_aws_secret_unlabelled,
-                "detect-secrets Base64HighEntropyString (entropy), AWS key shape"),
-    ContextRule("url_credentials", scan_url_credentials, "detect-secrets BasicAuthDetector (URL form)"),
-    ContextRule("auth_headers", scan_auth_headers, "detect-secrets BasicAuthDetector; HTTP Authorization"),
+                "detect-secrets Base64HighEntropyString (entropy), AWS key shape", needs_shape="b64_run_40"),
+    ContextRule("url_credentials", scan_url_credentials, "detect-secrets BasicAuthDetector (URL form)",
+                needs=_lab(b"://")),
+    ContextRule("auth_headers", scan_auth_headers, "detect-secrets BasicAuthDetector; HTTP Authorization",
+                needs=_lab(b"bearer", b"basic")),
     ContextRule("cli_passwords", scan_cli_passwords, "mysql(1) -p option; sshpass(1)",
-                (b"mysql", b"mariadb", b"sshpass")),
+                (b"mysql", b"mariadb", b"sshpass"), needs=(("ab", b"mysql"), ("ab", b"mariadb"), ("ab", b"sshpass"))),
+    # candidates are only tried where a keyword literal occurs (_assignment_matches); an accepted
+    # match has an operator after the name's run of [a-z0-9_.-] (and an optional quote and
+    # blanks), or is a --flag (a bare blank is refused otherwise): "assign_op"
     ContextRule("assignments", scan_assignments,
-                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)"),
-    ContextRule("email", scan_emails, "PII (kept from the first detector)"),
-    ContextRule("credit_card", scan_cards, "PII (kept from the first detector), Luhn"),
+                "detect-secrets KeywordDetector; gitleaks generic-api-key (entropy > 3.5 idea)",
+                needs=_lab(*_KW_STARTS), needs_shape="assign_op"),
+    # _EMAIL_AT: "@" then [A-Za-z0-9-] (on lab)
+    ContextRule("email", scan_emails, "PII (kept from the first detector)", needs_shape="email_at"),
+    ContextRule("credit_card", scan_cards, "PII (kept from the first detector), Luhn", needs_shape="card_digits"),
 )

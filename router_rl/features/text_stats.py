@@ -197,8 +197,8 @@ def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = N
         "chars": n,
         "lines": lowered.count("\n") + 1 if n else 0,
         "code_fences": lowered.count("```"),
-        "code_lines": len(_CODE_START_NL_RE.findall(nl)) + len(_CODE_END_RE.findall(lowered)),
-        "stack_trace_lines": len(_STACK_NL_RE.findall(nl)),
+        "code_lines": len(_CODE_START_NL_RE.findall(nl)) + _code_end_count(lowered),
+        "stack_trace_lines": _stack_count(nl),
         "diff_hunks": len(_HUNK_NL_RE.findall(nl)),
         "test_keywords": keyword_totals[0],
         "file_paths": sum(
@@ -208,6 +208,29 @@ def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = N
         ),
         "error_keywords": keyword_totals[1],
     }
+
+
+#: A literal every branch of :data:`_STACK_NL_RE` contains (the frame branches: a blank then ``at ``).
+_STACK_LITERALS: Final = ('file "', " at ", "\tat ", "traceback (most recent call last)", "goroutine ")
+
+
+def _stack_count(nl: str) -> int:
+    """``len(_STACK_NL_RE.findall(nl))``; 0 when no branch's literal occurs (C ``in`` tests first)."""
+    for lit in _STACK_LITERALS:
+        if lit in nl:
+            return len(_STACK_NL_RE.findall(nl))
+    return 0
+
+
+def _code_end_count(lowered: str) -> int:
+    """``len(_CODE_END_RE.findall(lowered))``; 0 without a ``;``, ``{`` or ``}`` (every match starts with one).
+
+    The regex has no literal prefix (it is tried at every position), so the ``in`` tests (C
+    searches) save most of its cost on texts without code punctuation.
+    """
+    if ";" not in lowered and "{" not in lowered and "}" not in lowered:
+        return 0
+    return len(_CODE_END_RE.findall(lowered))
 
 
 class KeywordTable:

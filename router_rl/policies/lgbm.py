@@ -45,6 +45,7 @@ from router_rl.policies.costmodel import CostLatencyModel, fit_cost_model
 from router_rl.policies.decision import DecisionConfig
 from router_rl.policies.lgbm_config import SHARED_AUTO_RANK, LGBMConfig
 from router_rl.policies.linear import LinearHead
+from router_rl.policies.one_row import OneRowPlan, plan_for
 from router_rl.policies.utility import UtilityPolicy
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class LGBMPolicy(UtilityPolicy):
         self.linear: LinearHead | None = None
         self.loadings: np.ndarray | None = None  # (K, m) output -> model-logit map (shared_rank > 0)
         self._oof: tuple[np.ndarray, np.ndarray, OutcomeMatrix] | None = None
+        self._one_row: tuple[tuple[Any, ...], OneRowPlan | None] | None = None  # (state, fused one-row plan)
 
     @property
     def calibration_margin_z(self) -> float:  # type: ignore[override]
@@ -364,6 +366,29 @@ class LGBMPolicy(UtilityPolicy):
 
     def _predict_quality(self, X: np.ndarray) -> np.ndarray:
         return self.calibrator(self.predict_raw(X))
+
+    def action_distribution(self, X: np.ndarray) -> np.ndarray:
+        """Distribution over models; one float32 row runs the fused kernel of :mod:`router_rl.policies.one_row`.
+
+        Same result as the general path, bit for bit (the kernel hands back near ties and
+        anything it does not cover).
+        """
+        if (
+            type(self) is LGBMPolicy  # a subclass may override a step the kernel fuses: general path
+            and type(X) is np.ndarray
+            and X.ndim == 2
+            and X.shape[0] == 1
+            and X.dtype == np.float32
+            and self._quality_cache is None
+        ):
+            plan = plan_for(self)
+            if plan is not None and X.shape[1] == plan.n_features:
+                a = plan.choose(X)
+                if a >= 0:
+                    probs = np.zeros((1, self.n_models))
+                    probs[0, a] = 1.0
+                    return probs
+        return super().action_distribution(X)
 
     # --- persistence -------------------------------------------------------------------------
     def _save_model(self, directory: Path) -> dict[str, Any] | None:

@@ -84,3 +84,27 @@ def test_line_rules_match_the_multiline_reference() -> None:
         one = prompt_stats_one(t)
         assert {k: one[k] for k in ref} == ref, (i, t[:80])
         assert {k: int(batch[k][i]) for k in ref} == ref, (i, t[:80])
+
+
+def test_literal_prechecks_count_like_the_regexes() -> None:
+    """``_stack_count`` / ``_code_end_count`` skip their regex only where it cannot match."""
+    import numpy as np
+
+    from router_rl.features import text_stats as ts
+
+    rng = np.random.default_rng(0)
+    pieces = ['  File "a.py", line 3', "\tat com.x.Y.run(Y.java:1)", "    at f (/a.js:1:2)", " at ", "at ",
+              "traceback (most recent call last)", "goroutine 7 [", "x;", "y {", "}", " ; ", "plain words", "\n",
+              "\n\n", "file ", "goroutine", "\tat"]
+    texts = ["".join(pieces[int(i)] for i in rng.integers(0, len(pieces), int(rng.integers(0, 12))))
+             for _ in range(3000)]
+    stack_hits = code_hits = 0
+    for t in texts:
+        nl = "\n" + t
+        want_stack = len(ts._STACK_NL_RE.findall(nl))
+        want_code = len(ts._CODE_END_RE.findall(t))
+        assert ts._stack_count(nl) == want_stack, t
+        assert ts._code_end_count(t) == want_code, t
+        stack_hits += want_stack
+        code_hits += want_code
+    assert stack_hits > 100 and code_hits > 100
