@@ -376,9 +376,9 @@ class RouterConfig(BaseModel):
         exploration: Exploration applied to the decisions.
         features: The encoder of the features logged with every decision.
         server: HTTP server.
-        upstream_client: The connection pool of the HTTP providers: ``aiohttp`` (default, about
-            a third of httpx's CPU per request; :mod:`router_rl.router.upstream`) or ``httpx``
-            (httpx's own pool).
+        upstream_client: The connection pool of the HTTP providers: ``aiohttp`` (default, the
+            cheaper one per request: docs/router.md, *Measured (2026-12-02)*;
+            :mod:`router_rl.router.upstream`) or ``httpx`` (httpx's own pool).
         refine: Iterative refinement of local answers (:class:`~router_rl.router.refine.RefineConfig`;
             absent: off; ``refine: {}``: on with the fleet plan's caps and thresholds).
         seed: Seed of every random choice the router makes.
