@@ -15,24 +15,25 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _literal_at(buf, i, lits, start, length):
+    """Whether ``lits[start : start + length]`` occurs in ``buf`` at ``i`` (its first byte already matched)."""
+    if i + length > len(buf):
+        return False
+    for t in range(1, length):  # noqa: SIM110 (numba compiles no generator expression)
+        if buf[i + t] != lits[start + t]:
+            return False
+    return True
+
+
 @nb.njit(cache=True, nogil=True)
 def _literals_at(buf, i, view, lits, lit_start, lit_len, lit_bit, first_ptr, first_ids):
     """Bits of the literals of ``view`` that start at ``buf[i]`` (compared in full)."""
-    n = len(buf)
     mask = np.uint64(0)
     base = view * 256 + buf[i]
     for k in range(first_ptr[base], first_ptr[base + 1]):
         lit = first_ids[k]
-        ln = lit_len[lit]
-        if i + ln > n:
-            continue
-        s = lit_start[lit]
-        ok = True
-        for t in range(1, ln):
-            if buf[i + t] != lits[s + t]:
-                ok = False
-                break
-        if ok:
+        if _literal_at(buf, i, lits, lit_start[lit], lit_len[lit]):
             mask |= np.uint64(1) << np.uint64(lit_bit[lit])
     return mask
 
@@ -56,18 +57,7 @@ def _assign_possible(lab, lits, lit_start, lit_len, lit_bit, first_ptr, first_id
             if not kw_in_run:
                 for k in range(first_ptr[256 + c], first_ptr[256 + c + 1]):
                     lit = first_ids[k]
-                    if lit_bit[lit] != assign_bit:
-                        continue
-                    ln = lit_len[lit]
-                    if i + ln > n:
-                        continue
-                    s = lit_start[lit]
-                    ok = True
-                    for t in range(1, ln):
-                        if lab[i + t] != lits[s + t]:
-                            ok = False
-                            break
-                    if ok:
+                    if lit_bit[lit] == assign_bit and _literal_at(lab, i, lits, lit_start[lit], lit_len[lit]):
                         kw_in_run = True
                         break
             continue
