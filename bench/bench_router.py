@@ -10,7 +10,7 @@ Setup (all on 127.0.0.1, each server in its own process):
   (``--hedge-after``): SIMPLE work goes to C (stalled), MODERATE to A (SIGKILLed half way),
   the rest to B; the fallback order is B, A, C.
 
-Phases, same client code:
+Phases, same client code (`--load-client`: aiohttp by default, httpx as before 2026-12-02):
 
 1. baseline: ``--clients`` clients call backend B directly for ``--duration`` seconds;
 2. router: ``--clients`` clients call the router for ``--duration`` seconds; A is SIGKILLed half way;
@@ -45,6 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -108,39 +109,62 @@ class PhaseResult:
 
 async def _phase(
     name: str, url: str, model: str, *, clients: int, duration_s: float, on_half: object = None,
-    progress: object = None,
+    progress: object = None, load_client: str = "aiohttp",
 ) -> PhaseResult:
     res = PhaseResult(name, duration_s)
-    # the pool retires idle connections (2 s) before any server closes them (uvicorn replay backends: 5 s)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     t_end = time.monotonic() + duration_s
     half = time.monotonic() + duration_s / 2
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    def record(status: int, headers: Any, dt: float) -> None:
+        if status != 200:
+            res.failed += 1
+            key = f"HTTP {status}"
+            res.errors[key] = res.errors.get(key, 0) + 1
+            return
+        res.ok += 1
+        res.latencies_s.append(dt)
+        served = headers.get("x-router-model") or model
+        res.served[served] = res.served.get(served, 0) + 1
+        if "x-router-overhead-ms" in headers:
+            res.overhead_ms.append(float(headers["x-router-overhead-ms"]))
+
+    def failed(e: Exception) -> None:
+        res.failed += 1
+        res.errors[type(e).__name__] = res.errors.get(type(e).__name__, 0) + 1
+
+    def body(k: int, i: int) -> dict[str, Any]:
+        return {"model": model, "messages": [{"role": "user", "content": PROMPTS[(k + i) % len(PROMPTS)]}],
+                "max_tokens": 256}
+
+    async def httpx_client(k: int, http: httpx.AsyncClient) -> None:
         i = 0
         while time.monotonic() < t_end:
-            body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(k + i) % len(PROMPTS)]}],
-                    "max_tokens": 256}
+            b = body(k, i)
             i += 1
             t = time.perf_counter()
             try:
-                r = await http.post(url, json=body, headers={"x-agent-id": f"bench-{k % 10}"})
+                r = await http.post(url, json=b, headers={"x-agent-id": f"bench-{k % 10}"})
             except httpx.HTTPError as e:
-                res.failed += 1
-                res.errors[type(e).__name__] = res.errors.get(type(e).__name__, 0) + 1
+                failed(e)
                 continue
-            dt = time.perf_counter() - t
-            if r.status_code != 200:
-                res.failed += 1
-                key = f"HTTP {r.status_code}"
-                res.errors[key] = res.errors.get(key, 0) + 1
+            record(r.status_code, r.headers, time.perf_counter() - t)
+
+    async def aiohttp_client(k: int, http: Any) -> None:
+        import aiohttp
+
+        i = 0
+        while time.monotonic() < t_end:
+            b = body(k, i)
+            i += 1
+            t = time.perf_counter()
+            try:
+                async with http.post(url, json=b, headers={"x-agent-id": f"bench-{k % 10}"}) as r:
+                    await r.read()
+                    status, headers = r.status, r.headers
+            except (TimeoutError, aiohttp.ClientError) as e:
+                failed(e)
                 continue
-            res.ok += 1
-            res.latencies_s.append(dt)
-            served = r.headers.get("x-router-model") or model
-            res.served[served] = res.served.get(served, 0) + 1
-            if "x-router-overhead-ms" in r.headers:
-                res.overhead_ms.append(float(r.headers["x-router-overhead-ms"]))
+            record(status, headers, time.perf_counter() - t)
 
     async def ticker() -> None:
         fired = False
@@ -152,8 +176,17 @@ async def _phase(
                 fired = True
                 on_half()  # type: ignore[operator]
 
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
-        await asyncio.gather(ticker(), *(client(k, http) for k in range(clients)))
+    if load_client == "httpx":
+        # the pool retires idle connections (2 s) before any server closes them (uvicorn replay backends: 5 s)
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
+        async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+            await asyncio.gather(ticker(), *(httpx_client(k, http) for k in range(clients)))
+        return res
+    import aiohttp
+
+    conn = aiohttp.TCPConnector(limit=clients, keepalive_timeout=2.0)  # idle expiry below the servers' 5 s
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30.0)) as http:
+        await asyncio.gather(ticker(), *(aiohttp_client(k, http) for k in range(clients)))
     return res
 
 
@@ -200,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attempt-timeout", type=float, default=4.0,
                     help="router fallback.latency_threshold_s: local attempt / first-token deadline (default 4)")
     ap.add_argument("--no-decision-log", action="store_true", help="run the router without its decision log")
+    ap.add_argument("--load-client", choices=("aiohttp", "httpx"), default="aiohttp",
+                    help="the bench's own clients, every phase alike (default aiohttp: the cheaper load generator, "
+                         "so the shared cores go to the servers; httpx: as before 2026-12-02)")
     ap.add_argument("--upstream-client", choices=("aiohttp", "httpx"), default="aiohttp",
                     help="router upstream_client: the providers' connection pool (default aiohttp, the router's "
                          "default; httpx: httpx's own pool, as before 2026-12-02)")
@@ -267,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                       on_half: object = None) -> PhaseResult:
                 task = prog.add_task(title, total=1.0)
                 return asyncio.run(_phase(title, url, model, clients=clients, duration_s=duration, on_half=on_half,
-                                          progress=lambda f: prog.update(task, completed=f)))
+                                          progress=lambda f: prog.update(task, completed=f),
+                                          load_client=args.load_client))
 
             base = phase("direct to backend B", f"http://127.0.0.1:{pb}{chat}", MODEL_B, args.clients, args.duration)
             routed = phase("router (A SIGKILLed half way, C stalled)", f"http://127.0.0.1:{pr}{chat}",
@@ -337,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row("  CPU ms / request: backend Z, router", f"{cpu[f'backend_cpu_ms_per_request_{n}']:.2f}",
                       f"{cpu[f'router_cpu_ms_per_request_{n}']:.2f}", "")
     console.print(table)
-    console.print(f"upstream_client: {args.upstream_client}; load average 1/5/15 min: "
+    console.print(f"upstream_client: {args.upstream_client}; load client: {args.load_client}; load average 1/5/15 min: "
                   f"{'/'.join(f'{x:.2f}' for x in load0)} at start, "
                   f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} at end")
     n_rows = rows.height if rows is not None else None
@@ -353,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "hedge_after_s": args.hedge_after,
         "attempt_timeout_s": args.attempt_timeout,
         "upstream_client": args.upstream_client,
+        "load_client": args.load_client,
         "load_avg_start": load0,
         "load_avg_end": list(os.getloadavg()),
         "failed_direct": base.failed,
