@@ -115,6 +115,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        from router_rl.features.jit import warm_up
+
+        # the request screening's privacy prefilter is a compiled kernel and each upstream pool builds
+        # its TLS context on first use: both now (the kernels off the event loop), so no live request pays them
+        from router_rl.router.upstream import open_pools
+
+        backend = await asyncio.to_thread(warm_up)
+        pools = open_pools(router.providers)  # in this loop: the pools' sessions belong to it
+        log.info("router-rl per-request kernels: %s; upstream pools opened: %d", backend, pools)
         yield
         await fb.aclose()
         if close_router:

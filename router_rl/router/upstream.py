@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -256,6 +256,21 @@ class AiohttpPostMixin:
         """Close the httpx client and the aiohttp pool."""
         await super().close()  # type: ignore[misc]
         await self._transport.aclose()
+
+
+def open_pools(providers: Mapping[str, Any]) -> int:
+    """Open every aiohttp pool of ``providers`` in the running event loop; returns how many.
+
+    A pool's first use builds its TLS context (the CA bundle) and its session: a server calls this
+    at start-up (``create_app``'s lifespan), so that no live request pays it.
+    """
+    n = 0
+    for provider in providers.values():
+        transport = getattr(provider, "_transport", None)
+        if isinstance(transport, AiohttpTransport):
+            transport._get_session()
+            n += 1
+    return n
 
 
 _FAST_CLASSES: dict[type, type] = {}

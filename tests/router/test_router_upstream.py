@@ -235,3 +235,30 @@ def test_env_proxy_is_read_once_per_host_and_no_proxy_is_honoured(monkeypatch: p
     assert t.proxy_for("http://api.example.com/v1/chat/completions") == "http://proxy.invalid:3128"  # cached
     assert AiohttpTransport(max_connections=4, keepalive_expiry_s=1.0).proxy_for(
         "http://api.example.com/v1/chat/completions") is None
+
+
+def test_the_server_opens_its_pools_and_loads_its_kernels_before_the_first_request(
+        server: ThreadedASGIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No live request pays the upstream pool's TLS context / session or the privacy kernel's load."""
+    from router_rl.features.privacy_prefilter import _kernel
+    from router_rl.router.config import parse_config
+    from router_rl.router.engine import HybridRouter
+    from router_rl.router.server import RouterServer, build_server_app
+
+    monkeypatch.setenv(KEY_ENV, "k")
+    cfg = parse_config({
+        "providers": [{"name": "local", "kind": "openai_compatible", "base_url": server.base_url, "location": "local",
+                       "api_key_env": KEY_ENV, "max_retries": 0, "models": [MODEL]}],
+        "tiers": {"simple": MODEL, "moderate": MODEL, "complex": MODEL, "very_complex": MODEL},
+        "fallback": {"emergency_cloud": False},
+        "logging": {"decision_log_dir": str(tmp_path / "log")},
+        "server": {"auth": {"enabled": False, "admin_enabled": False}},
+    })
+    router = HybridRouter.from_config(cfg)
+    transport = router.providers["local"]._transport  # type: ignore[attr-defined]
+    assert isinstance(transport, AiohttpTransport) and transport._session is None
+    with RouterServer(build_server_app(router)):
+        session = transport._session
+        assert session is not None and not session.closed  # opened by the server's start-up
+        kernel = _kernel()
+        assert kernel is None or kernel.signatures  # numba: compiled (or loaded) before any request
