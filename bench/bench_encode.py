@@ -9,7 +9,9 @@ Prints, for ``--n`` prompts from :func:`router_rl.traces.simulate.simulate_fleet
 * the live router's single-request path (issue #13 target: encode + decide <= 100 µs p50 for a
   1,000-character request), pinned to one core: the hashed n-gram blocks alone on the same
   request with the numpy one-row form (the in-run baseline; also the batch form's per-prompt
-  cost and the compiled form), ``transform_one`` (encode), the LightGBM policy's one-row
+  cost and the compiled form), ``transform_one`` (encode) with its text blocks (one compiled
+  call: hashing, keyword counts, structure statistics) and the structure regexes they replace,
+  the privacy scan, the LightGBM policy's one-row
   ``action_distribution`` (decide: the fused one-row kernel of ``policies/one_row.py``) and the
   general path it replaces, encode + decide as the router runs them, the same with the numba
   kernels switched off, and the ratios to the baseline (robust to machine load).
@@ -81,7 +83,7 @@ def main() -> None:
 
     from router_rl.features import EncoderConfig, FeatureEncoder, is_sensitive
     from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
-    from router_rl.features.text_stats import prompt_stats_one
+    from router_rl.features.one_row import text_blocks_one
     from router_rl.policies.lgbm import LGBMPolicy
     from router_rl.policies.utility import UtilityPolicy
     from router_rl.traces.simulate import simulate_fleet
@@ -138,7 +140,9 @@ def main() -> None:
 
     # --- the live router's single-request path ---------------------------------------------
     # requests of ~1,000 characters (the issue's size): each prompt cut or padded to 1,000
+    import router_rl.features.encoder as encoder_mod
     import router_rl.features.hashing as hashing_mod
+    import router_rl.features.one_row as blocks_mod
     import router_rl.features.privacy_prefilter as prefilter_mod
     import router_rl.features.text_stats as text_stats_mod
     import router_rl.policies.one_row as one_row_mod
@@ -182,11 +186,21 @@ def main() -> None:
     both_us = per_call_us(encode_decide, records)
     h1_us = per_call_us(hash_one, lowered1)
     hn_us = per_call_us(hash_one_numpy, lowered1)
-    st_us = per_call_us(lambda p: prompt_stats_one(p.lower()), one_prompts)  # type: ignore[attr-defined]
+    groups = encoder_mod._one_pass_groups()
+    nh = cfg.n_word_hash + cfg.n_char_hash
+
+    def blocks(p: object) -> object:
+        assert isinstance(p, str)
+        low = p.lower()
+        return text_blocks_one(np.zeros(enc.dim, dtype=np.float32), low, low.encode(), cfg, groups, nh)
+
+    blocks_us = per_call_us(blocks, one_prompts)
+    st_us = per_call_us(lambda p: text_stats_mod._stats_regex(p.lower(), (0, 0)), one_prompts)  # type: ignore[attr-defined]
     pv_us = per_call_us(is_sensitive, one_prompts)  # type: ignore[arg-type]
     # the same request path with the numpy twins (numba switched off), in the same run
-    mods = (hashing_mod, text_stats_mod, treeeval_mod, one_row_mod, prefilter_mod)
-    names = ("_one_row_kernel", "_substring_kernel", "_one_row_kernel", "_kernel", "_kernel")
+    mods = (hashing_mod, text_stats_mod, text_stats_mod, blocks_mod, treeeval_mod, one_row_mod, prefilter_mod)
+    names = ("_one_row_kernel", "_substring_kernel", "_stats_kernel", "_kernel", "_one_row_kernel", "_kernel",
+             "_kernel")
     kernels = [getattr(mod, name) for mod, name in zip(mods, names, strict=True)]
     for mod, name in zip(mods, names, strict=True):
         setattr(mod, name, lambda: None)
@@ -206,7 +220,8 @@ def main() -> None:
     print(f"  {name:50s} mean {batch_hash_us:7.1f} µs   (from the rate above)")
     row("hashed n-gram blocks alone, compiled one-row", h1_us)
     row("transform_one (encode)", enc_us)
-    row("  of which structure statistics (str.count form)", st_us)
+    row("  of which text blocks, one compiled call", blocks_us)
+    row("    structure statistics, regex form (reference)", st_us)
     row("  of which privacy scan (is_sensitive)", pv_us)
     row("LightGBM action_distribution, one row (decide)", dec_us)
     row("  the same, general path (no fused kernel)", dec_gen_us)

@@ -100,20 +100,6 @@ def keyword_groups_one(lowered: str) -> int:
     return sum(any(s in lowered for s in subs) for subs in COMPLEXITY_KEYWORD_GROUPS.values())
 
 
-#: Every substring of :data:`COMPLEXITY_KEYWORD_GROUPS`, group after group.
-COMPLEXITY_SUBSTRINGS: Final = tuple(s for subs in COMPLEXITY_KEYWORD_GROUPS.values() for s in subs)
-_GROUP_SIZES: Final = tuple(len(subs) for subs in COMPLEXITY_KEYWORD_GROUPS.values())
-
-
-def keyword_groups_from_counts(counts: Sequence[int]) -> int:
-    """:func:`keyword_groups_one` from the occurrence counts of :data:`COMPLEXITY_SUBSTRINGS` (in order)."""
-    groups, pos = 0, 0
-    for size in _GROUP_SIZES:
-        groups += any(counts[pos : pos + size])
-        pos += size
-    return groups
-
-
 def complexity_one(
     chars: int, max_tokens: float, n_messages: int, has_code: bool, keyword_groups: int
 ) -> tuple[int, int]:

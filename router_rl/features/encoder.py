@@ -36,26 +36,23 @@ import polars as pl
 
 from router_rl.features.complexity import (
     _LEVELS,
-    COMPLEXITY_SUBSTRINGS,
+    COMPLEXITY_KEYWORD_GROUPS,
     MAX_SCORE,
     complexity_from_stats,
     complexity_one,
     has_code_from_stats,
     keyword_group_counts,
-    keyword_groups_from_counts,
 )
 from router_rl.features.config import EncoderConfig
 from router_rl.features.errors import EncoderLoadError, EncoderNotFittedError, FeatureInputError
-from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
+from router_rl.features.hashing import encode_texts, hash_ngrams
+from router_rl.features.one_row import KeywordGroups, log1p_table, text_blocks_one
 from router_rl.features.privacy import is_sensitive
 from router_rl.features.text_stats import (
     ERROR_KEYWORDS,
     STAT_NAMES,
     TEST_KEYWORDS,
-    KeywordTable,
     prompt_stats,
-    prompt_stats_one,
-    substring_counts_one,
 )
 
 #: Bumped whenever the meaning of any feature changes; part of every fingerprint.
@@ -74,16 +71,28 @@ STRUCTURE_NAMES: Final = (
     "privacy:sensitive",  # a secret/PII finding (router_rl.features.privacy): such tasks must stay local
 )
 COMPLEXITY_NAMES: Final = ("cx:score", *(f"cx:{lv.value}" for lv in _LEVELS))
-#: Substrings the single-record path counts in one pass: test keywords, error keywords, complexity groups.
-_ONE_PASS_KEYWORDS: Final = (*TEST_KEYWORDS, *ERROR_KEYWORDS, *COMPLEXITY_SUBSTRINGS)
 
 
 @functools.cache
-def _one_pass_table() -> KeywordTable:
-    return KeywordTable(_ONE_PASS_KEYWORDS)
+def _one_pass_groups() -> KeywordGroups:
+    """What the single-record path counts in one pass: test keywords, error keywords, each complexity group."""
+    return KeywordGroups([TEST_KEYWORDS, ERROR_KEYWORDS, *COMPLEXITY_KEYWORD_GROUPS.values()])
 
 
-_N_TEST, _N_TEST_ERROR = len(TEST_KEYWORDS), len(TEST_KEYWORDS) + len(ERROR_KEYWORDS)
+@functools.cache
+def _log1p_table() -> list[float]:
+    """:func:`~router_rl.features.one_row.log1p_table` as Python floats."""
+    return log1p_table().tolist()
+
+
+def _log1p(x: float) -> float:
+    """``float(np.log1p(np.float64(x)))``: a table look-up for the small integers (counts), numpy otherwise."""
+    table = _log1p_table()
+    if 0 <= x < len(table):
+        i = int(x)
+        if i == x:
+            return table[i]
+    return float(np.log1p(np.float64(x)))
 
 
 @dataclass
@@ -454,42 +463,33 @@ class FeatureEncoder:
         text = rec.prompt
         lowered = text.lower() if text is not None else ""
         encoded = lowered.encode("utf-8", "surrogatepass")
-        nw, nc = cfg.n_word_hash, cfg.n_char_hash
-        col = 0
-        if nw or nc:
-            word, char = hash_ngrams_one(
-                encoded,
-                n_word=nw,
-                n_char=nc,
-                word_ngram_range=cfg.word_ngram_range,
-                char_ngram_range=cfg.char_ngram_range,
-                seed=cfg.seed,
-            )
-            out[:nw] = word
-            out[nw : nw + nc] = char
-            col = nw + nc
-        if cfg.use_structure or cfg.use_complexity:
-            kw = substring_counts_one(lowered, encoded, _one_pass_table())
-            stats = prompt_stats_one(lowered, keyword_totals=(sum(kw[:_N_TEST]), sum(kw[_N_TEST:_N_TEST_ERROR])))
+        col = cfg.n_word_hash + cfg.n_char_hash
+        groups = _one_pass_groups() if cfg.use_structure or cfg.use_complexity else None
+        totals, stats, logs_written, sensitive = text_blocks_one(
+            out, lowered, encoded, cfg, groups, col if cfg.use_structure else -1, text if cfg.use_structure else None
+        )
+        if stats is not None:
             has_code = stats["code_fences"] > 0 or stats["code_lines"] >= 2
             mt = rec.max_tokens
             if cfg.use_structure:
+                # the batch block's order and values (np.log1p, through a table for small integers),
+                # cast to float32 on store; the nine statistics' logs are already there when logs_written
                 k = len(_COUNT_STATS)
-                mt0 = 0.0 if math.isnan(mt) else mt
-                logs = np.log1p(np.array([*(stats[s] for s in _COUNT_STATS), mt0, rec.n_messages], dtype=np.float64))
-                block = np.empty(k + 6, dtype=np.float64)
-                block[:k] = logs[:k]
-                block[k] = float(has_code)
-                block[k + 1] = logs[k]
-                block[k + 2] = float(math.isnan(mt))
-                block[k + 3] = logs[k + 1]
-                block[k + 4] = float(text is None)
-                block[k + 5] = float(is_sensitive(text))
-                out[col : col + k + 6] = block
-                col += k + 6
+                if not logs_written:
+                    out[col : col + k] = [_log1p(stats[s]) for s in _COUNT_STATS]
+                vals = [
+                    float(has_code),
+                    _log1p(0.0 if math.isnan(mt) else mt),
+                    float(math.isnan(mt)),
+                    _log1p(rec.n_messages),
+                    float(text is None),
+                    float(is_sensitive(text) if sensitive is None else sensitive),
+                ]
+                out[col + k : col + k + len(vals)] = vals
+                col += k + len(vals)
             if cfg.use_complexity:
-                groups = keyword_groups_from_counts(kw[_N_TEST_ERROR:])
-                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, groups)
+                n_groups = sum(1 for t in totals[2:] if t)  # complexity groups present (keyword_groups_one)
+                score, level = complexity_one(stats["chars"], mt, rec.n_messages, has_code, n_groups)
                 out[col] = score / MAX_SCORE
                 out[col + 1 + level] = 1.0
                 col += len(COMPLEXITY_NAMES)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -290,12 +290,24 @@ def hash_ngrams_one(
         return word, char
     kernel = _one_row_kernel()
     if kernel is not None:
-        kernel(
-            np.frombuffer(encoded, dtype=np.uint8), word, char, word_ngram_range[0], word_ngram_range[1],
-            char_ngram_range[0], char_ngram_range[1], _seed_tag(seed, 1), _seed_tag(seed, 2), _WORD_TABLE, _WS_TABLE,
-        )
+        args = one_row_args(word_ngram_range, char_ngram_range, seed)
+        kernel(np.frombuffer(encoded, dtype=np.uint8), word, char, *args)
         return word, char
     return _hash_one_numpy(encoded, word, char, word_ngram_range, char_ngram_range, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def one_row_args(word_ngram_range: tuple[int, int], char_ngram_range: tuple[int, int], seed: int) -> tuple[Any, ...]:
+    """The one-row kernel's arguments after ``(buf, word, char)``: ranges, seed tags, byte tables (cached).
+
+    Raises:
+        ValueError: ``char_ngram_range`` goes beyond :data:`MAX_CHAR_N`.
+    """
+    if char_ngram_range[1] > MAX_CHAR_N:
+        raise ValueError(f"hash_ngrams: char n-grams are limited to n <= {MAX_CHAR_N}, got {char_ngram_range}")
+    wlo, whi = word_ngram_range
+    clo, chi = char_ngram_range
+    return wlo, whi, clo, chi, _seed_tag(seed, 1), _seed_tag(seed, 2), _WORD_TABLE, _WS_TABLE
 
 
 def _hash_one_numpy(

@@ -69,12 +69,19 @@ def warm_up() -> str:
 
     from router_rl.features.hashing import hash_ngrams_one
     from router_rl.features.privacy import is_sensitive
-    from router_rl.features.text_stats import KeywordTable, substring_counts_one
+    from router_rl.features.text_stats import KeywordTable, prompt_stats_one, substring_counts_one
     from router_rl.policies.one_row import warm_up_kernel
     from router_rl.policies.treeeval import TreeEnsemble
 
     hash_ngrams_one(b"warm up kernels", n_word=4, n_char=4)
     substring_counts_one("warm up", b"warm up", KeywordTable(("warm", "up")))
+    prompt_stats_one("def warm_up():\n  at kernels:1:2\n", keyword_totals=(0, 0))
+    from router_rl.features.config import EncoderConfig
+    from router_rl.features.one_row import KeywordGroups, text_blocks_one
+
+    cfg = EncoderConfig(n_word_hash=4, n_char_hash=4)
+    groups = KeywordGroups([("warm",), ("up",)])
+    text_blocks_one(np.zeros(17, dtype=np.float32), "warm up", b"warm up", cfg, groups, 8, "Warm Up")
     tree = {"split_feature": 0, "threshold": 0.5, "decision_type": "<=", "missing_type": "None",
             "left_child": {"leaf_value": 1.0}, "right_child": {"leaf_value": 2.0}}
     dump = {"num_tree_per_iteration": 1, "max_feature_idx": 0, "tree_info": [{"num_leaves": 2, "tree_structure": tree}]}

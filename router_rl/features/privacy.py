@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from router_rl.features.privacy_prefilter import CONTEXT_BASE, rule_mask
+from router_rl.features.privacy_prefilter import CONTEXT_BASE, always_run_bits, rule_mask
 from router_rl.features.privacy_rules import CONTEXT_RULES, TOKEN_ANY_PATTERNS, TOKEN_RULES, Hit
 
 #: The per-request scan rule, as documented (also in ``docs/features.md``).
@@ -75,7 +75,19 @@ def _hits(text: str) -> Iterator[Hit]:
 
 def _any_hit(text: str) -> bool:
     ab, lab = _views(text)
-    mask = rule_mask(ab, lab)
+    return _any_hit_masked(ab, lab, rule_mask(ab, lab))
+
+
+def sensitive_given_mask(ab: bytes, lab: bytes, kernel_mask: int) -> bool:
+    """:func:`is_sensitive` of the text whose views are ``(ab, lab)``, its prefilter kernel's mask already computed.
+
+    The encoder's one-row path runs the prefilter inside its fused text kernel
+    (:func:`router_rl.features._kernels.encode_text_row`); the rules it leaves possible run here.
+    """
+    return _any_hit_masked(ab, lab, kernel_mask | always_run_bits())
+
+
+def _any_hit_masked(ab: bytes, lab: bytes, mask: int) -> bool:
     if not mask:
         return False
     for g, (_, pat) in enumerate(TOKEN_ANY_PATTERNS):

@@ -13,7 +13,7 @@ Every rule of :mod:`router_rl.features.privacy_rules` declares a necessary condi
   which every accepted ``_ASSIGN`` match has).
 
 :func:`rule_mask` evaluates all of them in one linear pass (the numba kernel of
-:mod:`router_rl.features._privacy_kernel`); a rule whose bit is clear is skipped, so the
+:func:`router_rl.features._kernels.prefilter_mask`); a rule whose bit is clear is skipped, so the
 detections are exactly those of the unfiltered scan (``tests/features/test_feat_privacy_prefilter.py``
 checks that on the privacy corpus and on random and adversarial texts). Without numba
 (``ROUTER_RL_NUMBA=0``) every bit is set: every rule runs, as before the prefilter.
@@ -42,7 +42,7 @@ _EMAIL_NEXT: Final = frozenset(_ALNUM + b"-")
 #: A secret-like name's characters (``_ASSIGN``'s keyword and tail class, on ``lab``).
 _NAME_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
-_kernel = compiled("router_rl.features._privacy_kernel", "prefilter_mask")
+_kernel = compiled("router_rl.features._kernels", "prefilter_mask")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,11 @@ def rule_mask(ab: bytes, lab: bytes) -> int:
     if kernel is None:
         return ALL_RULES
     return int(kernel(ab, lab, *_table())) | always_run_bits()
+
+
+def prefilter_tables() -> tuple[object, ...]:
+    """The kernel's table arguments after the two views (built once; the encoder's fused call passes them)."""
+    return _table()
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Everything here works on a batch of already lower-cased texts and returns one numpy array per
 statistic, so the single-prompt helpers (:func:`router_rl.features.complexity.complexity_score`)
-and the batch encoder share one implementation and cannot drift apart.
+and the batch encoder share one implementation and cannot drift apart (the compiled one-text
+pass of the live router, ``_kernels.structure_counts``, is tested against these regexes).
 
 Counting rules (documented in ``docs/features.md``):
 
@@ -19,6 +20,7 @@ Counting rules (documented in ``docs/features.md``):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -89,10 +91,14 @@ _STACK_NL_RE: Final = re.compile(
     r"|goroutine \d+ \[)",  # Go header
     re.MULTILINE,
 )
+#: Literal starts of a code line (after its blanks); ``from X import `` and ``@name(`` are the two shapes.
+_CODE_START_KEYWORDS: Final = (
+    "def ", "class ", "import ", "function ", "async function ", "const ", "let ", "var ", "public ",
+    "private ", "protected ", "#include", "package ", "func ", "fn ", "impl ", "return ",
+)
 #: Code lines: a line starting with a keyword, plus (counted separately) a line ending in ``; { }``.
 _CODE_START_NL_RE: Final = re.compile(
-    r"\n[ \t]*(?:def |class |import |from [\w.]+ import |function |async function |const |let |var |"
-    r"public |private |protected |#include|package |func |fn |impl |return |@\w+\()"
+    r"\n[ \t]*(?:" + "|".join(re.escape(k) for k in _CODE_START_KEYWORDS) + r"|from [\w.]+ import |@\w+\()"
 )
 _CODE_END_RE: Final = re.compile(r"[;{}][ \t]*$", re.MULTILINE)
 _HUNK_NL_RE: Final = re.compile(r"\n@@ ")
@@ -176,10 +182,13 @@ def prompt_stats(lowered: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = None) -> dict[str, int]:
-    """:func:`prompt_stats` of one lower-cased text, as Python ints (same rules, no numpy).
+    """:func:`prompt_stats` of one lower-cased text, as Python ints (same rules, same counts).
 
-    Same regexes and substring counts on the text itself (the batch form joins texts with a
-    separator no pattern can match across, so a one-text batch sees exactly this text).
+    An ASCII text is counted by one compiled pass (``_kernels.structure_counts``: the regexes'
+    line rules as byte tests, compared with the regexes in ``tests/features/test_feat_stats_kernel.py``);
+    any other text, or without numba, by the same regexes and substring counts as the batch form
+    on the text itself (the batch form joins texts with a separator no pattern can match across,
+    so a one-text batch sees exactly this text).
 
     Args:
         lowered: The lower-cased text.
@@ -192,6 +201,38 @@ def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = N
             sum(lowered.count(kw) for kw in TEST_KEYWORDS),
             sum(lowered.count(kw) for kw in ERROR_KEYWORDS),
         )
+    kernel = _stats_kernel()
+    if kernel is not None and lowered.isascii():
+        c = np.zeros(7, dtype=np.int64)
+        kernel(np.frombuffer(lowered.encode("ascii"), dtype=np.uint8), *stats_tables(), c)
+        return stats_from_counts(n, c.tolist(), keyword_totals)
+    return _stats_regex(lowered, keyword_totals)
+
+
+def stats_from_counts(n: int, c: Sequence[int], keyword_totals: tuple[int, int]) -> dict[str, int]:
+    """:func:`prompt_stats_one`'s dict from the 7 counts of the compiled kernel (``_kernels.structure_counts``).
+
+    Args:
+        n: The text's length (characters).
+        c: Newlines, fences, code-start lines, code-end lines, stack lines, hunks, file paths.
+        keyword_totals: ``(test_keywords, error_keywords)``.
+    """
+    return {
+        "chars": n,
+        "lines": c[0] + 1 if n else 0,
+        "code_fences": c[1],
+        "code_lines": c[2] + c[3],
+        "stack_trace_lines": c[4],
+        "diff_hunks": c[5],
+        "test_keywords": keyword_totals[0],
+        "file_paths": c[6],
+        "error_keywords": keyword_totals[1],
+    }
+
+
+def _stats_regex(lowered: str, keyword_totals: tuple[int, int]) -> dict[str, int]:
+    """The regex form of :func:`prompt_stats_one` (any text; the reference of the compiled kernel)."""
+    n = len(lowered)
     nl = "\n" + lowered
     return {
         "chars": n,
@@ -208,6 +249,43 @@ def prompt_stats_one(lowered: str, *, keyword_totals: tuple[int, int] | None = N
         ),
         "error_keywords": keyword_totals[1],
     }
+
+
+def _packed(words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``words`` as one uint8 array and the ``(len + 1,)`` offsets delimiting them."""
+    enc = [w.encode("ascii") for w in words]
+    starts = np.zeros(len(enc) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(e) for e in enc])
+    return np.frombuffer(b"".join(enc), dtype=np.uint8).copy(), starts
+
+
+def _file_extensions() -> list[str]:
+    """Every extension :data:`_FILE_PATH_RE` accepts (``ya?ml`` spelled out)."""
+    out: list[str] = []
+    for alt in _FILE_EXTS.split("|"):
+        out.extend([alt.replace("a?", "a"), alt.replace("a?", "")] if "?" in alt else [alt])
+    return out
+
+
+def _ext_code(ext: str) -> int:
+    """The packing of :func:`router_rl.features._kernels._ext_code` (``[a-z0-9_]`` -> 1..37, 6 bits each)."""
+    code = 0
+    for ch in ext:
+        v = ord(ch) - 96 if ch.isalpha() else (37 if ch == "_" else ord(ch) - 48 + 27)
+        code = (code << 6) | v
+    return code
+
+
+@functools.cache
+def stats_tables() -> tuple[np.ndarray, ...]:
+    """The kernel's literal tables: code-line keywords (then ``from `` and `` import ``), stack literals, extensions."""
+    code_lits, code_starts = _packed([*_CODE_START_KEYWORDS, "from ", " import "])
+    stack_lits, stack_starts = _packed(['file "', '", line ', "at ", "traceback (most recent call last)", "goroutine "])
+    exts = np.array(sorted({_ext_code(e) for e in _file_extensions()}), dtype=np.uint64)
+    return code_lits, code_starts, stack_lits, stack_starts, exts
+
+
+_stats_kernel = compiled("router_rl.features._kernels", "structure_counts")
 
 
 #: A literal every branch of :data:`_STACK_NL_RE` contains (the frame branches: a blank then ``at ``).
@@ -255,6 +333,10 @@ class KeywordTable:
         pairs[[256 * e[0] + e[1] for e in enc if len(e) >= 2]] = True
         self._pair_bits = np.packbits(pairs, bitorder="little")
 
+    def kernel_args(self) -> tuple[np.ndarray, ...]:
+        """The compiled count's table arguments (``_kernels.substring_counts`` after ``buf``)."""
+        return self._kw, self._start, self._first_start, self._ids, self._pair_bits
+
 
 def substring_counts_one(lowered: str, encoded: bytes, table: KeywordTable) -> list[int]:
     """``[lowered.count(kw) for kw in table.keywords]`` in one pass (compiled when numba is there).
@@ -269,8 +351,7 @@ def substring_counts_one(lowered: str, encoded: bytes, table: KeywordTable) -> l
     if kernel is None or not table.ascii:
         return [lowered.count(kw) for kw in table.keywords]
     counts = np.zeros(len(table.keywords), dtype=np.int64)
-    kernel(np.frombuffer(encoded, dtype=np.uint8), table._kw, table._start, table._first_start, table._ids,
-           table._pair_bits, counts)
+    kernel(np.frombuffer(encoded, dtype=np.uint8), *table.kernel_args(), counts)
     return counts.tolist()
 
 

@@ -3,7 +3,10 @@
 :func:`decide_one` unpacks four dtype-packed arrays (cheap to dispatch) and runs
 :func:`decide_arrays`.
 
-Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. Trees are
+Imported lazily (it imports numba) through :func:`router_rl.features.jit.compiled`. (numba's
+on-disk cache of this file's kernels does not notice a change of ``_tree_kernel.py``, which they
+compile in: after editing that file, delete ``router_rl/policies/__pycache__/_decide_kernel*.nb*``;
+a fresh checkout has no cache.) Trees are
 walked by :func:`router_rl.policies._tree_kernel.predict_one` (the same code as the one-row tree
 walk, so the raw scores are the same bytes); sigmoid, isotonic interpolation, shrinkage, the cost
 model, the utility and the argmax follow the general path's formulas in its order. Where the

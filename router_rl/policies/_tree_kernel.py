@@ -12,6 +12,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+#: Index of the single set bit ``b`` of a 64-bit word from ``(b * _DE_BRUIJN_MUL) >> 58`` (a de Bruijn sequence).
+_DE_BRUIJN_MUL = nb.uint64(0x03F79D71B4CB0A89)
+_DE_BRUIJN = np.array([
+    0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18,
+    12, 5, 63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11, 46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19,
+    9, 13, 8, 7, 6,
+], dtype=np.int64)
+
 
 @nb.njit(cache=True, nogil=True)
 def predict_one(x, node_feature, node_threshold, node_clear, all_bits, delta, n_leaves, base, present, start):
@@ -20,13 +28,12 @@ def predict_one(x, node_feature, node_threshold, node_clear, all_bits, delta, n_
     vals = np.empty(n_split, dtype=np.float64)
     for s in range(n_split):
         cleared = nb.uint64(0)
-        for j in range(k):
-            if x[node_feature[s, j]] > node_threshold[s, j]:
-                cleared |= node_clear[s, j]
+        for j in range(k):  # branch-free: which nodes go right is data, not a jump to predict
+            go_right = nb.uint64(x[node_feature[s, j]] > node_threshold[s, j])
+            cleared |= node_clear[s, j] & (nb.uint64(0) - go_right)
         free = ~cleared & all_bits
-        leaf = 0
-        while (free >> nb.uint64(leaf)) & nb.uint64(1) == 0:
-            leaf += 1
+        # the exit leaf is the lowest free bit: its index by a de Bruijn multiply (no loop)
+        leaf = _DE_BRUIJN[((free & (~free + nb.uint64(1))) * _DE_BRUIJN_MUL) >> nb.uint64(58)]
         vals[s] = delta[s * n_leaves + leaf]
     out = base.copy()
     n_groups = present.size

@@ -14,10 +14,11 @@ import polars as pl
 import pytest
 
 import router_rl.features.hashing as hashing
+import router_rl.features.one_row as one_row
 import router_rl.features.text_stats as text_stats
 from router_rl.features import EncoderConfig, FeatureEncoder, complexity_scores
 from router_rl.features.complexity import complexity_one, keyword_group_counts, keyword_groups_one
-from router_rl.features.encoder import _ONE_PASS_KEYWORDS
+from router_rl.features.encoder import _one_pass_groups
 from router_rl.features.hashing import encode_texts, hash_ngrams, hash_ngrams_one
 from router_rl.features.jit import kernel_backend
 from router_rl.features.text_stats import KeywordTable, prompt_stats, prompt_stats_one, substring_counts_one
@@ -174,6 +175,9 @@ def test_compiled_and_numpy_one_row_hashing_equal_the_batch_bitwise(cfg: dict) -
         assert c.tobytes() == C[i].tobytes() == nc.tobytes(), (i, t[:40])
 
 
+_ONE_PASS_KEYWORDS = _one_pass_groups().table.keywords
+
+
 def test_one_pass_substring_counts_equal_str_count() -> None:
     rng = np.random.default_rng(2)
     pieces = [*_ONE_PASS_KEYWORDS, "mockmock", "errorerror", "stack traceback", "eee", "é", "🚀", " ", "\n", "x"]
@@ -196,8 +200,10 @@ def test_transform_one_without_numba_equals_transform_bitwise(fleet: pl.DataFram
     enc = FeatureEncoder(EncoderConfig()).fit(tasks.head(300))
     X = enc.transform(tasks)
     with_numba = [enc.transform_one(rec) for rec in tasks.to_dicts()]
-    monkeypatch.setattr(hashing, "_one_row_kernel", lambda: None)
-    monkeypatch.setattr(text_stats, "_substring_kernel", lambda: None)
+    for mod, name in ((hashing, "_one_row_kernel"), (text_stats, "_substring_kernel"), (text_stats, "_stats_kernel"),
+                      (one_row, "_kernel")):
+        assert getattr(mod, name)() is not None
+        monkeypatch.setattr(mod, name, lambda: None)
     for i, rec in enumerate(tasks.to_dicts()):
         one = enc.transform_one(rec)
         assert one.tobytes() == X[i].tobytes() == with_numba[i].tobytes(), i
@@ -216,9 +222,10 @@ def test_env_var_switches_to_the_numpy_twins() -> None:
 def test_warm_up_compiles_every_kernel_before_the_first_request() -> None:
     code = (
         "from router_rl.features.jit import warm_up; print(warm_up());"
-        "from router_rl.features._kernels import hash_one_row, substring_counts;"
+        "from router_rl.features._kernels import hash_one_row, substring_counts, structure_counts, encode_text_row;"
         "from router_rl.policies._tree_kernel import predict_one;"
-        "print(*(len(k.signatures) for k in (hash_one_row, substring_counts, predict_one)))"
+        "print(*(len(k.signatures) for k in (hash_one_row, substring_counts, structure_counts, encode_text_row,"
+        " predict_one)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
