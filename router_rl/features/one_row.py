@@ -145,8 +145,9 @@ def text_blocks_one(
     res = np.zeros(7 + g.n_groups, dtype=np.int64)
     ascii_text = lowered.isascii()
     do_stats = groups is not None and ascii_text
-    # the privacy views of an ASCII text: its bytes and their lower case (= ``encoded``)
-    ab = text.encode("ascii") if text is not None and ascii_text else b""
+    # the privacy views of an ASCII text: its bytes and their lower case (= ``encoded``); the text
+    # itself must be ASCII, not only its lower case (the Kelvin sign lower-cases to "k")
+    ab = text.encode("ascii") if text is not None and text.isascii() else b""
     packed = packed_tables(cfg.n_word_hash, cfg.n_char_hash, cfg.word_ngram_range, cfg.char_ngram_range, cfg.seed,
                            groups)
     written, mask = kernel(encoded, row, res, ab, do_stats, bool(ab), log_col, *packed)  # bytes: no array view

@@ -30,6 +30,7 @@ ODD_PROMPTS = [
     "  \n\t ",
     "é",
     "ÀÉÎ ünïcode 🚀 text with İstanbul (lower() changes length)",
+    "\u212a is the Kelvin sign: its lower case is the ASCII k; password=Hunter2Secret",
     "```python\ndef f():\n    return 1;\n}\n```",
     "Traceback (most recent call last):\n  File \"a.py\", line 3, in f\nKeyError: x\n@@ -1,2 +1,3 @@\n",
     "refactor the architecture; fix the race condition and the memory leak; migrate; fuzz it",

@@ -95,7 +95,8 @@ def test_the_privacy_verdict_of_the_one_call_is_is_sensitive() -> None:
     cfg = EncoderConfig()
     corpus = [it.text for it in load_corpus(seed=0)]
     texts = corpus + [f"Please fix the test.\n{t}\nThanks" for t in corpus]
-    texts += [*simulate_fleet(200, seed=5).matrix().tasks["prompt"].to_list(), "", "Ünïcode password=Hunter2Secret"]
+    texts += [*simulate_fleet(200, seed=5).matrix().tasks["prompt"].to_list(), "", "Ünïcode password=Hunter2Secret",
+              "\u212a password=Hunter2Secret", "\u212aelvin"]  # the Kelvin sign lower-cases to ASCII "k"
     seen = {True: 0, False: 0}
     for t in texts:
         low = t.lower()
