@@ -136,7 +136,8 @@ def text_blocks_one(
         and ``is_sensitive(text)`` (``None`` when not asked, or not computed here: numba off or a
         non-ASCII text, whose privacy views are not its UTF-8 bytes; the caller scans it).
     """
-    if row.dtype != np.float32 or row.size < cfg.n_word_hash + cfg.n_char_hash or log_col + 9 > row.size:
+    too_short = row.size < cfg.n_word_hash + cfg.n_char_hash or (log_col >= 0 and log_col + 9 > row.size)
+    if row.dtype != np.float32 or too_short:
         raise ValueError(f"text_blocks_one: row of {row.size} {row.dtype} cannot hold the blocks (log_col {log_col})")
     kernel = _kernel()
     if kernel is None or (groups is not None and not groups.table.ascii):

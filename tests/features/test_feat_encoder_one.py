@@ -69,8 +69,9 @@ def _frame(fleet: pl.DataFrame) -> pl.DataFrame:
         EncoderConfig(n_word_hash=0, n_char_hash=64, char_ngram_range=(1, 7), seed=3),
         EncoderConfig(n_word_hash=32, n_char_hash=0, word_ngram_range=(1, 4), use_complexity=False),
         EncoderConfig(use_structure=False, numeric_columns=("max_tokens_num",), categorical_columns=("agent_type",)),
+        EncoderConfig(n_word_hash=0, n_char_hash=0, use_structure=False, categorical_columns=()),  # a 4-wide row
     ],
-    ids=["default", "char-only", "word-only", "no-structure+numeric"],
+    ids=["default", "char-only", "word-only", "no-structure+numeric", "complexity-only"],
 )
 def test_transform_one_equals_transform_bitwise(fleet: pl.DataFrame, cfg: EncoderConfig) -> None:
     tasks = _frame(fleet).with_columns(pl.col("max_tokens").cast(pl.Float64).alias("max_tokens_num"))

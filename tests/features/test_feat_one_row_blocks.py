@@ -82,6 +82,14 @@ def test_a_row_that_cannot_hold_the_blocks_is_refused(size: int, log_col: int, d
     assert not row.any()
 
 
+def test_a_small_row_without_the_log_block_is_fine() -> None:
+    """No hashing, no structure block: the row is only as long as the other blocks (here 5)."""
+    cfg = EncoderConfig(n_word_hash=0, n_char_hash=0)
+    row = np.zeros(5, dtype=np.float32)
+    totals, stats, written, _ = one_row_mod.text_blocks_one(row, "def f(): pass", b"def f(): pass", cfg, _GROUPS)
+    assert not written and not row.any() and stats is not None and totals[0] == 0
+
+
 def test_groups_zero_and_one_are_required() -> None:
     with pytest.raises(ValueError, match="groups 0 and 1"):
         one_row_mod.KeywordGroups([("a",)])
