@@ -472,10 +472,14 @@ def run_loop(cfg: LoopConfig, out: str | Path, *, progress: Any = None) -> LoopR
             seen_rollbacks += len(rbs)
             rollbacks = []
             for rb in rbs:
-                to = rb.get("to")
-                first = next((i for i, a in enumerate(answers)
-                              if _registry_version(a.policy_version) == to and i > 0
-                              and _registry_version(answers[i - 1].policy_version) != to), None)
+                to, frm = rb.get("to"), rb.get("from")
+                # the first request after the last one the rolled-back version decided (answers are in
+                # send order, up to the driver's concurrency in flight: the first switch to ``to`` can be
+                # a request sent before the round's swap and decided by the old version)
+                on_from = [i for i, a in enumerate(answers) if _registry_version(a.policy_version) == frm]
+                first = on_from[-1] + 1 if on_from and on_from[-1] + 1 < len(answers) else next(
+                    (i for i, a in enumerate(answers) if _registry_version(a.policy_version) == to and i > 0
+                     and _registry_version(answers[i - 1].policy_version) != to), None)
                 rollbacks.append({"from": rb.get("from"), "to": to, "reason": rb.get("reason"),
                                   "actor": rb.get("actor"), "first_request_on_previous": first})
             rec.rollbacks = rollbacks
