@@ -15,8 +15,8 @@
   with counters. Its numpy twin is :func:`router_rl.features.privacy_prefilter.mask_reference`.
 * :func:`encode_text_row`: all of them on one request in one call (the encoder's one-row path).
 
-The tests compare their results with the batch forms and the regexes, bytes for bytes. One file
-(over the usual size) because numba's on-disk cache of a function is invalidated only by a change
+The tests compare their results with the batch forms and the regexes, bytes for bytes. (Over 500
+lines on purpose:) one file because numba's on-disk cache of a function is invalidated only by a change
 of its own file: the fused :func:`encode_text_row` must live with the kernels it calls.
 Work per byte is bounded by the tables in every kernel here (no input makes one more than linear).
 
