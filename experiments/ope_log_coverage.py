@@ -87,6 +87,8 @@ class Args:
     quick: bool = False
     from_json: str | None = None
     max_repeats: int | None = None
+    resume: bool = False
+    first_repeat: int = 0
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -95,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--sources", nargs="+", default=d.sources, choices=list(SOURCES))
     p.add_argument("--epsilons", nargs="+", type=float, default=d.epsilons)
-    for name in ("repeats", "n_rows", "n_bootstrap", "folds", "pca_components", "fleet_tasks", "seed"):
+    for name in ("repeats", "first_repeat", "n_rows", "n_bootstrap", "folds", "pca_components", "fleet_tasks", "seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("alpha", "logger_lam"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
@@ -109,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--from-json", default=None, help="re-summarise the repeats of a written JSON (no new run)")
     p.add_argument("--max-repeats", type=int, default=None,
                    help="with --from-json: summarise the first N repeats only and print the tables (writes nothing)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run written at <out-dir>/<name>.json (same settings) from its last repeat")
     a = Args(**vars(p.parse_args(argv)))
     if a.quick:
         a.sources, a.repeats, a.n_rows = ["fleet"], 3, 1500
@@ -305,7 +309,7 @@ def _width(x: float, metric: str) -> str:
 
 def _interval_text(args: Args) -> str:
     if args.interval == "betting":
-        return "betting intervals (finite-sample, no resamples; exact metrics: percentile bootstrap)"
+        return "betting intervals (finite-sample, no resamples; exact metrics too, since 2026-12-02)"
     allowance = "on" if args.bias_allowance else "off"
     return f"{args.interval} bootstrap intervals ({args.n_bootstrap} resamples; bias allowance {allowance})"
 
@@ -415,6 +419,65 @@ def resummarise(path: str, max_repeats: int | None = None) -> dict[str, Any]:
     return results
 
 
+#: Settings a resumed run must share with the run it continues (``repeats`` may grow).
+_RESUME_KEYS = (
+    "sources", "epsilons", "n_rows", "n_bootstrap", "folds", "pca_components", "alpha", "logger_lam",
+    "metrics", "interval", "bias_allowance", "lam", "fleet_tasks", "seed", "first_repeat",
+)
+
+
+def previous_run(path: Any, args: Args) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The per-repeat records, true values and run time of the run ``--resume`` continues.
+
+    Every repeat is seeded by (source, epsilon, repeat), so the repeats that follow are the ones the
+    interrupted run would have drawn. Its records are the written (6-digit) ones.
+
+    Raises:
+        SystemExit: no such file, or a setting differs from the written run's (names it).
+    """
+    if not path.exists():
+        raise SystemExit(f"--resume: no earlier run at {path}")
+    old = json.loads(path.read_text())
+    for k in _RESUME_KEYS:
+        if old["args"].get(k) != getattr(args, k):
+            raise SystemExit(f"--resume: {path} was run with {k}={old['args'].get(k)!r}, not {getattr(args, k)!r}")
+    repeats = {name: s["repeats"] for name, s in old["sources"].items()}
+    truths = {name: {m: ms["truth"] for m, ms in s["metrics"].items()} for name, s in old["sources"].items()}
+    return repeats, truths, float(old.get("seconds", 0.0))
+
+
+def _close(a: Any, b: Any, rtol: float = 2e-5) -> bool:
+    """Equal up to the 6 significant digits a written record keeps (nested dicts / lists)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k], rtol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return bool(np.isclose(a, b, rtol=rtol, atol=1e-12))
+    return bool(a == b)
+
+
+def check_resumable(src: Source, truth: dict[str, Any], raw: dict[str, list[Any]], args: Args) -> None:
+    """Refuse to continue a run the current code would not reproduce.
+
+    The source's true values and the first repeat of the first epsilon are computed again and
+    compared with the written ones (to their 6 digits): a change to the simulator, the logger or an
+    estimator since the run was written makes them differ.
+
+    Raises:
+        SystemExit: naming what differs.
+    """
+    for m, t in truth.items():
+        if not _close(t, src.truth[m]):
+            raise SystemExit(f"--resume: the true values of {src.name} / {m} differ from the written run's")
+    eps = args.epsilons[0]
+    again = compact(one_repeat(src, eps, args.first_repeat, args))
+    if not _close(again, raw[f"{eps:g}"][0]):
+        raise SystemExit(
+            f"--resume: repeat {args.first_repeat} of {src.name} at epsilon {eps:g} differs from the written one"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every source x exploration x repeat; write the JSON and Markdown."""
     from pathlib import Path
@@ -427,9 +490,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     metrics = [*args.metrics, "local_share"]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    earlier, earlier_truth, earlier_seconds = (
+        previous_run(out / f"{args.name}.json", args) if args.resume else ({}, {}, 0.0)
+    )
 
     def write(partial: bool) -> str:
-        seconds = time.time() - t0
+        seconds = earlier_seconds + time.time() - t0
         results["seconds"] = seconds
         results["complete"] = not partial
         (out / f"{args.name}.json").write_text(json.dumps(compact(results), separators=(",", ":")))
@@ -441,6 +507,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         src = build_source(sname, args)
         by_metric: dict[str, Any] = {m: {"by_epsilon": {}} for m in metrics}
         raw: dict[str, list[dict[str, Any]]] = {f"{eps:g}": [] for eps in args.epsilons}
+        done = min((len(v) for v in earlier.get(sname, {}).values()), default=0)
+        for eps in args.epsilons:
+            raw[f"{eps:g}"] = list(earlier.get(sname, {}).get(f"{eps:g}", []))[:done]
         results["sources"][sname] = {
             "description": src.description,
             "n_test_tasks": src.test.n_tasks,
@@ -455,9 +524,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             by_metric[m]["truth"] = src.truth[m]
             by_metric[m]["logger_truth"] = {f"{k:g}": v for k, v in src.logger_truth[m].items()}
         # repeats outermost: a run stopped early still has every (policy, ε) cell, over fewer repeats
-        for rep in range(args.repeats):
-            for eps in args.epsilons:
-                raw[f"{eps:g}"].append(one_repeat(src, eps, rep, args))
+        if done:
+            check_resumable(src, earlier_truth[sname], raw, args)
+            print(f"{sname}: resuming after {done} repeats (truths and first repeat redrawn: equal)", flush=True)
+        for rep in range(done, args.repeats):
+            for eps in args.epsilons:  # --first-repeat: fresh logs of the same source (repeat numbers seed them)
+                raw[f"{eps:g}"].append(one_repeat(src, eps, args.first_repeat + rep, args))
             if (rep + 1) % 5 == 0 or rep + 1 == args.repeats:
                 for eps in args.epsilons:
                     for m in metrics:
@@ -465,6 +537,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["sources"][sname]["repeats_done"] = rep + 1
                 print(f"{sname}: {rep + 1} repeats, {time.time() - t0:.0f} s", flush=True)
                 write(partial=True)
+        for eps in args.epsilons:  # a resumed run with nothing left to draw still gets its summaries
+            for m in metrics:
+                by_metric[m]["by_epsilon"][f"{eps:g}"] = summarise(src, eps, raw[f"{eps:g}"], m)
+        results["sources"][sname]["repeats_done"] = len(raw[f"{args.epsilons[0]:g}"])
     md = write(partial=False)
     print(md)
     return results

@@ -24,7 +24,9 @@ metric. Output is a :class:`LoggedEvaluation`:
   for it, with its own interval) or one of the targets;
 * *exact* metrics (a per-action constant such as "is the model local"): the value of a target is
   known from its distribution alone, ``mean_i sum_a pi(a|x_i) v_a``, no estimator needed; the
-  interval only reflects which contexts the log happened to contain;
+  interval only reflects which contexts the log happened to contain (with ``betting``: the
+  betting interval of those per-row values, bounded by ``[min v, max v]``, unit weights; with a
+  bootstrap method: the percentile bootstrap of their mean);
 * a :class:`~router_rl.ope.support.SupportCheck` per target (:mod:`router_rl.ope.support`).
 
 Rows whose reward is NaN (no label yet) are excluded from that metric and counted
@@ -303,6 +305,38 @@ def _diff_bounds(
     )
 
 
+def _exact_bootstrap(boot: np.ndarray, alpha: float, n_bootstrap: int) -> Any:
+    """Percentile bootstrap intervals of an exact metric (``boot``: resampled column means, paired)."""
+
+    def interval(col: np.ndarray, j: int, i: int | None = None) -> Estimate:
+        b = boot[:, j] if i is None else boot[:, j] - boot[:, i]
+        return _interval(EXACT, float(col.mean()), b, alpha, n_bootstrap, col.size)
+
+    return interval
+
+
+def _exact_betting(vec: np.ndarray, alpha: float, seed: int) -> Any:
+    """Betting intervals of an exact metric's per-row values (``pi(x_i) @ vec``, weights 1).
+
+    The rows' values lie in ``[min(vec), max(vec)]`` and a difference of two policies' values in
+    ``[-range, range]``: known bounds, so the interval of their mean is the finite-sample betting
+    one (:func:`~router_rl.ope.betting.betting_interval` with unit weights), as for the estimated
+    metrics. Every row the same value (e.g. the local share of an all-local policy): that value,
+    as the bootstrap's.
+    """
+    lo_v, hi_v = float(vec.min()), float(vec.max())
+
+    def interval(col: np.ndarray, j: int, i: int | None = None) -> Estimate:
+        v = float(col.mean())
+        if np.ptp(col) == 0 or hi_v == lo_v:
+            return _estimate(EXACT, v, v, v, "betting", alpha, None, col.size)
+        rr = (lo_v, hi_v) if i is None else (lo_v - hi_v, hi_v - lo_v)
+        b = _cs(np.clip(col, *rr), np.ones(col.size), alpha, rr, seed)
+        return _estimate(EXACT, v, min(b.lower, v), max(b.upper, v), "betting", alpha, None, col.size)
+
+    return interval
+
+
 def _cs(
     r: np.ndarray, w: np.ndarray, level: float, reward_range: tuple[float, float] | None, seed: int,
     versus_logger: bool = False,
@@ -357,7 +391,8 @@ def evaluate_logged(
         seed: Bootstrap seed.
         groups, group_by, support_threshold, row_labels: See :func:`support_check`.
         interval: ``betting`` (default), ``studentized`` or ``percentile`` intervals
-            (:func:`router_rl.ope.estimators.estimate_all`); exact metrics always use percentile.
+            (:func:`router_rl.ope.estimators.estimate_all`); exact metrics use the betting
+            interval of their per-row values with ``betting``, the percentile bootstrap otherwise.
         bias_allowance: Widen DM / switch-DR bootstrap intervals by their estimated bias.
 
     Raises:
@@ -534,22 +569,19 @@ def evaluate_logged(
         reward_models[mname] = None
         names = list(tg)
         cols = np.column_stack([p0 @ vec, *[tg[nm] @ vec for nm in names]])
-        sums = cols.sum(axis=0) / n
-        boot = bootstrap_column_sums(cols, n_bootstrap, np.random.default_rng([seed, 17])) / n
         inc_idx = 0 if incumbent == LOGGED else 1 + names.index(incumbent)
+        if betting:
+            exact_interval = _exact_betting(vec, alpha, seed)
+        else:
+            boot = bootstrap_column_sums(cols, n_bootstrap, np.random.default_rng([seed, 17])) / n
+            exact_interval = _exact_bootstrap(boot, alpha, n_bootstrap)
         for j, nm in enumerate(names, start=1):
-            est = {EXACT: _interval(EXACT, sums[j], boot[:, j], alpha, n_bootstrap, n)}
+            est = {EXACT: exact_interval(cols[:, j], j)}
             diff_exact = None
             if nm != incumbent:
-                diff_exact = {
-                    EXACT: _interval(
-                        EXACT, sums[j] - sums[inc_idx], boot[:, j] - boot[:, inc_idx], alpha, n_bootstrap, n
-                    )
-                }
+                diff_exact = {EXACT: exact_interval(cols[:, j] - cols[:, inc_idx], j, inc_idx)}
             per[nm][mname] = MetricResult(mname, n, 0, True, est, diff_exact)
-        inc_metrics[mname] = MetricResult(
-            mname, n, 0, True, {EXACT: _interval(EXACT, sums[0], boot[:, 0], alpha, n_bootstrap, n)}
-        )
+        inc_metrics[mname] = MetricResult(mname, n, 0, True, {EXACT: exact_interval(cols[:, 0], 0)})
 
     policies: dict[str, PolicyResult] = {}
     for name, t in tg.items():
