@@ -91,6 +91,22 @@ def test_loop_two_rounds_small(tmp_path: Path) -> None:
     assert (out / "report.png").stat().st_size > 10_000
     assert (out / "logged-r02.parquet").is_file() and (out / "gate-r02.json").is_file()
 
+    # refitting round 1's learner on its own log with the loop's seed gives the loop's candidate back
+    from router_rl.loop.refit import HeldOutScorer, refit_round
+    from router_rl.loop.rounds import rescore
+    from router_rl.policies.base import RoutingPolicy
+
+    re = refit_round(out, 1, {"loop": {}, "more rounds": {"reward_rounds": 150}}, [3 * 1000 + 1, 7])
+    assert re["rows"] == 300 and set(re["settings"]) == {"loop", "more rounds"}
+    assert re["settings"]["more rounds"]["config"]["reward_rounds"] == 150
+    fits = re["settings"]["loop"]["fits"]
+    assert [f["seed"] for f in fits] == [3001, 7] and all(abs(f["quality_gap_points"]) < 30 for f in fits)
+    saved = HeldOutScorer(out).score(RoutingPolicy.load(out / "candidates" / "r01"))
+    assert saved == pytest.approx({k: v for k, v in fits[0].items() if k != "seed"}, rel=1e-9, abs=1e-12)
+    assert HeldOutScorer(out).reference == pytest.approx(rescore(out)["baseline_test"], rel=1e-12)
+    with pytest.raises(FileNotFoundError, match="no joined log of round 3"):
+        refit_round(out, 3, {"loop": {}}, [0])
+
 
 @pytest.mark.cli
 def test_loop_cli_errors_name_the_flag(tmp_path: Path) -> None:
