@@ -41,13 +41,18 @@ class HeldOutScorer:
         ref = int(np.argmax(self.world.matrix.quality[tr].mean(axis=0)))
         self.cref = float(self.world.matrix.cost[tr, ref].mean())
         self.X_test = self.world.features(self.world.test_rows)
-        self._truth = _test_truth
         self.reference = _test_truth(self.world, offline_baseline(self.world, cfg, self.world.features(tr)),
                                      self.X_test, 0, cfg.lam, self.cref)
 
+    def truth(self, policy: RoutingPolicy) -> dict[str, float]:
+        """``policy``'s true quality, cost, local share and utility on the held-out tasks (matrix as recorded)."""
+        from router_rl.loop.rounds import _test_truth
+
+        return _test_truth(self.world, policy, self.X_test, 0, self.cfg.lam, self.cref)
+
     def score(self, policy: RoutingPolicy) -> dict[str, float]:
         """``policy``'s held-out quality gap (points), cost ratio, utility gap and local share vs the reference."""
-        t = self._truth(self.world, policy, self.X_test, 0, self.cfg.lam, self.cref)
+        t = self.truth(policy)
         base = self.reference
         return {
             "quality_gap_points": 100.0 * (t["quality"] - base["quality"]),

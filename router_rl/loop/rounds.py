@@ -216,17 +216,13 @@ def held_out_comparison(
 
 def rescore(out: str | Path) -> dict[str, Any]:
     """:func:`held_out_comparison` of a finished run folder (its ``config.json`` and ``registry/``)."""
-    from router_rl.loop.world import load_world
+    from router_rl.loop.refit import HeldOutScorer
     from router_rl.registry import PolicyRegistry
 
-    root = Path(out)
-    cfg = LoopConfig.from_dict(json.loads((root / "config.json").read_text()))
-    world = load_world(cfg.traces, seed=cfg.seed, fleet_tasks=cfg.fleet_tasks, hash_buckets=cfg.hash_buckets)
-    tr = world.traffic_rows
-    ref = int(np.argmax(world.matrix.quality[tr].mean(axis=0)))
-    cref = float(world.matrix.cost[tr, ref].mean())
-    live, final, base = held_out_comparison(world, cfg, PolicyRegistry(root / "registry"), world.features(tr),
-                                            world.features(world.test_rows), cref)
+    sc = HeldOutScorer(out)
+    registry = PolicyRegistry(sc.root / "registry")
+    live = str(registry.live)
+    final, base = sc.truth(registry.load(live)), sc.reference
     out_d: dict[str, Any] = {"final_live_version": live, "final_test": final, "baseline_test": base,
                              "quality_gap_points": 100.0 * (final["quality"] - base["quality"]),
                              "cost_ratio": final["cost_usd"] / base["cost_usd"] if base["cost_usd"] > 0 else None}
